@@ -1,0 +1,199 @@
+/**
+ * Image decoding with sharp: untrusted bytes → 8-bit RGB pixels `[H, W, 3]` (HWC, row-major).
+ *
+ * What it does, in order: detect the format (refuse anything but JPEG, PNG, WebP, AVIF, GIF, TIFF),
+ * check the pixel limit before decoding, decode the first frame/page, apply the EXIF orientation,
+ * flatten alpha onto black, convert grey/CMYK/16-bit to 8-bit sRGB, and optionally shrink so the
+ * longer side is at most `maxSide`. Truncated or corrupt pixel data is refused (sharp `failOn: 'error'`).
+ */
+import sharp from 'sharp';
+import { InvalidInputError, TooLargeError, UnsupportedMediaError } from '../errors.js';
+
+/** Formats the service accepts, as named in errors and in {@link DecodedImage.format}. */
+export const SUPPORTED_IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff'] as const;
+
+/** Default for {@link DecodeOptions.limitInputPixels}: 40 MP. */
+export const DEFAULT_LIMIT_INPUT_PIXELS = 40_000_000;
+
+export interface DecodeOptions {
+  /** Refuse (413) images with more than this many pixels (width × height of one frame). Default 40e6. */
+  limitInputPixels?: number;
+  /** Shrink so that max(width, height) ≤ maxSide (never enlarges). Default: undefined, keep the size. */
+  maxSide?: number;
+  /** Field name used in error responses. Default `'image'`. */
+  field?: string;
+}
+
+export interface DecodedImage {
+  /** Pixels `[height, width, 3]`, RGB, 8-bit, row-major (HWC). */
+  rgb: Uint8Array;
+  /** Width after the optional resize. */
+  width: number;
+  /** Height after the optional resize. */
+  height: number;
+  /** Width after EXIF orientation, before resizing: the frame boxes are given in. */
+  originalWidth: number;
+  /** Height after EXIF orientation, before resizing. */
+  originalHeight: number;
+  /** `width / originalWidth`; 1 when not resized. Same as `scaleX`. */
+  scale: number;
+  /** `width / originalWidth`: multiply box x coordinates by this. */
+  scaleX: number;
+  /** `height / originalHeight`: multiply box y coordinates by this (equals `scaleX` up to rounding). */
+  scaleY: number;
+  /** Detected format: one of {@link SUPPORTED_IMAGE_FORMATS}. */
+  format: string;
+}
+
+/** Magic numbers of common formats sharp does not decode here, only to name them in the 415 error. */
+const UNSUPPORTED_SIGNATURES: Array<[string, (b: Uint8Array) => boolean]> = [
+  ['bmp', (b) => b[0] === 0x42 && b[1] === 0x4d],
+  ['ico', (b) => b[0] === 0 && b[1] === 0 && b[2] === 1 && b[3] === 0],
+  ['pdf', (b) => ascii(b, 0, 5) === '%PDF-'],
+  ['psd', (b) => ascii(b, 0, 4) === '8BPS'],
+  ['jxl', (b) => (b[0] === 0xff && b[1] === 0x0a) || ascii(b, 4, 8) === 'JXL '],
+  ['jp2', (b) => ascii(b, 4, 8) === 'jP  '],
+  ['heic', (b) => ascii(b, 4, 8) === 'ftyp' && /^(heic|heix|hevc|mif1|msf1)$/.test(ascii(b, 8, 12))],
+];
+
+function ascii(bytes: Uint8Array, start: number, end: number): string {
+  return String.fromCharCode(...bytes.subarray(start, end));
+}
+
+function unsupported(detected: string, field: string): UnsupportedMediaError {
+  return new UnsupportedMediaError(
+    `Unsupported image format '${detected}'; expected one of ${SUPPORTED_IMAGE_FORMATS.join(', ')}`,
+    field,
+    `an image in one of: ${SUPPORTED_IMAGE_FORMATS.join(', ')}`,
+  );
+}
+
+/**
+ * Decodes an uploaded image into RGB pixels.
+ *
+ * @param bytes - The encoded image.
+ * @param opts.limitInputPixels - Pixel limit of one frame, default 40e6 (413 above it).
+ * @param opts.maxSide - Optional longest side after resizing; default keeps the original size.
+ * @param opts.field - Field name for errors, default `'image'`.
+ * @returns RGB pixels `[H, W, 3]` plus original size and the scale used.
+ * @throws UnsupportedMediaError (415) for an undetectable or unsupported format (the error names it);
+ *   TooLargeError (413) over the pixel limit; InvalidInputError (400) for empty, zero-size,
+ *   truncated or corrupt images.
+ */
+export async function decodeImage(
+  bytes: Buffer | Uint8Array,
+  opts: DecodeOptions = {},
+): Promise<DecodedImage> {
+  const field = opts.field ?? 'image';
+  const limit = opts.limitInputPixels ?? DEFAULT_LIMIT_INPUT_PIXELS;
+  const { maxSide } = opts;
+  if (maxSide !== undefined && !(Number.isInteger(maxSide) && maxSide >= 1)) {
+    throw new RangeError(`decodeImage: maxSide must be an integer >= 1, got ${maxSide}`);
+  }
+  if (bytes.length === 0) {
+    throw new InvalidInputError('The image is empty (0 bytes)', field, 'a non-empty encoded image');
+  }
+  const input = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+  // sharp's own limit stays on as a second guard; ours runs first to give a precise message.
+  const sharpOptions = { failOn: 'error', limitInputPixels: limit, pages: 1, page: 0 } as const;
+  let meta: sharp.Metadata;
+  try {
+    // Header only: the pixel limit is checked below with a clearer message than sharp's.
+    meta = await sharp(input, { ...sharpOptions, limitInputPixels: false }).metadata();
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/unsupported image format/i.test(message)) {
+      const named = UNSUPPORTED_SIGNATURES.find(([, test]) => test(input));
+      throw unsupported(named ? named[0] : 'unknown', field);
+    }
+    throw corrupt(message, field);
+  }
+
+  const format =
+    meta.format === 'heif' ? (meta.compression === 'av1' ? 'avif' : 'heic') : String(meta.format);
+  if (!(SUPPORTED_IMAGE_FORMATS as readonly string[]).includes(format)) throw unsupported(format, field);
+
+  // One frame of a multi-page GIF/TIFF/WebP: `pageHeight` is the frame height, `height` may be the stack.
+  const frameWidth = meta.width ?? 0;
+  const frameHeight = meta.pageHeight ?? meta.height ?? 0;
+  if (frameWidth <= 0 || frameHeight <= 0) {
+    throw new InvalidInputError(
+      `The image has zero size (${frameWidth}×${frameHeight})`,
+      field,
+      'width and height ≥ 1',
+    );
+  }
+  if (frameWidth * frameHeight > limit) {
+    throw new TooLargeError(
+      `The image has ${frameWidth}×${frameHeight} = ${frameWidth * frameHeight} pixels, over the limit of ${limit}`,
+      field,
+      `at most ${limit} pixels`,
+    );
+  }
+  // Orientations 5..8 swap the axes.
+  const swapped = (meta.orientation ?? 1) >= 5;
+  const originalWidth = swapped ? frameHeight : frameWidth;
+  const originalHeight = swapped ? frameWidth : frameHeight;
+
+  let width = originalWidth;
+  let height = originalHeight;
+  if (maxSide !== undefined && Math.max(width, height) > maxSide) {
+    const s = maxSide / Math.max(width, height);
+    width = Math.max(1, Math.round(originalWidth * s));
+    height = Math.max(1, Math.round(originalHeight * s));
+  }
+
+  let pipeline = sharp(input, { ...sharpOptions, autoOrient: true })
+    .flatten({ background: { r: 0, g: 0, b: 0 } })
+    .toColourspace('srgb')
+    .removeAlpha();
+  if (width !== originalWidth || height !== originalHeight) {
+    // Exact target size on both axes so scaleX/scaleY are exactly width/originalWidth, height/originalHeight.
+    pipeline = pipeline.resize(width, height, { fit: 'fill' });
+  }
+  let data: Buffer;
+  let info: sharp.OutputInfo;
+  try {
+    ({ data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/exceeds pixel limit/i.test(message)) {
+      throw new TooLargeError(
+        `The image exceeds the pixel limit of ${limit}`,
+        field,
+        `at most ${limit} pixels`,
+      );
+    }
+    throw corrupt(message, field);
+  }
+  if (info.channels !== 3 || info.width !== width || info.height !== height) {
+    // Would be a bug in the pipeline above, not bad input.
+    throw new Error(
+      `decodeImage: expected ${width}×${height}×3 pixels, sharp produced ${info.width}×${info.height}×${info.channels}`,
+    );
+  }
+  return {
+    rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width,
+    height,
+    originalWidth,
+    originalHeight,
+    scale: width / originalWidth,
+    scaleX: width / originalWidth,
+    scaleY: height / originalHeight,
+    format,
+  };
+}
+
+function corrupt(sharpMessage: string, field: string): InvalidInputError {
+  // libvips repeats lines; the first one says what went wrong.
+  const reason = sharpMessage.split('\n')[0].trim();
+  return new InvalidInputError(
+    `The image could not be decoded (truncated or corrupt): ${reason}`,
+    field,
+    'a complete, valid image',
+  );
+}
