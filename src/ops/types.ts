@@ -32,3 +32,17 @@ export interface Pooled {
 
 /** How RoI Align / RoI Warp reduce the samples of one bin. See `roi_align.ts`. */
 export type AlignMode = 'avg' | 'max' | 'onnx_max';
+
+/** A half-open axis-aligned rectangle `[x1, x2) × [y1, y2)` in input-image pixels. */
+export interface Rect {
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+}
+
+/** One canonical box row, as returned by `boxAt`. */
+export interface Box extends Rect {
+  /** Batch index into the feature map, `0 <= b < N`. */
+  b: number;
+}

@@ -1,0 +1,270 @@
+/**
+ * Box formats, validation and scaling: the one place where user boxes become canonical `[K, 5]` rows
+ * `(b, x1, y1, x2, y2)`. Validate once here; the kernels only re-check the batch index against the map.
+ */
+import { InvalidInputError } from '../errors.js';
+import type { Box, Boxes } from './types.js';
+
+/**
+ * Accepted box formats at the edge:
+ * - `xyxy`: `(x1, y1, x2, y2)`, corners (canonical);
+ * - `xywh`: `(x, y, w, h)`, top-left corner and size;
+ * - `cxcywh`: `(cx, cy, w, h)`, centre and size.
+ */
+export type BoxFormat = 'xyxy' | 'xywh' | 'cxcywh';
+
+export const BOX_FORMATS: readonly BoxFormat[] = ['xyxy', 'xywh', 'cxcywh'];
+
+/**
+ * C's `round`: half away from zero (`cRound(2.5) = 3`, `cRound(-2.5) = -3`). `Math.round` rounds
+ * half up (`Math.round(-2.5) = -2`), which is not what Caffe, torchvision or ONNX Runtime do.
+ */
+export function cRound(v: number): number {
+  return v < 0 ? -Math.round(-v) : Math.round(v);
+}
+
+export interface CanonicalBoxOptions {
+  /** Format of the 4 coordinates of each row. Default `'xyxy'`. */
+  format?: BoxFormat;
+  /** `N` of the feature map: batch indices must satisfy `0 <= b < batchSize`. */
+  batchSize: number;
+  /** Field name used in error messages. Default `'boxes'`. */
+  field?: string;
+}
+
+const FORMAT_NAMES: Record<BoxFormat, readonly string[]> = {
+  xyxy: ['x1', 'y1', 'x2', 'y2'],
+  xywh: ['x', 'y', 'w', 'h'],
+  cxcywh: ['cx', 'cy', 'w', 'h'],
+};
+
+/** Converts the 4 coordinates of one row to `xyxy` and writes `(b, x1, y1, x2, y2)` at `data[5k]`. */
+function writeRow(
+  data: Float32Array,
+  k: number,
+  b: number,
+  coords: readonly number[],
+  start: number,
+  format: BoxFormat,
+  field: string,
+): void {
+  const names = FORMAT_NAMES[format];
+  for (let j = 0; j < 4; j++) {
+    const v = coords[start + j];
+    if (typeof v !== 'number' || !Number.isFinite(v) || !Number.isFinite(Math.fround(v))) {
+      throw new InvalidInputError(
+        `${field}[${start + j}] (${names[j]}) must be a finite number that fits float32, got ${String(v)}`,
+        `${field}[${start + j}]`,
+        'a finite number within float32 range (|v| < 3.4e38)',
+      );
+    }
+  }
+  const a = coords[start];
+  const c = coords[start + 1];
+  const d = coords[start + 2];
+  const e = coords[start + 3];
+  let x1: number, y1: number, x2: number, y2: number;
+  if (format === 'xyxy') {
+    [x1, y1, x2, y2] = [a, c, d, e];
+    if (x2 < x1) {
+      throw new InvalidInputError(
+        `${field}: x2 (${x2}) is smaller than x1 (${x1})`,
+        `${field}[${start + 2}]`,
+        'x2 >= x1',
+      );
+    }
+    if (y2 < y1) {
+      throw new InvalidInputError(
+        `${field}: y2 (${y2}) is smaller than y1 (${y1})`,
+        `${field}[${start + 3}]`,
+        'y2 >= y1',
+      );
+    }
+  } else {
+    if (d < 0) {
+      throw new InvalidInputError(
+        `${field}: width ${d} is negative`,
+        `${field}[${start + 2}]`,
+        'a width >= 0',
+      );
+    }
+    if (e < 0) {
+      throw new InvalidInputError(
+        `${field}: height ${e} is negative`,
+        `${field}[${start + 3}]`,
+        'a height >= 0',
+      );
+    }
+    if (format === 'xywh') {
+      [x1, y1, x2, y2] = [a, c, a + d, c + e];
+    } else {
+      [x1, y1, x2, y2] = [a - d / 2, c - e / 2, a + d / 2, c + e / 2];
+    }
+    if (![x1, y1, x2, y2].every((v) => Number.isFinite(Math.fround(v)))) {
+      throw new InvalidInputError(
+        `${field}: the box corners overflow float32`,
+        field,
+        'corners within float32 range (|v| < 3.4e38)',
+      );
+    }
+  }
+  const o = 5 * k;
+  data[o] = b;
+  data[o + 1] = x1;
+  data[o + 2] = y1;
+  data[o + 3] = x2;
+  data[o + 4] = y2;
+}
+
+function checkBatchIndex(b: unknown, batchSize: number, field: string): number {
+  if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= batchSize) {
+    throw new InvalidInputError(
+      `${field} is ${String(b)}, but the feature map has N = ${batchSize}`,
+      field,
+      `an integer batch index 0 <= b < ${batchSize}`,
+    );
+  }
+  return b;
+}
+
+/**
+ * Converts box rows to canonical `Boxes` (`[K, 5]` rows `(b, x1, y1, x2, y2)`, float32).
+ *
+ * Each row is either 4 numbers (batch index 0) or 5 numbers with the batch index first. Rows are
+ * checked once here: finite numbers within float32 range, `x2 >= x1`, `y2 >= y1` (widths and heights
+ * `>= 0` for `xywh` / `cxcywh`), integer `0 <= b < batchSize`. Errors name the row, e.g. `boxes[3]`, and
+ * the value, e.g. `boxes[3][2]`. An empty list is valid (`count = 0`).
+ *
+ * @example toCanonicalBoxes([[10, 20, 30, 40]], { format: 'xywh', batchSize: 1 }) // → (0, 10, 20, 40, 60)
+ */
+export function toCanonicalBoxes(rows: readonly (readonly number[])[], opts: CanonicalBoxOptions): Boxes {
+  const format = opts.format ?? 'xyxy';
+  const field = opts.field ?? 'boxes';
+  if (!Array.isArray(rows)) {
+    throw new InvalidInputError(
+      `${field} must be an array of box rows`,
+      field,
+      'an array of [4] or [5] number rows',
+    );
+  }
+  const data = new Float32Array(rows.length * 5);
+  for (let k = 0; k < rows.length; k++) {
+    const row = rows[k];
+    const rowField = `${field}[${k}]`;
+    if (!Array.isArray(row) || (row.length !== 4 && row.length !== 5)) {
+      throw new InvalidInputError(
+        `${rowField} must have 4 numbers (${FORMAT_NAMES[format].join(', ')}) or 5 (b, ${FORMAT_NAMES[format].join(', ')})`,
+        rowField,
+        `4 or 5 numbers`,
+      );
+    }
+    const hasBatch = row.length === 5;
+    const b = hasBatch ? checkBatchIndex(row[0], opts.batchSize, `${rowField}[0]`) : 0;
+    if (!hasBatch) checkBatchIndex(0, opts.batchSize, `${rowField}`);
+    writeRow(data, k, b, row, hasBatch ? 1 : 0, format, rowField);
+  }
+  return { data, count: rows.length };
+}
+
+/**
+ * Converts per-image box lists to canonical `Boxes`: list `i` holds the 4-number rows of image `i`
+ * (batch index `i`). Same validation as `toCanonicalBoxes`; errors name e.g. `boxes[1][3][2]`.
+ */
+export function boxesFromPerImage(
+  lists: readonly (readonly (readonly number[])[])[],
+  opts: { format?: BoxFormat; field?: string } = {},
+): Boxes {
+  const format = opts.format ?? 'xyxy';
+  const field = opts.field ?? 'boxes';
+  let total = 0;
+  for (let i = 0; i < lists.length; i++) {
+    if (!Array.isArray(lists[i])) {
+      throw new InvalidInputError(
+        `${field}[${i}] must be a list of boxes`,
+        `${field}[${i}]`,
+        'an array of box rows',
+      );
+    }
+    total += lists[i].length;
+  }
+  const data = new Float32Array(total * 5);
+  let k = 0;
+  for (let i = 0; i < lists.length; i++) {
+    for (let j = 0; j < lists[i].length; j++) {
+      const row = lists[i][j];
+      const rowField = `${field}[${i}][${j}]`;
+      if (!Array.isArray(row) || row.length !== 4) {
+        throw new InvalidInputError(
+          `${rowField} must have 4 numbers (${FORMAT_NAMES[format].join(', ')})`,
+          rowField,
+          '4 numbers',
+        );
+      }
+      writeRow(data, k++, i, row, 0, format, rowField);
+    }
+  }
+  return { data, count: total };
+}
+
+/**
+ * Scales box coordinates by `factor` (e.g. after resizing the image by that factor); batch indices are
+ * kept. Coordinates are rounded to float32 like every `Boxes`.
+ */
+export function scaleBoxes(boxes: Boxes, factor: number): Boxes {
+  if (!Number.isFinite(factor) || factor <= 0) {
+    throw new InvalidInputError(
+      `scale factor must be a finite number > 0, got ${factor}`,
+      'scale',
+      'a number > 0',
+    );
+  }
+  const data = new Float32Array(boxes.count * 5);
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    data[o] = boxes.data[o];
+    for (let j = 1; j < 5; j++) data[o + j] = boxes.data[o + j] * factor;
+  }
+  return { data, count: boxes.count };
+}
+
+/** Row `k` of `boxes` as an object. */
+export function boxAt(boxes: Boxes, k: number): Box {
+  const o = 5 * k;
+  const d = boxes.data;
+  return { b: d[o], x1: d[o + 1], y1: d[o + 2], x2: d[o + 3], y2: d[o + 4] };
+}
+
+/**
+ * Checks `boxes` against a feature map with `batchSize` images (the kernels call this: `Boxes` can be
+ * built by hand). Names the first bad row.
+ */
+export function assertBoxes(boxes: Boxes, batchSize: number, field = 'boxes'): void {
+  if (!Number.isInteger(boxes.count) || boxes.count < 0 || boxes.data.length < boxes.count * 5) {
+    throw new InvalidInputError(
+      `${field} has count ${boxes.count} but ${boxes.data.length} values`,
+      field,
+      'count * 5 values (b, x1, y1, x2, y2)',
+    );
+  }
+  const d = boxes.data;
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    checkBatchIndex(d[o], batchSize, `${field}[${k}][0]`);
+    for (let j = 1; j < 5; j++) {
+      if (!Number.isFinite(d[o + j])) {
+        throw new InvalidInputError(
+          `${field}[${k}][${j}] is ${d[o + j]}`,
+          `${field}[${k}][${j}]`,
+          'a finite number',
+        );
+      }
+    }
+    if (d[o + 3] < d[o + 1] || d[o + 4] < d[o + 2]) {
+      throw new InvalidInputError(
+        `${field}[${k}] is not ordered: (${d[o + 1]}, ${d[o + 2]}, ${d[o + 3]}, ${d[o + 4]})`,
+        `${field}[${k}]`,
+        'x2 >= x1 and y2 >= y1',
+      );
+    }
+  }
+}

@@ -1,0 +1,9 @@
+/** The operator core: pure kernels (no fastify, sharp or tfjs). */
+export * from './types.js';
+export * from './boxes.js';
+export * from './features.js';
+export * from './params.js';
+export * from './roi_align.js';
+export * from './roi_pool.js';
+export * from './roi_warp.js';
+export * from './coverage.js';

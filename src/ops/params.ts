@@ -1,0 +1,52 @@
+/** Parameter checks shared by the three RoI operators (errors name the parameter). */
+import { InvalidInputError } from '../errors.js';
+import type { Layout } from './types.js';
+
+/** Largest sampling grid per axis and per bin (fixed `samplingRatio` or adaptive): a cost guard. */
+export const MAX_SAMPLING_GRID = 64;
+
+/** Resolves `outputSize` (a number or `[PH, PW]`, default 7) to `[PH, PW]`, positive integers. */
+export function resolveOutputSize(
+  outputSize: number | readonly [number, number] | undefined,
+): [number, number] {
+  const size = outputSize ?? 7;
+  const pair: readonly unknown[] = typeof size === 'number' ? [size, size] : size;
+  if (
+    !Array.isArray(pair) ||
+    pair.length !== 2 ||
+    !pair.every((v) => typeof v === 'number' && Number.isInteger(v) && v > 0)
+  ) {
+    throw new InvalidInputError(
+      `outputSize must be a positive integer or [PH, PW] of positive integers, got ${JSON.stringify(outputSize)}`,
+      'outputSize',
+      'a positive integer or [PH, PW] of positive integers',
+    );
+  }
+  return [pair[0] as number, pair[1] as number];
+}
+
+/** Checks `spatialScale` (finite, > 0) and returns it rounded to float32, as the peers store it. */
+export function resolveSpatialScale(spatialScale: number): number {
+  const s = Math.fround(spatialScale);
+  if (typeof spatialScale !== 'number' || !Number.isFinite(s) || s <= 0) {
+    throw new InvalidInputError(
+      `spatialScale must be a finite number > 0 (1 / stride), got ${String(spatialScale)}`,
+      'spatialScale',
+      'a finite number > 0, e.g. 0.0625 for stride 16',
+    );
+  }
+  return s;
+}
+
+/** Checks `outputLayout` (default `'NCHW'`). */
+export function resolveLayout(layout: Layout | undefined): Layout {
+  const l = layout ?? 'NCHW';
+  if (l !== 'NCHW' && l !== 'NHWC') {
+    throw new InvalidInputError(
+      `outputLayout must be 'NCHW' or 'NHWC', got ${String(l)}`,
+      'outputLayout',
+      "'NCHW' or 'NHWC'",
+    );
+  }
+  return l;
+}

@@ -1,0 +1,560 @@
+/**
+ * RoI Align (He et al., "Mask R-CNN", ICCV 2017, https://arxiv.org/abs/1703.06870).
+ */
+import { InvalidInputError } from '../errors.js';
+import { assertBoxes } from './boxes.js';
+import { assertFeatureShape, toLayout } from './features.js';
+import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import type { AlignMode, Boxes, FeatureMap, Layout, Pooled } from './types.js';
+
+export interface RoiAlignParams {
+  /** Feature coordinates = image coordinates × `spatialScale` (= 1 / stride, e.g. 0.0625). Required. */
+  spatialScale: number;
+  /** Output bins `PH × PW`: a number for a square grid or `[PH, PW]`. Default 7. */
+  outputSize?: number | readonly [number, number];
+  /**
+   * Sampling points per bin and axis. Default 2. `<= 0` = adaptive: `ceil(roiHeight / PH)` rows and
+   * `ceil(roiWidth / PW)` columns per bin. Grids over 64 per axis are refused.
+   */
+  samplingRatio?: number;
+  /**
+   * Default true: shift by half a pixel (`x * spatialScale - 0.5`), so that the box edges fall on pixel
+   * edges (ONNX `half_pixel`, detectron2 ROIAlignV2). false: no shift, RoIs smaller than one cell are
+   * forced to one cell (ONNX `output_half_pixel`, torchvision's default, the original Mask R-CNN).
+   */
+  aligned?: boolean;
+  /**
+   * How a bin's samples are reduced. Default `'avg'` (their mean). `'max'`: the largest interpolated
+   * sample (mmcv, Caffe2, OpenVINO). `'onnx_max'`: the largest single weighted tap `w_i * v_i` of any
+   * sample (the ONNX spec / ONNX Runtime rule; only for parity with exported ONNX models).
+   */
+  mode?: AlignMode;
+  /** Memory layout of the result. Default `'NCHW'`. */
+  outputLayout?: Layout;
+}
+
+/** `aligned`, `samplingRatio` and `mode` after defaults and checks. */
+interface AlignSettings {
+  PH: number;
+  PW: number;
+  scale: number;
+  samplingRatio: number;
+  aligned: boolean;
+  mode: AlignMode;
+  layout: Layout;
+}
+
+function resolveAlignParams(params: RoiAlignParams): AlignSettings {
+  if (params === null || typeof params !== 'object') {
+    throw new InvalidInputError('RoI Align parameters are missing', 'params', 'an object with spatialScale');
+  }
+  const [PH, PW] = resolveOutputSize(params.outputSize);
+  const scale = resolveSpatialScale(params.spatialScale);
+  const samplingRatio = params.samplingRatio ?? 2;
+  if (
+    typeof samplingRatio !== 'number' ||
+    !Number.isInteger(samplingRatio) ||
+    samplingRatio > MAX_SAMPLING_GRID
+  ) {
+    throw new InvalidInputError(
+      `samplingRatio must be an integer <= ${MAX_SAMPLING_GRID} (<= 0 = adaptive), got ${String(samplingRatio)}`,
+      'samplingRatio',
+      `an integer <= ${MAX_SAMPLING_GRID}; <= 0 for adaptive`,
+    );
+  }
+  const aligned = params.aligned ?? true;
+  if (typeof aligned !== 'boolean') {
+    throw new InvalidInputError(
+      `aligned must be a boolean, got ${String(aligned)}`,
+      'aligned',
+      'true or false',
+    );
+  }
+  const mode = params.mode ?? 'avg';
+  if (mode !== 'avg' && mode !== 'max' && mode !== 'onnx_max') {
+    throw new InvalidInputError(
+      `mode must be 'avg', 'max' or 'onnx_max', got ${String(mode)}`,
+      'mode',
+      "'avg', 'max' or 'onnx_max'",
+    );
+  }
+  return { PH, PW, scale, samplingRatio, aligned, mode, layout: resolveLayout(params.outputLayout) };
+}
+
+const fround = Math.fround;
+
+/**
+ * Per-RoI geometry in float32, in ONNX Runtime's order of operations, so that the discrete decisions
+ * (a sample outside the map, `floor`, the edge clamp) agree with it bit for bit.
+ */
+interface RoiGeometry {
+  startY: number;
+  startX: number;
+  binH: number;
+  binW: number;
+  gridH: number;
+  gridW: number;
+}
+
+function roiGeometry(
+  data: Float32Array,
+  k: number,
+  s: number,
+  PH: number,
+  PW: number,
+  samplingRatio: number,
+  aligned: boolean,
+  out: RoiGeometry,
+): void {
+  const o = 5 * k;
+  const offset = aligned ? 0.5 : 0;
+  const startX = fround(fround(data[o + 1] * s) - offset);
+  const startY = fround(fround(data[o + 2] * s) - offset);
+  const endX = fround(fround(data[o + 3] * s) - offset);
+  const endY = fround(fround(data[o + 4] * s) - offset);
+  let roiW = fround(endX - startX);
+  let roiH = fround(endY - startY);
+  if (!aligned) {
+    // Tiny RoIs are forced to one cell (the original Mask R-CNN / output_half_pixel rule).
+    roiW = Math.max(roiW, 1);
+    roiH = Math.max(roiH, 1);
+  }
+  out.startY = startY;
+  out.startX = startX;
+  out.binH = fround(roiH / PH);
+  out.binW = fround(roiW / PW);
+  out.gridH = samplingRatio > 0 ? samplingRatio : Math.ceil(out.binH);
+  out.gridW = samplingRatio > 0 ? samplingRatio : Math.ceil(out.binW);
+}
+
+/**
+ * One axis of the bilinear sample grid of one RoI: for sample `i` of bin `p` (index `p * grid + i`),
+ * whether it lies on the map, its two cells `lo`/`hi` and their weights `wLo`/`wHi` (float32, as ONNX
+ * Runtime computes them).
+ */
+interface AxisSamples {
+  valid: Uint8Array;
+  lo: Int32Array;
+  hi: Int32Array;
+  wLo: Float64Array;
+  wHi: Float64Array;
+}
+
+function newAxisSamples(n: number): AxisSamples {
+  return {
+    valid: new Uint8Array(n),
+    lo: new Int32Array(n),
+    hi: new Int32Array(n),
+    wLo: new Float64Array(n),
+    wHi: new Float64Array(n),
+  };
+}
+
+/**
+ * The Caffe2 rule along one axis: a coordinate outside `[-1, size]` is invalid (sample = 0); otherwise
+ * clamp to `>= 0`, `lo = floor`, and at the last cell `lo = hi = size - 1`.
+ */
+function fillAxis(
+  ax: AxisSamples,
+  bins: number,
+  grid: number,
+  start: number,
+  bin: number,
+  size: number,
+): void {
+  let idx = 0;
+  for (let p = 0; p < bins; p++) {
+    const binStart = fround(start + fround(p * bin));
+    for (let i = 0; i < grid; i++, idx++) {
+      let v = fround(binStart + fround(fround((i + 0.5) * bin) / grid));
+      if (!(v >= -1 && v <= size)) {
+        ax.valid[idx] = 0;
+        ax.lo[idx] = 0;
+        ax.hi[idx] = 0;
+        ax.wLo[idx] = 0;
+        ax.wHi[idx] = 0;
+        continue;
+      }
+      if (v <= 0) v = 0;
+      let lo = Math.floor(v);
+      let hi: number;
+      if (lo >= size - 1) {
+        lo = hi = size - 1;
+        v = lo;
+      } else {
+        hi = lo + 1;
+      }
+      const l = fround(v - lo);
+      ax.valid[idx] = 1;
+      ax.lo[idx] = lo;
+      ax.hi[idx] = hi;
+      ax.wLo[idx] = fround(1 - l);
+      ax.wHi[idx] = l;
+    }
+  }
+}
+
+/**
+ * Merges the samples of each bin along one axis into distinct cells with summed weights (the bilinear
+ * weights are separable, so a bin's average is `Σ_rows Wy[r] Σ_cols Wx[c] P[r][c]`, and neighbouring
+ * samples often share cells). Writes `cell`/`weight` entries for bin `p` at `[first[p], first[p + 1])`.
+ * `cellScale` multiplies the cell index (the row or column stride of the NHWC map).
+ */
+function mergeAxis(
+  ax: AxisSamples,
+  bins: number,
+  grid: number,
+  cellScale: number,
+  dense: Float64Array,
+  first: Int32Array,
+  cell: Int32Array,
+  weight: Float64Array,
+): void {
+  let n = 0;
+  let idx = 0;
+  for (let p = 0; p < bins; p++) {
+    first[p] = n;
+    let min = 0x7fffffff;
+    let max = -1;
+    for (let i = 0; i < grid; i++, idx++) {
+      if (ax.valid[idx] === 0) continue;
+      const lo = ax.lo[idx];
+      const hi = ax.hi[idx];
+      dense[lo] += ax.wLo[idx];
+      dense[hi] += ax.wHi[idx];
+      if (lo < min) min = lo;
+      if (hi > max) max = hi;
+    }
+    for (let c = min; c <= max; c++) {
+      const w = dense[c];
+      if (w !== 0) {
+        cell[n] = c * cellScale;
+        weight[n] = w;
+        n++;
+        dense[c] = 0;
+      }
+    }
+  }
+  first[bins] = n;
+}
+
+/** Reusable scratch buffers of one `roiAlign` call (no allocation per RoI or per bin). */
+interface Scratch {
+  ys: AxisSamples;
+  xs: AxisSamples;
+  denseY: Float64Array;
+  denseX: Float64Array;
+  rowFirst: Int32Array;
+  rowCell: Int32Array;
+  rowW: Float64Array;
+  colFirst: Int32Array;
+  colCell: Int32Array;
+  colW: Float64Array;
+  tapOff: Int32Array;
+  tapW: Float64Array;
+  acc: Float64Array;
+}
+
+function newScratch(PH: number, PW: number, H: number, W: number, C: number, maxGrid: number): Scratch {
+  const cellsPerBin = Math.min(2 * maxGrid, Math.max(H, W)) + 1;
+  return {
+    ys: newAxisSamples(PH * maxGrid),
+    xs: newAxisSamples(PW * maxGrid),
+    denseY: new Float64Array(H),
+    denseX: new Float64Array(W),
+    rowFirst: new Int32Array(PH + 1),
+    rowCell: new Int32Array(PH * cellsPerBin),
+    rowW: new Float64Array(PH * cellsPerBin),
+    colFirst: new Int32Array(PW + 1),
+    colCell: new Int32Array(PW * cellsPerBin),
+    colW: new Float64Array(PW * cellsPerBin),
+    tapOff: new Int32Array(cellsPerBin * cellsPerBin + 4),
+    tapW: new Float64Array(cellsPerBin * cellsPerBin + 4),
+    acc: new Float64Array(C),
+  };
+}
+
+/**
+ * Writes `out[o + c * os] = Σ_t tapW[t] * X[tapOff[t] + c]` for `c < C`; `nTaps` is a multiple of 4
+ * (padded with zero weights). Four taps per pass over the channels keep the loads contiguous (NHWC)
+ * and the accumulator traffic low.
+ */
+function weightedSum(
+  X: Float32Array,
+  C: number,
+  tapOff: Int32Array,
+  tapW: Float64Array,
+  nTaps: number,
+  acc: Float64Array,
+  out: Float32Array,
+  o: number,
+  os: number,
+): void {
+  let a0 = tapOff[0];
+  let a1 = tapOff[1];
+  let a2 = tapOff[2];
+  let a3 = tapOff[3];
+  let w0 = tapW[0];
+  let w1 = tapW[1];
+  let w2 = tapW[2];
+  let w3 = tapW[3];
+  if (nTaps === 4) {
+    for (let c = 0, oi = o; c < C; c++, oi += os) {
+      out[oi] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+    }
+    return;
+  }
+  for (let c = 0; c < C; c++) {
+    acc[c] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+  }
+  let t = 4;
+  for (; t < nTaps - 4; t += 4) {
+    a0 = tapOff[t];
+    a1 = tapOff[t + 1];
+    a2 = tapOff[t + 2];
+    a3 = tapOff[t + 3];
+    w0 = tapW[t];
+    w1 = tapW[t + 1];
+    w2 = tapW[t + 2];
+    w3 = tapW[t + 3];
+    for (let c = 0; c < C; c++) {
+      acc[c] += w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+    }
+  }
+  a0 = tapOff[t];
+  a1 = tapOff[t + 1];
+  a2 = tapOff[t + 2];
+  a3 = tapOff[t + 3];
+  w0 = tapW[t];
+  w1 = tapW[t + 1];
+  w2 = tapW[t + 2];
+  w3 = tapW[t + 3];
+  for (let c = 0, oi = o; c < C; c++, oi += os) {
+    out[oi] = acc[c] + w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+  }
+}
+
+/** `avg` for one RoI: separable merged taps, see `mergeAxis`. */
+function alignAvgRoi(
+  X: Float32Array,
+  C: number,
+  batchOff: number,
+  PH: number,
+  PW: number,
+  invCount: number,
+  sc: Scratch,
+  out: Float32Array,
+  outBase: number,
+  binStride: number,
+  os: number,
+): void {
+  const { rowFirst, rowCell, rowW, colFirst, colCell, colW, tapOff, tapW } = sc;
+  for (let ph = 0; ph < PH; ph++) {
+    const r0 = rowFirst[ph];
+    const r1 = rowFirst[ph + 1];
+    for (let pw = 0; pw < PW; pw++) {
+      const c0 = colFirst[pw];
+      const c1 = colFirst[pw + 1];
+      const o = outBase + (ph * PW + pw) * binStride;
+      let n = 0;
+      for (let r = r0; r < r1; r++) {
+        const rowOff = batchOff + rowCell[r];
+        const wy = rowW[r] * invCount;
+        for (let q = c0; q < c1; q++) {
+          tapOff[n] = rowOff + colCell[q];
+          tapW[n] = wy * colW[q];
+          n++;
+        }
+      }
+      if (n === 0) {
+        // Every sample fell outside the map.
+        for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = 0;
+        continue;
+      }
+      while ((n & 3) !== 0) {
+        tapOff[n] = tapOff[0];
+        tapW[n] = 0;
+        n++;
+      }
+      weightedSum(X, C, tapOff, tapW, n, sc.acc, out, o, os);
+    }
+  }
+}
+
+/** `max` / `onnx_max` for one RoI: every sample is visited (a max does not factorise). */
+function alignMaxRoi(
+  X: Float32Array,
+  C: number,
+  W: number,
+  batchOff: number,
+  PH: number,
+  PW: number,
+  gridH: number,
+  gridW: number,
+  onnxRule: boolean,
+  sc: Scratch,
+  out: Float32Array,
+  outBase: number,
+  binStride: number,
+  os: number,
+): void {
+  const { ys, xs, acc } = sc;
+  for (let ph = 0; ph < PH; ph++) {
+    for (let pw = 0; pw < PW; pw++) {
+      const o = outBase + (ph * PW + pw) * binStride;
+      if (gridH === 0 || gridW === 0) {
+        // Empty grid (adaptive sampling of a zero-size RoI): 0.
+        for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = 0;
+        continue;
+      }
+      let first = true;
+      for (let iy = 0; iy < gridH; iy++) {
+        const yi = ph * gridH + iy;
+        for (let ix = 0; ix < gridW; ix++) {
+          const xi = pw * gridW + ix;
+          if (ys.valid[yi] === 0 || xs.valid[xi] === 0) {
+            // A sample off the map is 0 and still takes part in the max.
+            if (first) acc.fill(0, 0, C);
+            else for (let c = 0; c < C; c++) if (acc[c] < 0) acc[c] = 0;
+            first = false;
+            continue;
+          }
+          const hy = ys.wLo[yi];
+          const ly = ys.wHi[yi];
+          const hx = xs.wLo[xi];
+          const lx = xs.wHi[xi];
+          const w1 = fround(hy * hx);
+          const w2 = fround(hy * lx);
+          const w3 = fround(ly * hx);
+          const w4 = fround(ly * lx);
+          const rowLo = batchOff + ys.lo[yi] * W;
+          const rowHi = batchOff + ys.hi[yi] * W;
+          const p1 = (rowLo + xs.lo[xi]) * C;
+          const p2 = (rowLo + xs.hi[xi]) * C;
+          const p3 = (rowHi + xs.lo[xi]) * C;
+          const p4 = (rowHi + xs.hi[xi]) * C;
+          if (onnxRule) {
+            for (let c = 0; c < C; c++) {
+              let v = w1 * X[p1 + c];
+              const v2 = w2 * X[p2 + c];
+              const v3 = w3 * X[p3 + c];
+              const v4 = w4 * X[p4 + c];
+              if (v2 > v) v = v2;
+              if (v3 > v) v = v3;
+              if (v4 > v) v = v4;
+              if (first || v > acc[c]) acc[c] = v;
+            }
+          } else {
+            for (let c = 0; c < C; c++) {
+              const v = w1 * X[p1 + c] + w2 * X[p2 + c] + w3 * X[p3 + c] + w4 * X[p4 + c];
+              if (first || v > acc[c]) acc[c] = v;
+            }
+          }
+          first = false;
+        }
+      }
+      for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = acc[c];
+    }
+  }
+}
+
+/**
+ * RoI Align (Mask R-CNN): bilinear samples on a regular grid in each of `PH × PW` bins of every box,
+ * reduced per bin by `mode`. No quantization of the box.
+ *
+ * Shapes: `input` `[N, C, H, W]` (NCHW or NHWC), `boxes` `[K, 5]` rows `(b, x1, y1, x2, y2)` in image
+ * pixels with `0 <= b < N`, result `[K, C, PH, PW]` (float32, `outputLayout`, default NCHW). `K = 0`
+ * gives `[0, C, PH, PW]`. Boxes partly or wholly off the map are valid: samples outside contribute 0.
+ *
+ * Per box, in float32 like ONNX Runtime (`s = spatialScale`, `off = aligned ? 0.5 : 0`):
+ * ```
+ * sx = x1*s - off, sy = y1*s - off, rw = x2*s - off - sx, rh = y2*s - off - sy   (no rounding)
+ * aligned=false: rw = max(rw, 1), rh = max(rh, 1)
+ * bw = rw / PW, bh = rh / PH; gh = samplingRatio > 0 ? samplingRatio : ceil(bh) (gw likewise)
+ * sample (iy, ix) of bin (ph, pw): y = sy + ph*bh + (iy + 0.5)*bh/gh,  x = sx + pw*bw + (ix + 0.5)*bw/gw
+ * avg: mean of the gh*gw samples (divisor max(gh*gw, 1)); an empty adaptive grid gives 0
+ * ```
+ * A sample at `(y, x)` follows the Caffe2 rule: 0 if `y < -1 || y > H || x < -1 || x > W`; otherwise
+ * clamp to `>= 0` and interpolate the 4 neighbouring cells, the last row/column repeating at the edge.
+ *
+ * Worked example (the half-pixel offset): a 4×4 map with `X[y][x] = 4y + x`, `spatialScale = 1`,
+ * `outputSize = 1`, `samplingRatio = 1`, box `(1, 1, 3, 3)` covers pixels 1..2. With `aligned = true`
+ * the single sample is at `(1 - 0.5) + 2 * 0.5 = 1.5` on both axes: the centre of cells 1..2, value
+ * `4 * 1.5 + 1.5 = 7.5`, the exact mean of those 4 cells. With `aligned = false` it is at `1 + 1 = 2`:
+ * value 10, half a pixel down-right of the box centre.
+ *
+ * @param input feature map `[N, C, H, W]`; must be finite (see `assertFiniteFeatures`).
+ * @param boxes `[K, 5]` canonical boxes in image pixels (see `toCanonicalBoxes`).
+ * @param params `spatialScale` (required), `outputSize` = 7, `samplingRatio` = 2 (`<= 0` adaptive, at
+ *   most 64 per axis), `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`.
+ * @returns pooled `[K, C, PH, PW]`.
+ * @throws InvalidInputError naming the field (`features.shape`, `boxes[3][0]`, `samplingRatio`, ...).
+ */
+export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams): Pooled {
+  const cfg = resolveAlignParams(params);
+  assertFeatureShape(input);
+  const [N, C, H, W] = input.shape;
+  assertBoxes(boxes, N);
+  const { PH, PW, scale, samplingRatio, aligned, mode, layout } = cfg;
+  const K = boxes.count;
+
+  // Pass 1: grid sizes (the cost guard refuses before any work is done).
+  const geo: RoiGeometry = { startY: 0, startX: 0, binH: 0, binW: 0, gridH: 0, gridW: 0 };
+  let maxGrid = 1;
+  for (let k = 0; k < K; k++) {
+    roiGeometry(boxes.data, k, scale, PH, PW, samplingRatio, aligned, geo);
+    const g = Math.max(geo.gridH, geo.gridW);
+    if (g > MAX_SAMPLING_GRID) {
+      throw new InvalidInputError(
+        `boxes[${k}] needs an adaptive sampling grid of ${g} per axis, over the limit of ${MAX_SAMPLING_GRID}; ` +
+          `use a fixed samplingRatio (1..${MAX_SAMPLING_GRID}) or a smaller box`,
+        'samplingRatio',
+        `an adaptive grid of at most ${MAX_SAMPLING_GRID} per axis, or a fixed samplingRatio`,
+      );
+    }
+    if (g > maxGrid) maxGrid = g;
+  }
+
+  const out = new Float32Array(K * C * PH * PW);
+  const shape: [number, number, number, number] = [K, C, PH, PW];
+  if (K === 0) return { data: out, shape, layout };
+
+  const X = toLayout(input, 'NHWC').data;
+  const sc = newScratch(PH, PW, H, W, C, maxGrid);
+  // NCHW: channel stride PH*PW, bin stride 1. NHWC: channel stride 1, bin stride C.
+  const os = layout === 'NCHW' ? PH * PW : 1;
+  const binStride = layout === 'NCHW' ? 1 : C;
+
+  for (let k = 0; k < K; k++) {
+    roiGeometry(boxes.data, k, scale, PH, PW, samplingRatio, aligned, geo);
+    const { gridH, gridW } = geo;
+    fillAxis(sc.ys, PH, gridH, geo.startY, geo.binH, H);
+    fillAxis(sc.xs, PW, gridW, geo.startX, geo.binW, W);
+    const batchOff = boxes.data[5 * k] * H * W;
+    const outBase = k * C * PH * PW;
+    if (mode === 'avg') {
+      mergeAxis(sc.ys, PH, gridH, W * C, sc.denseY, sc.rowFirst, sc.rowCell, sc.rowW);
+      mergeAxis(sc.xs, PW, gridW, C, sc.denseX, sc.colFirst, sc.colCell, sc.colW);
+      const invCount = 1 / Math.max(gridH * gridW, 1);
+      alignAvgRoi(X, C, batchOff * C, PH, PW, invCount, sc, out, outBase, binStride, os);
+    } else {
+      alignMaxRoi(
+        X,
+        C,
+        W,
+        batchOff,
+        PH,
+        PW,
+        gridH,
+        gridW,
+        mode === 'onnx_max',
+        sc,
+        out,
+        outBase,
+        binStride,
+        os,
+      );
+    }
+  }
+  return { data: out, shape, layout };
+}

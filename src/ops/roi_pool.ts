@@ -1,0 +1,147 @@
+/**
+ * RoI Pool (Girshick, "Fast R-CNN", ICCV 2015, https://arxiv.org/abs/1504.08083).
+ */
+import { InvalidInputError } from '../errors.js';
+import { assertBoxes, cRound } from './boxes.js';
+import { assertFeatureShape, toLayout } from './features.js';
+import { resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import type { Boxes, FeatureMap, Layout, Pooled } from './types.js';
+
+export interface RoiPoolParams {
+  /** Feature coordinates = image coordinates × `spatialScale` (= 1 / stride, e.g. 0.0625). Required. */
+  spatialScale: number;
+  /** Output bins `PH × PW`: a number for a square grid or `[PH, PW]`. Default 7. */
+  outputSize?: number | readonly [number, number];
+  /** Memory layout of the result. Default `'NCHW'`. */
+  outputLayout?: Layout;
+}
+
+const fround = Math.fround;
+
+/**
+ * The quantized feature-cell box of RoI Pool: `cRound(v * s)` on each coordinate, computed in float32
+ * like Caffe and ONNX Runtime so that `.5` ties round the same way. The end cell is inclusive.
+ */
+export function poolCells(
+  x1: number,
+  y1: number,
+  x2: number,
+  y2: number,
+  spatialScale: number,
+): { sx: number; sy: number; ex: number; ey: number } {
+  const s = fround(spatialScale);
+  return {
+    sx: cRound(fround(fround(x1) * s)),
+    sy: cRound(fround(fround(y1) * s)),
+    ex: cRound(fround(fround(x2) * s)),
+    ey: cRound(fround(fround(y2) * s)),
+  };
+}
+
+/**
+ * Bin edges along one axis: bin `p` covers cells `[start[p], end[p])`, already offset by the RoI start
+ * and clipped to `[0, size)`. Float32 like the peers: `floor(p * bin)`, `ceil((p + 1) * bin)`.
+ */
+function binEdges(
+  bins: number,
+  roiStart: number,
+  roiSize: number,
+  size: number,
+  start: Int32Array,
+  end: Int32Array,
+): void {
+  const bin = fround(roiSize / bins);
+  for (let p = 0; p < bins; p++) {
+    const a = Math.floor(fround(p * bin)) + roiStart;
+    const b = Math.ceil(fround((p + 1) * bin)) + roiStart;
+    start[p] = Math.min(Math.max(a, 0), size);
+    end[p] = Math.min(Math.max(b, 0), size);
+  }
+}
+
+/**
+ * RoI Pool (Fast R-CNN): quantize each box to the feature grid, split it into `PH × PW` bins of whole
+ * cells, and take the maximum of each bin.
+ *
+ * Shapes: `input` `[N, C, H, W]` (NCHW or NHWC), `boxes` `[K, 5]` rows `(b, x1, y1, x2, y2)` in image
+ * pixels with `0 <= b < N`, result `[K, C, PH, PW]` (float32, `outputLayout`, default NCHW).
+ *
+ * ```
+ * sx = cRound(x1*s), sy = cRound(y1*s), ex = cRound(x2*s), ey = cRound(y2*s)     (float32 products)
+ * rw = max(ex - sx + 1, 1), rh = max(ey - sy + 1, 1)                           (end cell inclusive)
+ * bw = rw / PW, bh = rh / PH                                                    (float32)
+ * bin (ph, pw): rows [floor(ph*bh) + sy, ceil((ph+1)*bh) + sy), cols [floor(pw*bw) + sx, ceil((pw+1)*bw) + sx)
+ *               clipped to [0, H) × [0, W); neighbouring bins may share a cell; an empty bin gives 0
+ * ```
+ * `cRound` is C's `round`, half away from zero. Worked example: stride 32 (`s = 1/32`), `x2 = 496`:
+ * `496 / 32 = 15.5` → cell 16 (not 15), so the box reaches pixel 544; `x1 = -48`: `-1.5` → `-2`.
+ *
+ * Differences from ONNX Runtime's `MaxRoiPool`: none on finite maps with non-negative values (ReLU
+ * features); ONNX Runtime starts its max at `FLT_MIN` (`1.18e-38`, not `-FLT_MAX`), so a bin whose
+ * values are all negative reads `1.18e-38` there and the true maximum here.
+ *
+ * @param input feature map `[N, C, H, W]`; must be finite (see `assertFiniteFeatures`).
+ * @param boxes `[K, 5]` canonical boxes in image pixels.
+ * @param params `spatialScale` (required), `outputSize` = 7, `outputLayout` = `'NCHW'`.
+ * @returns pooled `[K, C, PH, PW]`.
+ */
+export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams): Pooled {
+  if (params === null || typeof params !== 'object') {
+    throw new InvalidInputError('RoI Pool parameters are missing', 'params', 'an object with spatialScale');
+  }
+  const [PH, PW] = resolveOutputSize(params.outputSize);
+  const scale = resolveSpatialScale(params.spatialScale);
+  const layout = resolveLayout(params.outputLayout);
+  assertFeatureShape(input);
+  const [N, C, H, W] = input.shape;
+  assertBoxes(boxes, N);
+  const K = boxes.count;
+  const out = new Float32Array(K * C * PH * PW);
+  const shape: [number, number, number, number] = [K, C, PH, PW];
+  if (K === 0) return { data: out, shape, layout };
+
+  const X = toLayout(input, 'NHWC').data;
+  const os = layout === 'NCHW' ? PH * PW : 1;
+  const binStride = layout === 'NCHW' ? 1 : C;
+  const rowStart = new Int32Array(PH);
+  const rowEnd = new Int32Array(PH);
+  const colStart = new Int32Array(PW);
+  const colEnd = new Int32Array(PW);
+  const acc = new Float32Array(C);
+  const d = boxes.data;
+
+  for (let k = 0; k < K; k++) {
+    const { sx, sy, ex, ey } = poolCells(d[5 * k + 1], d[5 * k + 2], d[5 * k + 3], d[5 * k + 4], scale);
+    binEdges(PH, sy, Math.max(ey - sy + 1, 1), H, rowStart, rowEnd);
+    binEdges(PW, sx, Math.max(ex - sx + 1, 1), W, colStart, colEnd);
+    const batchOff = d[5 * k] * H * W;
+    const outBase = k * C * PH * PW;
+    for (let ph = 0; ph < PH; ph++) {
+      const y0 = rowStart[ph];
+      const y1 = rowEnd[ph];
+      for (let pw = 0; pw < PW; pw++) {
+        const x0 = colStart[pw];
+        const x1 = colEnd[pw];
+        const o = outBase + (ph * PW + pw) * binStride;
+        if (y1 <= y0 || x1 <= x0) {
+          for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = 0;
+          continue;
+        }
+        // Seed with the first cell, then a running max over the rest (channels contiguous).
+        const first = (batchOff + y0 * W + x0) * C;
+        for (let c = 0; c < C; c++) acc[c] = X[first + c];
+        for (let y = y0; y < y1; y++) {
+          for (let x = y === y0 ? x0 + 1 : x0; x < x1; x++) {
+            const p = (batchOff + y * W + x) * C;
+            for (let c = 0; c < C; c++) {
+              const v = X[p + c];
+              if (v > acc[c]) acc[c] = v;
+            }
+          }
+        }
+        for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = acc[c];
+      }
+    }
+  }
+  return { data: out, shape, layout };
+}

@@ -1,0 +1,78 @@
+/**
+ * RoI Warp (Dai et al., "Instance-aware Semantic Segmentation via Multi-task Network Cascades",
+ * CVPR 2016, https://arxiv.org/abs/1512.04412, the "RoI warping layer").
+ */
+import { assertBoxes } from './boxes.js';
+import { assertFeatureShape } from './features.js';
+import { resolveSpatialScale } from './params.js';
+import { roiAlign, type RoiAlignParams } from './roi_align.js';
+import { poolCells } from './roi_pool.js';
+import type { Boxes, FeatureMap, Pooled } from './types.js';
+
+/**
+ * The snapped feature-cell box of RoI Warp, `[qx1, qx2) × [qy1, qy2)` in cells: `cRound(v * s)` per
+ * coordinate (float32, like RoI Pool), then at least one cell on each axis.
+ */
+export function warpCells(
+  x1: number,
+  y1: number,
+  x2: number,
+  y2: number,
+  spatialScale: number,
+): { qx1: number; qy1: number; qx2: number; qy2: number } {
+  const { sx, sy, ex, ey } = poolCells(x1, y1, x2, y2, spatialScale);
+  return { qx1: sx, qy1: sy, qx2: ex <= sx ? sx + 1 : ex, qy2: ey <= sy ? sy + 1 : ey };
+}
+
+/**
+ * Snaps boxes to the feature grid the way RoI Warp does, returning them in image pixels
+ * (`(b, qx1/s, qy1/s, qx2/s, qy2/s)`, float32). With `aligned = true` RoI Align on these boxes reads
+ * exactly feature cells `qx1 .. qx2-1` × `qy1 .. qy2-1` (cell edges at integers).
+ *
+ * Worked example (stride 32, `s = 1/32`): box `(296, 192, 496, 337)` scales to `(9.25, 6, 15.5, 10.53)`;
+ * C rounding (half away from zero) gives cells `(9, 6, 16, 11)`, i.e. pixels `(288, 192, 512, 352)`.
+ *
+ * @param boxes `[K, 5]` canonical boxes in image pixels.
+ * @param spatialScale 1 / stride.
+ * @returns `[K, 5]` snapped boxes in image pixels, batch indices kept.
+ */
+export function snapBoxes(boxes: Boxes, spatialScale: number): Boxes {
+  const s = resolveSpatialScale(spatialScale);
+  const d = boxes.data;
+  const data = new Float32Array(boxes.count * 5);
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    const { qx1, qy1, qx2, qy2 } = warpCells(d[o + 1], d[o + 2], d[o + 3], d[o + 4], s);
+    data[o] = d[o];
+    data[o + 1] = qx1 / s;
+    data[o + 2] = qy1 / s;
+    data[o + 3] = qx2 / s;
+    data[o + 4] = qy2 / s;
+  }
+  return { data, count: boxes.count };
+}
+
+/**
+ * RoI Warp: quantize the box to the feature grid like RoI Pool, then sample it like RoI Align.
+ *
+ * ```
+ * qx1 = cRound(x1*s), qy1 = cRound(y1*s), qx2 = cRound(x2*s), qy2 = cRound(y2*s)    (float32 products)
+ * if qx2 <= qx1: qx2 = qx1 + 1;  if qy2 <= qy1: qy2 = qy1 + 1                      (at least one cell)
+ * roiWarp(box) = roiAlign((qx1/s, qy1/s, qx2/s, qy2/s))      (same aligned, samplingRatio, mode, ...)
+ * ```
+ * With `aligned = true` (the default) the only difference from RoI Align is the quantization of the
+ * box, which is what the visual diffs show. See `snapBoxes` for a worked example of the rounding.
+ *
+ * Shapes: `input` `[N, C, H, W]`, `boxes` `[K, 5]`, result `[K, C, PH, PW]`.
+ *
+ * @param input feature map `[N, C, H, W]`; must be finite.
+ * @param boxes `[K, 5]` canonical boxes in image pixels.
+ * @param params as `roiAlign`: `spatialScale` (required), `outputSize` = 7, `samplingRatio` = 2,
+ *   `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`.
+ * @returns pooled `[K, C, PH, PW]`.
+ */
+export function roiWarp(input: FeatureMap, boxes: Boxes, params: RoiAlignParams): Pooled {
+  assertFeatureShape(input);
+  assertBoxes(boxes, input.shape[0]);
+  return roiAlign(input, snapBoxes(boxes, params?.spatialScale), params);
+}
