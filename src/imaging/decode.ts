@@ -6,7 +6,7 @@
  * flatten alpha onto black, convert grey/CMYK/16-bit to 8-bit sRGB, and optionally shrink so the
  * longer side is at most `maxSide`. Truncated or corrupt pixel data is refused (sharp `failOn: 'error'`).
  */
-import sharp from 'sharp';
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { InvalidInputError, TooLargeError, UnsupportedMediaError } from '../errors.js';
 
 /** Formats the service accepts, as named in errors and in {@link DecodedImage.format}. */
@@ -99,7 +99,7 @@ export async function decodeImage(
 
   // sharp's own limit stays on as a second guard; ours runs first to give a precise message.
   const sharpOptions = { failOn: 'error', limitInputPixels: limit, pages: 1, page: 0 } as const;
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     // Header only: the pixel limit is checked below with a clearer message than sharp's.
     meta = await sharp(input, { ...sharpOptions, limitInputPixels: false }).metadata();
@@ -155,7 +155,7 @@ export async function decodeImage(
     pipeline = pipeline.resize(width, height, { fit: 'fill' });
   }
   let data: Buffer;
-  let info: sharp.OutputInfo;
+  let info: OutputInfo;
   try {
     ({ data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
   } catch (err) {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, TooLargeError, UnsupportedMediaError } from '../../src/errors.js';
 import { decodeImage, type DecodedImage } from '../../src/imaging/decode.js';
@@ -15,7 +15,7 @@ function px(img: DecodedImage, x: number, y: number): number[] {
 }
 
 /** A 40×30 picture: left half pure red, right half pure blue (lossless formats keep it exact). */
-async function redBlue(): Promise<sharp.Sharp> {
+async function redBlue(): Promise<Sharp> {
   const blue = await sharp({ create: { width: 20, height: 30, channels: 3, background: '#0000ff' } })
     .png()
     .toBuffer();
@@ -32,7 +32,7 @@ function near(actual: number[], expected: number[], tol: number): boolean {
 }
 
 describe('decodeImage: formats', () => {
-  const encoders: Array<[string, (s: sharp.Sharp) => sharp.Sharp, number]> = [
+  const encoders: Array<[string, (s: Sharp) => Sharp, number]> = [
     ['png', (s) => s.png(), 0],
     ['jpeg', (s) => s.jpeg({ quality: 95 }), 8],
     ['webp', (s) => s.webp({ lossless: true }), 0],
