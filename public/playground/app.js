@@ -293,10 +293,7 @@ function renderResults({ sheet, sheetBlob, data, json, params }) {
 
   renderCoverage(json, params);
   renderStats(json);
-  renderTimings([
-    ['diff sheet (PNG)', sheet],
-    ['diff data (JSON)', data],
-  ]);
+  renderTimings([sheet, data]);
   $('curl-text').value = curlFor(state.lastRun);
 }
 
@@ -409,21 +406,25 @@ function renderStats(json) {
     tbody.innerHTML = '<tr><td colspan="5">Select at least two operators to compare them.</td></tr>';
 }
 
+/** One row per stage (browser round trip, then the server's `Server-Timing` stages), one column per request. */
 function renderTimings(requests) {
   const tbody = $('timings').tBodies[0];
   tbody.innerHTML = '';
-  for (const [label, { response, ms }] of requests) {
-    const add = (stage, value) => {
-      const row = tbody.insertRow();
-      row.insertCell().textContent = label;
-      row.insertCell().textContent = stage;
+  const stages = new Map([['round trip (browser)', requests.map(({ ms }) => ms)]]);
+  requests.forEach(({ response }, column) => {
+    for (const metric of parseServerTiming(response.headers.get('server-timing'))) {
+      if (!stages.has(metric.name)) stages.set(metric.name, []);
+      stages.get(metric.name)[column] = metric.dur;
+    }
+  });
+  for (const [stage, values] of stages) {
+    const row = tbody.insertRow();
+    row.insertCell().textContent = stage;
+    for (let column = 0; column < requests.length; column += 1) {
       const cell = row.insertCell();
       cell.className = 'num';
-      cell.textContent = Number.isFinite(value) ? value.toFixed(1) : '–';
-    };
-    add('round trip (browser)', ms);
-    for (const metric of parseServerTiming(response.headers.get('server-timing')))
-      add(metric.name, metric.dur);
+      cell.textContent = Number.isFinite(values[column]) ? values[column].toFixed(1) : '–';
+    }
   }
 }
 

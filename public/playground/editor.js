@@ -318,7 +318,7 @@ export class BoxEditor {
       // Feature cell i covers image pixels [i*stride, (i+1)*stride): the lines are the cell edges.
       ctx.save();
       ctx.lineWidth = 1;
-      ctx.strokeStyle = 'rgba(255, 255, 255, 0.55)';
+      ctx.strokeStyle = 'rgba(255, 255, 255, 0.45)';
       ctx.setLineDash([]);
       ctx.beginPath();
       for (let x = this.stride; x < this.imageWidth; x += this.stride) {
@@ -332,7 +332,7 @@ export class BoxEditor {
         ctx.lineTo(this.imageWidth * s, py);
       }
       ctx.stroke();
-      ctx.strokeStyle = 'rgba(0, 0, 0, 0.35)';
+      ctx.strokeStyle = 'rgba(0, 0, 0, 0.25)';
       ctx.setLineDash([2 * dpr, 3 * dpr]);
       ctx.stroke();
       ctx.restore();

@@ -117,14 +117,20 @@ export function parseServerTiming(header) {
     });
 }
 
-/** One line for an RFC 9457 problem body (or any error body): title, detail and the field if named. */
+/**
+ * One message for an RFC 9457 problem body: `status: title — detail`, then per offending field
+ * `field: expected …` (the service's `errors` array), or the text of any other error body.
+ */
 export function problemMessage(status, body) {
   if (body && typeof body === 'object') {
     const parts = [body.title || `HTTP ${status}`];
     if (body.detail && body.detail !== body.title) parts.push(body.detail);
-    const field = body.field ?? body.pointer ?? body.errors?.[0]?.field ?? body.errors?.[0]?.pointer;
-    if (field && !(body.detail ?? '').includes(field)) parts.push(`(field: ${field})`);
-    return `${status}: ${parts.join(' — ')}`;
+    let text = `${status}: ${parts.join(' — ')}`;
+    for (const e of Array.isArray(body.errors) ? body.errors.slice(0, 5) : []) {
+      const where = e.field ? `${e.field}: ` : '';
+      text += `\n${where}${e.expected ? `expected ${e.expected}` : (e.message ?? '')}`;
+    }
+    return text;
   }
   return `${status}: ${typeof body === 'string' && body ? body.slice(0, 300) : 'request failed'}`;
 }
