@@ -1,0 +1,670 @@
+/**
+ * The visual diff sheet: what RoI Pool, RoI Align and RoI Warp keep, lose and gain, per box.
+ *
+ * Parts (each also returned on its own, for the JSON form of `/v1/diff`):
+ * 1. overlay strip (image input only): the image twice, for RoI Pool and RoI Warp, with per box the exact
+ *    box (= what RoI Align reads), the feature grid around it, the area the op reads, and the lost / gained
+ *    areas as translucent fills; plus a legend;
+ * 2. feature heatmap: the feature map (one channel or a reduction) with the boxes drawn on it;
+ * 3. one row per box: pooled outputs of the three ops as heatmaps on one shared scale, the differences
+ *    |align − pool| and |align − warp| on their own scale, colour bars, and the coverage numbers.
+ *
+ * Sizes are fixed in display pixels (panels, fonts) and the image is scaled to fit a bounded box, so a
+ * 4000 px photo and a 200 px icon give sheets of the same legible size. Text is drawn as glyph outlines
+ * (see `text.ts`), never with system fonts.
+ */
+import sharp, { type OverlayOptions } from 'sharp';
+import { FILL_OPACITY, PALETTE, hex, type ColormapName } from './colormap.js';
+import {
+  colorbarImage,
+  formatNumber,
+  heatmapImage,
+  pairStats,
+  rawInput,
+  reduceDifference,
+  reduceFeatureMap,
+  reducePooled,
+  toRgb,
+  valueRange,
+  type ChannelSelect,
+  type PairStats,
+  type RgbImage,
+} from './render.js';
+import { measureText, svgText } from './text.js';
+import type { BoxCoverage, OpCoverage } from '../ops/coverage.js';
+import type { Boxes, FeatureMap, Pooled, Rect } from '../ops/types.js';
+
+/** A half-open rectangle `[x1, x2) × [y1, y2)` in input-image pixels. */
+export type Region = Rect;
+export type { BoxCoverage, OpCoverage };
+
+/** A decoded image, 8-bit interleaved, `channels` 3 (RGB) or 4 (RGBA). */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 3 | 4;
+}
+
+export type OpName = 'pool' | 'align' | 'warp';
+
+/** Everything the sheet shows. */
+export interface DiffRenderInput {
+  /** The input image, when the request had one. Drawn over the `imageSize` frame (it may be resized). */
+  image?: RawImage;
+  /** `[width, height]` of the frame box coordinates live in; required with `image`. */
+  imageSize?: readonly [number, number];
+  /** The feature map the ops read, `[N, C, H, W]`; gives the feature heatmap when present. */
+  features?: FeatureMap;
+  /** Feature coordinates = image coordinates × `spatialScale`. */
+  spatialScale: number;
+  /** Canonical boxes `[K, 5]` (b, x1, y1, x2, y2). */
+  boxes: Boxes;
+  /** Per box, from `coverage()` of `src/ops`. */
+  coverage: readonly BoxCoverage[];
+  /** One `[K, C, PH, PW]` output per op. */
+  pooled: Readonly<Record<OpName, Pooled>>;
+  /** Echoed in the header. */
+  params: { outputSize: readonly [number, number]; samplingRatio: number; aligned: boolean; mode: string };
+  /** Channel shown by heatmaps. Default `'meanabs'`. */
+  channel?: ChannelSelect;
+  /** How many boxes get panels (the first ones). Default 8. */
+  maxBoxes?: number;
+}
+
+/** Difference statistics of one box (or all boxes) for each pair of ops. */
+export interface PairDiff extends PairStats {
+  /** Reference op (`relL2` is relative to its norm). */
+  a: OpName;
+  b: OpName;
+}
+
+export interface DiffRender {
+  /** The whole sheet. */
+  sheet: RgbImage;
+  /** Overlay strip (both overlays and the legend); absent without an image. */
+  overlay?: RgbImage;
+  /** Feature heatmap with boxes; absent without a feature map. */
+  featureHeatmap?: RgbImage;
+  /** One panel row per shown box. */
+  rows: RgbImage[];
+  /** Number of boxes with panels, `min(K, maxBoxes)`. */
+  boxesShown: number;
+}
+
+/** The pairs of ops compared, reference first. */
+export const OP_PAIRS: readonly (readonly [OpName, OpName])[] = [
+  ['align', 'pool'],
+  ['align', 'warp'],
+  ['pool', 'warp'],
+];
+
+const OP_TITLE: Record<OpName, string> = { pool: 'RoI Pool', align: 'RoI Align', warp: 'RoI Warp' };
+
+// Layout, in display pixels. Fixed, so the sheet is legible whatever the input size.
+const MARGIN = 16;
+const OVERLAY_MAX_W = 440;
+const OVERLAY_MAX_H = 400;
+/** Tiny images are upscaled at most this much (nearest), so a 16 px icon does not become pixel soup. */
+const OVERLAY_MAX_UPSCALE = 16;
+const LEGEND_W = 290;
+const PANEL = 128;
+const LABEL_W = 320;
+const GAP = 14;
+const BAR_W = 12;
+const BAR_LABEL_W = 62;
+const TITLE_H = 30;
+/** Grid lines closer than this (display px) are not drawn: they would just grey the box out. */
+const MIN_GRID_SPACING = 4;
+const INK = '#1a1a1a';
+const MUTED = '#555555';
+
+/** Parts of `a` not in `b` (`a \ b`), as up to 4 disjoint rectangles. */
+export function rectDifference(a: Region, b: Region): Region[] {
+  if (a.x2 <= a.x1 || a.y2 <= a.y1) return [];
+  const ix1 = Math.max(a.x1, b.x1);
+  const iy1 = Math.max(a.y1, b.y1);
+  const ix2 = Math.min(a.x2, b.x2);
+  const iy2 = Math.min(a.y2, b.y2);
+  if (ix2 <= ix1 || iy2 <= iy1) return [a];
+  const parts: Region[] = [];
+  if (iy1 > a.y1) parts.push({ x1: a.x1, y1: a.y1, x2: a.x2, y2: iy1 });
+  if (a.y2 > iy2) parts.push({ x1: a.x1, y1: iy2, x2: a.x2, y2: a.y2 });
+  if (ix1 > a.x1) parts.push({ x1: a.x1, y1: iy1, x2: ix1, y2: iy2 });
+  if (a.x2 > ix2) parts.push({ x1: ix2, y1: iy1, x2: a.x2, y2: iy2 });
+  return parts;
+}
+
+/** Display scale for a `width × height` frame to fit `maxW × maxH` (upscaling at most `maxUpscale`). */
+export function displayScale(
+  width: number,
+  height: number,
+  maxW: number,
+  maxH: number,
+  maxUpscale: number,
+): number {
+  return Math.min(maxW / width, maxH / height, maxUpscale);
+}
+
+/** One box as the overlay painter needs it. */
+interface OverlayBox {
+  label: string;
+  box: Region;
+  /** What the op reads; absent = draw only the box outline. */
+  read?: Region;
+}
+
+const n2 = (v: number): string => (Math.round(v * 100) / 100).toString();
+
+function rectSvg(r: Region, sx: number, sy: number, attrs: string): string {
+  const w = (r.x2 - r.x1) * sx;
+  const h = (r.y2 - r.y1) * sy;
+  if (!(w > 0 && h > 0)) return '';
+  return `<rect x="${n2(r.x1 * sx)}" y="${n2(r.y1 * sy)}" width="${n2(w)}" height="${n2(h)}" ${attrs}/>`;
+}
+
+/** SVG of feature-grid lines (cell edges at multiples of `stride` image px) around `area`, one cell beyond. */
+function gridSvg(
+  area: Region,
+  stride: number,
+  sx: number,
+  sy: number,
+  frameW: number,
+  frameH: number,
+): string {
+  const cx0 = Math.max(0, Math.floor(area.x1 / stride) - 1);
+  const cx1 = Math.min(Math.ceil(frameW / stride), Math.ceil(area.x2 / stride) + 1);
+  const cy0 = Math.max(0, Math.floor(area.y1 / stride) - 1);
+  const cy1 = Math.min(Math.ceil(frameH / stride), Math.ceil(area.y2 / stride) + 1);
+  const top = cy0 * stride * sy;
+  const bottom = Math.min(cy1 * stride, frameH) * sy;
+  const left = cx0 * stride * sx;
+  const right = Math.min(cx1 * stride, frameW) * sx;
+  let d = '';
+  // Lines at pixel centres so they stay 1 px sharp.
+  for (let c = cx0; c <= cx1; c++) {
+    const x = Math.round(c * stride * sx) + 0.5;
+    if (x < frameW * sx) d += `M${x} ${n2(top)}V${n2(bottom)}`;
+  }
+  for (let c = cy0; c <= cy1; c++) {
+    const y = Math.round(c * stride * sy) + 0.5;
+    if (y < frameH * sy) d += `M${n2(left)} ${y}H${n2(right)}`;
+  }
+  return d
+    ? `<path d="${d}" stroke="${hex(PALETTE.grid)}" stroke-opacity="0.55" stroke-width="1" fill="none"/>`
+    : '';
+}
+
+/**
+ * Paints boxes over an image: feature grid, lost/gained fills, read-area outline (dashed), exact box
+ * outline (solid) and a label, scaled to fit `OVERLAY_MAX_W × OVERLAY_MAX_H`.
+ * `frame` is the coordinate frame of the boxes (image px); `base` is stretched over it.
+ */
+async function paintOverlay(
+  base: RawImage,
+  frame: readonly [number, number],
+  boxes: readonly OverlayBox[],
+  stride: number,
+  drawGrid: boolean,
+): Promise<{ image: RgbImage; gridDrawn: boolean }> {
+  const [fw, fh] = frame;
+  const scale = displayScale(fw, fh, OVERLAY_MAX_W, OVERLAY_MAX_H, OVERLAY_MAX_UPSCALE);
+  const dw = Math.max(1, Math.round(fw * scale));
+  const dh = Math.max(1, Math.round(fh * scale));
+  const sx = dw / fw;
+  const sy = dh / fh;
+  const gridDrawn = drawGrid && stride * Math.min(sx, sy) >= MIN_GRID_SPACING;
+  const halo = hex(PALETTE.halo);
+  const layers = { grid: '', fills: '', read: '', box: '', labels: '' };
+  for (const { label, box, read } of boxes) {
+    if (read) {
+      if (gridDrawn) {
+        const around = {
+          x1: Math.min(box.x1, read.x1),
+          y1: Math.min(box.y1, read.y1),
+          x2: Math.max(box.x2, read.x2),
+          y2: Math.max(box.y2, read.y2),
+        };
+        layers.grid += gridSvg(around, stride, sx, sy, fw, fh);
+      }
+      const lostAttrs = `fill="${hex(PALETTE.lost)}" fill-opacity="${FILL_OPACITY}"`;
+      const gainedAttrs = `fill="${hex(PALETTE.gained)}" fill-opacity="${FILL_OPACITY}"`;
+      for (const r of rectDifference(box, read)) layers.fills += rectSvg(r, sx, sy, lostAttrs);
+      for (const r of rectDifference(read, box)) layers.fills += rectSvg(r, sx, sy, gainedAttrs);
+      const dashed = `fill="none" stroke-width="2" stroke-dasharray="7 4"`;
+      layers.read += rectSvg(
+        read,
+        sx,
+        sy,
+        `fill="none" stroke="${halo}" stroke-opacity="0.7" stroke-width="4"`,
+      );
+      layers.read += rectSvg(read, sx, sy, `stroke="${hex(PALETTE.read)}" ${dashed}`);
+    }
+    layers.box += rectSvg(box, sx, sy, `fill="none" stroke="${halo}" stroke-opacity="0.7" stroke-width="4"`);
+    layers.box += rectSvg(box, sx, sy, `fill="none" stroke="${hex(PALETTE.box)}" stroke-width="2"`);
+    const lx = Math.min(Math.max(box.x1 * sx + 4, 2), dw - 20);
+    const ly = Math.min(Math.max(box.y1 * sy + 17, 15), dh - 4);
+    layers.labels += svgText(label, lx, ly, { size: 14, weight: 'bold', fill: '#ffffff', halo });
+  }
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${dw}" height="${dh}">` +
+    layers.grid +
+    layers.fills +
+    layers.read +
+    layers.box +
+    layers.labels +
+    `</svg>`;
+  const image = await toRgb(
+    sharp(Buffer.from(base.data.buffer, base.data.byteOffset, base.data.byteLength), {
+      raw: { width: base.width, height: base.height, channels: base.channels },
+    })
+      // Upscaling stays nearest (pixels and feature cells stay crisp); downscaling filters properly.
+      .resize(dw, dh, { fit: 'fill', kernel: dw >= base.width && dh >= base.height ? 'nearest' : 'lanczos3' })
+      .composite([{ input: Buffer.from(svg), left: 0, top: 0 }]),
+  );
+  return { image, gridDrawn };
+}
+
+/** The legend of the overlays as SVG at `(x, y)`, and its height. */
+function legendSvg(
+  x: number,
+  y: number,
+  stride: number,
+  gridDrawn: boolean,
+): { svg: string; height: number } {
+  const halo = hex(PALETTE.halo);
+  const sw = 34; // swatch width
+  const rows: { swatch: string; lines: string[] }[] = [
+    {
+      swatch: `<rect x="0" y="0" width="${sw}" height="18" fill="#8a8a8a"/><rect x="5" y="4" width="${sw - 10}" height="10" fill="none" stroke="${halo}" stroke-opacity="0.7" stroke-width="4"/><rect x="5" y="4" width="${sw - 10}" height="10" fill="none" stroke="#ffffff" stroke-width="2"/>`,
+      lines: ['exact box', '= what RoI Align reads'],
+    },
+    {
+      swatch: `<rect x="0" y="0" width="${sw}" height="18" fill="#8a8a8a"/><path d="M2 9H${sw - 2}" stroke="${halo}" stroke-opacity="0.7" stroke-width="4"/><path d="M2 9H${sw - 2}" stroke="${hex(PALETTE.read)}" stroke-width="2" stroke-dasharray="7 4"/>`,
+      lines: ['area the op reads', 'Pool: rounded cells; Warp: snapped box'],
+    },
+    {
+      swatch: `<rect x="0" y="0" width="${sw}" height="18" fill="#8a8a8a"/><rect x="0" y="0" width="${sw}" height="18" fill="${hex(PALETTE.lost)}" fill-opacity="${FILL_OPACITY}"/>`,
+      lines: ['lost: in the box, not read'],
+    },
+    {
+      swatch: `<rect x="0" y="0" width="${sw}" height="18" fill="#8a8a8a"/><rect x="0" y="0" width="${sw}" height="18" fill="${hex(PALETTE.gained)}" fill-opacity="${FILL_OPACITY}"/>`,
+      lines: ['gained: read, outside the box'],
+    },
+    {
+      swatch: `<rect x="0" y="0" width="${sw}" height="18" fill="#8a8a8a"/><path d="M11.5 0V18M22.5 0V18M0 9.5H${sw}" stroke="#ffffff" stroke-opacity="0.55"/>`,
+      lines: gridDrawn
+        ? [`feature grid (stride ${formatNumber(stride)} px)`]
+        : [`feature grid (stride ${formatNumber(stride)} px)`, 'too fine to draw at this scale'],
+    },
+  ];
+  let svg = svgText('Legend', x, y + 14, { size: 14, weight: 'bold', fill: INK });
+  let cy = y + 28;
+  for (const row of rows) {
+    svg += `<g transform="translate(${x} ${cy})">${row.swatch}</g>`;
+    row.lines.forEach((line, i) => {
+      svg += svgText(line, x + sw + 10, cy + 13 + i * 16, {
+        size: i === 0 ? 13 : 11.5,
+        fill: i === 0 ? INK : MUTED,
+      });
+    });
+    cy += Math.max(26, row.lines.length * 16 + 10);
+  }
+  return { svg, height: cy - y };
+}
+
+/** Renders an SVG of size `width × height` over a white canvas with raw rasters placed under it. */
+async function compose(
+  width: number,
+  height: number,
+  rasters: readonly { image: RgbImage; left: number; top: number }[],
+  svg: string,
+): Promise<RgbImage> {
+  const layers: OverlayOptions[] = rasters.map(({ image, left, top }) => ({
+    input: image.data,
+    ...rawInput(image),
+    left: Math.round(left),
+    top: Math.round(top),
+  }));
+  if (svg) {
+    layers.push({
+      input: Buffer.from(
+        `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg}</svg>`,
+      ),
+      left: 0,
+      top: 0,
+    });
+  }
+  return toRgb(sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(layers));
+}
+
+function boxRegion(boxes: Boxes, k: number): Region {
+  const o = k * 5;
+  return { x1: boxes.data[o + 1], y1: boxes.data[o + 2], x2: boxes.data[o + 3], y2: boxes.data[o + 4] };
+}
+
+function channelLabel(channel: ChannelSelect, channels: number): string {
+  if (typeof channel === 'number') return `channel ${channel} of ${channels}`;
+  const what = { mean: 'mean', meanabs: 'mean |x|', max: 'max' }[channel];
+  return `${what} over ${channels} channels`;
+}
+
+/** `1/32` for reciprocals of integers (the usual strides), else the number. */
+function formatScale(s: number): string {
+  const stride = 1 / s;
+  return Math.abs(stride - Math.round(stride)) < 1e-6 ? `1/${Math.round(stride)}` : formatNumber(s);
+}
+
+const percent = (f: number): string => (f === 0 ? '0%' : `${(f * 100).toFixed(1)}%`);
+
+function formatArea(a: number): string {
+  if (a >= 1e6) return `${(a / 1e6).toFixed(2)}M`;
+  if (a >= 1e5) return `${(a / 1e3).toFixed(0)}k`;
+  return String(Math.round(a * 100) / 100);
+}
+
+/** A vertical colour bar with min / mid / max tick labels, as raster + SVG. */
+function colorbar(
+  x: number,
+  y: number,
+  height: number,
+  min: number,
+  max: number,
+  colormap: ColormapName,
+): { raster: { image: RgbImage; left: number; top: number }; svg: string } {
+  const image = colorbarImage(BAR_W, height, colormap);
+  let svg = `<rect x="${x - 0.5}" y="${y - 0.5}" width="${BAR_W + 1}" height="${height + 1}" fill="none" stroke="#999"/>`;
+  const ticks: [number, number][] = [
+    [max, y],
+    [(min + max) / 2, y + height / 2],
+    [min, y + height],
+  ];
+  for (const [v, ty] of ticks) {
+    svg += `<path d="M${x + BAR_W} ${n2(ty)}h4" stroke="${MUTED}"/>`;
+    svg += svgText(formatNumber(v), x + BAR_W + 7, ty + 4, { size: 11, fill: MUTED });
+  }
+  return { raster: { image, left: x, top: y }, svg };
+}
+
+/** One row of panels for box `k`. */
+async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSelect): Promise<RgbImage> {
+  const { pooled, coverage } = input;
+  const [, C, PH, PW] = pooled.align.shape;
+  const cell = Math.max(1, Math.floor(PANEL / Math.max(PH, PW)));
+  const pw = cell * PW;
+  const ph = cell * PH;
+  const values = {
+    pool: reducePooled(pooled.pool, k, channel),
+    align: reducePooled(pooled.align, k, channel),
+    warp: reducePooled(pooled.warp, k, channel),
+  };
+  const [vmin, vmax] = valueRange(values.pool, values.align, values.warp);
+  const diffs = [
+    {
+      title: '|Align − Pool|',
+      map: reduceDifference(pooled.align, pooled.pool, k, channel),
+      pair: ['align', 'pool'],
+    },
+    {
+      title: '|Align − Warp|',
+      map: reduceDifference(pooled.align, pooled.warp, k, channel),
+      pair: ['align', 'warp'],
+    },
+  ] as const;
+  const dmax = valueRange(diffs[0].map, diffs[1].map)[1];
+
+  const rasters: { image: RgbImage; left: number; top: number }[] = [];
+  let svg = '';
+  const top = TITLE_H + 8;
+
+  // Left column: which box, then the coverage table.
+  const box = boxRegion(input.boxes, k);
+  const b = input.boxes.data[k * 5];
+  const cov = coverage[k];
+  let ty = 22;
+  svg += svgText(`Box ${k + 1}`, MARGIN, ty, { size: 15, weight: 'bold', fill: INK });
+  svg += svgText(
+    `(${formatNumber(box.x1)}, ${formatNumber(box.y1)})–(${formatNumber(box.x2)}, ${formatNumber(box.y2)})`,
+    MARGIN + 58,
+    ty,
+    { size: 12, fill: MUTED },
+  );
+  ty += 18;
+  svg += svgText(
+    `${formatNumber(box.x2 - box.x1)} × ${formatNumber(box.y2 - box.y1)} px, area ${formatArea(cov.boxArea)}${b !== 0 ? `, batch ${b}` : ''}`,
+    MARGIN,
+    ty,
+    { size: 12, fill: MUTED },
+  );
+  const cols = [MARGIN, MARGIN + 80, MARGIN + 170, MARGIN + 266];
+  ty += 24;
+  ['', 'lost', 'gained', 'IoU'].forEach((h, i) => {
+    svg += svgText(h, cols[i], ty, { size: 12, weight: 'bold', fill: INK });
+  });
+  svg += `<path d="M${MARGIN} ${ty + 5.5}H${MARGIN + LABEL_W - 20}" stroke="#ccc"/>`;
+  for (const op of ['pool', 'warp', 'align'] as const) {
+    ty += 18;
+    const c = cov[op];
+    const cells = [
+      OP_TITLE[op],
+      `${formatArea(c.lost)} (${percent(c.lostFraction)})`,
+      `${formatArea(c.gained)} (${percent(c.gainedFraction)})`,
+      c.iou.toFixed(3),
+    ];
+    cells.forEach((text, i) => {
+      svg += svgText(text, cols[i], ty, { size: 12, fill: i === 0 ? INK : MUTED });
+    });
+  }
+  const leftHeight = ty + 12;
+
+  // Value panels on one shared scale.
+  let x = MARGIN + LABEL_W;
+  for (const op of ['pool', 'align', 'warp'] as const) {
+    const image = heatmapImage(values[op], PH, PW, { min: vmin, max: vmax, cell, colormap: 'viridis' });
+    rasters.push({ image, left: x, top });
+    svg += `<rect x="${x - 0.5}" y="${top - 0.5}" width="${pw + 1}" height="${ph + 1}" fill="none" stroke="#999"/>`;
+    svg += svgText(OP_TITLE[op], x + pw / 2, TITLE_H, {
+      size: 13,
+      weight: 'bold',
+      fill: INK,
+      anchor: 'middle',
+    });
+    x += pw + (op === 'warp' ? 8 : GAP / 2);
+  }
+  const bar1 = colorbar(x, top, ph, vmin, vmax, 'viridis');
+  rasters.push(bar1.raster);
+  svg += bar1.svg;
+  x += BAR_W + BAR_LABEL_W + GAP;
+
+  // Difference panels on their own scale, from 0.
+  for (const d of diffs) {
+    const image = heatmapImage(d.map, PH, PW, { min: 0, max: dmax, cell, colormap: 'cividis' });
+    rasters.push({ image, left: x, top });
+    svg += `<rect x="${x - 0.5}" y="${top - 0.5}" width="${pw + 1}" height="${ph + 1}" fill="none" stroke="#999"/>`;
+    svg += svgText(d.title, x + pw / 2, TITLE_H, { size: 13, weight: 'bold', fill: INK, anchor: 'middle' });
+    const stats = pairStats(pooled[d.pair[0]], pooled[d.pair[1]], k);
+    svg += svgText(`mean ${formatNumber(stats.meanAbs)}`, x + pw / 2, top + ph + 15, {
+      size: 11,
+      fill: MUTED,
+      anchor: 'middle',
+    });
+    svg += svgText(`max ${formatNumber(stats.maxAbs)}`, x + pw / 2, top + ph + 29, {
+      size: 11,
+      fill: MUTED,
+      anchor: 'middle',
+    });
+    x += pw + (d === diffs[1] ? 8 : GAP / 2);
+  }
+  const bar2 = colorbar(x, top, ph, 0, dmax, 'cividis');
+  rasters.push(bar2.raster);
+  svg += bar2.svg;
+  x += BAR_W + BAR_LABEL_W;
+
+  const valuesNote = `${channelLabel(channel, C)}, ${PH}×${PW} cells`;
+  svg += svgText(valuesNote, MARGIN + LABEL_W, top + ph + 15, { size: 11, fill: MUTED });
+  const width = x + MARGIN;
+  const height = Math.max(leftHeight, top + ph + 36) + 6;
+  return compose(width, height, rasters, svg);
+}
+
+/**
+ * The feature map of the first shown box's batch item as a heatmap, with the boxes of that item drawn on
+ * it (feature cell `j` covers image px `[j*stride, (j+1)*stride)`).
+ */
+async function renderFeaturePanel(
+  input: DiffRenderInput,
+  channel: ChannelSelect,
+  shown: number,
+): Promise<{ image: RgbImage; batch: number }> {
+  const features = input.features as FeatureMap;
+  const [N, C, H, W] = features.shape;
+  const batch = shown > 0 ? Math.min(N - 1, input.boxes.data[0]) : 0;
+  const values = reduceFeatureMap(features, batch, channel);
+  const [min, max] = valueRange(values);
+  const heat = heatmapImage(values, H, W, { min, max, colormap: 'viridis' });
+  const stride = 1 / input.spatialScale;
+  const boxes: OverlayBox[] = [];
+  for (let k = 0; k < shown; k++) {
+    if (input.boxes.data[k * 5] === batch)
+      boxes.push({ label: String(k + 1), box: boxRegion(input.boxes, k) });
+  }
+  const painted = await paintOverlay(
+    { ...heat, channels: 3 },
+    [W * stride, H * stride],
+    boxes,
+    stride,
+    false,
+  );
+  const title = `Feature map, batch ${batch}: ${channelLabel(channel, C)}`;
+  const sub = `${H}×${W} cells, stride ${formatNumber(stride)} px; boxes outlined`;
+  const width =
+    Math.max(painted.image.width + BAR_W + BAR_LABEL_W + 10, measureText(title, 14, 'bold')) + 2 * MARGIN;
+  const bar = colorbar(
+    MARGIN + painted.image.width + 10,
+    TITLE_H + 22,
+    painted.image.height,
+    min,
+    max,
+    'viridis',
+  );
+  const svg =
+    svgText(title, MARGIN, 20, { size: 14, weight: 'bold', fill: INK }) +
+    svgText(sub, MARGIN, 38, { size: 12, fill: MUTED }) +
+    bar.svg;
+  const image = await compose(
+    Math.ceil(width),
+    TITLE_H + 22 + painted.image.height + 12,
+    [{ image: painted.image, left: MARGIN, top: TITLE_H + 22 }, bar.raster],
+    svg,
+  );
+  return { image, batch };
+}
+
+/** The overlay strip: RoI Pool and RoI Warp over the image, and the legend. */
+async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promise<RgbImage> {
+  const image = input.image as RawImage;
+  const frame = input.imageSize ?? ([image.width, image.height] as const);
+  const stride = 1 / input.spatialScale;
+  const rasters: { image: RgbImage; left: number; top: number }[] = [];
+  let svg = '';
+  let x = MARGIN;
+  let bottom = 0;
+  let gridDrawn = true;
+  const titles = { pool: 'RoI Pool reads', warp: 'RoI Warp reads (box snapped to the grid)' } as const;
+  for (const op of ['pool', 'warp'] as const) {
+    const boxes: OverlayBox[] = [];
+    for (let k = 0; k < shown; k++) {
+      boxes.push({
+        label: String(k + 1),
+        box: boxRegion(input.boxes, k),
+        read: input.coverage[k][op].region,
+      });
+    }
+    const painted = await paintOverlay(image, frame, boxes, stride, true);
+    gridDrawn &&= painted.gridDrawn;
+    rasters.push({ image: painted.image, left: x, top: TITLE_H });
+    svg += svgText(titles[op], x, 20, { size: 14, weight: 'bold', fill: INK });
+    x += Math.max(painted.image.width, measureText(titles[op], 14, 'bold')) + GAP + 6;
+    bottom = Math.max(bottom, TITLE_H + painted.image.height);
+  }
+  const legend = legendSvg(x + 4, 6, stride, gridDrawn);
+  svg += legend.svg;
+  const width = x + LEGEND_W + MARGIN;
+  return compose(width, Math.max(bottom, legend.height + 12) + 10, rasters, svg);
+}
+
+/**
+ * Renders the visual diff of RoI Pool, RoI Align and RoI Warp: the whole sheet and its parts.
+ * `input.pooled` must hold all three ops with equal shapes `[K, C, PH, PW]`; `coverage` one entry per box.
+ */
+export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
+  const channel = input.channel ?? 'meanabs';
+  const maxBoxes = input.maxBoxes ?? 8;
+  const K = input.boxes.count;
+  const shown = Math.max(0, Math.min(K, maxBoxes));
+
+  const overlay = input.image ? await renderOverlayStrip(input, shown) : undefined;
+  const feature = input.features ? await renderFeaturePanel(input, channel, shown) : undefined;
+  const rows: RgbImage[] = [];
+  for (let k = 0; k < shown; k++) rows.push(await renderRow(input, k, channel));
+
+  // Header: what was computed, with which parameters.
+  const [PH, PW] = input.params.outputSize;
+  const stride = 1 / input.spatialScale;
+  const lines: string[] = [];
+  const size = input.imageSize
+    ? `image ${input.imageSize[0]}×${input.imageSize[1]} px`
+    : 'no image size given';
+  const fm = input.features
+    ? `feature map ${input.features.shape[2]}×${input.features.shape[3]}`
+    : 'feature map';
+  lines.push(
+    `${size} · ${fm}, stride ${formatNumber(stride)} px (spatialScale ${formatScale(input.spatialScale)})`,
+  );
+  lines.push(
+    `output ${PH}×${PW} · samplingRatio ${input.params.samplingRatio} · aligned ${input.params.aligned} · mode ${input.params.mode} · ${K} box${K === 1 ? '' : 'es'}${shown < K ? `, first ${shown} shown (maxBoxes)` : ''}`,
+  );
+  if (!input.image)
+    lines.push('Features input without an image: no image overlay; the boxes are drawn on the feature map.');
+  const headerH = 34 + lines.length * 18 + 8;
+
+  // Stack: header, overlay strip or feature panel (features input), then the box rows.
+  const top = input.image ? overlay : feature?.image;
+  const parts = [...(top ? [top] : []), ...rows];
+  const width = Math.max(
+    760,
+    ...parts.map((p) => p.width),
+    ...lines.map((l) => measureText(l, 12.5) + 2 * MARGIN),
+  );
+  let svg = svgText('RoI Pool vs RoI Align vs RoI Warp', MARGIN, 28, { size: 20, weight: 'bold', fill: INK });
+  lines.forEach((line, i) => {
+    svg += svgText(line, MARGIN, 52 + i * 18, { size: 12.5, fill: MUTED });
+  });
+  let y = headerH;
+  const rasters: { image: RgbImage; left: number; top: number }[] = [];
+  for (const [i, part] of parts.entries()) {
+    if (i > 0 || top === undefined)
+      svg += `<path d="M${MARGIN} ${y + 0.5}H${width - MARGIN}" stroke="#ddd"/>`;
+    rasters.push({ image: part, left: 0, top: y });
+    y += part.height;
+  }
+  if (shown === 0) {
+    svg += svgText('No boxes in the request: nothing to compare.', MARGIN, y + 24, { size: 13, fill: INK });
+    y += 36;
+  }
+  const sheet = await compose(Math.ceil(width), Math.ceil(y + 8), rasters, svg);
+  return { sheet, overlay, featureHeatmap: feature?.image, rows, boxesShown: shown };
+}
+
+/** Per-box and overall difference statistics for each pair in `OP_PAIRS`. */
+export function diffStats(pooled: Readonly<Record<OpName, Pooled>>): {
+  perBox: PairDiff[][];
+  total: PairDiff[];
+} {
+  const K = pooled.align.shape[0];
+  const perBox: PairDiff[][] = [];
+  for (let k = 0; k < K; k++)
+    perBox.push(OP_PAIRS.map(([a, b]) => ({ a, b, ...pairStats(pooled[a], pooled[b], k) })));
+  const total = OP_PAIRS.map(([a, b]) => ({ a, b, ...pairStats(pooled[a], pooled[b]) }));
+  return { perBox, total };
+}

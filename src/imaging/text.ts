@@ -1,0 +1,105 @@
+/**
+ * Text for the diff sheets as SVG outlines, independent of system fonts.
+ *
+ * sharp rasterises SVG with librsvg, whose `<text>` goes through fontconfig: on a bare container with no
+ * fonts it draws nothing (or boxes). So we never emit `<text>`: glyph outlines come from DejaVu Sans,
+ * shipped inside the `@fontsource/dejavu-sans` npm package (WOFF), parsed with opentype.js, and emitted as
+ * `<path>` elements. The same bytes render the same pixels on every machine.
+ *
+ * Layout is deliberately simple (left-to-right, one glyph per code point, pair kerning): opentype.js's
+ * shaper trips over DejaVu's `ccmp` lookups, and labels here are short Latin strings and numbers.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import opentype, { type Font, type Glyph } from 'opentype.js';
+
+export type FontWeight = 'normal' | 'bold';
+export type TextAnchor = 'start' | 'middle' | 'end';
+
+export interface TextOptions {
+  /** Font size in px (the em square). Default 13. */
+  size?: number;
+  /** Default `'normal'`. */
+  weight?: FontWeight;
+  /** Any SVG paint. Default `'#1a1a1a'`. */
+  fill?: string;
+  /** Horizontal alignment at `x`. Default `'start'`. */
+  anchor?: TextAnchor;
+  /**
+   * A halo (outline stroke drawn under the glyphs) to keep labels readable on photos, e.g. `'#fff'`.
+   * Default none.
+   */
+  halo?: string;
+}
+
+const FONT_FILES: Record<FontWeight, string> = {
+  normal: '@fontsource/dejavu-sans/files/dejavu-sans-latin-400-normal.woff',
+  bold: '@fontsource/dejavu-sans/files/dejavu-sans-latin-700-normal.woff',
+};
+
+const fonts = new Map<FontWeight, Font>();
+
+/** The parsed font for `weight`, loaded once per process. */
+export function loadFont(weight: FontWeight = 'normal'): Font {
+  let font = fonts.get(weight);
+  if (!font) {
+    const file = createRequire(import.meta.url).resolve(FONT_FILES[weight]);
+    const bytes = readFileSync(file);
+    font = opentype.parse(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    fonts.set(weight, font);
+  }
+  return font;
+}
+
+interface PlacedGlyph {
+  glyph: Glyph;
+  x: number;
+}
+
+function layout(text: string, size: number, weight: FontWeight): { glyphs: PlacedGlyph[]; width: number } {
+  const font = loadFont(weight);
+  const scale = size / font.unitsPerEm;
+  const glyphs: PlacedGlyph[] = [];
+  let x = 0;
+  let previous: Glyph | undefined;
+  for (const char of text) {
+    const glyph = font.charToGlyph(char);
+    if (previous) x += font.getKerningValue(previous, glyph) * scale;
+    glyphs.push({ glyph, x });
+    x += (glyph.advanceWidth ?? 0) * scale;
+    previous = glyph;
+  }
+  return { glyphs, width: x };
+}
+
+/** Advance width of `text` in px at `size` (default 13) and `weight` (default `'normal'`). */
+export function measureText(text: string, size = 13, weight: FontWeight = 'normal'): number {
+  return layout(text, size, weight).width;
+}
+
+/** Distance from the baseline to the top of capitals/ascenders, and below it, in px at `size`. */
+export function fontMetrics(size = 13, weight: FontWeight = 'normal'): { ascent: number; descent: number } {
+  const font = loadFont(weight);
+  return {
+    ascent: (font.ascender / font.unitsPerEm) * size,
+    descent: (-font.descender / font.unitsPerEm) * size,
+  };
+}
+
+/**
+ * SVG markup drawing `text` with its baseline at `(x, y)`, as `<path>` outlines (no `<text>`, no fonts
+ * needed by the rasteriser). Returns `''` for empty text.
+ */
+export function svgText(text: string, x: number, y: number, options: TextOptions = {}): string {
+  const { size = 13, weight = 'normal', fill = '#1a1a1a', anchor = 'start', halo } = options;
+  if (text.length === 0) return '';
+  const { glyphs, width } = layout(text, size, weight);
+  const x0 = anchor === 'start' ? x : anchor === 'middle' ? x - width / 2 : x - width;
+  let d = '';
+  for (const { glyph, x: gx } of glyphs) d += glyph.getPath(x0 + gx, y, size).toPathData(2);
+  if (d.length === 0) return '';
+  const under = halo
+    ? `<path d="${d}" fill="none" stroke="${halo}" stroke-width="${Math.max(2, size / 5)}" stroke-linejoin="round"/>`
+    : '';
+  return `${under}<path d="${d}" fill="${fill}"/>`;
+}
