@@ -1,0 +1,107 @@
+/**
+ * The 15 published reference vectors (fixtures/roi-vectors.json; each entry names its public source:
+ * ONNX backend tests, ONNX Runtime tests, detectron2, mmcv), checked against the fast kernels and the
+ * slow references, with each vector's own tolerance.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { roiAlign, roiPool, toCanonicalBoxes } from '../../src/ops/index.js';
+import type { AlignMode, FeatureMap } from '../../src/ops/index.js';
+import { refBoxes, refRoiAlign, refRoiPool } from '../reference/roi_reference.js';
+
+interface Vector {
+  name: string;
+  source: { repo: string; path: string; commit: string };
+  op: 'roi_align' | 'roi_pool';
+  params: {
+    output_height: number;
+    output_width: number;
+    spatial_scale: number;
+    sampling_ratio?: number;
+    aligned?: boolean;
+    mode?: 'avg' | 'max';
+    max_semantics?: string;
+  };
+  input: { shape: [number, number, number, number]; layout: 'NCHW'; data: number[] };
+  rois: number[][];
+  batch_indices: number[];
+  expected: { shape: number[]; data: number[] };
+  tolerance: { rtol: number; atol: number };
+}
+
+const vectors = JSON.parse(
+  readFileSync(new URL('../../fixtures/roi-vectors.json', import.meta.url), 'utf8'),
+) as Vector[];
+
+function expectClose(actual: Float32Array, v: Vector): void {
+  expect(actual.length).toBe(v.expected.data.length);
+  v.expected.data.forEach((e, i) => {
+    const bound = v.tolerance.atol + v.tolerance.rtol * Math.abs(e);
+    if (!(Math.abs(actual[i] - e) <= bound)) {
+      throw new Error(`${v.name}: value ${i} is ${actual[i]}, expected ${e} ± ${bound}`);
+    }
+  });
+}
+
+describe('published reference vectors', () => {
+  it('has all 15 vectors, each with a source', () => {
+    expect(vectors).toHaveLength(15);
+    for (const v of vectors) expect(v.source.repo && v.source.path && v.source.commit).toBeTruthy();
+  });
+
+  for (const v of vectors) {
+    it(`${v.name} (${v.source.repo})`, () => {
+      const p = v.params;
+      const input: FeatureMap = {
+        data: new Float32Array(v.input.data),
+        shape: v.input.shape,
+        layout: 'NCHW',
+      };
+      const boxes = toCanonicalBoxes(
+        v.rois.map((r, i) => [v.batch_indices[i], ...r]),
+        { batchSize: v.input.shape[0] },
+      );
+      const [N, C, H, W] = v.input.shape;
+      const ref = { data: input.data, N, C, H, W };
+      if (v.op === 'roi_pool') {
+        const out = roiPool(input, boxes, {
+          spatialScale: p.spatial_scale,
+          outputSize: [p.output_height, p.output_width],
+        });
+        expect(out.shape).toEqual(v.expected.shape);
+        expectClose(out.data, v);
+        expectClose(
+          refRoiPool(ref, refBoxes(boxes.data, boxes.count), {
+            s: p.spatial_scale,
+            PH: p.output_height,
+            PW: p.output_width,
+          }),
+          v,
+        );
+        return;
+      }
+      // ONNX's `max` is the weighted-tap rule: our `onnx_max`.
+      const mode: AlignMode = p.mode === 'max' ? 'onnx_max' : 'avg';
+      if (p.mode === 'max') expect(p.max_semantics).toBe('onnx_weighted_corner_max');
+      const params = {
+        spatialScale: p.spatial_scale,
+        outputSize: [p.output_height, p.output_width] as [number, number],
+        samplingRatio: p.sampling_ratio,
+        aligned: p.aligned,
+        mode,
+      };
+      const out = roiAlign(input, boxes, params);
+      expect(out.shape).toEqual(v.expected.shape);
+      expectClose(out.data, v);
+      const refOut = refRoiAlign(ref, refBoxes(boxes.data, boxes.count), {
+        s: p.spatial_scale,
+        PH: p.output_height,
+        PW: p.output_width,
+        samplingRatio: p.sampling_ratio ?? 2,
+        aligned: p.aligned ?? true,
+        mode,
+      });
+      expectClose(refOut, v);
+    });
+  }
+});
