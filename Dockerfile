@@ -1,0 +1,75 @@
+# roiserve container image.
+#
+#   docker build -t roiserve .
+#   docker run --rm -p 8080:8080 roiserve
+#
+# Stages: deps (all packages, no install scripts) -> build (tsc to dist/) and prod-deps
+# (`npm ci --omit=dev` with install scripts, trimmed) -> runtime (node:20-bookworm-slim, non-root).
+# Plain Dockerfile syntax only (no `# syntax=` line, no RUN --mount), so the legacy builder and
+# BuildKit both build it and no frontend image has to be pulled.
+# glibc (bookworm), not alpine: sharp's prebuilt libvips and tfjs-node's libtensorflow need it.
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---------------------------------------------------------------- deps: everything tsc needs
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+COPY package.json package-lock.json .npmrc ./
+# --ignore-scripts: the compiler needs no native binaries, so no downloads (tfjs-node, onnxruntime-node)
+# are attempted here. The npm cache this fills lets prod-deps install offline from the same tarballs.
+RUN npm ci --ignore-scripts
+
+# ---------------------------------------------------------------- prod-deps: runtime node_modules
+FROM deps AS prod-deps
+# A real `npm ci --omit=dev` with install scripts (npm 10 in the base ignores package.json
+# `allowScripts`; .npmrc keeps onnxruntime-node's download off, and it is a devDependency anyway).
+# @tensorflow/tfjs-node is an optionalDependency: its install script downloads libtensorflow. Where the
+# network allows it the image gets the native backend; where it fails npm drops the package and the
+# service uses the wasm backend. Either way the build goes on; the log line below says which.
+RUN rm -rf node_modules \
+ && npm ci --omit=dev --prefer-offline \
+ && if [ -f node_modules/@tensorflow/tfjs-node/package.json ]; then \
+      echo "tfjs-node: installed (native TensorFlow backend available)"; \
+    else \
+      echo "tfjs-node: not installed (libtensorflow download unavailable); the service uses the wasm backend"; \
+    fi \
+ # Trim what Node never loads at run time: source maps, type declarations, build info, and
+ # TensorFlow.js's browser bundles (Node loads each package's `main`, the *.node.js bundle).
+ && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \
+      -o -name '*.tsbuildinfo' \) -delete \
+ && find node_modules/@tensorflow -type f -path '*/dist/*' \( -name '*.min.js' -o -name '*.es2017.js' \
+      -o -name '*.fesm.js' -o -name '*.min.js.html' -o -name 'tf.js' -o -name 'tf-*.js' \) \
+      ! -name '*.node.js' -delete
+
+# ---------------------------------------------------------------- build: TypeScript -> dist/
+FROM deps AS build
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY routes ./routes
+RUN npm run build
+
+# ---------------------------------------------------------------- runtime
+FROM ${NODE_IMAGE} AS runtime
+# tini: PID 1 that forwards SIGTERM/SIGINT to node and reaps zombies, so `docker stop` drains requests.
+# fonts-dejavu-core: a system font for any text the visual diffs render (they also embed DejaVu Sans).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+# Configuration is by environment only (see README). SHUTDOWN_GRACE_SECONDS stays under the 10 s
+# that `docker stop` waits before SIGKILL, so in-flight requests finish and the exit code is 0.
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    SHUTDOWN_GRACE_SECONDS=8
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY public ./public
+# Files stay root-owned and read-only to the service user.
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/src/main.js"]
