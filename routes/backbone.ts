@@ -1,0 +1,53 @@
+/** `GET /v1/backbone`: what the built-in (or configured) backbone is, layer by layer. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { problemSchema } from '../src/problem.js';
+
+const layerSchema = z.object({
+  name: z.string(),
+  type: z.string().describe('input, conv, maxpool, concat, or the tfjs class name for user models'),
+  inputs: z.array(z.string()),
+  outputShape: z.array(z.number()).describe('[N, C, H, W] at the reference input size'),
+  kernel: z.number().optional(),
+  stride: z.number().optional(),
+  params: z.number(),
+  multiplyAdds: z.number(),
+  multiplyAddsWithoutBottleneck: z.number().optional(),
+  receptiveField: z.number(),
+  totalStride: z.number(),
+});
+
+export const backboneDescriptionSchema = z.object({
+  name: z.string(),
+  backend: z.string().describe('tfjs backend: tensorflow, wasm or cpu'),
+  inputChannels: z.number().int(),
+  outputChannels: z.number().int(),
+  stride: z.number(),
+  receptiveField: z.number(),
+  totalParams: z.number(),
+  totalMultiplyAdds: z.number().describe('multiply-adds of one forward pass at referenceInput'),
+  referenceInput: z.tuple([z.number(), z.number()]).describe('[H, W]'),
+  inputNormalization: z.string(),
+  layers: z.array(layerSchema),
+});
+
+const backboneRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/v1/backbone',
+    {
+      schema: {
+        summary: 'The backbone: layers, shapes, parameters, multiply-adds, stride, backend',
+        tags: ['backbone'],
+        security: [{ bearer: [] }, { apiKey: [] }],
+        response: {
+          200: backboneDescriptionSchema,
+          401: problemSchema,
+          503: problemSchema.describe('the backbone is still loading, or the work queue is full'),
+        },
+      },
+    },
+    async () => app.readiness.backbone ?? (await app.work.describe()),
+  );
+};
+
+export default backboneRoutes;

@@ -1,0 +1,65 @@
+/**
+ * Operational routes, open even when `API_KEY` is set: `GET /healthz` (the process answers),
+ * `GET /readyz` (the backbone is loaded and warmed in every worker), `GET /metrics` (Prometheus).
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+const healthRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        summary: 'Liveness: the HTTP thread answers (CPU-heavy work runs in worker threads)',
+        tags: ['ops'],
+        response: { 200: z.object({ status: z.literal('ok') }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  const readySchema = z.object({
+    status: z.enum(['ready', 'starting', 'failed']),
+    backbone: z.string().nullable(),
+    backend: z.string().nullable(),
+    workers: z.number().int(),
+  });
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        summary: 'Readiness: 200 once every worker has loaded and warmed the backbone, else 503',
+        tags: ['ops'],
+        response: { 200: readySchema, 503: readySchema },
+      },
+    },
+    async (_request, reply) => {
+      const { state, backbone } = app.readiness;
+      const body = {
+        status: state,
+        backbone: backbone?.name ?? null,
+        backend: backbone?.backend ?? null,
+        workers: app.work.size,
+      };
+      return reply.code(state === 'ready' ? 200 : 503).send(body);
+    },
+  );
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        summary: 'Prometheus metrics (text exposition format)',
+        tags: ['ops'],
+        produces: ['text/plain'],
+        response: { 200: { content: { 'text/plain': { schema: z.string() } } } },
+      },
+    },
+    async (_request, reply) => {
+      const text = await app.metrics.registry.metrics();
+      return reply.type(app.metrics.registry.contentType).send(text);
+    },
+  );
+};
+
+export default healthRoutes;

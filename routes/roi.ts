@@ -1,0 +1,143 @@
+/**
+ * `POST /v1/roi`: an image (or a feature map) and boxes in; RoI Pool / Align / Warp outputs out, as
+ * JSON, `.npy` or safetensors. Thin: parse (`src/request.ts`) → work (`app.work`) → encode.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { InvalidInputError } from '../src/errors.js';
+import { observeStages, serverTiming } from '../src/metrics.js';
+import { problemSchema } from '../src/problem.js';
+import { limitsFrom, multipartToJsonBody, prepareRoi, roiBodySchema } from '../src/request.js';
+import {
+  boxRows,
+  checkArrayEncoding,
+  echoedParams,
+  pooledOutputs,
+  roiResponseSchema,
+  roiSafetensors,
+  tensorJson,
+  type RoiResponse,
+} from '../src/responses.js';
+import { writeNpy } from '../src/tensors/npy.js';
+
+export const NPY_CONTENT_TYPE = 'application/x-npy';
+export const SAFETENSORS_CONTENT_TYPE = 'application/octet-stream';
+
+const binary = z.string().meta({ format: 'binary' });
+
+/** Error responses every work route can give. */
+export const workErrorResponses = {
+  400: problemSchema.describe('invalid input; `errors` names the field and what was expected'),
+  401: problemSchema.describe('missing or wrong API key (only when API_KEY is set)'),
+  413: problemSchema.describe('body, image, boxes or output over a limit'),
+  415: problemSchema.describe('unsupported content type or image format'),
+  503: problemSchema.describe('the work queue is full: retry after `Retry-After` seconds'),
+};
+
+const roiRoutes: FastifyPluginAsyncZod = async (app) => {
+  const limits = limitsFrom(app.config);
+
+  // Error responses carry the header too (all stages 0 when the work never ran).
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (!reply.hasHeader('Server-Timing')) reply.header('Server-Timing', serverTiming({}));
+    return payload;
+  });
+
+  app.route({
+    method: 'POST',
+    url: '/v1/roi',
+    schema: {
+      summary: 'Run RoI Pool / RoI Align / RoI Warp on an image or a feature map',
+      description:
+        'Send `application/json`, or `multipart/form-data` with the same fields: `image` or `features` (a float32 ' +
+        '4-D .npy) as file parts, array/object fields as JSON text (`boxes=[[0,0,10,10]]`), plain values plain ' +
+        '(`spatialScale=0.25`, `format=npy`). Every response carries `Server-Timing`.',
+      tags: ['roi'],
+      consumes: ['application/json', 'multipart/form-data'],
+      security: [{ bearer: [] }, { apiKey: [] }],
+      body: roiBodySchema,
+      response: {
+        200: {
+          description: 'the outputs; JSON by default, `.npy` or safetensors on request',
+          content: {
+            'application/json': { schema: roiResponseSchema },
+            [NPY_CONTENT_TYPE]: { schema: binary.describe('.npy of [K, C, PH, PW] float32 (format=npy)') },
+            [SAFETENSORS_CONTENT_TYPE]: {
+              schema: binary.describe('safetensors with a tensor per op and the parameters in its metadata'),
+            },
+          },
+        },
+        ...workErrorResponses,
+      },
+    },
+    preValidation: multipartToJsonBody,
+    handler: async (request, reply) => {
+      const body = request.body;
+      const started = performance.now();
+      const opCount = new Set(body.ops).size;
+      if (body.format === 'npy' && opCount !== 1) {
+        throw new InvalidInputError(
+          `format "npy" holds one tensor, but ${opCount} ops were asked for`,
+          'ops',
+          'exactly one op with format "npy" (or format "safetensors" / "json" for several)',
+        );
+      }
+      const task = prepareRoi(body, limits);
+      if (body.format === 'json' && body.encoding === 'array') {
+        // Refuse early when the channel count is known (features, or a loaded backbone).
+        const channels = task.features?.shape[1] ?? app.readiness.backbone?.outputChannels;
+        if (typeof channels === 'number') {
+          checkArrayEncoding(
+            task.boxes.count * channels * task.params.outputSize[0] * task.params.outputSize[1] * opCount,
+            'array',
+          );
+        }
+      }
+      const result = await app.work.roi(task);
+
+      const encodeStart = performance.now();
+      const outputs = pooledOutputs(result);
+      let payload: Buffer | RoiResponse;
+      if (body.format === 'npy') {
+        const [op, pooled] = outputs[0];
+        payload = writeNpy(pooled.data, pooled.shape);
+        reply.type(NPY_CONTENT_TYPE).header('Content-Disposition', `attachment; filename="${op}.npy"`);
+      } else if (body.format === 'safetensors') {
+        payload = roiSafetensors(result);
+        reply
+          .type(SAFETENSORS_CONTENT_TYPE)
+          .header('Content-Disposition', 'attachment; filename="roi.safetensors"');
+      } else {
+        checkArrayEncoding(
+          outputs.reduce((sum, [, pooled]) => sum + pooled.data.length, 0),
+          body.encoding,
+        );
+        const tensors: RoiResponse['outputs'] = {};
+        for (const [op, pooled] of outputs)
+          tensors[op] = tensorJson(pooled.data, pooled.shape, body.encoding);
+        payload = {
+          params: echoedParams(result, 'json', body.encoding),
+          image: result.image,
+          featureMap: result.featureMap,
+          boxes: boxRows(result.boxes),
+          outputs: tensors,
+          coverage: result.coverage,
+          timings: { ...result.timings, encode: 0, total: 0 },
+        };
+        reply.type('application/json; charset=utf-8');
+      }
+      const timings = { ...result.timings, encode: performance.now() - encodeStart };
+      if (!Buffer.isBuffer(payload)) {
+        payload.timings.encode = timings.encode;
+        payload.timings.total = performance.now() - started;
+      }
+      observeStages(app.metrics, timings);
+      for (const op of result.params.ops) app.metrics.boxes.inc({ op }, result.boxes.count);
+      reply.header('Server-Timing', serverTiming(timings));
+      // Buffers (npy, safetensors) bypass the JSON serializer; the cast only widens the reply type.
+      return reply.send(payload as Exclude<typeof payload, Buffer>);
+    },
+  });
+};
+
+export default roiRoutes;

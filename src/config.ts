@@ -1,0 +1,134 @@
+/**
+ * Service configuration. This is the ONLY module that reads environment variables: everything else
+ * receives the parsed {@link Config} object (tests build one with {@link parseConfig} and overrides).
+ */
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+
+/** Accepts a positive integer written in decimal or exponent form (`40e6`), like the defaults below. */
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
+
+/** `true`/`false`/`1`/`0`/`yes`/`no`, case-insensitive. */
+const booleanText = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'TRUE', 'FALSE', 'True', 'False'])
+  .transform((v) => ['true', '1', 'yes'].includes(v.toLowerCase()));
+
+/** Empty strings count as "unset", as a shell `FOO=` would mean. */
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+
+/** Default worker count: one per core, leaving one for the HTTP thread, at least 1 and at most 4. */
+export function defaultWorkers(): number {
+  return Math.min(4, Math.max(1, availableParallelism() - 1));
+}
+
+/**
+ * Environment variables, their defaults and their checks. The keys are the variable names, so a
+ * validation message names exactly what to fix.
+ */
+export const envSchema = z.object({
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** When set, every route except health, readiness and metrics requires it as a bearer token or `X-API-Key`. */
+  API_KEY: optional(z.string().min(8, 'API_KEY must be at least 8 characters')),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BODY_LIMIT_BYTES: positiveInt.default(32 * 1024 * 1024),
+  MAX_IMAGE_PIXELS: positiveInt.default(40_000_000),
+  /** Longest image side after decoding; larger images are downscaled (boxes follow). Unset: keep the size. */
+  MAX_IMAGE_SIDE: optional(positiveInt),
+  MAX_BOXES: positiveInt.default(10_000),
+  /** Upper bound of K·C·PH·PW summed over the requested ops. */
+  MAX_OUTPUT_VALUES: positiveInt.default(64_000_000),
+  MAX_OUTPUT_SIDE: positiveInt.max(1024).default(64),
+  MAX_SAMPLING_GRID: positiveInt.max(1024).default(64),
+  /** Requests waiting for a worker beyond the ones running; one more gets 503 + Retry-After. */
+  QUEUE_LIMIT: nonNegativeInt.default(64),
+  /** Worker threads running the CPU-heavy pipeline; each holds its own backbone. */
+  WORKERS: optional(positiveInt.max(64)),
+  TF_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  BACKBONE_DIR: optional(z.string().min(1)),
+  BACKBONE_OUTPUT_NODE: optional(z.string().min(1)),
+  BACKBONE_STRIDE: optional(positiveInt),
+  /** Seconds SIGTERM waits for in-flight requests before forcing the exit. */
+  SHUTDOWN_GRACE_SECONDS: positiveInt.default(10),
+  /** Serve `GET /docs` (swagger-ui). `GET /openapi.json` is always served. */
+  DOCS: optional(booleanText),
+});
+
+/** The parsed configuration, camelCased. */
+export interface Config {
+  host: string;
+  port: number;
+  apiKey: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  bodyLimitBytes: number;
+  maxImagePixels: number;
+  maxImageSide: number | undefined;
+  maxBoxes: number;
+  maxOutputValues: number;
+  maxOutputSide: number;
+  maxSamplingGrid: number;
+  queueLimit: number;
+  workers: number;
+  tfBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backboneDir: string | undefined;
+  backboneOutputNode: string | undefined;
+  backboneStride: number | undefined;
+  shutdownGraceSeconds: number;
+  docs: boolean;
+}
+
+/** Thrown when the environment is invalid; `main.ts` prints it and exits 1. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses environment variables into a {@link Config}, then applies `overrides` (tests use them).
+ *
+ * @param env - variables to read; default `{}` (pass `process.env` in `main.ts`)
+ * @param overrides - fields replacing the parsed ones; default none
+ * @throws ConfigError listing every invalid variable with what was expected
+ */
+export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Config> = {}): Config {
+  const known = Object.fromEntries(Object.keys(envSchema.shape).map((key) => [key, env[key]]));
+  const result = envSchema.safeParse(known);
+  if (!result.success) {
+    const lines = result.error.issues.map(
+      (issue) => `  ${issue.path.join('.')}=${JSON.stringify(env[String(issue.path[0])])}: ${issue.message}`,
+    );
+    throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
+  }
+  const e = result.data;
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    apiKey: e.API_KEY,
+    logLevel: e.LOG_LEVEL,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    maxImagePixels: e.MAX_IMAGE_PIXELS,
+    maxImageSide: e.MAX_IMAGE_SIDE,
+    maxBoxes: e.MAX_BOXES,
+    maxOutputValues: e.MAX_OUTPUT_VALUES,
+    maxOutputSide: e.MAX_OUTPUT_SIDE,
+    maxSamplingGrid: e.MAX_SAMPLING_GRID,
+    queueLimit: e.QUEUE_LIMIT,
+    workers: e.WORKERS ?? defaultWorkers(),
+    tfBackend: e.TF_BACKEND,
+    backboneDir: e.BACKBONE_DIR,
+    backboneOutputNode: e.BACKBONE_OUTPUT_NODE,
+    backboneStride: e.BACKBONE_STRIDE,
+    shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
+    docs: e.DOCS ?? true,
+    ...overrides,
+  };
+}
+
+/** Reads `process.env` (the only place that does). */
+export function loadConfig(): Config {
+  return parseConfig(process.env);
+}

@@ -1,0 +1,104 @@
+/**
+ * Prometheus metrics (prom-client), one registry per app so that several apps (tests) never clash.
+ * Node's default metrics come along, among them `nodejs_eventloop_lag_seconds` (event-loop lag).
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WorkPool } from './pool.js';
+
+/** Stages timed by the pipeline and the encoders (the `Server-Timing` names). */
+export const STAGES = ['decode', 'backbone', 'pool', 'align', 'warp', 'encode'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface Metrics {
+  registry: Registry;
+  /** `roiserve_http_requests_total{method, route, status}` */
+  requests: Counter<'method' | 'route' | 'status'>;
+  /** `roiserve_http_request_duration_seconds{method, route, status}` */
+  requestDuration: Histogram<'method' | 'route' | 'status'>;
+  /** `roiserve_stage_duration_seconds{stage}`: decode, backbone, pool, align, warp, encode. */
+  stageDuration: Histogram<'stage'>;
+  /** `roiserve_boxes_processed_total{op}`: boxes run through each operator. */
+  boxes: Counter<'op'>;
+}
+
+/**
+ * Creates the registry and the service's metrics.
+ *
+ * @param pool - read at scrape time for the queue and the workers' tfjs tensor count
+ */
+export function createMetrics(pool: WorkPool): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const requests = new Counter({
+    name: 'roiserve_http_requests_total',
+    help: 'HTTP requests by route pattern and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const requestDuration = new Histogram({
+    name: 'roiserve_http_request_duration_seconds',
+    help: 'HTTP request latency by route pattern and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const stageDuration = new Histogram({
+    name: 'roiserve_stage_duration_seconds',
+    help: 'Duration of pipeline stages (decode, backbone, pool, align, warp, encode)',
+    labelNames: ['stage'] as const,
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const boxes = new Counter({
+    name: 'roiserve_boxes_processed_total',
+    help: 'Boxes processed, by operator',
+    labelNames: ['op'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'roiserve_tfjs_tensors',
+    help: 'tfjs tensors held by the workers (backbone weights included), as of their latest replies',
+    registers: [registry],
+    collect() {
+      this.set(pool.tensorCount());
+    },
+  });
+  new Gauge({
+    name: 'roiserve_work_in_flight',
+    help: 'Requests running in or waiting for a worker',
+    registers: [registry],
+    collect() {
+      this.set(pool.inFlight);
+    },
+  });
+  new Gauge({
+    name: 'roiserve_work_queued',
+    help: 'Requests waiting for a worker',
+    registers: [registry],
+    collect() {
+      this.set(pool.queued);
+    },
+  });
+  new Gauge({
+    name: 'roiserve_workers',
+    help: 'Worker threads running the pipeline',
+    registers: [registry],
+    collect() {
+      this.set(pool.size);
+    },
+  });
+  return { registry, requests, requestDuration, stageDuration, boxes };
+}
+
+/** Records stage timings (milliseconds) into the stage histogram; stages that did not run (0) are skipped. */
+export function observeStages(metrics: Metrics, timings: Partial<Record<Stage, number>>): void {
+  for (const stage of STAGES) {
+    const ms = timings[stage];
+    if (ms !== undefined && ms > 0) metrics.stageDuration.observe({ stage }, ms / 1000);
+  }
+}
+
+/** `Server-Timing` header value: `decode;dur=1.2, backbone;dur=30.5, …` for every stage, 0 when skipped. */
+export function serverTiming(timings: Partial<Record<Stage, number>>): string {
+  return STAGES.map((stage) => `${stage};dur=${(timings[stage] ?? 0).toFixed(2)}`).join(', ');
+}

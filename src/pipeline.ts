@@ -1,0 +1,272 @@
+/**
+ * The request → result work shared by `POST /v1/roi`, `POST /v1/diff` and `POST /v1/features`:
+ * decode the image, run the backbone, apply the RoI operators, measure coverage. It runs inside a
+ * worker thread (`src/worker.ts`) so the HTTP thread stays responsive; routes reach it through the
+ * pool (`app.work.roi(task)`, see `src/pool.ts`) after `prepareRoi` (`src/request.ts`).
+ *
+ * Shapes: feature maps `[N, C, H, W]` (NHWC in memory from the backbone), outputs `[K, C, PH, PW]`
+ * (NCHW in memory), boxes `[K, 5]` rows `(b, x1, y1, x2, y2)`.
+ */
+import type { Backbone, BackboneDescription } from './backbone/index.js';
+import { InvalidInputError } from './errors.js';
+import { decodeImage } from './imaging/decode.js';
+import { boxAt, coverage, roiAlign, roiPool, roiWarp, scaleBoxes, toLayout } from './ops/index.js';
+import { MAX_SAMPLING_GRID } from './ops/params.js';
+import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
+import { checkOutputValues, type RoiLimits, type RoiOp, type RoiParams, type RoiTask } from './request.js';
+
+/** Milliseconds per stage; a stage that did not run is 0. */
+export interface RoiTimings {
+  decode: number;
+  backbone: number;
+  pool: number;
+  align: number;
+  warp: number;
+}
+
+/** The decoded image, when the input was one. Coordinates of the ops are in `width × height`. */
+export interface ImageInfo {
+  /** Size after the optional `MAX_IMAGE_SIDE` resize: the frame the operators and coverage work in. */
+  width: number;
+  height: number;
+  /** Size as sent (after EXIF orientation): the frame `boxes` are given in. */
+  originalWidth: number;
+  originalHeight: number;
+  /** `width / originalWidth`; 1 when not resized. */
+  scale: number;
+  /** Detected format, e.g. `png`. */
+  format: string;
+}
+
+/** Where the feature map came from and how it maps onto the image. */
+export interface FeatureMapInfo {
+  /** Logical `[N, C, H, W]`. */
+  shape: [number, number, number, number];
+  /** Backbone stride in pixels; `1 / spatialScale` for user features. */
+  stride: number;
+  /** Feature cells per (resized) image pixel, as used by the operators (float32-rounded by them). */
+  spatialScale: number;
+  /** `input` for user features, else the backbone name. */
+  source: 'input' | 'backbone';
+  backbone: string | null;
+  /** tfjs backend that ran the backbone (`tensorflow`, `wasm`, `cpu`); null for user features. */
+  backend: string | null;
+}
+
+/** Everything one RoI request produces (structured-cloneable; its buffers are transferred). */
+export interface RoiResult {
+  /** Parameters used, defaults filled in; `spatialScale` resolved (1/stride for images). */
+  params: RoiParams & { spatialScale: number };
+  /** null for features input. */
+  image: ImageInfo | null;
+  /** The decoded RGB pixels `[height, width, 3]` (HWC) of the resized image; only if `task.includeImage`. */
+  rgb: Uint8Array | null;
+  featureMap: FeatureMapInfo;
+  /** Canonical boxes `[K, 5]` in input-image pixels (before any resize), as sent. */
+  boxes: Boxes;
+  /** The boxes the operators ran on: `boxes` × `image.scale` (the same object when the scale is 1). */
+  opBoxes: Boxes;
+  /** One output per requested op, `[K, C, PH, PW]`, NCHW. */
+  outputs: Partial<Record<RoiOp, Pooled>>;
+  /** One entry per box, in the operators' frame (resized image pixels). */
+  coverage: BoxCoverage[];
+  timings: RoiTimings;
+}
+
+/** Result of `POST /v1/features`. */
+export interface FeaturesResult {
+  image: ImageInfo;
+  featureMap: FeatureMapInfo;
+  /** `[1, C, H, W]` in NCHW order. */
+  features: FeatureMap;
+  timings: Pick<RoiTimings, 'decode' | 'backbone'>;
+}
+
+/** What the worker hands the pipeline: its backbone (loaded lazily) and the limits. */
+export interface PipelineContext {
+  /** Resolves once the worker's backbone is loaded and warmed; rejects if it failed to load. */
+  backbone(): Promise<Backbone>;
+  /** tfjs backend name in this worker. */
+  backend(): string | null;
+  limits: RoiLimits;
+}
+
+const now = () => performance.now();
+
+/**
+ * Decodes an image (with the configured pixel limit and resize) and runs the backbone on it.
+ *
+ * @returns the decoded image, the NHWC feature map `[1, C, H, W]`, and the stage timings
+ */
+async function imageToFeatures(
+  bytes: Uint8Array,
+  ctx: PipelineContext,
+  beforeBackbone?: (b: Backbone) => void,
+) {
+  let t = now();
+  const decoded = await decodeImage(bytes, {
+    limitInputPixels: ctx.limits.maxImagePixels,
+    maxSide: ctx.limits.maxImageSide,
+    field: 'image',
+  });
+  const decode = now() - t;
+  const backbone = await ctx.backbone();
+  beforeBackbone?.(backbone);
+  t = now();
+  const fm = await backbone.extract(decoded);
+  const backboneMs = now() - t;
+  const image: ImageInfo = {
+    width: decoded.width,
+    height: decoded.height,
+    originalWidth: decoded.originalWidth,
+    originalHeight: decoded.originalHeight,
+    scale: decoded.scale,
+    format: decoded.format,
+  };
+  const featureMap: FeatureMapInfo = {
+    shape: [...fm.shape],
+    stride: backbone.stride,
+    spatialScale: 1 / backbone.stride,
+    source: 'backbone',
+    backbone: backbone.name,
+    backend: ctx.backend(),
+  };
+  return { decoded, fm, image, featureMap, timings: { decode, backbone: backboneMs } };
+}
+
+/**
+ * Refuses an adaptive sampling grid larger than `maxGrid` per axis (`ceil(roi / output)`), naming the
+ * first such box. The kernels refuse grids over their own fixed 64; this applies the configured limit.
+ */
+function checkAdaptiveGrid(boxes: Boxes, params: RoiParams, spatialScale: number, maxGrid: number): void {
+  if (params.samplingRatio > 0 || maxGrid >= MAX_SAMPLING_GRID) return;
+  const [PH, PW] = params.outputSize;
+  for (let k = 0; k < boxes.count; k++) {
+    const box = boxAt(boxes, k);
+    const gh = Math.ceil(((box.y2 - box.y1) * spatialScale) / PH);
+    const gw = Math.ceil(((box.x2 - box.x1) * spatialScale) / PW);
+    if (gh > maxGrid || gw > maxGrid) {
+      throw new InvalidInputError(
+        `the adaptive sampling grid of boxes[${k}] would be ${Math.max(gh, gw)} points per axis, over the limit of ${maxGrid}`,
+        'samplingRatio',
+        `a fixed samplingRatio from 1 to ${maxGrid}, or smaller boxes / a larger outputSize`,
+      );
+    }
+  }
+}
+
+/**
+ * Runs one RoI request: decode + backbone (image input) or the user's map (features input), then the
+ * requested operators on the same boxes, then per-box coverage.
+ *
+ * @param task - from `prepareRoi` (boxes canonical, features checked finite)
+ * @param ctx - the worker's backbone and limits
+ * @throws the typed errors of `src/errors.ts` (400/413/415) for bad images, boxes or parameters
+ */
+export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<RoiResult> {
+  const { params } = task;
+  const timings: RoiTimings = { decode: 0, backbone: 0, pool: 0, align: 0, warp: 0 };
+  let fm: FeatureMap;
+  let image: ImageInfo | null = null;
+  let rgb: Uint8Array | null = null;
+  let featureMap: FeatureMapInfo;
+  let opBoxes = task.boxes;
+  let imageSize: [number, number];
+  if (task.image !== undefined) {
+    const out = await imageToFeatures(task.image, ctx, (backbone) =>
+      // Check the output size before the (expensive) backbone runs.
+      checkOutputValues(
+        task.boxes.count,
+        backbone.channels,
+        params.outputSize,
+        params.ops.length,
+        ctx.limits,
+      ),
+    );
+    ({ fm, image, featureMap } = out);
+    timings.decode = out.timings.decode;
+    timings.backbone = out.timings.backbone;
+    if (task.includeImage) rgb = out.decoded.rgb;
+    if (image.scale !== 1) opBoxes = scaleBoxes(task.boxes, image.scale);
+    imageSize = [image.width, image.height];
+  } else if (task.features !== undefined) {
+    fm = task.features;
+    const s = params.spatialScale as number;
+    const [, , H, W] = fm.shape;
+    featureMap = {
+      shape: [...fm.shape],
+      stride: 1 / s,
+      spatialScale: s,
+      source: 'input',
+      backbone: null,
+      backend: null,
+    };
+    // Without an image size, coverage is clipped to the extent the feature map covers.
+    imageSize = params.imageSize ?? [W / s, H / s];
+  } else {
+    throw new Error('executeRoi: task has neither image nor features');
+  }
+  const spatialScale = featureMap.spatialScale;
+  checkAdaptiveGrid(opBoxes, params, spatialScale, ctx.limits.maxSamplingGrid);
+  const alignParams = {
+    spatialScale,
+    outputSize: params.outputSize,
+    samplingRatio: params.samplingRatio,
+    aligned: params.aligned,
+    mode: params.mode,
+    outputLayout: 'NCHW' as const,
+  };
+  const outputs: Partial<Record<RoiOp, Pooled>> = {};
+  for (const op of params.ops) {
+    const t = now();
+    if (op === 'pool') {
+      outputs.pool = roiPool(fm, opBoxes, {
+        spatialScale,
+        outputSize: params.outputSize,
+        outputLayout: 'NCHW',
+      });
+    } else if (op === 'align') {
+      outputs.align = roiAlign(fm, opBoxes, alignParams);
+    } else {
+      outputs.warp = roiWarp(fm, opBoxes, alignParams);
+    }
+    timings[op] = now() - t;
+  }
+  const boxCoverage: BoxCoverage[] = [];
+  for (let k = 0; k < opBoxes.count; k++) {
+    boxCoverage.push(coverage(boxAt(opBoxes, k), { spatialScale, imageSize }));
+  }
+  return {
+    params: { ...params, spatialScale, imageSize: params.imageSize },
+    image,
+    rgb,
+    featureMap,
+    boxes: task.boxes,
+    opBoxes,
+    outputs,
+    coverage: boxCoverage,
+    timings,
+  };
+}
+
+/**
+ * Runs the backbone on one image: `POST /v1/features`.
+ *
+ * @param bytes - the encoded image
+ * @returns the feature map `[1, C, H, W]` in NCHW order, with the image and backbone facts
+ */
+export async function executeFeatures(bytes: Uint8Array, ctx: PipelineContext): Promise<FeaturesResult> {
+  const out = await imageToFeatures(bytes, ctx);
+  return {
+    image: out.image,
+    featureMap: out.featureMap,
+    features: toLayout(out.fm, 'NCHW'),
+    timings: out.timings,
+  };
+}
+
+/** The backbone's description, backend included (`GET /v1/backbone`). */
+export async function describeBackbone(ctx: PipelineContext): Promise<BackboneDescription> {
+  const backbone = await ctx.backbone();
+  return backbone.describe();
+}

@@ -1,0 +1,185 @@
+/**
+ * The bounded work pool: `workers` piscina threads run the pipeline (`src/worker.ts`); up to
+ * `queueLimit` more requests wait; one more is refused at once with a 503 (`BusyError`). The HTTP
+ * thread never runs decode, backbone or kernels, so `/healthz` answers while they run.
+ */
+import { Piscina } from 'piscina';
+import type { BackboneDescription } from './backbone/index.js';
+import type { Config } from './config.js';
+import { BusyError, RoiServeError } from './errors.js';
+import type { FeaturesResult, RoiResult } from './pipeline.js';
+import { limitsFrom, type RoiLimits, type RoiTask } from './request.js';
+
+/** Data every worker starts with (`Piscina.workerData`). */
+export interface WorkerInit {
+  tfBackend: Config['tfBackend'];
+  backboneDir: string | undefined;
+  backboneOutputNode: string | undefined;
+  backboneStride: number | undefined;
+  limits: RoiLimits;
+}
+
+/** A message to a worker. */
+export type WorkerTask =
+  | { kind: 'roi'; task: RoiTask }
+  | { kind: 'features'; image: Uint8Array }
+  | { kind: 'describe' }
+  | { kind: 'stats' };
+
+/** Per-reply bookkeeping: which thread answered and how many tfjs tensors it holds now. */
+export interface WorkerStats {
+  threadId: number;
+  tensors: number;
+}
+
+/** A worker's answer; errors travel as data because structured cloning drops their class. */
+export type WorkerReply =
+  | { ok: true; value: unknown; stats: WorkerStats }
+  | {
+      ok: false;
+      error: { status: number; message: string; field: string; expected: string };
+      stats: WorkerStats;
+    };
+
+/** `GET /v1/backbone`: the backbone description (it names the tfjs backend too). */
+export type BackboneInfo = BackboneDescription;
+
+/** Raised for a worker failure that is not the client's fault; the error handler hides its message. */
+export class WorkerFailure extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkerFailure';
+  }
+}
+
+/** Worker file: the compiled `.js` next to this module, or the `.ts` source under tsx / vitest. */
+function workerFile(): { filename: string; execArgv: string[] } {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const filename = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url).href;
+  return { filename, execArgv: fromSource ? ['--import', 'tsx'] : [] };
+}
+
+function ownedBuffers(views: Array<ArrayBufferView | undefined>): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const view of views) {
+    if (!view) continue;
+    const buffer = view.buffer;
+    // Never move a Buffer pool slab or a view into a larger buffer: only whole, unshared buffers.
+    if (buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === buffer.byteLength) {
+      out.add(buffer);
+    }
+  }
+  return [...out];
+}
+
+/**
+ * The worker pool. One per app; `close()` it when the app closes.
+ *
+ * @example const result = await app.work.roi(prepareRoi(body, limitsFrom(config)));
+ */
+export class WorkPool {
+  /** Worker threads. */
+  readonly size: number;
+  /** Requests allowed to wait beyond the `size` running ones. */
+  readonly queueLimit: number;
+  #piscina: Piscina;
+  #inFlight = 0;
+  #tensors = new Map<number, number>();
+
+  /** @param config - uses `workers`, `queueLimit`, the backbone settings and the limits */
+  constructor(config: Config) {
+    this.size = config.workers;
+    this.queueLimit = config.queueLimit;
+    const init: WorkerInit = {
+      tfBackend: config.tfBackend,
+      backboneDir: config.backboneDir,
+      backboneOutputNode: config.backboneOutputNode,
+      backboneStride: config.backboneStride,
+      limits: limitsFrom(config),
+    };
+    this.#piscina = new Piscina({
+      ...workerFile(),
+      workerData: init,
+      minThreads: this.size,
+      maxThreads: this.size,
+      // Workers hold a loaded backbone: never let them idle out.
+      idleTimeout: Number.POSITIVE_INFINITY,
+      concurrentTasksPerWorker: 1,
+    });
+  }
+
+  /** Requests running or waiting. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Requests waiting for a worker. */
+  get queued(): number {
+    return Math.max(0, this.#inFlight - this.size);
+  }
+
+  /** tfjs tensors held by the workers, summed over their latest replies (weights included). */
+  tensorCount(): number {
+    let sum = 0;
+    for (const n of this.#tensors.values()) sum += n;
+    return sum;
+  }
+
+  async #run(task: WorkerTask, transferList: ArrayBuffer[] = []): Promise<unknown> {
+    if (this.#inFlight >= this.size + this.queueLimit) {
+      throw new BusyError(
+        `all ${this.size} workers are busy and ${this.queueLimit} requests are already waiting; retry shortly`,
+        1,
+      );
+    }
+    this.#inFlight++;
+    let reply: WorkerReply;
+    try {
+      reply = (await this.#piscina.run(task, { transferList })) as WorkerReply;
+    } catch (err) {
+      throw new WorkerFailure(
+        `worker failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
+    } finally {
+      this.#inFlight--;
+    }
+    this.#tensors.set(reply.stats.threadId, reply.stats.tensors);
+    if (reply.ok) return reply.value;
+    const { status, message, field, expected } = reply.error;
+    if (status >= 500) throw new WorkerFailure(message);
+    throw new RoiServeError(status, message, field, expected);
+  }
+
+  /**
+   * Runs a prepared RoI request in a worker. The task's buffers (boxes, features, image bytes) are
+   * moved to the worker: do not use them afterwards.
+   */
+  roi(task: RoiTask): Promise<RoiResult> {
+    const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
+    return this.#run({ kind: 'roi', task }, transfers) as Promise<RoiResult>;
+  }
+
+  /** Runs the backbone on an encoded image: feature map `[1, C, H, W]` (NCHW). */
+  features(image: Uint8Array): Promise<FeaturesResult> {
+    return this.#run({ kind: 'features', image }, ownedBuffers([image])) as Promise<FeaturesResult>;
+  }
+
+  /** The backbone description (waits until a worker has loaded it). */
+  describe(): Promise<BackboneInfo> {
+    return this.#run({ kind: 'describe' }) as Promise<BackboneInfo>;
+  }
+
+  /**
+   * Waits until every worker has loaded and warmed its backbone (one `describe` per worker, sent at
+   * once: a worker busy with one takes no other, so each lands on a different thread).
+   */
+  async warmup(): Promise<BackboneInfo> {
+    const all = await Promise.all(Array.from({ length: this.size }, () => this.describe()));
+    return all[0];
+  }
+
+  /** Stops the workers (after the HTTP server has drained). */
+  async close(): Promise<void> {
+    await this.#piscina.destroy();
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * The request side shared by `POST /v1/roi` and `POST /v1/diff`: the zod schemas of the input fields
+ * (the OpenAPI document is generated from them), the multipart → JSON-shape conversion, and
+ * {@link prepareRoi}, which turns a validated body into a {@link RoiTask} for the worker pool.
+ *
+ * One schema serves both content types: a `multipart/form-data` body is first turned into the
+ * JSON shape by {@link multipartToJsonBody} (a `preValidation` hook), then validated like JSON.
+ */
+import type { FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Config } from './config.js';
+import { InvalidInputError, TooLargeError } from './errors.js';
+import { assertFiniteFeatures, toCanonicalBoxes } from './ops/index.js';
+import type { AlignMode, Boxes, FeatureMap } from './ops/types.js';
+import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
+import { readNpy } from './tensors/npy.js';
+
+/** The three operators, in their canonical order. */
+export const ROI_OPS = ['pool', 'align', 'warp'] as const;
+export type RoiOp = (typeof ROI_OPS)[number];
+
+const positiveInt = z.number().int().positive();
+
+/** `features` in JSON: a float32 feature map `[N, C, H, W]` as base64 little-endian bytes. */
+export const featuresJsonSchema = z
+  .strictObject({
+    shape: z
+      .tuple([positiveInt, positiveInt, positiveInt, positiveInt])
+      .describe('logical shape [N, C, H, W]'),
+    layout: z
+      .enum(['NCHW', 'NHWC'])
+      .default('NCHW')
+      .describe('memory order of `data`; the shape is always written [N, C, H, W]'),
+    data: z.string().describe('base64 of little-endian float32 values, N·C·H·W of them, in `layout` order'),
+  })
+  .describe('a ready feature map (instead of `image`); requires `spatialScale`');
+
+/**
+ * The input fields shared by `/v1/roi` and `/v1/diff` (spread them into a `z.strictObject`).
+ * Defaults are filled in by zod; limits that depend on the config are checked in {@link prepareRoi}.
+ */
+export const roiInputFields = {
+  image: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('an encoded image (PNG, JPEG, WebP, GIF, TIFF, AVIF), base64; or a file part in multipart'),
+  features: featuresJsonSchema.optional(),
+  boxes: z
+    .array(z.array(z.number()).min(4).max(5))
+    .describe('rows of 4 numbers in `boxFormat`, or 5 with the batch index first; input-image pixels'),
+  boxFormat: z
+    .enum(['xyxy', 'xywh', 'cxcywh'])
+    .default('xyxy')
+    .describe('xyxy = (x1, y1, x2, y2); xywh = top-left + size; cxcywh = centre + size'),
+  ops: z
+    .array(z.enum(ROI_OPS))
+    .min(1)
+    .default([...ROI_OPS])
+    .describe('operators to run; duplicates are ignored, results come in the order pool, align, warp'),
+  outputSize: z
+    .union([positiveInt, z.tuple([positiveInt, positiveInt])])
+    .default(7)
+    .describe('PH = PW, or [PH, PW]'),
+  samplingRatio: z
+    .number()
+    .int()
+    .default(2)
+    .describe('sampling points per bin and axis for align and warp; <= 0 = adaptive ceil(roi / output)'),
+  aligned: z
+    .boolean()
+    .default(true)
+    .describe('half-pixel offset (true = ONNX half_pixel, detectron2 ROIAlignV2)'),
+  mode: z.enum(['avg', 'max', 'onnx_max']).default('avg').describe('bin reduction of align and warp'),
+  spatialScale: z
+    .number()
+    .positive()
+    .optional()
+    .describe(
+      'feature-map coordinates per image pixel; required with `features`, fixed to 1/stride with `image`',
+    ),
+  imageSize: z
+    .tuple([z.number().positive(), z.number().positive()])
+    .optional()
+    .describe('[width, height] of the image the features came from; clips the coverage statistics'),
+};
+
+/** Body of `POST /v1/roi` (JSON; multipart carries the same fields). */
+export const roiBodySchema = z.strictObject({
+  ...roiInputFields,
+  format: z
+    .enum(['json', 'npy', 'safetensors'])
+    .default('json')
+    .describe(
+      'json; npy (exactly one op, the body is a .npy of [K, C, PH, PW]); safetensors (a tensor per op)',
+    ),
+  encoding: z
+    .enum(['base64', 'array'])
+    .default('base64')
+    .describe('how JSON carries tensors: base64 float32, or flat number arrays (only up to 1 M values)'),
+});
+export type RoiBody = z.output<typeof roiBodySchema>;
+
+/** The fields of {@link roiInputFields} after zod (defaults filled in). */
+export type RoiInputBody = z.output<z.ZodObject<typeof roiInputFields>>;
+
+/** Parameters actually used, all defaults filled in (echoed in responses). */
+export interface RoiParams {
+  ops: RoiOp[];
+  boxFormat: 'xyxy' | 'xywh' | 'cxcywh';
+  /** `[PH, PW]`. */
+  outputSize: [number, number];
+  samplingRatio: number;
+  aligned: boolean;
+  mode: AlignMode;
+  /** Given with `features`; with `image` the worker fills in 1 / stride. */
+  spatialScale: number | undefined;
+  /** `[width, height]`, only with `features`. */
+  imageSize: [number, number] | undefined;
+}
+
+/** Limits a {@link RoiTask} is checked against (from {@link Config}). */
+export interface RoiLimits {
+  maxBoxes: number;
+  maxOutputValues: number;
+  maxOutputSide: number;
+  maxSamplingGrid: number;
+  maxImagePixels: number;
+  maxImageSide: number | undefined;
+}
+
+/**
+ * A unit of work for the pool, structured-cloneable (its buffers are transferred, not copied).
+ * Exactly one of `image` and `features` is set.
+ */
+export interface RoiTask {
+  /** Encoded image bytes (decoded in the worker). */
+  image: Uint8Array | undefined;
+  /** A user feature map, already checked finite and consistent with its shape. */
+  features: FeatureMap | undefined;
+  /** Canonical `[K, 5]` boxes in input-image pixels (before any resize). */
+  boxes: Boxes;
+  params: RoiParams;
+  /** Return the decoded (and resized) RGB image in the result (the diff pictures need it). */
+  includeImage: boolean;
+}
+
+/** Picks the {@link RoiLimits} out of a {@link Config}. */
+export function limitsFrom(config: Config): RoiLimits {
+  return {
+    maxBoxes: config.maxBoxes,
+    maxOutputValues: config.maxOutputValues,
+    maxOutputSide: config.maxOutputSide,
+    maxSamplingGrid: config.maxSamplingGrid,
+    maxImagePixels: config.maxImagePixels,
+    maxImageSide: config.maxImageSide,
+  };
+}
+
+/**
+ * Decodes a JSON `features` object into a {@link FeatureMap}, checking length and finiteness.
+ *
+ * @param features - `{ shape: [N, C, H, W], layout, data }` as validated by {@link featuresJsonSchema}
+ * @throws InvalidInputError (field `features.data`) on bad base64, wrong length, NaN or Inf
+ */
+export function decodeFeatures(features: z.output<typeof featuresJsonSchema>): FeatureMap {
+  const data = decodeFloat32Base64(features.data, 'features.data');
+  const [n, c, h, w] = features.shape;
+  const expected = n * c * h * w;
+  if (data.length !== expected) {
+    throw new InvalidInputError(
+      `features.data holds ${data.length} float32 values; shape [${features.shape.join(', ')}] needs ${expected}`,
+      'features.data',
+      `${expected} little-endian float32 values (${expected * 4} bytes) in base64`,
+    );
+  }
+  const fm: FeatureMap = { data, shape: [n, c, h, w], layout: features.layout };
+  assertFiniteFeatures(fm, 'features');
+  return fm;
+}
+
+/**
+ * Validates the parts of a body zod cannot check alone (one of image/features, limits from the
+ * config), converts the boxes to canonical form and decodes the inputs: the main-thread half of the
+ * work, cheap, so that bad requests never take a worker slot.
+ *
+ * @param body - a body validated by a schema built from {@link roiInputFields}
+ * @param limits - from {@link limitsFrom}
+ * @param includeImage - ask the worker to return the decoded RGB image; default false
+ * @throws InvalidInputError (400) or TooLargeError (413), naming the field
+ */
+export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage = false): RoiTask {
+  const hasImage = body.image !== undefined;
+  const hasFeatures = body.features !== undefined;
+  if (hasImage === hasFeatures) {
+    throw new InvalidInputError(
+      hasImage ? 'give either image or features, not both' : 'missing input: give image or features',
+      hasImage ? 'features' : 'image',
+      'exactly one of `image` (an encoded image) or `features` (a feature map)',
+    );
+  }
+  if (hasFeatures && body.spatialScale === undefined) {
+    throw new InvalidInputError(
+      'spatialScale is required with features',
+      'spatialScale',
+      'a positive number: feature-map cells per image pixel (1/stride)',
+    );
+  }
+  if (hasImage && body.spatialScale !== undefined) {
+    throw new InvalidInputError(
+      'spatialScale is set by the backbone (1/stride) when the input is an image',
+      'spatialScale',
+      'no spatialScale with `image` (only with `features`)',
+    );
+  }
+  if (hasImage && body.imageSize !== undefined) {
+    throw new InvalidInputError(
+      'imageSize comes from the decoded image when the input is an image',
+      'imageSize',
+      'no imageSize with `image` (only with `features`)',
+    );
+  }
+  const outputSize: [number, number] =
+    typeof body.outputSize === 'number' ? [body.outputSize, body.outputSize] : [...body.outputSize];
+  outputSize.forEach((side, i) => {
+    if (side > limits.maxOutputSide) {
+      throw new InvalidInputError(
+        `outputSize ${side} exceeds the limit ${limits.maxOutputSide}`,
+        typeof body.outputSize === 'number' ? 'outputSize' : `outputSize[${i}]`,
+        `an integer from 1 to ${limits.maxOutputSide}`,
+      );
+    }
+  });
+  if (body.samplingRatio > limits.maxSamplingGrid) {
+    throw new InvalidInputError(
+      `samplingRatio ${body.samplingRatio} exceeds the limit ${limits.maxSamplingGrid}`,
+      'samplingRatio',
+      `an integer <= ${limits.maxSamplingGrid} (<= 0 = adaptive)`,
+    );
+  }
+  if (body.boxes.length > limits.maxBoxes) {
+    throw new TooLargeError(
+      `${body.boxes.length} boxes exceed the limit of ${limits.maxBoxes} per request`,
+      'boxes',
+      `at most ${limits.maxBoxes} boxes`,
+    );
+  }
+  const ops = ROI_OPS.filter((op) => body.ops.includes(op));
+  const features = body.features === undefined ? undefined : decodeFeatures(body.features);
+  const batchSize = features ? features.shape[0] : 1;
+  const boxes = toCanonicalBoxes(body.boxes, { format: body.boxFormat, batchSize, field: 'boxes' });
+  if (features) {
+    const [, c] = features.shape;
+    checkOutputValues(boxes.count, c, outputSize, ops.length, limits);
+  }
+  return {
+    image: body.image === undefined ? undefined : decodeBase64Bytes(body.image, 'image'),
+    features,
+    boxes,
+    params: {
+      ops,
+      boxFormat: body.boxFormat,
+      outputSize,
+      samplingRatio: body.samplingRatio,
+      aligned: body.aligned,
+      mode: body.mode,
+      spatialScale: body.spatialScale,
+      imageSize: body.imageSize === undefined ? undefined : [body.imageSize[0], body.imageSize[1]],
+    },
+    includeImage,
+  };
+}
+
+/**
+ * Refuses requests whose outputs would exceed `limits.maxOutputValues` (K·C·PH·PW per op, summed).
+ *
+ * @throws TooLargeError (field `boxes`)
+ */
+export function checkOutputValues(
+  boxCount: number,
+  channels: number,
+  outputSize: readonly [number, number],
+  opCount: number,
+  limits: Pick<RoiLimits, 'maxOutputValues'>,
+): void {
+  const values = boxCount * channels * outputSize[0] * outputSize[1] * opCount;
+  if (values > limits.maxOutputValues) {
+    throw new TooLargeError(
+      `the outputs would hold ${values} values (K=${boxCount} · C=${channels} · PH·PW=${outputSize[0] * outputSize[1]} · ops=${opCount}), over the limit of ${limits.maxOutputValues}`,
+      'boxes',
+      `K · C · PH · PW · ops <= ${limits.maxOutputValues}: fewer boxes, ops or a smaller outputSize`,
+    );
+  }
+}
+
+/**
+ * `preValidation` hook turning a `multipart/form-data` body into the JSON shape, so one zod schema
+ * validates both: `image` file → base64 text; `features` `.npy` file → `{ shape, layout: 'NCHW',
+ * data }`; any other field is parsed as JSON text when it parses (`[[0,0,10,10]]`, `0.25`,
+ * `false`) and kept as a string otherwise (`npy`, `xywh`). Repeated fields are refused. Does
+ * nothing for other content types.
+ *
+ * @throws InvalidInputError for a repeated field or an unreadable `.npy`
+ */
+export async function multipartToJsonBody(request: FastifyRequest): Promise<void> {
+  if (!request.isMultipart()) return;
+  const body: Record<string, unknown> = {};
+  for await (const part of request.parts()) {
+    const name = part.fieldname;
+    if (Object.hasOwn(body, name)) {
+      throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
+    }
+    if (part.type === 'file') {
+      const bytes = await part.toBuffer();
+      if (name === 'features') {
+        const npy = readNpy(bytes, 'features');
+        if (npy.shape.length !== 4) {
+          throw new InvalidInputError(
+            `features .npy has shape [${npy.shape.join(', ')}]`,
+            'features.shape',
+            'a 4-D float32 array [N, C, H, W]',
+          );
+        }
+        body.features = { shape: npy.shape, layout: 'NCHW', data: encodeFloat32Base64(npy.data) };
+      } else if (name === 'image') {
+        body.image = bytes.toString('base64');
+      } else {
+        // A text field sent as a file part (curl -F name=@file.json): treat its contents as the value.
+        body[name] = parseFieldText(bytes.toString('utf8'));
+      }
+    } else {
+      // `image` as a text field is base64 already; parsing it as JSON could turn "1234" into a number.
+      body[name] = name === 'image' ? String(part.value) : parseFieldText(String(part.value));
+    }
+  }
+  request.body = body;
+}
+
+function parseFieldText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

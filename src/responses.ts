@@ -1,0 +1,208 @@
+/**
+ * Response schemas (zod, also the OpenAPI document) and encoders shared by the routes: tensors as
+ * JSON (base64 or arrays), `.npy` and safetensors, plus the image / feature-map / coverage parts that
+ * `/v1/roi` and `/v1/diff` both return.
+ */
+import { z } from 'zod';
+import { TooLargeError } from './errors.js';
+import type { Boxes, Pooled } from './ops/index.js';
+import type { FeatureMapInfo, ImageInfo, RoiResult } from './pipeline.js';
+import type { RoiOp } from './request.js';
+import { encodeFloat32Base64 } from './tensors/base64.js';
+import { writeSafetensors, type NamedTensor } from './tensors/safetensors.js';
+
+/** Most values `encoding: "array"` may return (JSON numbers are ~10× larger than base64 float32). */
+export const MAX_ARRAY_VALUES = 1_000_000;
+
+export const tensorSchema = z
+  .object({
+    shape: z.array(z.number().int()).describe('logical shape, e.g. [K, C, PH, PW]'),
+    dtype: z.literal('float32'),
+    data: z
+      .union([z.string(), z.array(z.number())])
+      .describe('base64 of little-endian float32 values in row-major (NCHW) order, or a flat number array'),
+  })
+  .describe('a float32 tensor');
+export type TensorJson = z.output<typeof tensorSchema>;
+
+export const imageInfoSchema = z
+  .object({
+    width: z
+      .number()
+      .int()
+      .describe('width after the optional MAX_IMAGE_SIDE resize: the frame of the operators'),
+    height: z.number().int(),
+    originalWidth: z.number().int().describe('width as sent (after EXIF orientation): the frame of `boxes`'),
+    originalHeight: z.number().int(),
+    scale: z.number().describe('width / originalWidth; 1 when not resized'),
+    format: z.string(),
+  })
+  .describe('the decoded image');
+
+export const featureMapInfoSchema = z
+  .object({
+    shape: z
+      .tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()])
+      .describe('[N, C, H, W]'),
+    stride: z.number().describe('image pixels per feature cell'),
+    spatialScale: z.number().describe('feature cells per image pixel (1 / stride)'),
+    source: z.enum(['input', 'backbone']),
+    backbone: z.string().nullable(),
+    backend: z.string().nullable().describe('tfjs backend that ran the backbone'),
+  })
+  .describe('the feature map the operators ran on');
+
+const rectSchema = z.object({ x1: z.number(), y1: z.number(), x2: z.number(), y2: z.number() });
+
+const opCoverageSchema = z.object({
+  region: rectSchema.describe('image-pixel region the operator reads, half-open'),
+  cells: rectSchema.optional().describe('feature cells behind the region (pool and warp)'),
+  area: z.number(),
+  lost: z.number().describe('box area the region misses'),
+  gained: z.number().describe('region area outside the box'),
+  lostFraction: z.number(),
+  gainedFraction: z.number(),
+  iou: z.number(),
+});
+
+export const boxCoverageSchema = z
+  .object({
+    box: rectSchema,
+    boxArea: z.number(),
+    pool: opCoverageSchema,
+    warp: opCoverageSchema,
+    align: opCoverageSchema,
+  })
+  .describe('what each operator reads of one box, in the operators frame (resized-image pixels)');
+
+export const timingsSchema = z
+  .object({
+    decode: z.number(),
+    backbone: z.number(),
+    pool: z.number(),
+    align: z.number(),
+    warp: z.number(),
+    encode: z.number(),
+    total: z.number(),
+  })
+  .describe('milliseconds per stage (0 when a stage did not run)');
+
+export const roiParamsSchema = z.object({
+  ops: z.array(z.enum(['pool', 'align', 'warp'])),
+  boxFormat: z.enum(['xyxy', 'xywh', 'cxcywh']),
+  outputSize: z.tuple([z.number().int(), z.number().int()]).describe('[PH, PW]'),
+  samplingRatio: z.number().int(),
+  aligned: z.boolean(),
+  mode: z.enum(['avg', 'max', 'onnx_max']),
+  spatialScale: z.number(),
+  imageSize: z.tuple([z.number(), z.number()]).nullable(),
+  format: z.enum(['json', 'npy', 'safetensors']),
+  encoding: z.enum(['base64', 'array']),
+});
+
+export const roiResponseSchema = z
+  .object({
+    params: roiParamsSchema.describe('the parameters used, defaults filled in'),
+    image: imageInfoSchema.nullable().describe('null for features input'),
+    featureMap: featureMapInfoSchema,
+    boxes: z
+      .array(z.tuple([z.number(), z.number(), z.number(), z.number(), z.number()]))
+      .describe('canonical boxes (b, x1, y1, x2, y2) in input-image pixels, float32-rounded'),
+    outputs: z
+      .object({
+        pool: tensorSchema.optional(),
+        align: tensorSchema.optional(),
+        warp: tensorSchema.optional(),
+      })
+      .describe('one [K, C, PH, PW] tensor per requested op'),
+    coverage: z.array(boxCoverageSchema),
+    timings: timingsSchema,
+  })
+  .describe('RoI outputs and everything needed to interpret them');
+export type RoiResponse = z.output<typeof roiResponseSchema>;
+
+/** Encodes one tensor as JSON: base64 float32 by default, or a flat number array. */
+export function tensorJson(
+  data: Float32Array,
+  shape: readonly number[],
+  encoding: 'base64' | 'array',
+): TensorJson {
+  return {
+    shape: [...shape],
+    dtype: 'float32',
+    data: encoding === 'array' ? Array.from(data) : encodeFloat32Base64(data),
+  };
+}
+
+/**
+ * Refuses `encoding: "array"` above {@link MAX_ARRAY_VALUES} values.
+ *
+ * @throws TooLargeError (field `encoding`)
+ */
+export function checkArrayEncoding(values: number, encoding: 'base64' | 'array'): void {
+  if (encoding === 'array' && values > MAX_ARRAY_VALUES) {
+    throw new TooLargeError(
+      `encoding "array" is limited to ${MAX_ARRAY_VALUES} values; this response has ${values}`,
+      'encoding',
+      `"base64", or at most ${MAX_ARRAY_VALUES} values with "array"`,
+    );
+  }
+}
+
+/** Boxes `[K, 5]` as rows. */
+export function boxRows(boxes: Boxes): [number, number, number, number, number][] {
+  const rows: [number, number, number, number, number][] = [];
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    const d = boxes.data;
+    rows.push([d[o], d[o + 1], d[o + 2], d[o + 3], d[o + 4]]);
+  }
+  return rows;
+}
+
+/** The params echoed in responses (JSON body and safetensors metadata). */
+export function echoedParams(
+  result: RoiResult,
+  format: 'json' | 'npy' | 'safetensors',
+  encoding: 'base64' | 'array',
+) {
+  const p = result.params;
+  return {
+    ops: p.ops,
+    boxFormat: p.boxFormat,
+    outputSize: p.outputSize,
+    samplingRatio: p.samplingRatio,
+    aligned: p.aligned,
+    mode: p.mode,
+    spatialScale: p.spatialScale,
+    imageSize: p.imageSize ?? null,
+    format,
+    encoding,
+  };
+}
+
+/** The outputs of `result` in op order. */
+export function pooledOutputs(result: RoiResult): [RoiOp, Pooled][] {
+  return result.params.ops.flatMap((op) => {
+    const pooled = result.outputs[op];
+    return pooled ? [[op, pooled] as [RoiOp, Pooled]] : [];
+  });
+}
+
+/**
+ * One safetensors file: a tensor per op (`pool`, `align`, `warp`: `[K, C, PH, PW]` F32) and, in
+ * `__metadata__`, JSON text of `params`, `boxes`, `image`, `featureMap` (as in the JSON response).
+ */
+export function roiSafetensors(result: RoiResult): Buffer {
+  const tensors: Record<string, NamedTensor> = {};
+  for (const [op, pooled] of pooledOutputs(result))
+    tensors[op] = { shape: [...pooled.shape], data: pooled.data };
+  const metadata: Record<string, string> = {
+    format: 'roiserve',
+    params: JSON.stringify(echoedParams(result, 'safetensors', 'base64')),
+    boxes: JSON.stringify(boxRows(result.boxes)),
+    image: JSON.stringify(result.image satisfies ImageInfo | null),
+    featureMap: JSON.stringify(result.featureMap satisfies FeatureMapInfo),
+  };
+  return writeSafetensors(tensors, metadata);
+}

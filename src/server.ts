@@ -1,0 +1,244 @@
+/**
+ * The app factory: `buildApp(config)` registers the schemas, the error handler, auth, metrics, docs
+ * and the routes, and starts the worker pool. It never listens (`src/main.ts` does), so tests drive
+ * it with `inject` or listen on port 0 themselves.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import fastifyMultipart from '@fastify/multipart';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Config } from './config.js';
+import { BusyError } from './errors.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { type BackboneInfo, WorkPool } from './pool.js';
+import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
+import backboneRoutes from '../routes/backbone.js';
+import featuresRoutes from '../routes/features.js';
+import healthRoutes from '../routes/health.js';
+import roiRoutes from '../routes/roi.js';
+
+/** Backbone readiness, as `/readyz` reports it. */
+export interface Readiness {
+  state: 'starting' | 'ready' | 'failed';
+  /** Set once ready. */
+  backbone: BackboneInfo | undefined;
+  /** Why loading failed (server-side detail, logged; `/readyz` says only that it failed). */
+  error: string | undefined;
+  /** Settles when the workers have loaded their backbones (never rejects). */
+  settled: Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The parsed configuration the app was built with. */
+    config: Config;
+    /** The worker pool running the pipeline: `app.work.roi(task)`. */
+    work: WorkPool;
+    metrics: Metrics;
+    readiness: Readiness;
+  }
+}
+
+/** Routes that stay open when `API_KEY` is set: only `/v1/*` requires it. */
+function needsKey(url: string): boolean {
+  return url.startsWith('/v1/') || url === '/v1';
+}
+
+function keyMatches(given: string | undefined, expected: string): boolean {
+  if (given === undefined) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function presentedKey(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const auth = headers.authorization;
+  if (typeof auth === 'string') {
+    const match = /^Bearer\s+(.+)$/i.exec(auth.trim());
+    if (match) return match[1];
+  }
+  const key = headers['x-api-key'];
+  return typeof key === 'string' ? key : undefined;
+}
+
+/** The version in package.json: `../` from `src/`, `../../` from the compiled `dist/src/`. */
+async function packageVersion(): Promise<string> {
+  for (const relative of ['../package.json', '../../package.json']) {
+    const path = fileURLToPath(new URL(relative, import.meta.url));
+    if (existsSync(path)) return (JSON.parse(await readFile(path, 'utf8')) as { version: string }).version;
+  }
+  return '0.0.0';
+}
+
+/** Optional route modules written by other parts of the project: registered when present. */
+async function optionalRoutes(names: string[]): Promise<FastifyPluginAsync[]> {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  const out: FastifyPluginAsync[] = [];
+  for (const name of names) {
+    const url = new URL(`../routes/${name}${ext}`, import.meta.url);
+    if (existsSync(fileURLToPath(url))) {
+      const mod = (await import(url.href)) as { default: FastifyPluginAsync };
+      out.push(mod.default);
+    }
+  }
+  return out;
+}
+
+/**
+ * Builds the app (not listening). Starts `config.workers` worker threads that load the backbone in
+ * the background; `app.readiness.settled` resolves when they are done. Close the app to stop them.
+ *
+ * @param config - from `parseConfig`/`loadConfig` (tests pass overrides)
+ */
+export async function buildApp(config: Config): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.bodyLimitBytes,
+    // Requests arriving while the server closes get a 503 (fastify's default); in-flight ones finish.
+    return503OnClosing: true,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  const work = new WorkPool(config);
+  const metrics = createMetrics(work);
+  const readiness: Readiness = {
+    state: 'starting',
+    backbone: undefined,
+    error: undefined,
+    settled: Promise.resolve(),
+  };
+  readiness.settled = work.warmup().then(
+    (backbone) => {
+      readiness.state = 'ready';
+      readiness.backbone = backbone;
+      app.log.info({ backbone: backbone.name, backend: backbone.backend }, 'backbone ready');
+    },
+    (err: unknown) => {
+      readiness.state = 'failed';
+      readiness.error = err instanceof Error ? err.message : String(err);
+      app.log.error({ err }, 'backbone failed to load');
+    },
+  );
+  app.decorate('config', config);
+  app.decorate('work', work);
+  app.decorate('metrics', metrics);
+  app.decorate('readiness', readiness);
+  app.addHook('onClose', async () => {
+    await work.close();
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const { problem: body, internal } = problemFromError(err, request.url.split('?')[0]);
+    if (internal) request.log.error({ err }, 'request failed');
+    if (err instanceof BusyError) reply.header('Retry-After', String(err.retryAfterSeconds));
+    void reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const body = problem(
+      404,
+      `no route ${request.method} ${request.url.split('?')[0]}`,
+      undefined,
+      request.url.split('?')[0],
+    );
+    void reply.code(404).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+  });
+
+  if (config.apiKey !== undefined) {
+    const apiKey = config.apiKey;
+    app.addHook('onRequest', async (request, reply) => {
+      if (!needsKey(request.url)) return;
+      if (keyMatches(presentedKey(request.headers), apiKey)) return;
+      const given = presentedKey(request.headers) !== undefined;
+      const body = problem(
+        401,
+        given ? 'the API key is not valid' : 'this route needs an API key',
+        [
+          {
+            field: 'Authorization',
+            expected: 'Authorization: Bearer <key> or X-API-Key: <key>',
+            message: given ? 'invalid key' : 'missing key',
+          },
+        ],
+        request.url.split('?')[0],
+      );
+      return reply
+        .code(401)
+        .header('WWW-Authenticate', 'Bearer')
+        .type(PROBLEM_CONTENT_TYPE)
+        .send(JSON.stringify(body));
+    });
+  }
+
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = {
+      method: request.method,
+      route: request.routeOptions.url ?? 'unmatched',
+      status: String(reply.statusCode),
+    };
+    metrics.requests.inc(labels);
+    metrics.requestDuration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  await app.register(fastifyMultipart, {
+    limits: {
+      fileSize: config.bodyLimitBytes,
+      fieldSize: config.bodyLimitBytes,
+      files: 2,
+      fields: 24,
+      parts: 32,
+    },
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'roiserve',
+        description:
+          'RoI Pool, RoI Align and RoI Warp over a built-in TensorFlow.js backbone or your own feature maps. ' +
+          'Errors are RFC 9457 problem details (application/problem+json).',
+        version: await packageVersion(),
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'API_KEY, when the server has one' },
+          apiKey: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'X-API-Key',
+            description: 'API_KEY, when the server has one',
+          },
+        },
+      },
+      tags: [
+        { name: 'roi', description: 'RoI operators' },
+        { name: 'backbone', description: 'The built-in feature extractor' },
+        { name: 'ops', description: 'Health, readiness and metrics' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+  });
+  if (config.docs) {
+    await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  }
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(healthRoutes);
+  await app.register(roiRoutes);
+  await app.register(featuresRoutes);
+  await app.register(backboneRoutes);
+  for (const plugin of await optionalRoutes(['diff', 'playground'])) await app.register(plugin);
+
+  return app;
+}

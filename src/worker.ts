@@ -1,0 +1,122 @@
+/**
+ * Worker-thread entry (piscina): runs the CPU-heavy pipeline (image decode, tfjs backbone, RoI
+ * kernels) away from the HTTP thread. Each worker loads its own backbone once, at start-up.
+ *
+ * Results go back as `{ ok, value | error, stats }`: typed errors cross the thread boundary as plain
+ * data (structured cloning drops their class), and whole-buffer Float32Arrays are transferred, not
+ * copied.
+ */
+import { threadId } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { getTf, initTensorFlow, loadBackbone, type Backbone } from './backbone/index.js';
+import { RoiServeError } from './errors.js';
+import {
+  describeBackbone,
+  executeFeatures,
+  executeRoi,
+  type FeaturesResult,
+  type PipelineContext,
+  type RoiResult,
+} from './pipeline.js';
+import type { RoiTask } from './request.js';
+import type { WorkerInit, WorkerReply, WorkerTask } from './pool.js';
+
+const init = Piscina.workerData as WorkerInit;
+
+let backend: string | null = null;
+let tensorCount: () => number = () => 0;
+let backbonePromise: Promise<Backbone> | undefined;
+
+function loadBackboneOnce(): Promise<Backbone> {
+  backbonePromise ??= (async () => {
+    const selected = await initTensorFlow({ backend: init.tfBackend });
+    backend = selected.backend;
+    tensorCount = () => getTf().memory().numTensors;
+    const backbone = await loadBackbone({
+      modelDir: init.backboneDir,
+      outputNode: init.backboneOutputNode,
+      stride: init.backboneStride,
+    });
+    await backbone.warmup();
+    return backbone;
+  })();
+  return backbonePromise;
+}
+
+// Start loading now, so the first image request does not pay for it; failures surface on use.
+loadBackboneOnce().catch(() => undefined);
+
+const ctx: PipelineContext = {
+  backbone: loadBackboneOnce,
+  backend: () => backend,
+  limits: init.limits,
+};
+
+/** Buffers that can be moved to the other thread: whole, unshared ArrayBuffers (never a Buffer pool slab). */
+function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const view of views) {
+    if (!view) continue;
+    const buffer = view.buffer;
+    if (buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === buffer.byteLength) {
+      out.add(buffer);
+    }
+  }
+  return [...out];
+}
+
+function roiTransfers(result: RoiResult): ArrayBuffer[] {
+  return ownedBuffers([
+    result.rgb,
+    result.boxes.data,
+    result.opBoxes.data,
+    ...Object.values(result.outputs).map((p) => p?.data),
+  ]);
+}
+
+function featuresTransfers(result: FeaturesResult): ArrayBuffer[] {
+  return ownedBuffers([result.features.data]);
+}
+
+/** Handles one task from the pool (see `WorkerTask` in `src/pool.ts`). */
+export default async function handle(task: WorkerTask): Promise<WorkerReply> {
+  let value: unknown;
+  let transfers: ArrayBuffer[] = [];
+  try {
+    switch (task.kind) {
+      case 'roi': {
+        const result = await executeRoi(task.task as RoiTask, ctx);
+        transfers = roiTransfers(result);
+        value = result;
+        break;
+      }
+      case 'features': {
+        const result = await executeFeatures(task.image, ctx);
+        transfers = featuresTransfers(result);
+        value = result;
+        break;
+      }
+      case 'describe':
+        value = await describeBackbone(ctx);
+        break;
+      case 'stats':
+        value = null;
+        break;
+    }
+  } catch (err) {
+    const error =
+      err instanceof RoiServeError
+        ? { status: err.status, message: err.message, field: err.field, expected: err.expected }
+        : {
+            status: 500,
+            message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+            field: '',
+            expected: '',
+          };
+    return { ok: false, error, stats: { threadId, tensors: tensorCount() } };
+  }
+  const reply: WorkerReply = { ok: true, value, stats: { threadId, tensors: tensorCount() } };
+  if (transfers.length === 0) return reply;
+  const movable = { [Piscina.transferableSymbol]: transfers, [Piscina.valueSymbol]: reply };
+  return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as WorkerReply;
+}
