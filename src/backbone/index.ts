@@ -142,7 +142,7 @@ function builtinBackbone(stride: number, maxInputPixels: number, seed: number): 
   }
   const model = buildLayersModel(BUILTIN_NETWORK, networkWeights(BUILTIN_NETWORK, seed));
   const name = 'builtin-inception-s16';
-  const extract = (image: RgbImage) =>
+  const extract = async (image: RgbImage) =>
     readFeatures(
       tf.tidy(() => model.predict(toInput(image, BUILTIN_INPUT_RANGE, maxInputPixels)) as tf.Tensor),
       name,
@@ -217,7 +217,7 @@ async function userBackbone(
         `the configured stride ${stride} expects ${expected[0]}×${expected[1]}`,
     );
   }
-  const extract = (image: RgbImage) => {
+  const extract = async (image: RgbImage) => {
     if (model.fixedInput && (image.height !== model.fixedInput[0] || image.width !== model.fixedInput[1])) {
       throw new InvalidInputError(
         `The backbone model takes ${model.fixedInput[1]}×${model.fixedInput[0]} images, got ${image.width}×${image.height}`,
