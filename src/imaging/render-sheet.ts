@@ -70,6 +70,8 @@ export interface DiffRenderInput {
   channel?: ChannelSelect;
   /** How many boxes get panels (the first ones). Default 8. */
   maxBoxes?: number;
+  /** Extra header lines (e.g. that the image was resized). Default none. */
+  notes?: readonly string[];
 }
 
 /** Difference statistics of one box (or all boxes) for each pair of ops. */
@@ -147,7 +149,7 @@ export function displayScale(
 }
 
 /** One box as the overlay painter needs it. */
-interface OverlayBox {
+export interface OverlayBox {
   label: string;
   box: Region;
   /** What the op reads; absent = draw only the box outline. */
@@ -196,11 +198,14 @@ function gridSvg(
 }
 
 /**
- * Paints boxes over an image: feature grid, lost/gained fills, read-area outline (dashed), exact box
- * outline (solid) and a label, scaled to fit `OVERLAY_MAX_W × OVERLAY_MAX_H`.
- * `frame` is the coordinate frame of the boxes (image px); `base` is stretched over it.
+ * Paints boxes over an image: feature grid (when `drawGrid` and its lines are at least 4 px apart), lost
+ * (box minus `read`) and gained (`read` minus box) translucent fills, read-area outline (dashed), exact box
+ * outline (solid) and a label; the image scaled to fit 440 × 400 px (upscaled at most 16×, nearest).
+ * `frame` is `[width, height]` of the boxes' coordinate frame (image px); `base` is stretched over it.
+ *
+ * @returns the painted raster, and whether the grid was drawn; display px = image px × `width / frame[0]`
  */
-async function paintOverlay(
+export async function renderOverlay(
   base: RawImage,
   frame: readonly [number, number],
   boxes: readonly OverlayBox[],
@@ -528,7 +533,7 @@ async function renderFeaturePanel(
     if (input.boxes.data[k * 5] === batch)
       boxes.push({ label: String(k + 1), box: boxRegion(input.boxes, k) });
   }
-  const painted = await paintOverlay(
+  const painted = await renderOverlay(
     { ...heat, channels: 3 },
     [W * stride, H * stride],
     boxes,
@@ -571,6 +576,21 @@ async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promis
   let bottom = 0;
   let gridDrawn = true;
   const titles = { pool: 'RoI Pool reads', warp: 'RoI Warp reads (box snapped to the grid)' } as const;
+  // Resize once for both overlays (a 4000 px photo is the expensive part).
+  const scale = displayScale(frame[0], frame[1], OVERLAY_MAX_W, OVERLAY_MAX_H, OVERLAY_MAX_UPSCALE);
+  const dw = Math.max(1, Math.round(frame[0] * scale));
+  const dh = Math.max(1, Math.round(frame[1] * scale));
+  const resized = await toRgb(
+    sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels } }).resize(
+      dw,
+      dh,
+      {
+        fit: 'fill',
+        kernel: dw >= image.width && dh >= image.height ? 'nearest' : 'lanczos3',
+      },
+    ),
+  );
+  const base: RawImage = { ...resized, channels: 3 };
   for (const op of ['pool', 'warp'] as const) {
     const boxes: OverlayBox[] = [];
     for (let k = 0; k < shown; k++) {
@@ -580,7 +600,7 @@ async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promis
         read: input.coverage[k][op].region,
       });
     }
-    const painted = await paintOverlay(image, frame, boxes, stride, true);
+    const painted = await renderOverlay(base, frame, boxes, stride, true);
     gridDrawn &&= painted.gridDrawn;
     rasters.push({ image: painted.image, left: x, top: TITLE_H });
     svg += svgText(titles[op], x, 20, { size: 14, weight: 'bold', fill: INK });
