@@ -61,6 +61,11 @@ export interface RoiResult {
   image: ImageInfo | null;
   /** The decoded RGB pixels `[height, width, 3]` (HWC) of the resized image; only if `task.includeImage`. */
   rgb: Uint8Array | null;
+  /**
+   * The feature map the operators read, `[N, C, H, W]` in its own layout; only if `task.includeImage`
+   * (the diff pictures draw it as a heatmap).
+   */
+  features?: FeatureMap;
   featureMap: FeatureMapInfo;
   /** Canonical boxes `[K, 5]` in input-image pixels (before any resize), as sent. */
   boxes: Boxes;
@@ -240,6 +245,7 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     params: { ...params, spatialScale, imageSize: params.imageSize },
     image,
     rgb,
+    ...(task.includeImage ? { features: fm } : {}),
     featureMap,
     boxes: task.boxes,
     opBoxes,

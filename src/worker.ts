@@ -68,6 +68,7 @@ function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): ArrayBu
 function roiTransfers(result: RoiResult): ArrayBuffer[] {
   return ownedBuffers([
     result.rgb,
+    result.features?.data,
     result.boxes.data,
     result.opBoxes.data,
     ...Object.values(result.outputs).map((p) => p?.data),
