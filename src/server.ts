@@ -109,6 +109,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // Only JSON and multipart bodies are accepted: anything else is a 415, not a 400 about a string.
+  app.removeContentTypeParser('text/plain');
 
   const work = new WorkPool(config);
   const metrics = createMetrics(work);
