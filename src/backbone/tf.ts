@@ -61,6 +61,10 @@ export function currentBackend(): TensorFlowBackend | undefined {
  */
 export async function initTensorFlow(opts: InitTensorFlowOptions = {}): Promise<TensorFlowBackend> {
   const choice = opts.backend ?? 'auto';
+  const threads = opts.wasmThreads;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
+    throw new Error(`wasmThreads must be an integer >= 1, got ${threads}`);
+  }
   if (current?.choice === choice && tf.getBackend() === current.result.backend) return current.result;
   const result = await select(choice, opts);
   // Skips tfjs's per-op debug checks; results are identical.

@@ -186,10 +186,10 @@ function wrapGraphModel(model: tf.GraphModel, modelDir: string, outputNode: stri
 }
 
 interface LayerConfig {
-  kernel_size?: number | number[];
-  pool_size?: number | number[];
+  kernelSize?: number | number[];
+  poolSize?: number | number[];
   strides?: number | number[];
-  dilation_rate?: number | number[];
+  dilationRate?: number | number[];
 }
 
 const first = (v: number | number[] | undefined, fallback: number) =>
@@ -217,9 +217,9 @@ function describeLayersModel(model: tf.LayersModel, referenceInput: [number, num
     const rfIn = ins.length ? Math.max(...ins.map((s) => s.rf)) : 1;
     const jumpIn = ins.length ? ins[0].jump : 1;
     const config = layer.getConfig() as LayerConfig;
-    const k = first(config.kernel_size ?? config.pool_size, 1);
+    const k = first(config.kernelSize ?? config.poolSize, 1);
     const stride = first(config.strides, 1);
-    const dilation = first(config.dilation_rate, 1);
+    const dilation = first(config.dilationRate, 1);
     const rf = rfIn + (k - 1) * dilation * jumpIn;
     field.set(layer.name, { rf, jump: jumpIn * stride });
     const nhwc = shapes.get(layer.name) ?? [];
@@ -238,7 +238,7 @@ function describeLayersModel(model: tf.LayersModel, referenceInput: [number, num
       type,
       inputs: inbound.map((l) => l.name),
       outputShape,
-      ...((config.kernel_size ?? config.pool_size) ? { kernel: k, stride } : {}),
+      ...((config.kernelSize ?? config.poolSize) ? { kernel: k, stride } : {}),
       params: layer.countParams(),
       multiplyAdds,
       receptiveField: rf,
