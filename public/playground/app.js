@@ -313,7 +313,8 @@ const num3 = (v) => (typeof v === 'number' ? v.toFixed(3) : '–');
 function renderCoverage(json, params) {
   const list = pick(json, ['coverage', 'boxes.coverage']) ?? [];
   const boxes = pick(json, ['boxes']) ?? params.boxes;
-  const ops = ['pool', 'warp', 'align'].filter((op) => list.some((c) => c && c[op]));
+  // Align reads the exact box (0, 0, 1 always): only the two ops that snap to the grid get columns.
+  const ops = ['pool', 'warp'].filter((op) => list.some((c) => c && c[op]));
   const thead = $('coverage').tHead;
   thead.innerHTML = '';
   const top = thead.insertRow();
@@ -512,17 +513,25 @@ function setStride(stride) {
   editor.setStride(stride);
 }
 
-async function loadBackbone() {
-  try {
-    const response = await fetch('v1/backbone', { headers: authHeaders() });
-    if (!response.ok) return;
-    const json = await response.json();
-    const stride = pick(json, ['stride', 'outputStride', 'featureStride']);
-    if (typeof stride === 'number') setStride(stride);
-  } catch {
-    // The grid stays off until a run reports the stride.
+/** The stride for the grid, from `GET /v1/backbone`; retried while the backbone is still loading (503). */
+async function loadBackbone(attempts = 20) {
+  for (let attempt = 0; attempt < attempts; attempt += 1) {
+    try {
+      const response = await fetch('v1/backbone', { headers: authHeaders() });
+      if (response.ok) {
+        const stride = pick(await response.json(), ['stride', 'outputStride']);
+        if (typeof stride === 'number') setStride(stride);
+        return;
+      }
+      if (response.status !== 503) return;
+    } catch {
+      // Network error: try again below.
+    }
+    await new Promise((resolve) => window.setTimeout(resolve, 1500));
   }
 }
 
-await Promise.all([useSampleScene(), loadBackbone()]);
+await useSampleScene();
 document.body.dataset.ready = 'true';
+// The grid appears when the stride is known; the page is usable before.
+loadBackbone();
