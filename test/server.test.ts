@@ -1,0 +1,743 @@
+/**
+ * Every route through `inject`: defaults, parameters, encodings, and each error status with its
+ * problem body pinned. One default app and one "strict" app (API key, tiny limits) for the file.
+ */
+import { Validator } from '@seriousme/openapi-schema-validator';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { roiAlign, roiPool, roiWarp, toCanonicalBoxes, toLayout, type FeatureMap } from '../src/ops/index.js';
+import { buildApp } from '../src/server.js';
+import { encodeFloat32Base64 } from '../src/tensors/base64.js';
+import { readNpy } from '../src/tensors/npy.js';
+import { readSafetensors } from '../src/tensors/safetensors.js';
+import { featuresField, maxAbsDiff, randomMap, tensorData, testConfig, testPng } from './routes/helpers.js';
+
+const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
+const API_KEY = 'test-key-0123456789';
+
+let app: FastifyInstance;
+let strict: FastifyInstance;
+let readyzWhileStarting: { status: number; body: unknown };
+
+beforeAll(async () => {
+  app = await buildApp(testConfig());
+  strict = await buildApp(
+    testConfig({ apiKey: API_KEY, queueLimit: 0, maxBoxes: 3, maxOutputValues: 1000, bodyLimitBytes: 4096 }),
+  );
+  const r = await app.inject({ method: 'GET', url: '/readyz' });
+  readyzWhileStarting = { status: r.statusCode, body: r.json() };
+  await Promise.all([app.readiness.settled, strict.readiness.settled]);
+});
+
+afterAll(async () => {
+  await Promise.all([app?.close(), strict?.close()]);
+});
+
+const fm = randomMap([2, 3, 10, 12], 7);
+const boxes = [
+  [0, 1.5, 2.25, 13.75, 15],
+  [1, 0, 0, 20, 18],
+  [0, 4, 4, 4, 9],
+];
+
+function roi(payload: Record<string, unknown>, target = app) {
+  return target.inject({ method: 'POST', url: '/v1/roi', payload });
+}
+
+describe('health, readiness, metrics', () => {
+  it('GET /readyz is 503 while the workers load the backbone, 200 once ready', async () => {
+    expect(readyzWhileStarting).toEqual({
+      status: 503,
+      body: { status: 'starting', backbone: null, backend: null, workers: 1 },
+    });
+    const r = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({
+      status: 'ready',
+      backbone: 'builtin-inception-s16',
+      backend: 'wasm',
+      workers: 1,
+    });
+  });
+
+  it('GET /healthz answers ok', async () => {
+    const r = await app.inject({ method: 'GET', url: '/healthz' });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ status: 'ok' });
+  });
+
+  it('GET /metrics exposes request, stage, box, tensor and event-loop metrics', async () => {
+    await roi({ features: featuresField(fm), spatialScale: 0.5, boxes });
+    const r = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^text\/plain/);
+    const text = r.body;
+    expect(text).toMatch(/roiserve_http_requests_total\{method="POST",route="\/v1\/roi",status="200"\} \d+/);
+    expect(text).toMatch(
+      /roiserve_http_request_duration_seconds_bucket\{le="0.1",method="POST",route="\/v1\/roi"/,
+    );
+    expect(text).toMatch(/roiserve_stage_duration_seconds_count\{stage="align"\} \d+/);
+    expect(text).toMatch(/roiserve_boxes_processed_total\{op="warp"\} \d+/);
+    expect(text).toMatch(/roiserve_tfjs_tensors [1-9]\d*/);
+    expect(text).toMatch(/nodejs_eventloop_lag_seconds \d/);
+  });
+});
+
+describe('GET /v1/backbone', () => {
+  it('describes the built-in backbone', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v1/backbone' });
+    expect(r.statusCode).toBe(200);
+    const d = r.json();
+    expect(d).toMatchObject({
+      name: 'builtin-inception-s16',
+      backend: 'wasm',
+      stride: 16,
+      outputChannels: 256,
+    });
+    expect(d.layers.length).toBeGreaterThan(5);
+    expect(d.totalParams).toBe(d.layers.reduce((s: number, l: { params: number }) => s + l.params, 0));
+  });
+});
+
+describe('OpenAPI', () => {
+  it('GET /openapi.json is a valid OpenAPI 3 document covering every route', async () => {
+    const r = await app.inject({ method: 'GET', url: '/openapi.json' });
+    expect(r.statusCode).toBe(200);
+    const doc = r.json();
+    const validator = new Validator();
+    const result = await validator.validate(doc);
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(doc.openapi).toMatch(/^3\./);
+    for (const path of ['/v1/roi', '/v1/features', '/v1/backbone', '/healthz', '/readyz', '/metrics']) {
+      expect(Object.keys(doc.paths)).toContain(path);
+    }
+    const body = doc.paths['/v1/roi'].post.requestBody.content;
+    expect(Object.keys(body).sort()).toEqual(['application/json', 'multipart/form-data']);
+    expect(body['application/json'].schema.properties.samplingRatio.default).toBe(2);
+    expect(Object.keys(doc.paths['/v1/roi'].post.responses).sort()).toEqual([
+      '200',
+      '400',
+      '401',
+      '413',
+      '415',
+      '503',
+    ]);
+  });
+
+  it('GET /docs serves the interactive documentation', async () => {
+    const r = await app.inject({ method: 'GET', url: '/docs/' });
+    expect(r.statusCode).toBe(200);
+    expect(r.body).toContain('swagger');
+  });
+});
+
+describe('POST /v1/roi with features', () => {
+  it('fills in every default and equals the ops module on the same data', async () => {
+    const r = await roi({ features: featuresField(fm), spatialScale: 0.5, boxes });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(r.headers['server-timing']).toMatch(
+      /^decode;dur=[\d.]+, backbone;dur=[\d.]+, pool;dur=[\d.]+, align;dur=[\d.]+, warp;dur=[\d.]+, encode;dur=[\d.]+$/,
+    );
+    const body = r.json();
+    expect(body.params).toEqual({
+      ops: ['pool', 'align', 'warp'],
+      boxFormat: 'xyxy',
+      outputSize: [7, 7],
+      samplingRatio: 2,
+      aligned: true,
+      mode: 'avg',
+      spatialScale: 0.5,
+      imageSize: null,
+      format: 'json',
+      encoding: 'base64',
+    });
+    expect(body.image).toBeNull();
+    expect(body.featureMap).toEqual({
+      shape: [2, 3, 10, 12],
+      stride: 2,
+      spatialScale: 0.5,
+      source: 'input',
+      backbone: null,
+      backend: null,
+    });
+    expect(body.boxes).toEqual(boxes);
+    const canonical = toCanonicalBoxes(boxes, { format: 'xyxy', batchSize: 2 });
+    const params = {
+      spatialScale: 0.5,
+      outputSize: 7,
+      samplingRatio: 2,
+      aligned: true,
+      mode: 'avg',
+    } as const;
+    const expected = {
+      pool: roiPool(fm, canonical, { spatialScale: 0.5, outputSize: 7 }),
+      align: roiAlign(fm, canonical, params),
+      warp: roiWarp(fm, canonical, params),
+    };
+    for (const op of ['pool', 'align', 'warp'] as const) {
+      expect(body.outputs[op].shape).toEqual([3, 3, 7, 7]);
+      expect(body.outputs[op].dtype).toBe('float32');
+      // Same kernels, same float32 inputs: bit-identical.
+      expect(tensorData(body.outputs[op])).toEqual(expected[op].data);
+    }
+    expect(body.coverage).toHaveLength(3);
+    expect(body.coverage[1].align).toMatchObject({ lost: 0, gained: 0, iou: 1 });
+    // Without imageSize, coverage is clipped to the map's extent: 12 / 0.5 = 24 by 10 / 0.5 = 20.
+    expect(body.coverage[1].pool.region).toEqual({ x1: 0, y1: 0, x2: 22, y2: 20 });
+    expect(Object.keys(body.timings).sort()).toEqual([
+      'align',
+      'backbone',
+      'decode',
+      'encode',
+      'pool',
+      'total',
+      'warp',
+    ]);
+  });
+
+  it('passes every parameter through: outputSize pair, samplingRatio, aligned, mode, ops order', async () => {
+    const r = await roi({
+      features: featuresField(fm),
+      spatialScale: 0.5,
+      boxes,
+      ops: ['warp', 'align', 'warp'],
+      outputSize: [3, 5],
+      samplingRatio: 0,
+      aligned: false,
+      mode: 'onnx_max',
+      imageSize: [20, 16],
+    });
+    expect(r.statusCode).toBe(200);
+    const body = r.json();
+    expect(body.params).toMatchObject({
+      ops: ['align', 'warp'],
+      outputSize: [3, 5],
+      samplingRatio: 0,
+      aligned: false,
+      mode: 'onnx_max',
+      imageSize: [20, 16],
+    });
+    expect(Object.keys(body.outputs)).toEqual(['align', 'warp']);
+    const canonical = toCanonicalBoxes(boxes, { format: 'xyxy', batchSize: 2 });
+    const params = {
+      spatialScale: 0.5,
+      outputSize: [3, 5],
+      samplingRatio: 0,
+      aligned: false,
+      mode: 'onnx_max',
+    } as const;
+    expect(tensorData(body.outputs.align)).toEqual(roiAlign(fm, canonical, params).data);
+    expect(tensorData(body.outputs.warp)).toEqual(roiWarp(fm, canonical, params).data);
+    expect(body.coverage[1].pool.region).toEqual({ x1: 0, y1: 0, x2: 20, y2: 16 });
+  });
+
+  it('accepts NHWC features with the same results as NCHW', async () => {
+    const nhwc = toLayout(fm, 'NHWC');
+    const [a, b] = await Promise.all([
+      roi({ features: featuresField(fm), spatialScale: 0.5, boxes, ops: ['align'] }),
+      roi({ features: featuresField(nhwc), spatialScale: 0.5, boxes, ops: ['align'] }),
+    ]);
+    expect(maxAbsDiff(tensorData(a.json().outputs.align), tensorData(b.json().outputs.align))).toBeLessThan(
+      1e-6,
+    );
+  });
+
+  it('converts xywh and cxcywh boxes to canonical xyxy', async () => {
+    const xywh = await roi({
+      features: featuresField(fm),
+      spatialScale: 0.5,
+      boxes: [[1, 2, 3, 4]],
+      boxFormat: 'xywh',
+    });
+    expect(xywh.json().boxes).toEqual([[0, 1, 2, 4, 6]]);
+    const cxcywh = await roi({
+      features: featuresField(fm),
+      spatialScale: 0.5,
+      boxes: [[1, 5, 6, 4, 2]],
+      boxFormat: 'cxcywh',
+    });
+    expect(cxcywh.json().boxes).toEqual([[1, 3, 5, 7, 7]]);
+  });
+
+  it('accepts an empty box list: outputs [0, C, PH, PW]', async () => {
+    const r = await roi({ features: featuresField(fm), spatialScale: 0.5, boxes: [] });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().outputs.align).toEqual({ shape: [0, 3, 7, 7], dtype: 'float32', data: '' });
+    expect(r.json().coverage).toEqual([]);
+  });
+
+  it('encoding "array" returns flat number arrays', async () => {
+    const r = await roi({
+      features: featuresField(fm),
+      spatialScale: 0.5,
+      boxes,
+      ops: ['pool'],
+      encoding: 'array',
+    });
+    const pool = r.json().outputs.pool;
+    expect(Array.isArray(pool.data)).toBe(true);
+    expect(pool.data).toHaveLength(3 * 3 * 49);
+    const canonical = toCanonicalBoxes(boxes, { format: 'xyxy', batchSize: 2 });
+    expect(Float32Array.from(pool.data)).toEqual(
+      roiPool(fm, canonical, { spatialScale: 0.5, outputSize: 7 }).data,
+    );
+  });
+
+  it('format "npy" returns one .npy of [K, C, PH, PW]', async () => {
+    const r = await roi({
+      features: featuresField(fm),
+      spatialScale: 0.5,
+      boxes,
+      ops: ['align'],
+      format: 'npy',
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toBe('application/x-npy');
+    expect(r.headers['content-disposition']).toBe('attachment; filename="align.npy"');
+    expect(r.headers['server-timing']).toContain('encode;dur=');
+    const npy = readNpy(r.rawPayload);
+    expect(npy.shape).toEqual([3, 3, 7, 7]);
+    const canonical = toCanonicalBoxes(boxes, { format: 'xyxy', batchSize: 2 });
+    expect(npy.data).toEqual(roiAlign(fm, canonical, { spatialScale: 0.5 }).data);
+  });
+
+  it('format "safetensors" returns a tensor per op and the parameters in the metadata', async () => {
+    const r = await roi({ features: featuresField(fm), spatialScale: 0.5, boxes, format: 'safetensors' });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toBe('application/octet-stream');
+    const { tensors, metadata } = readSafetensors(r.rawPayload);
+    expect(Object.keys(tensors)).toEqual(['pool', 'align', 'warp']);
+    const canonical = toCanonicalBoxes(boxes, { format: 'xyxy', batchSize: 2 });
+    expect(tensors.warp.data).toEqual(roiWarp(fm, canonical, { spatialScale: 0.5 }).data);
+    expect(JSON.parse(metadata.params)).toMatchObject({ ops: ['pool', 'align', 'warp'], spatialScale: 0.5 });
+    expect(JSON.parse(metadata.boxes)).toEqual(boxes);
+  });
+});
+
+describe('POST /v1/roi and /v1/features with an image', () => {
+  let png: Buffer;
+  beforeAll(async () => {
+    png = await testPng(96, 64);
+  });
+
+  it('runs the backbone; /v1/roi equals the ops module applied to /v1/features output', async () => {
+    const f = await app.inject({
+      method: 'POST',
+      url: '/v1/features',
+      payload: { image: png.toString('base64') },
+    });
+    expect(f.statusCode).toBe(200);
+    const features = f.json();
+    expect(features.features).toMatchObject({ shape: [1, 256, 4, 6], layout: 'NCHW', dtype: 'float32' });
+    expect(features.image).toEqual({
+      width: 96,
+      height: 64,
+      originalWidth: 96,
+      originalHeight: 64,
+      scale: 1,
+      format: 'png',
+    });
+    expect(features.featureMap).toMatchObject({
+      stride: 16,
+      spatialScale: 0.0625,
+      source: 'backbone',
+      backend: 'wasm',
+    });
+    expect(f.headers['server-timing']).toMatch(/backbone;dur=[\d.]+/);
+
+    const imageBoxes = [
+      [8, 4, 70, 50],
+      [30.5, 10.25, 95, 63],
+    ];
+    const r = await roi({ image: png.toString('base64'), boxes: imageBoxes, outputSize: 3 });
+    expect(r.statusCode).toBe(200);
+    const body = r.json();
+    expect(body.image).toEqual(features.image);
+    expect(body.featureMap).toEqual(features.featureMap);
+    expect(body.params.spatialScale).toBe(0.0625);
+    const map: FeatureMap = { data: tensorData(features.features), shape: [1, 256, 4, 6], layout: 'NCHW' };
+    const canonical = toCanonicalBoxes(imageBoxes, { format: 'xyxy', batchSize: 1 });
+    const align = roiAlign(map, canonical, { spatialScale: 0.0625, outputSize: 3 });
+    // Same backbone on the same pixels in the same worker: the map is deterministic.
+    expect(maxAbsDiff(tensorData(body.outputs.align), align.data)).toBeLessThan(1e-6);
+    // cRound(8 / 16) = 1 (half away from zero), cRound(70 / 16) = 4, cRound(50 / 16) = 3: cells [1, 5) × [0, 4).
+    expect(body.coverage[0].pool.region).toEqual({ x1: 16, y1: 0, x2: 80, y2: 64 });
+  });
+
+  it('POST /v1/features format "npy" gives [1, C, H, W]', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/features',
+      payload: { image: png.toString('base64'), format: 'npy' },
+    });
+    expect(r.statusCode).toBe(200);
+    expect(readNpy(r.rawPayload).shape).toEqual([1, 256, 4, 6]);
+  });
+
+  it('leaks no tfjs tensors, on success or on error', async () => {
+    await roi({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]] });
+    const before = app.work.tensorCount();
+    expect(before).toBeGreaterThan(0); // the backbone's weights
+    const results = await Promise.all([
+      roi({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]], ops: ['align'] }),
+      roi({ image: Buffer.from('GIF89a garbage').toString('base64'), boxes: [] }),
+      roi({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]], outputSize: 64, samplingRatio: 64 }),
+      app.inject({ method: 'POST', url: '/v1/features', payload: { image: png.toString('base64') } }),
+    ]);
+    expect(results.map((r) => r.statusCode)).toEqual([200, 400, 200, 200]);
+    await app.work.describe(); // one more reply refreshes the count
+    expect(app.work.tensorCount()).toBe(before);
+  });
+});
+
+describe('errors: 400 with the field and what was expected', () => {
+  const base = () => ({ features: featuresField(fm), spatialScale: 0.5, boxes });
+
+  it('neither image nor features', async () => {
+    const r = await roi({ boxes });
+    expect(r.statusCode).toBe(400);
+    expect(r.headers['content-type']).toBe(PROBLEM_TYPE);
+    expect(r.headers['server-timing']).toBe(
+      'decode;dur=0.00, backbone;dur=0.00, pool;dur=0.00, align;dur=0.00, warp;dur=0.00, encode;dur=0.00',
+    );
+    expect(r.json()).toEqual({
+      type: 'urn:roiserve:problem:invalid-input',
+      title: 'Invalid input',
+      status: 400,
+      detail: 'missing input: give image or features',
+      instance: '/v1/roi',
+      errors: [
+        {
+          field: 'image',
+          expected: 'exactly one of `image` (an encoded image) or `features` (a feature map)',
+          message: 'missing input: give image or features',
+        },
+      ],
+    });
+  });
+
+  it('schema violations name every offending field (path, expected, message)', async () => {
+    const r = await roi({ ...base(), boxes: [[0, 0, 'a', 1]], ops: ['crop'], outputSize: 0, colour: 'red' });
+    expect(r.statusCode).toBe(400);
+    expect(r.json()).toEqual({
+      type: 'urn:roiserve:problem:invalid-input',
+      title: 'Invalid input',
+      status: 400,
+      detail: 'boxes[0][2]: Invalid input: expected number, received string (and 3 more)',
+      instance: '/v1/roi',
+      errors: [
+        {
+          field: 'boxes[0][2]',
+          expected: 'number',
+          message: 'Invalid input: expected number, received string',
+        },
+        {
+          field: 'ops[0]',
+          expected: 'one of "pool", "align", "warp"',
+          message: 'Invalid option: expected one of "pool"|"align"|"warp"',
+        },
+        {
+          field: 'outputSize',
+          expected: 'a number > 0',
+          message: 'Too small: expected number to be >0',
+        },
+        {
+          field: 'colour',
+          expected: 'no such field (see the API documentation for the accepted fields)',
+          message: 'unknown field colour',
+        },
+      ],
+    });
+  });
+
+  const cases: Array<[string, Record<string, unknown>, number, string, RegExp]> = [
+    ['both inputs', { image: 'AAAA' }, 400, 'features', /not both/],
+    [
+      'features without spatialScale',
+      { spatialScale: undefined },
+      400,
+      'spatialScale',
+      /required with features/,
+    ],
+    ['a bad box (x2 < x1)', { boxes: [[5, 0, 1, 1]] }, 400, 'boxes[0][2]', /x2/],
+    ['a batch index out of range', { boxes: [[2, 0, 0, 1, 1]] }, 400, 'boxes[0][0]', /N = 2/],
+    ['a box row of 3 numbers', { boxes: [[1, 2, 3]] }, 400, 'boxes[0]', /.+/],
+    ['outputSize over 64', { outputSize: 65 }, 400, 'outputSize', /exceeds the limit 64/],
+    ['outputSize pair over 64', { outputSize: [2, 100] }, 400, 'outputSize[1]', /exceeds the limit 64/],
+    ['samplingRatio over 64', { samplingRatio: 65 }, 400, 'samplingRatio', /exceeds the limit 64/],
+    ['npy with three ops', { format: 'npy' }, 400, 'ops', /one tensor/],
+    [
+      'features data of the wrong length',
+      { features: { shape: [1, 1, 2, 2], data: 'AAAAAA==' } },
+      400,
+      'features.data',
+      /needs 4/,
+    ],
+    [
+      'features data that is not base64',
+      { features: { shape: [1, 1, 1, 1], data: '@@@@' } },
+      400,
+      'features.data',
+      /base64/,
+    ],
+    [
+      'NaN in the feature map',
+      { features: { shape: [1, 1, 1, 2], data: encodeFloat32Base64(Float32Array.from([1, NaN])) } },
+      400,
+      'features.data[1]',
+      /NaN/,
+    ],
+    [
+      'an unknown layout',
+      { features: { shape: [1, 1, 1, 1], layout: 'CHW', data: 'AAAAAA==' } },
+      400,
+      'features.layout',
+      /.+/,
+    ],
+    ['a negative spatialScale', { spatialScale: -1 }, 400, 'spatialScale', /.+/],
+    ['imageSize of one number', { imageSize: [5] }, 400, 'imageSize', /.+/],
+    [
+      'an image that is not base64',
+      { features: undefined, spatialScale: undefined, image: '###', boxes: [] },
+      400,
+      'image',
+      /base64/,
+    ],
+  ];
+  it.each(cases)('%s', async (_name, patch, status, field, message) => {
+    const r = await roi({ ...base(), ...patch });
+    expect(r.statusCode).toBe(status);
+    expect(r.headers['content-type']).toBe(PROBLEM_TYPE);
+    const problem = r.json();
+    expect(problem).toMatchObject({ status, instance: '/v1/roi' });
+    expect(problem.errors.map((e: { field: string }) => e.field)).toContain(field);
+    const entry = problem.errors.find((e: { field: string }) => e.field === field);
+    expect(entry.message).toMatch(message);
+    expect(entry.expected.length).toBeGreaterThan(0);
+  });
+
+  it('spatialScale or imageSize with an image', async () => {
+    const r = await roi({ image: (await testPng(16, 16)).toString('base64'), boxes: [], spatialScale: 0.5 });
+    expect(r.statusCode).toBe(400);
+    expect(r.json().errors[0]).toEqual({
+      field: 'spatialScale',
+      expected: 'no spatialScale with `image` (only with `features`)',
+      message: 'spatialScale is set by the backbone (1/stride) when the input is an image',
+    });
+  });
+
+  it('malformed JSON and an empty body', async () => {
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"boxes": [',
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ type: 'urn:roiserve:problem:invalid-input', status: 400 });
+    const empty = await app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(empty.statusCode).toBe(400);
+  });
+});
+
+describe('errors: 404, 413, 415', () => {
+  it('an unknown route is a problem 404', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v2/nothing?x=1' });
+    expect(r.statusCode).toBe(404);
+    expect(r.headers['content-type']).toBe(PROBLEM_TYPE);
+    expect(r.json()).toEqual({
+      type: 'urn:roiserve:problem:not-found',
+      title: 'Not found',
+      status: 404,
+      detail: 'no route GET /v2/nothing',
+      instance: '/v2/nothing',
+    });
+  });
+
+  it('415 for a content type other than JSON or multipart', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      headers: { 'content-type': 'text/plain' },
+      payload: 'x',
+    });
+    expect(r.statusCode).toBe(415);
+    expect(r.json()).toMatchObject({ type: 'urn:roiserve:problem:unsupported-media-type', status: 415 });
+  });
+
+  it('415 for bytes that are not a supported image, naming the field', async () => {
+    const bmp = Buffer.concat([Buffer.from('BM'), Buffer.alloc(64)]);
+    const r = await roi({ image: bmp.toString('base64'), boxes: [] });
+    expect(r.statusCode).toBe(415);
+    expect(r.json()).toMatchObject({ status: 415, errors: [{ field: 'image' }] });
+    expect(r.json().detail).toContain('bmp');
+  });
+
+  it('413 for a body over BODY_LIMIT_BYTES', async () => {
+    const r = await strict.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: { features: featuresField(randomMap([1, 4, 16, 16])), spatialScale: 0.5, boxes: [] },
+    });
+    expect(r.statusCode).toBe(413);
+    expect(r.json()).toMatchObject({
+      type: 'urn:roiserve:problem:too-large',
+      title: 'Too large',
+      status: 413,
+    });
+  });
+
+  it('413 for more boxes than MAX_BOXES', async () => {
+    const small = randomMap([1, 1, 2, 2]);
+    const r = await strict.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: {
+        features: featuresField(small),
+        spatialScale: 1,
+        boxes: [
+          [0, 0, 1, 1],
+          [0, 0, 1, 1],
+          [0, 0, 1, 1],
+          [0, 0, 1, 1],
+        ],
+      },
+    });
+    expect(r.statusCode).toBe(413);
+    expect(r.json()).toEqual({
+      type: 'urn:roiserve:problem:too-large',
+      title: 'Too large',
+      status: 413,
+      detail: '4 boxes exceed the limit of 3 per request',
+      instance: '/v1/roi',
+      errors: [
+        { field: 'boxes', expected: 'at most 3 boxes', message: '4 boxes exceed the limit of 3 per request' },
+      ],
+    });
+  });
+
+  it('413 for outputs over MAX_OUTPUT_VALUES', async () => {
+    const small = randomMap([1, 2, 2, 2]);
+    const r = await strict.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      headers: { 'x-api-key': API_KEY },
+      payload: { features: featuresField(small), spatialScale: 1, boxes: [[0, 0, 1, 1]], outputSize: 16 },
+    });
+    expect(r.statusCode).toBe(413);
+    expect(r.json().errors[0].field).toBe('boxes');
+    expect(r.json().detail).toContain('over the limit of 1000');
+  });
+
+  it('413 for encoding "array" over 1 M values', async () => {
+    const one = randomMap([1, 1, 4, 4]);
+    const many = Array.from({ length: 250 }, () => [0, 0, 3, 3]);
+    const r = await roi({
+      features: featuresField(one),
+      spatialScale: 1,
+      boxes: many,
+      ops: ['pool'],
+      outputSize: 64,
+      encoding: 'array',
+    });
+    expect(r.statusCode).toBe(413);
+    expect(r.json().errors[0]).toMatchObject({
+      field: 'encoding',
+      expected: '"base64", or at most 1000000 values with "array"',
+    });
+  });
+});
+
+describe('401 with API_KEY', () => {
+  const small = randomMap([1, 1, 2, 2]);
+  const payload = { features: featuresField(small), spatialScale: 1, boxes: [[0, 0, 1, 1]] };
+
+  it('refuses /v1/* without or with a wrong key', async () => {
+    const missing = await strict.inject({ method: 'POST', url: '/v1/roi', payload });
+    expect(missing.statusCode).toBe(401);
+    expect(missing.headers['www-authenticate']).toBe('Bearer');
+    expect(missing.json()).toEqual({
+      type: 'urn:roiserve:problem:unauthorized',
+      title: 'Unauthorized',
+      status: 401,
+      detail: 'this route needs an API key',
+      instance: '/v1/roi',
+      errors: [
+        {
+          field: 'Authorization',
+          expected: 'Authorization: Bearer <key> or X-API-Key: <key>',
+          message: 'missing key',
+        },
+      ],
+    });
+    const wrong = await strict.inject({
+      method: 'GET',
+      url: '/v1/backbone',
+      headers: { authorization: 'Bearer nope' },
+    });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().detail).toBe('the API key is not valid');
+  });
+
+  it('accepts Authorization: Bearer and X-API-Key; health, readiness and metrics stay open', async () => {
+    const bearer = await strict.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload,
+      headers: { authorization: `Bearer ${API_KEY}` },
+    });
+    expect(bearer.statusCode).toBe(200);
+    const header = await strict.inject({
+      method: 'GET',
+      url: '/v1/backbone',
+      headers: { 'x-api-key': API_KEY },
+    });
+    expect(header.statusCode).toBe(200);
+    for (const url of ['/healthz', '/readyz', '/metrics', '/openapi.json']) {
+      expect((await strict.inject({ method: 'GET', url })).statusCode).toBe(200);
+    }
+  });
+});
+
+describe('503 when the queue is full', () => {
+  it('refuses work beyond WORKERS + QUEUE_LIMIT with Retry-After', async () => {
+    const heavy = randomMap([1, 32, 64, 64], 3);
+    const payload = {
+      features: featuresField(heavy),
+      spatialScale: 1,
+      boxes: Array.from({ length: 3 }, (_, i) => [i, i, 60, 60]),
+      outputSize: 16,
+      samplingRatio: 8,
+      ops: ['align'],
+    };
+    const bigStrict = await buildApp(testConfig({ queueLimit: 0 }));
+    try {
+      await bigStrict.readiness.settled;
+      const [a, b] = await Promise.all([
+        bigStrict.inject({ method: 'POST', url: '/v1/roi', payload }),
+        bigStrict.inject({ method: 'POST', url: '/v1/roi', payload }),
+      ]);
+      const statuses = [a.statusCode, b.statusCode].sort();
+      expect(statuses).toEqual([200, 503]);
+      const busy = a.statusCode === 503 ? a : b;
+      expect(busy.headers['retry-after']).toBe('1');
+      expect(busy.json()).toEqual({
+        type: 'urn:roiserve:problem:unavailable',
+        title: 'Service unavailable',
+        status: 503,
+        detail: 'all 1 workers are busy and 0 requests are already waiting; retry shortly',
+        instance: '/v1/roi',
+      });
+    } finally {
+      await bigStrict.close();
+    }
+  });
+});
