@@ -144,7 +144,11 @@ function builtinBackbone(stride: number, maxInputPixels: number, seed: number): 
   const name = 'builtin-inception-s16';
   const extract = async (image: RgbImage) =>
     readFeatures(
-      tf.tidy(() => model.predict(toInput(image, BUILTIN_INPUT_RANGE, maxInputPixels)) as tf.Tensor),
+      // apply (not predict): predict slices the input into batches, an extra copy of the image.
+      tf.tidy(
+        () =>
+          model.apply(toInput(image, BUILTIN_INPUT_RANGE, maxInputPixels), { training: false }) as tf.Tensor,
+      ),
       name,
     );
   return {

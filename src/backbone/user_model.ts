@@ -142,7 +142,7 @@ function wrapLayersModel(model: tf.LayersModel, modelDir: string, outputNode: st
   const sub = output === model.outputs[0] ? model : tf.model({ inputs: model.inputs, outputs: output });
   return {
     kind: 'layers-model',
-    run: (input) => sub.predict(input) as tf.Tensor,
+    run: (input) => sub.apply(input, { training: false }) as tf.Tensor,
     fixedInput,
     totalParams: sub.countParams(),
     describeLayers: (referenceInput) => describeLayersModel(sub, referenceInput),

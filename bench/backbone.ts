@@ -1,0 +1,99 @@
+/**
+ * Backbone benchmark: image decode (sharp) and the built-in backbone on the tfjs wasm backend, vs ONNX
+ * Runtime (onnxruntime-node, CPU, intra-op threads = 1) running the same graph with the same weights.
+ *
+ * Workload: a photo-like test card (gradient, shapes, text-free) at 640×480 and 1280×960, JPEG q90.
+ * Decode = `decodeImage` (bytes → RGB). Backbone = `extract` (RGB → normalised tensor → features
+ * read back). ORT = RGB → NCHW float32 → `session.run` (normalisation inside the graph). tfjs and
+ * ORT alternate run by run after a warm-up; medians. Ratio = tfjs / ORT (goal ≤ 1.0). The tfjs wasm
+ * binary in Node is SIMD single-threaded (tfjs disables wasm threads in Node), so both sides use 1 thread.
+ */
+import { performance } from 'node:perf_hooks';
+import sharp from 'sharp';
+import { initTensorFlow, loadBackbone } from '../src/backbone/index.js';
+import { decodeImage } from '../src/imaging/decode.js';
+import { createOrtBackbone, runOrtBackbone } from '../test/backbone/onnx_reference.js';
+
+const WARMUP = 3;
+const RUNS = Number(process.env.BENCH_RUNS ?? 11);
+const SIZES: Array<[number, number]> = [
+  [640, 480],
+  [1280, 960],
+];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function testCardJpeg(width: number, height: number): Promise<Buffer> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
+    <defs><linearGradient id="g"><stop offset="0" stop-color="#204060"/><stop offset="1" stop-color="#e0c080"/></linearGradient></defs>
+    <rect width="100%" height="100%" fill="url(#g)"/>
+    <circle cx="${width * 0.3}" cy="${height * 0.4}" r="${height * 0.2}" fill="#d02020"/>
+    <rect x="${width * 0.55}" y="${height * 0.2}" width="${width * 0.3}" height="${height * 0.5}" fill="#20a040"/>
+    <line x1="0" y1="${height * 0.8}" x2="${width}" y2="${height * 0.9}" stroke="#ffffff" stroke-width="3"/>
+  </svg>`;
+  return sharp(Buffer.from(svg)).jpeg({ quality: 90 }).toBuffer();
+}
+
+const ms = (t: number) => t.toFixed(1);
+
+export async function runBackboneBench(): Promise<void> {
+  const tfBackend = await initTensorFlow({ backend: 'wasm' });
+  const backbone = await loadBackbone();
+  const session = await createOrtBackbone(1);
+  console.log(`tfjs backend: ${tfBackend.reason}; ORT: cpu, intra-op threads 1`);
+  console.log(`warm-up ${WARMUP}, runs ${RUNS} (BENCH_RUNS), medians in ms\n`);
+  console.log('| image | decode | backbone (tfjs wasm) | ORT same graph | ratio tfjs/ORT | max rel diff |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  for (const [width, height] of SIZES) {
+    const jpeg = await testCardJpeg(width, height);
+    const decodeTimes: number[] = [];
+    const tfTimes: number[] = [];
+    const ortTimes: number[] = [];
+    let relDiff = 0;
+    for (let run = 0; run < WARMUP + RUNS; run++) {
+      let t = performance.now();
+      const image = await decodeImage(jpeg);
+      const decodeMs = performance.now() - t;
+      t = performance.now();
+      const features = await backbone.extract(image);
+      const tfMs = performance.now() - t;
+      t = performance.now();
+      const reference = await runOrtBackbone(session, image.rgb, image.width, image.height);
+      const ortMs = performance.now() - t;
+      if (run >= WARMUP) {
+        decodeTimes.push(decodeMs);
+        tfTimes.push(tfMs);
+        ortTimes.push(ortMs);
+      }
+      if (run === 0) {
+        // The two engines must agree, or the timing compares different work.
+        const [, c, h, w] = features.shape;
+        let diff = 0;
+        let scale = 0;
+        for (let ch = 0; ch < c; ch++)
+          for (let i = 0; i < h * w; i++) {
+            const r = reference.data[ch * h * w + i];
+            diff = Math.max(diff, Math.abs(features.data[i * c + ch] - r));
+            scale = Math.max(scale, Math.abs(r));
+          }
+        relDiff = diff / scale;
+      }
+    }
+    const [d, b, o] = [median(decodeTimes), median(tfTimes), median(ortTimes)];
+    console.log(
+      `| ${width}×${height} JPEG | ${ms(d)} | ${ms(b)} | ${ms(o)} | ${(b / o).toFixed(2)} | ${relDiff.toExponential(1)} |`,
+    );
+  }
+  const description = backbone.describe();
+  console.log(
+    `\nbuilt-in backbone: ${(description.totalParams / 1e3).toFixed(1)} k params, ` +
+      `${(description.totalMultiplyAdds / 1e6).toFixed(1)} M multiply-adds at 224×224 ` +
+      `(×6.1 at 640×480), stride ${description.stride}, receptive field ${description.receptiveField} px`,
+  );
+  backbone.dispose();
+  await session.release();
+}
