@@ -33,7 +33,7 @@ const playground: FastifyPluginAsync = async (app) => {
       // The page talks only to this origin; say so to browsers (no CDNs, no inline scripts).
       reply.header(
         'Content-Security-Policy',
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; connect-src 'self'",
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; connect-src 'self' blob:",
       );
     },
   });

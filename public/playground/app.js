@@ -142,6 +142,7 @@ function readParams() {
   };
   const outputSize = [int('output-h', 'Output height', 1, 64), int('output-w', 'Output width', 1, 64)];
   const samplingRatio = int('sampling-ratio', 'Sampling ratio', -1, 64);
+  const maxBoxes = int('max-boxes', 'Boxes with panels', 0, 32);
   const channel = $('channel').value.trim() || 'meanabs';
   if (!/^(meanabs|mean|max|\d+)$/.test(channel)) {
     $('channel').focus();
@@ -154,6 +155,7 @@ function readParams() {
     samplingRatio,
     aligned: $('aligned').checked,
     mode: $('mode').value,
+    maxBoxes,
     channel,
   };
 }
@@ -206,6 +208,7 @@ function readParamsQuiet() {
     $('output-h').value,
     $('output-w').value,
     $('sampling-ratio').value,
+    $('max-boxes').value,
     $('aligned').checked,
     $('mode').value,
     $('channel').value,
@@ -290,6 +293,16 @@ function renderResults({ sheet, sheetBlob, data, json, params }) {
     .filter(Boolean)
     .join(' · ');
   if (typeof stride === 'number') setStride(stride);
+
+  const notes = pick(json, ['notes']) ?? [];
+  $('notes').replaceChildren(
+    ...notes.map((note) => {
+      const li = document.createElement('li');
+      li.textContent = note;
+      return li;
+    }),
+  );
+  $('notes').hidden = notes.length === 0;
 
   renderCoverage(json, params);
   renderStats(json);

@@ -10,9 +10,9 @@ export const ALL_OPS = ['pool', 'align', 'warp'];
  * Multipart fields (name, text value) of a request, in a fixed order, without the image part.
  * Arrays go as JSON text and plain values plain, as the API's multipart form expects.
  *
- * @param {'diff' | 'roi'} route which endpoint: `diff` adds `channel`
+ * @param {'diff' | 'roi'} route which endpoint: `diff` adds `maxBoxes` and `channel`
  * @param {{ boxes: number[][], ops: string[], outputSize: [number, number], samplingRatio: number,
- *           aligned: boolean, mode: string, channel?: string, format?: string }} p
+ *           aligned: boolean, mode: string, maxBoxes?: number, channel?: string, format?: string }} p
  * @returns {[string, string][]}
  */
 export function requestFields(route, p) {
@@ -25,7 +25,10 @@ export function requestFields(route, p) {
     ['aligned', String(p.aligned)],
     ['mode', p.mode],
   ];
-  if (route === 'diff' && p.channel !== undefined && p.channel !== '') fields.push(['channel', p.channel]);
+  if (route === 'diff') {
+    if (p.maxBoxes !== undefined) fields.push(['maxBoxes', String(p.maxBoxes)]);
+    if (p.channel !== undefined && p.channel !== '') fields.push(['channel', p.channel]);
+  }
   if (p.format) fields.push(['format', p.format]);
   return fields;
 }

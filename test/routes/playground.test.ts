@@ -90,6 +90,7 @@ describe('playground request helpers', () => {
     samplingRatio: 0,
     aligned: false,
     mode: 'onnx_max',
+    maxBoxes: 12,
     channel: '3',
   };
 
@@ -101,12 +102,14 @@ describe('playground request helpers', () => {
       ['samplingRatio', '0'],
       ['aligned', 'false'],
       ['mode', 'onnx_max'],
+      ['maxBoxes', '12'],
       ['channel', '3'],
       ['format', 'json'],
     ]);
-    // /v1/roi has no `channel`; a square output size goes as one integer.
+    // /v1/roi has no `maxBoxes` nor `channel`; a square output size goes as one integer.
     const roi = helpers.requestFields('roi', { ...params, outputSize: [7, 7], format: 'npy' });
     expect(roi.map(([k]) => k)).not.toContain('channel');
+    expect(roi.map(([k]) => k)).not.toContain('maxBoxes');
     expect(roi).toContainEqual(['outputSize', '7']);
   });
 
