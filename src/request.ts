@@ -9,7 +9,7 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Config } from './config.js';
-import { InvalidInputError, TooLargeError } from './errors.js';
+import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
 import { assertFiniteFeatures, toCanonicalBoxes } from './ops/index.js';
 import type { AlignMode, Boxes, FeatureMap } from './ops/types.js';
 import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
@@ -304,6 +304,22 @@ export function checkOutputValues(
  */
 export async function multipartToJsonBody(request: FastifyRequest): Promise<void> {
   if (!request.isMultipart()) return;
+  try {
+    request.body = await readMultipart(request);
+  } catch (err) {
+    if (err instanceof RoiServeError) throw err;
+    const status = (err as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) throw err; // e.g. 413 file too large
+    // busboy's parse errors ("Unexpected end of form", …) are the client's: a 400, not a 500.
+    throw new InvalidInputError(
+      `malformed multipart body: ${err instanceof Error ? err.message : String(err)}`,
+      'body',
+      'a well-formed multipart/form-data body',
+    );
+  }
+}
+
+async function readMultipart(request: FastifyRequest): Promise<Record<string, unknown>> {
   const body: Record<string, unknown> = {};
   for await (const part of request.parts()) {
     const name = part.fieldname;
@@ -333,7 +349,7 @@ export async function multipartToJsonBody(request: FastifyRequest): Promise<void
       body[name] = name === 'image' ? String(part.value) : parseFieldText(String(part.value));
     }
   }
-  request.body = body;
+  return body;
 }
 
 function parseFieldText(text: string): unknown {
