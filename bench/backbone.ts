@@ -5,8 +5,10 @@
  * Workload: a photo-like test card (gradient, shapes, text-free) at 640×480 and 1280×960, JPEG q90.
  * Decode = `decodeImage` (bytes → RGB). Backbone = `extract` (RGB → normalised tensor → features
  * read back). ORT = RGB → NCHW float32 → `session.run` (normalisation inside the graph). tfjs and
- * ORT alternate run by run after a warm-up; medians. Ratio = tfjs / ORT (goal ≤ 1.0). The tfjs wasm
- * binary in Node is SIMD single-threaded (tfjs disables wasm threads in Node), so both sides use 1 thread.
+ * ORT alternate run by run after a warm-up; medians of wall time and of process CPU time
+ * (`process.cpuUsage`, all threads: steadier than wall time on a shared, loaded machine). Ratio =
+ * tfjs / ORT (goal ≤ 1.0). The tfjs wasm binary in Node is SIMD single-threaded (tfjs disables wasm
+ * threads in Node), so both sides use 1 thread.
  */
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
@@ -40,37 +42,52 @@ async function testCardJpeg(width: number, height: number): Promise<Buffer> {
 
 const ms = (t: number) => t.toFixed(1);
 
+/** Wall and process-CPU milliseconds of `fn`. */
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; wall: number; cpu: number }> {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const value = await fn();
+  const wall = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { value, wall, cpu: (cpu.user + cpu.system) / 1000 };
+}
+
 export async function runBackboneBench(): Promise<void> {
   const tfBackend = await initTensorFlow({ backend: 'wasm' });
   const backbone = await loadBackbone();
   const session = await createOrtBackbone(1);
   console.log(`tfjs backend: ${tfBackend.reason}; ORT: cpu, intra-op threads 1`);
   console.log(`warm-up ${WARMUP}, runs ${RUNS} (BENCH_RUNS), medians in ms\n`);
-  console.log('| image | decode | backbone (tfjs wasm) | ORT same graph | ratio tfjs/ORT | max rel diff |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  console.log(
+    '| image | decode wall | backbone wall (tfjs wasm) | ORT wall | **ratio wall** | backbone CPU | ORT CPU | **ratio CPU** | max rel diff |',
+  );
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [width, height] of SIZES) {
     const jpeg = await testCardJpeg(width, height);
-    const decodeTimes: number[] = [];
-    const tfTimes: number[] = [];
-    const ortTimes: number[] = [];
+    const times = {
+      decode: [] as number[],
+      tfWall: [] as number[],
+      ortWall: [] as number[],
+      tfCpu: [] as number[],
+      ortCpu: [] as number[],
+    };
     let relDiff = 0;
     for (let run = 0; run < WARMUP + RUNS; run++) {
-      let t = performance.now();
-      const image = await decodeImage(jpeg);
-      const decodeMs = performance.now() - t;
-      t = performance.now();
-      const features = await backbone.extract(image);
-      const tfMs = performance.now() - t;
-      t = performance.now();
-      const reference = await runOrtBackbone(session, image.rgb, image.width, image.height);
-      const ortMs = performance.now() - t;
+      const decoded = await timed(() => decodeImage(jpeg));
+      const image = decoded.value;
+      const tf = await timed(() => backbone.extract(image));
+      const ort = await timed(() => runOrtBackbone(session, image.rgb, image.width, image.height));
       if (run >= WARMUP) {
-        decodeTimes.push(decodeMs);
-        tfTimes.push(tfMs);
-        ortTimes.push(ortMs);
+        times.decode.push(decoded.wall);
+        times.tfWall.push(tf.wall);
+        times.ortWall.push(ort.wall);
+        times.tfCpu.push(tf.cpu);
+        times.ortCpu.push(ort.cpu);
       }
       if (run === 0) {
         // The two engines must agree, or the timing compares different work.
+        const features = tf.value;
+        const reference = ort.value;
         const [, c, h, w] = features.shape;
         let diff = 0;
         let scale = 0;
@@ -83,9 +100,13 @@ export async function runBackboneBench(): Promise<void> {
         relDiff = diff / scale;
       }
     }
-    const [d, b, o] = [median(decodeTimes), median(tfTimes), median(ortTimes)];
+    const m = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])) as Record<
+      keyof typeof times,
+      number
+    >;
     console.log(
-      `| ${width}×${height} JPEG | ${ms(d)} | ${ms(b)} | ${ms(o)} | ${(b / o).toFixed(2)} | ${relDiff.toExponential(1)} |`,
+      `| ${width}×${height} JPEG | ${ms(m.decode)} | ${ms(m.tfWall)} | ${ms(m.ortWall)} | **${(m.tfWall / m.ortWall).toFixed(2)}** | ` +
+        `${ms(m.tfCpu)} | ${ms(m.ortCpu)} | **${(m.tfCpu / m.ortCpu).toFixed(2)}** | ${relDiff.toExponential(1)} |`,
     );
   }
   const description = backbone.describe();
