@@ -98,9 +98,12 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
   const known = Object.fromEntries(Object.keys(envSchema.shape).map((key) => [key, env[key]]));
   const result = envSchema.safeParse(known);
   if (!result.success) {
-    const lines = result.error.issues.map(
-      (issue) => `  ${issue.path.join('.')}=${JSON.stringify(env[String(issue.path[0])])}: ${issue.message}`,
-    );
+    const lines = result.error.issues.map((issue) => {
+      const name = String(issue.path[0]);
+      // Never echo a secret into logs.
+      const shown = name === 'API_KEY' ? '(hidden)' : JSON.stringify(env[name]);
+      return `  ${name}=${shown}: ${issue.message}`;
+    });
     throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
   }
   const e = result.data;

@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, defaultWorkers, parseConfig } from '../src/config.js';
+
+describe('parseConfig', () => {
+  it('has the documented defaults for an empty environment', () => {
+    expect(parseConfig({})).toEqual({
+      host: '0.0.0.0',
+      port: 8080,
+      apiKey: undefined,
+      logLevel: 'info',
+      bodyLimitBytes: 33_554_432,
+      maxImagePixels: 40_000_000,
+      maxImageSide: undefined,
+      maxBoxes: 10_000,
+      maxOutputValues: 64_000_000,
+      maxOutputSide: 64,
+      maxSamplingGrid: 64,
+      queueLimit: 64,
+      workers: defaultWorkers(),
+      tfBackend: 'auto',
+      backboneDir: undefined,
+      backboneOutputNode: undefined,
+      backboneStride: undefined,
+      shutdownGraceSeconds: 10,
+      docs: true,
+    });
+    expect(defaultWorkers()).toBeGreaterThanOrEqual(1);
+    expect(defaultWorkers()).toBeLessThanOrEqual(4);
+  });
+
+  it('reads every variable, accepting exponent notation and treating empty as unset', () => {
+    const config = parseConfig({
+      HOST: '127.0.0.1',
+      PORT: '9000',
+      API_KEY: 'secret-key-1',
+      LOG_LEVEL: 'warn',
+      BODY_LIMIT_BYTES: '1e6',
+      MAX_IMAGE_PIXELS: '25e6',
+      MAX_IMAGE_SIDE: '2048',
+      MAX_BOXES: '500',
+      MAX_OUTPUT_VALUES: '1000000',
+      MAX_OUTPUT_SIDE: '32',
+      MAX_SAMPLING_GRID: '16',
+      QUEUE_LIMIT: '0',
+      WORKERS: '3',
+      TF_BACKEND: 'wasm',
+      BACKBONE_DIR: '/models/x',
+      BACKBONE_OUTPUT_NODE: 'conv5',
+      BACKBONE_STRIDE: '32',
+      SHUTDOWN_GRACE_SECONDS: '5',
+      DOCS: 'false',
+      UNRELATED: 'ignored',
+    });
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 9000,
+      apiKey: 'secret-key-1',
+      logLevel: 'warn',
+      bodyLimitBytes: 1_000_000,
+      maxImagePixels: 25_000_000,
+      maxImageSide: 2048,
+      maxBoxes: 500,
+      maxOutputValues: 1_000_000,
+      maxOutputSide: 32,
+      maxSamplingGrid: 16,
+      queueLimit: 0,
+      workers: 3,
+      tfBackend: 'wasm',
+      backboneDir: '/models/x',
+      backboneOutputNode: 'conv5',
+      backboneStride: 32,
+      shutdownGraceSeconds: 5,
+      docs: false,
+    });
+    expect(parseConfig({ API_KEY: '', MAX_IMAGE_SIDE: '' })).toMatchObject({
+      apiKey: undefined,
+      maxImageSide: undefined,
+    });
+  });
+
+  it('refuses invalid values, listing every bad variable with its value', () => {
+    let error: unknown;
+    try {
+      parseConfig({ PORT: '70000', MAX_BOXES: '1.5', TF_BACKEND: 'gpu', API_KEY: 'short' });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).toMatch(/^invalid environment:/);
+    expect(message).toContain('PORT="70000"');
+    expect(message).toContain('MAX_BOXES="1.5"');
+    expect(message).toContain('TF_BACKEND="gpu"');
+    expect(message).toContain('API_KEY=(hidden): API_KEY must be at least 8 characters');
+    expect(message).not.toContain('short');
+  });
+
+  it('applies overrides last', () => {
+    expect(parseConfig({ PORT: '1' }, { port: 2, workers: 1 })).toMatchObject({ port: 2, workers: 1 });
+  });
+});

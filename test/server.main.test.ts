@@ -1,0 +1,89 @@
+/**
+ * `src/main.ts` as a process: refuses an invalid environment with a clear message, and on SIGTERM
+ * stops accepting, finishes the request in flight, and exits 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { writeNpy } from '../src/tensors/npy.js';
+import { randomMap } from './routes/helpers.js';
+
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+
+function start(env: Record<string, string>): {
+  child: ChildProcess;
+  output: () => string;
+  exit: Promise<number | null>;
+} {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      WORKERS: '1',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (text += d.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => text, exit };
+}
+
+async function waitFor<T>(fn: () => T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = fn();
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('main.ts', () => {
+  it('refuses to start on an invalid environment, naming the variables', async () => {
+    const { output, exit } = start({ PORT: 'eighty', MAX_BOXES: '-3' });
+    expect(await exit).toBe(1);
+    expect(output()).toContain('roiserve: refusing to start: invalid environment');
+    expect(output()).toMatch(/PORT="eighty"/);
+    expect(output()).toMatch(/MAX_BOXES="-3"/);
+  });
+
+  it('drains the request in flight on SIGTERM and exits 0', async () => {
+    const { child, output, exit } = start({});
+    const url = await waitFor(
+      () => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output())?.[1],
+      'listen',
+    );
+    // Ready first, so the worker is not busy loading the backbone (that also counts as work in flight).
+    for (let i = 0; i < 1200 && (await fetch(`${url}/readyz`)).status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const fm = randomMap([1, 64, 96, 96], 2);
+    const body = new FormData();
+    body.append('features', new Blob([writeNpy(fm.data, fm.shape)]), 'map.npy');
+    body.append('boxes', JSON.stringify(Array.from({ length: 60 }, (_, i) => [i, i, 95, 95])));
+    body.append('spatialScale', '1');
+    body.append('ops', '["align"]');
+    body.append('outputSize', '32');
+    body.append('samplingRatio', '4');
+    body.append('format', 'npy');
+    const inFlight = fetch(`${url}/v1/roi`, { method: 'POST', body });
+    // Wait until the request is running in the worker (the metrics say so), then ask the process to stop.
+    for (let i = 0; i < 400; i++) {
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      if (/roiserve_work_in_flight [1-9]/.test(metrics)) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    child.kill('SIGTERM');
+    const response = await inFlight;
+    expect(response.status).toBe(200);
+    expect((await response.arrayBuffer()).byteLength).toBeGreaterThan(60 * 64 * 32 * 32 * 4);
+    expect(await exit).toBe(0);
+    expect(output()).toContain('shutting down: draining in-flight requests');
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  });
+});
