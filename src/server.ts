@@ -139,6 +139,18 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     await work.close();
   });
+  // close() sweeps idle keep-alive sockets once, when it starts. A socket whose request is in flight
+  // then would stay open after its answer (for keepAliveTimeout, 72 s) and hold the shutdown past
+  // SIGKILL (fastify/fastify#7044): answers sent while closing carry `Connection: close`, so Node ends
+  // each such socket once its response is flushed.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('Connection', 'close');
+    return payload;
+  });
 
   app.setErrorHandler((err, request, reply) => {
     const { problem: body, internal } = problemFromError(err, request.url.split('?')[0]);
