@@ -15,7 +15,8 @@
  *
  * Environment: SMOKE_DIFF=required (default) | if-present: whether a missing `/v1/diff` route fails.
  */
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
+import type { Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import sharp from 'sharp';
 
@@ -298,21 +299,30 @@ export interface LoadResult {
   results: { status: number; bytes: number; complete: boolean; endedAtMs: number; error?: string }[];
 }
 
-/** One heavy `/v1/roi` body: a 1024×768 image, 300 boxes, all three ops at 14×14. */
+/**
+ * One heavy `/v1/roi` body: an 800×600 image and 20 boxes, all three ops at 7×7 (about 0.5-1 s of
+ * work on 2 cores, mostly the backbone; the answer is ~4 MB). Heavy enough to be in flight when
+ * `docker stop` comes, light enough that a few of them finish well inside the shutdown grace.
+ */
 async function heavyBody(): Promise<string> {
-  const png = await scenePng(1024, 768);
+  const png = await scenePng(800, 600);
   const boxes: number[][] = [];
-  for (let i = 0; i < 300; i++) {
-    const x = (i * 37) % 900;
-    const y = (i * 53) % 650;
+  for (let i = 0; i < 20; i++) {
+    const x = (i * 37) % 680;
+    const y = (i * 53) % 480;
     boxes.push([x, y, x + 40 + (i % 80), y + 30 + (i % 90)]);
   }
-  return JSON.stringify({ image: png.toString('base64'), boxes, outputSize: 14 });
+  return JSON.stringify({ image: png.toString('base64'), boxes });
 }
 
 async function runLoad(base: string, count: number, sentFile: string, resultFile: string): Promise<void> {
   const body = await heavyBody();
   const url = new URL('/v1/roi', base);
+  // Like a connection pool (a reverse proxy, an SDK): keep-alive, and the sockets stay open after the
+  // answers until the server closes them. A service that drains requests but leaves such sockets
+  // open cannot exit before docker's SIGKILL.
+  const agent = new Agent({ keepAlive: true, maxSockets: count });
+  const sockets = new Set<Socket>();
   let sent = 0;
   const one = () =>
     new Promise<LoadResult['results'][number]>((resolve) => {
@@ -320,6 +330,7 @@ async function runLoad(base: string, count: number, sentFile: string, resultFile
         url,
         {
           method: 'POST',
+          agent,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         },
         (res) => {
@@ -350,11 +361,18 @@ async function runLoad(base: string, count: number, sentFile: string, resultFile
       req.on('error', (err) =>
         resolve({ status: 0, bytes: 0, complete: false, endedAtMs: Date.now(), error: err.message }),
       );
+      req.on('socket', (socket) => sockets.add(socket));
       req.end(body, () => {
         if (++sent === count) writeFileSync(sentFile, `${Date.now()}\n`);
       });
     });
   const results = await Promise.all(Array.from({ length: count }, one));
+  // Hold the idle sockets until the server closes them (it must, to exit), at most 20 s.
+  const deadline = Date.now() + 20_000;
+  while ([...sockets].some((s) => !s.destroyed) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  agent.destroy();
   writeFileSync(resultFile, JSON.stringify({ results } satisfies LoadResult));
 }
 
