@@ -1,14 +1,19 @@
 /**
- * Makes the example diff sheets shown in the README (`docs/diff-*.png`) from a generated scene.
+ * Makes the example diff sheets shown in the README from a generated scene, through the real service
+ * (`buildApp` + `inject`, built-in backbone), so they are exactly what `POST /v1/diff` answers:
+ * - `docs/diff-image.png`: the scene as `image` (backbone stride 16), four boxes, 7×7 output;
+ * - `docs/diff-features.png`: the backbone's features of the scene averaged to stride 32 and sent as
+ *   `features` + `imageSize`, with the semantics doc's worked example box, 3×3 output.
  *
  *   npx tsx scripts/make-example-sheets.ts [outDir=docs]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { coverage, roiAlign, roiPool, roiWarp, toCanonicalBoxes, type FeatureMap } from '../src/ops/index.js';
-import { renderDiff, type DiffRenderInput, type RawImage } from '../src/imaging/render-sheet.js';
-import { toPng } from '../src/imaging/render.js';
+import { parseConfig } from '../src/config.js';
+import type { RawImage } from '../src/imaging/render-sheet.js';
+import { buildApp } from '../src/server.js';
+import { decodeFloat32Base64, encodeFloat32Base64 } from '../src/tensors/base64.js';
 
 /** A 512×512 street-ish scene drawn with SVG shapes: sky, sun, house, tree, car. */
 export async function makeScene(width = 512, height = 512): Promise<RawImage> {
@@ -40,82 +45,69 @@ export async function makeScene(width = 512, height = 512): Promise<RawImage> {
   return { data, width: info.width, height: info.height, channels: 3 };
 }
 
-/**
- * A stand-in feature map `[1, 4, H/stride, W/stride]` (NCHW): the image's R, G, B means per cell and
- * their local contrast, so the heatmaps show the scene's structure.
- */
-export function featuresFromImage(image: RawImage, stride: number): FeatureMap {
-  const H = Math.floor(image.height / stride);
-  const W = Math.floor(image.width / stride);
-  const C = 4;
-  const data = new Float32Array(C * H * W);
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const sums = [0, 0, 0];
-      let sq = 0;
-      for (let dy = 0; dy < stride; dy++) {
-        for (let dx = 0; dx < stride; dx++) {
-          const o = ((y * stride + dy) * image.width + x * stride + dx) * image.channels;
-          for (let c = 0; c < 3; c++) sums[c] += image.data[o + c] / 255;
-          const l = (image.data[o] + image.data[o + 1] + image.data[o + 2]) / 765;
-          sq += l * l;
-        }
+/** 2×2 average pooling of an NCHW map `[N, C, H, W]` → `[N, C, H/2, W/2]` (stride doubles). */
+function halve(data: Float32Array, [N, C, H, W]: number[]): { data: Float32Array; shape: number[] } {
+  const h = Math.floor(H / 2);
+  const w = Math.floor(W / 2);
+  const out = new Float32Array(N * C * h * w);
+  for (let p = 0; p < N * C; p++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const i = p * H * W + 2 * y * W + 2 * x;
+        out[p * h * w + y * w + x] = (data[i] + data[i + 1] + data[i + W] + data[i + W + 1]) / 4;
       }
-      const n = stride * stride;
-      for (let c = 0; c < 3; c++) data[c * H * W + y * W + x] = sums[c] / n;
-      const mean = (sums[0] + sums[1] + sums[2]) / 3 / n;
-      data[3 * H * W + y * W + x] = Math.sqrt(Math.max(0, sq / n - mean * mean)) * 4;
     }
   }
-  return { data, shape: [1, C, H, W], layout: 'NCHW' };
-}
-
-/** Runs the three ops and coverage on a feature map and boxes: the renderer's input. */
-export function diffInput(
-  features: FeatureMap,
-  rows: number[][],
-  spatialScale: number,
-  outputSize: [number, number],
-  imageSize: [number, number],
-  image?: RawImage,
-): DiffRenderInput {
-  const boxes = toCanonicalBoxes(rows, { batchSize: features.shape[0] });
-  const params = { spatialScale, outputSize, samplingRatio: 2, aligned: true, mode: 'avg' as const };
-  return {
-    image,
-    imageSize,
-    features,
-    spatialScale,
-    boxes,
-    coverage: rows.map(([x1, y1, x2, y2]) => coverage({ x1, y1, x2, y2 }, { spatialScale, imageSize })),
-    pooled: {
-      pool: roiPool(features, boxes, params),
-      align: roiAlign(features, boxes, params),
-      warp: roiWarp(features, boxes, params),
-    },
-    params,
-    channel: 'meanabs',
-  };
+  return { data: out, shape: [N, C, h, w] };
 }
 
 async function main(): Promise<void> {
   const outDir = process.argv[2] ?? 'docs';
   mkdirSync(outDir, { recursive: true });
   const scene = await makeScene();
-  const stride = 32;
-  const features = featuresFromImage(scene, stride);
-  const boxes = [
-    [296, 192, 496, 337], // the worked example of docs/roi-semantics.md
-    [52, 124, 246, 344], // house
-    [296, 356, 474, 454], // car
-  ];
-  const a = await renderDiff(diffInput(features, boxes, 1 / stride, [3, 3], [512, 512], scene));
-  writeFileSync(join(outDir, 'diff-image.png'), await toPng(a.sheet));
-  const b = await renderDiff(diffInput(features, boxes, 1 / stride, [7, 7], [512, 512]));
-  writeFileSync(join(outDir, 'diff-features.png'), await toPng(b.sheet));
-  console.log(
-    `wrote ${outDir}/diff-image.png (${a.sheet.width}×${a.sheet.height}), ${outDir}/diff-features.png (${b.sheet.width}×${b.sheet.height})`,
-  );
+  const png = await sharp(scene.data, { raw: { width: scene.width, height: scene.height, channels: 3 } })
+    .png()
+    .toBuffer();
+  const app = await buildApp(parseConfig({}, { logLevel: 'silent', workers: 1 }));
+  try {
+    await app.readiness.settled;
+    const post = async (url: string, payload: Record<string, unknown>) => {
+      const r = await app.inject({ method: 'POST', url, payload });
+      if (r.statusCode !== 200) throw new Error(`${url}: ${r.statusCode} ${r.body}`);
+      return r;
+    };
+
+    const imageSheet = await post('/v1/diff', {
+      image: png.toString('base64'),
+      boxes: [
+        [52, 124, 246, 344], // house
+        [290, 170, 402, 345], // tree
+        [292, 352, 478, 458], // car
+        [376, 36, 464, 124], // sun
+      ],
+      outputSize: 7,
+    });
+    writeFileSync(join(outDir, 'diff-image.png'), imageSheet.rawPayload);
+
+    const features = (await post('/v1/features', { image: png.toString('base64') })).json<{
+      features: { shape: number[]; data: string };
+    }>().features;
+    const coarse = halve(decodeFloat32Base64(features.data, 'features.data'), features.shape);
+    const featuresSheet = await post('/v1/diff', {
+      features: { shape: coarse.shape, layout: 'NCHW', data: encodeFloat32Base64(coarse.data) },
+      spatialScale: 1 / 32,
+      imageSize: [512, 512],
+      boxes: [
+        [296, 192, 496, 337], // the worked example of docs/roi-semantics.md
+        [52, 124, 246, 344],
+      ],
+      outputSize: 3,
+    });
+    writeFileSync(join(outDir, 'diff-features.png'), featuresSheet.rawPayload);
+    console.log(`wrote ${join(outDir, 'diff-image.png')} and ${join(outDir, 'diff-features.png')}`);
+  } finally {
+    await app.close();
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

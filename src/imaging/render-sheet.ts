@@ -30,7 +30,7 @@ import {
   type PairStats,
   type RgbImage,
 } from './render.js';
-import { measureText, svgText } from './text.js';
+import { measureText, svgText, wrapText } from './text.js';
 import type { BoxCoverage, OpCoverage } from '../ops/coverage.js';
 import type { Boxes, FeatureMap, Pooled, Rect } from '../ops/types.js';
 
@@ -193,7 +193,7 @@ function gridSvg(
     if (y < frameH * sy) d += `M${n2(left)} ${y}H${n2(right)}`;
   }
   return d
-    ? `<path d="${d}" stroke="${hex(PALETTE.grid)}" stroke-opacity="0.55" stroke-width="1" fill="none"/>`
+    ? `<path d="${d}" stroke="${hex(PALETTE.grid)}" stroke-opacity="0.4" stroke-width="1" fill="none"/>`
     : '';
 }
 
@@ -270,6 +270,37 @@ export async function renderOverlay(
   return { image, gridDrawn };
 }
 
+/**
+ * "Reading the rows": what the panels and numbers mean, wrapped to `width`, as SVG at `(x, y)`, and its
+ * height. `first` paragraphs go before the standard ones.
+ */
+function howToReadSvg(
+  x: number,
+  y: number,
+  width: number,
+  first: readonly string[] = [],
+): { svg: string; height: number } {
+  const paragraphs = [
+    ...first,
+    'Per box: the three pooled outputs on one shared colour scale (viridis), then |Align − Pool| and ' +
+      '|Align − Warp| on their own scale from 0 (cividis).',
+    'lost / gained: box area the op does not read / reads outside the box, in px² and % of the box area; ' +
+      'IoU: read area vs box.',
+    'RoI Align samples the exact box, RoI Warp the box snapped to the grid, RoI Pool whole cells (end cell ' +
+      'included).',
+  ];
+  let svg = svgText('Reading the sheet', x, y + 14, { size: 13, weight: 'bold', fill: INK });
+  let cy = y + 34;
+  for (const paragraph of paragraphs) {
+    for (const line of wrapText(paragraph, width, 11.5)) {
+      svg += svgText(line, x, cy, { size: 11.5, fill: MUTED });
+      cy += 15;
+    }
+    cy += 6;
+  }
+  return { svg, height: cy - y };
+}
+
 /** The legend of the overlays as SVG at `(x, y)`, and its height. */
 function legendSvg(
   x: number,
@@ -297,7 +328,7 @@ function legendSvg(
       lines: ['gained: read, outside the box'],
     },
     {
-      swatch: `<rect x="0" y="0" width="${sw}" height="18" fill="#8a8a8a"/><path d="M11.5 0V18M22.5 0V18M0 9.5H${sw}" stroke="#ffffff" stroke-opacity="0.55"/>`,
+      swatch: `<rect x="0" y="0" width="${sw}" height="18" fill="#8a8a8a"/><path d="M11.5 0V18M22.5 0V18M0 9.5H${sw}" stroke="#ffffff" stroke-opacity="0.4"/>`,
       lines: gridDrawn
         ? [`feature grid (stride ${formatNumber(stride)} px)`]
         : [`feature grid (stride ${formatNumber(stride)} px)`, 'too fine to draw at this scale'],
@@ -315,7 +346,8 @@ function legendSvg(
     });
     cy += Math.max(26, row.lines.length * 16 + 10);
   }
-  return { svg, height: cy - y };
+  const help = howToReadSvg(x, cy + 8, LEGEND_W - 10);
+  return { svg: svg + help.svg, height: cy + 8 + help.height - y };
 }
 
 /** Renders an SVG of size `width × height` over a white canvas with raw rasters placed under it. */
@@ -542,8 +574,12 @@ async function renderFeaturePanel(
   );
   const title = `Feature map, batch ${batch}: ${channelLabel(channel, C)}`;
   const sub = `${H}×${W} cells, stride ${formatNumber(stride)} px; boxes outlined`;
-  const width =
-    Math.max(painted.image.width + BAR_W + BAR_LABEL_W + 10, measureText(title, 14, 'bold')) + 2 * MARGIN;
+  const helpX = MARGIN + painted.image.width + 10 + BAR_W + BAR_LABEL_W + 24;
+  const help = howToReadSvg(helpX, TITLE_H + 16, 340, [
+    'No image was sent (features input), so there is no image overlay: the white outlines are the exact ' +
+      'boxes on the feature map, numbered like the rows below.',
+  ]);
+  const width = Math.max(helpX + 340, measureText(title, 14, 'bold')) + MARGIN;
   const bar = colorbar(
     MARGIN + painted.image.width + 10,
     TITLE_H + 22,
@@ -555,10 +591,11 @@ async function renderFeaturePanel(
   const svg =
     svgText(title, MARGIN, 20, { size: 14, weight: 'bold', fill: INK }) +
     svgText(sub, MARGIN, 38, { size: 12, fill: MUTED }) +
-    bar.svg;
+    bar.svg +
+    help.svg;
   const image = await compose(
     Math.ceil(width),
-    TITLE_H + 22 + painted.image.height + 12,
+    Math.max(TITLE_H + 22 + painted.image.height, TITLE_H + 16 + help.height) + 12,
     [{ image: painted.image, left: MARGIN, top: TITLE_H + 22 }, bar.raster],
     svg,
   );
@@ -672,7 +709,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
     svg += svgText('No boxes in the request: nothing to compare.', MARGIN, y + 24, { size: 13, fill: INK });
     y += 36;
   }
-  const sheet = await compose(Math.ceil(width), Math.ceil(y + 8), rasters, svg);
+  const sheet = await compose(Math.ceil(width), Math.ceil(y + 14), rasters, svg);
   return { sheet, overlay, featureHeatmap: feature?.image, rows, boxesShown: shown };
 }
 

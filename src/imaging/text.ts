@@ -103,3 +103,23 @@ export function svgText(text: string, x: number, y: number, options: TextOptions
     : '';
   return `${under}<path d="${d}" fill="${fill}"/>`;
 }
+
+/**
+ * Greedy word wrap of `text` into lines no wider than `maxWidth` px at `size` (default 13) and `weight`
+ * (default `'normal'`). A single word wider than `maxWidth` gets a line of its own.
+ */
+export function wrapText(text: string, maxWidth: number, size = 13, weight: FontWeight = 'normal'): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const candidate = line ? `${line} ${word}` : word;
+    if (line && measureText(candidate, size, weight) > maxWidth) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = candidate;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
