@@ -113,7 +113,43 @@ function expectedFromIssue(code: string, params: ZodIssueParams): string {
  * validation, fastify's 4xx errors) keep their status and message; anything else becomes a 500 whose
  * detail says nothing about internals (`internal: true` tells the caller to log it).
  */
-export function problemFromError(err: unknown, instance?: string): { problem: Problem; internal: boolean } {
+export function problemFromError(
+  err: unknown,
+  instance?: string,
+  context: { contentType?: string; bodyLimitBytes?: number } = {},
+): { problem: Problem; internal: boolean } {
+  const code = (err as FastifyError | undefined)?.code;
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const given = context.contentType
+      ? `content type ${context.contentType}`
+      : 'a request without a content type';
+    const message = `${given} is not accepted here`;
+    return {
+      problem: problem(
+        415,
+        message,
+        [{ field: 'Content-Type', expected: 'application/json or multipart/form-data', message }],
+        instance,
+      ),
+      internal: false,
+    };
+  }
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || code === 'FST_REQ_FILE_TOO_LARGE') {
+    const limit = context.bodyLimitBytes === undefined ? 'the limit' : `${context.bodyLimitBytes} bytes`;
+    const message =
+      code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? `the request body is larger than ${limit}`
+        : `a file part is larger than ${limit}`;
+    return {
+      problem: problem(
+        413,
+        message,
+        [{ field: 'body', expected: `at most ${limit} (BODY_LIMIT_BYTES)`, message }],
+        instance,
+      ),
+      internal: false,
+    };
+  }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const errors: ProblemField[] = [];
     for (const issue of err.validation) {

@@ -151,9 +151,33 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     if (closing) reply.header('Connection', 'close');
     return payload;
   });
+  // That sweep (Node's `closeIdleConnections`) also destroys a socket whose response has ended but is
+  // still being written out (a big answer, a slow client), truncating it. Run it only once every
+  // response is flushed (`close` on the response comes after its last byte went to the kernel).
+  const server = app.server;
+  const sweepIdle = server.closeIdleConnections.bind(server);
+  let unflushed = 0;
+  let sweepDue = false;
+  server.on('request', (_req, res) => {
+    unflushed++;
+    res.once('close', () => {
+      unflushed--;
+      if (sweepDue && unflushed === 0) {
+        sweepDue = false;
+        sweepIdle();
+      }
+    });
+  });
+  server.closeIdleConnections = () => {
+    if (unflushed === 0) sweepIdle();
+    else sweepDue = true;
+  };
 
   app.setErrorHandler((err, request, reply) => {
-    const { problem: body, internal } = problemFromError(err, request.url.split('?')[0]);
+    const { problem: body, internal } = problemFromError(err, request.url.split('?')[0], {
+      contentType: request.headers['content-type'],
+      bodyLimitBytes: config.bodyLimitBytes,
+    });
     if (internal) request.log.error({ err }, 'request failed');
     if (err instanceof BusyError) reply.header('Retry-After', String(err.retryAfterSeconds));
     void reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));

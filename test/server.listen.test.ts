@@ -147,7 +147,12 @@ describe('multipart/form-data', () => {
       body: form({ boxes: '[]' }, { image: [big, 'big.png'] }),
     });
     expect(r.status).toBe(413);
-    expect(await r.json()).toMatchObject({ type: 'urn:roiserve:problem:too-large', status: 413 });
+    expect(await r.json()).toMatchObject({
+      type: 'urn:roiserve:problem:too-large',
+      status: 413,
+      detail: `a file part is larger than ${BODY_LIMIT} bytes`,
+      errors: [{ field: 'body' }],
+    });
   });
 });
 

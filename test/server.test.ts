@@ -568,7 +568,20 @@ describe('errors: 404, 413, 415', () => {
       payload: 'x',
     });
     expect(r.statusCode).toBe(415);
-    expect(r.json()).toMatchObject({ type: 'urn:roiserve:problem:unsupported-media-type', status: 415 });
+    expect(r.json()).toEqual({
+      type: 'urn:roiserve:problem:unsupported-media-type',
+      title: 'Unsupported media type',
+      status: 415,
+      detail: 'content type text/plain is not accepted here',
+      instance: '/v1/roi',
+      errors: [
+        {
+          field: 'Content-Type',
+          expected: 'application/json or multipart/form-data',
+          message: 'content type text/plain is not accepted here',
+        },
+      ],
+    });
   });
 
   it('415 for bytes that are not a supported image, naming the field', async () => {
@@ -587,10 +600,19 @@ describe('errors: 404, 413, 415', () => {
       payload: { features: featuresField(randomMap([1, 4, 16, 16])), spatialScale: 0.5, boxes: [] },
     });
     expect(r.statusCode).toBe(413);
-    expect(r.json()).toMatchObject({
+    expect(r.json()).toEqual({
       type: 'urn:roiserve:problem:too-large',
       title: 'Too large',
       status: 413,
+      detail: 'the request body is larger than 4096 bytes',
+      instance: '/v1/roi',
+      errors: [
+        {
+          field: 'body',
+          expected: 'at most 4096 bytes (BODY_LIMIT_BYTES)',
+          message: 'the request body is larger than 4096 bytes',
+        },
+      ],
     });
   });
 
