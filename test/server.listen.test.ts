@@ -32,7 +32,8 @@ function form(
 ): FormData {
   const fd = new FormData();
   for (const [name, value] of Object.entries(fields)) fd.append(name, value);
-  for (const [name, [bytes, filename]] of Object.entries(files)) fd.append(name, new Blob([bytes]), filename);
+  for (const [name, [bytes, filename]] of Object.entries(files))
+    fd.append(name, new Blob([bytes as Uint8Array<ArrayBuffer>]), filename);
   return fd;
 }
 

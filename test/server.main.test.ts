@@ -64,7 +64,7 @@ describe('main.ts', () => {
     }
     const fm = randomMap([1, 64, 96, 96], 2);
     const body = new FormData();
-    body.append('features', new Blob([writeNpy(fm.data, fm.shape)]), 'map.npy');
+    body.append('features', new Blob([writeNpy(fm.data, fm.shape) as Uint8Array<ArrayBuffer>]), 'map.npy');
     body.append('boxes', JSON.stringify(Array.from({ length: 60 }, (_, i) => [i, i, 95, 95])));
     body.append('spatialScale', '1');
     body.append('ops', '["align"]');
