@@ -220,7 +220,10 @@ function markStale() {
   $('results').classList.toggle('stale', runKey() !== lastRunKey);
 }
 
-$('controls').addEventListener('input', markStale);
+$('controls').addEventListener('input', (e) => {
+  e.target.removeAttribute?.('aria-invalid');
+  markStale();
+});
 
 $('controls').addEventListener('submit', async (e) => {
   e.preventDefault();
