@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import fastifyMultipart from '@fastify/multipart';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import {
   jsonSchemaTransform,
   serializerCompiler,
@@ -23,8 +23,10 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { type BackboneInfo, WorkPool } from './pool.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
 import backboneRoutes from '../routes/backbone.js';
+import diffRoutes from '../routes/diff.js';
 import featuresRoutes from '../routes/features.js';
 import healthRoutes from '../routes/health.js';
+import playgroundRoutes from '../routes/playground.js';
 import roiRoutes from '../routes/roi.js';
 
 /** Backbone readiness, as `/readyz` reports it. */
@@ -78,20 +80,6 @@ async function packageVersion(): Promise<string> {
     if (existsSync(path)) return (JSON.parse(await readFile(path, 'utf8')) as { version: string }).version;
   }
   return '0.0.0';
-}
-
-/** Optional route modules written by other parts of the project: registered when present. */
-async function optionalRoutes(names: string[]): Promise<FastifyPluginAsync[]> {
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  const out: FastifyPluginAsync[] = [];
-  for (const name of names) {
-    const url = new URL(`../routes/${name}${ext}`, import.meta.url);
-    if (existsSync(fileURLToPath(url))) {
-      const mod = (await import(url.href)) as { default: FastifyPluginAsync };
-      out.push(mod.default);
-    }
-  }
-  return out;
 }
 
 /**
@@ -276,7 +264,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(roiRoutes);
   await app.register(featuresRoutes);
   await app.register(backboneRoutes);
-  for (const plugin of await optionalRoutes(['diff', 'playground'])) await app.register(plugin);
+  await app.register(diffRoutes);
+  await app.register(playgroundRoutes);
 
   return app;
 }
