@@ -8,10 +8,10 @@
  *       POST /v1/diff (PNG that must decode), one line per check: `PASS name (detail)` or
  *       `FAIL name: reason`. Exit 1 when any check failed.
  *   tsx scripts/docker-smoke-client.ts load BASE_URL COUNT SENT_FILE RESULT_FILE
- *       sends COUNT heavy `/v1/roi` requests at once, touches SENT_FILE when every request body has
- *       been written to its socket, waits for the answers and writes them to RESULT_FILE as JSON
- *       (`LoadResult`): the shell script sends `docker stop` in between, so these requests are in
- *       flight while the service shuts down.
+ *       sends a slow-reading request and COUNT heavy `/v1/roi` requests on keep-alive sockets (see
+ *       `runLoad`), touches SENT_FILE once they are under way, waits for the answers and for the
+ *       server to close the sockets, and writes the answers to RESULT_FILE as JSON (`LoadResult`):
+ *       the shell script sends `docker stop` in between, so they are in flight while it shuts down.
  *
  * Environment: SMOKE_DIFF=required (default) | if-present: whether a missing `/v1/diff` route fails.
  */
@@ -296,77 +296,134 @@ async function runChecks(base: string): Promise<void> {
 
 /** What `load` writes: one entry per request. */
 export interface LoadResult {
-  results: { status: number; bytes: number; complete: boolean; endedAtMs: number; error?: string }[];
+  results: {
+    kind: 'heavy' | 'slow-reader';
+    status: number;
+    bytes: number;
+    complete: boolean;
+    endedAtMs: number;
+    error?: string;
+  }[];
 }
 
-/**
- * One heavy `/v1/roi` body: an 800×600 image and 20 boxes, all three ops at 7×7 (about 0.5-1 s of
- * work on 2 cores, mostly the backbone; the answer is ~4 MB). Heavy enough to be in flight when
- * `docker stop` comes, light enough that a few of them finish well inside the shutdown grace.
- */
-async function heavyBody(): Promise<string> {
-  const png = await scenePng(800, 600);
+type LoadEntry = LoadResult['results'][number];
+
+/** `count` boxes spread over an 800×600 image. */
+function spreadBoxes(count: number): number[][] {
   const boxes: number[][] = [];
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < count; i++) {
     const x = (i * 37) % 680;
     const y = (i * 53) % 480;
     boxes.push([x, y, x + 40 + (i % 80), y + 30 + (i % 90)]);
   }
-  return JSON.stringify({ image: png.toString('base64'), boxes });
+  return boxes;
 }
 
-async function runLoad(base: string, count: number, sentFile: string, resultFile: string): Promise<void> {
-  const body = await heavyBody();
-  const url = new URL('/v1/roi', base);
-  // Like a connection pool (a reverse proxy, an SDK): keep-alive, and the sockets stay open after the
-  // answers until the server closes them. A service that drains requests but leaves such sockets
-  // open cannot exit before docker's SIGKILL.
-  const agent = new Agent({ keepAlive: true, maxSockets: count });
-  const sockets = new Set<Socket>();
-  let sent = 0;
-  const one = () =>
-    new Promise<LoadResult['results'][number]>((resolve) => {
-      const req = httpRequest(
-        url,
-        {
-          method: 'POST',
-          agent,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let complete: boolean;
-            try {
-              const parsed = JSON.parse(text) as { outputs?: Record<string, TensorJson> };
-              complete = Object.keys(parsed.outputs ?? {}).length === 3;
-            } catch {
-              complete = false;
-            }
-            resolve({ status: res.statusCode ?? 0, bytes: text.length, complete, endedAtMs: Date.now() });
-          });
-          res.on('error', (err) =>
-            resolve({
-              status: res.statusCode ?? 0,
-              bytes: 0,
-              complete: false,
-              endedAtMs: Date.now(),
-              error: err.message,
-            }),
-          );
-        },
-      );
-      req.on('error', (err) =>
-        resolve({ status: 0, bytes: 0, complete: false, endedAtMs: Date.now(), error: err.message }),
-      );
-      req.on('socket', (socket) => sockets.add(socket));
-      req.end(body, () => {
-        if (++sent === count) writeFileSync(sentFile, `${Date.now()}\n`);
+/**
+ * Sends one request on `agent` and reads the answer, checking it is whole with `isComplete`.
+ * With `pauseMs`, the client stops reading for that long once the headers arrive (a slow reader:
+ * the service has ended the response but cannot flush it yet); `onHeaders` fires then.
+ */
+function send(
+  agent: Agent,
+  url: URL,
+  body: string,
+  kind: LoadEntry['kind'],
+  isComplete: (bytes: Buffer) => boolean,
+  hooks: { onBodySent: () => void; onHeaders?: () => void; onSocket: (s: Socket) => void; pauseMs?: number },
+): Promise<LoadEntry> {
+  return new Promise((resolve) => {
+    const done = (status: number, bytes: Buffer, error?: string) =>
+      resolve({
+        kind,
+        status,
+        bytes: bytes.length,
+        complete: !error && isComplete(bytes),
+        endedAtMs: Date.now(),
+        error,
       });
-    });
-  const results = await Promise.all(Array.from({ length: count }, one));
+    const req = httpRequest(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        if (hooks.pauseMs !== undefined) {
+          res.pause();
+          setTimeout(() => res.resume(), hooks.pauseMs);
+        }
+        hooks.onHeaders?.();
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => done(res.statusCode ?? 0, Buffer.concat(chunks)));
+        res.on('error', (err) => done(res.statusCode ?? 0, Buffer.concat(chunks), err.message));
+      },
+    );
+    req.on('error', (err) => done(0, Buffer.alloc(0), err.message));
+    req.on('socket', hooks.onSocket);
+    req.end(body, hooks.onBodySent);
+  });
+}
+
+/**
+ * The in-flight load for the `docker stop` check, like a connection pool's (a reverse proxy, an SDK):
+ * keep-alive sockets that stay open after their answers until the server closes them.
+ * - one slow reader first: `format=npy`, align at 14×14 on 60 boxes (~12 MB); it stops reading for
+ *   2 s once the headers arrive, so the service has ended that response but still has most of it
+ *   to write out when `docker stop` comes;
+ * - `count` heavy JSON requests (800×600 image, 20 boxes, all three ops at 7×7: about 0.5-1 s of
+ *   work each on 2 cores, ~4 MB answers) queued behind it.
+ * SENT_FILE is written once every body is sent and the slow reader's headers have arrived.
+ */
+async function runLoad(base: string, count: number, sentFile: string, resultFile: string): Promise<void> {
+  const png = (await scenePng(800, 600)).toString('base64');
+  const heavy = JSON.stringify({ image: png, boxes: spreadBoxes(20) });
+  const slowBoxes = 60;
+  const slow = JSON.stringify({
+    image: png,
+    boxes: spreadBoxes(slowBoxes),
+    ops: ['align'],
+    outputSize: 14,
+    format: 'npy',
+  });
+  const url = new URL('/v1/roi', base);
+  const agent = new Agent({ keepAlive: true, maxSockets: count + 1 });
+  const sockets = new Set<Socket>();
+  let pending = count + 2; // every body sent, plus the slow reader's headers
+  const progress = () => {
+    if (--pending === 0) writeFileSync(sentFile, `${Date.now()}\n`);
+  };
+  const onSocket = (s: Socket) => sockets.add(s);
+
+  const npyComplete = (bytes: Buffer) => {
+    if (bytes.length < 10) return false;
+    const { shape } = npyHeader(bytes);
+    const headerEnd = bytes[6] === 1 ? 10 + bytes.readUInt16LE(8) : 12 + bytes.readUInt32LE(8);
+    return shape[0] === slowBoxes && bytes.length === headerEnd + 4 * shape.reduce((x, y) => x * y, 1);
+  };
+  const jsonComplete = (bytes: Buffer) => {
+    try {
+      const parsed = JSON.parse(bytes.toString('utf8')) as { outputs?: Record<string, TensorJson> };
+      return Object.keys(parsed.outputs ?? {}).length === 3;
+    } catch {
+      return false;
+    }
+  };
+
+  const slowResult = send(agent, url, slow, 'slow-reader', npyComplete, {
+    onBodySent: progress,
+    onHeaders: progress,
+    onSocket,
+    pauseMs: 2000,
+  });
+  // Queue the heavy ones behind the slow reader's work.
+  await new Promise((r) => setTimeout(r, 100));
+  const heavyResults = Array.from({ length: count }, () =>
+    send(agent, url, heavy, 'heavy', jsonComplete, { onBodySent: progress, onSocket }),
+  );
+  const results = await Promise.all([slowResult, ...heavyResults]);
   // Hold the idle sockets until the server closes them (it must, to exit), at most 20 s.
   const deadline = Date.now() + 20_000;
   while ([...sockets].some((s) => !s.destroyed) && Date.now() < deadline) {

@@ -101,7 +101,7 @@ if [ -n "$health_cmd" ]; then pass "image has a HEALTHCHECK"; else fail "image h
 
 # ---------------------------------------------------------------- run
 port_args=() env_args=()
-if printf '%s\n' "${RUN_FLAGS[@]}" | grep -qx host; then
+if [[ " ${RUN_FLAGS[*]} " =~ [[:space:]]--net(work)?[=[:space:]]host[[:space:]] ]]; then
   # host networking: no port publishing, so the service listens on a free loopback port of the host
   host_port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
   env_args=(-e HOST=127.0.0.1 -e "PORT=$host_port")
@@ -197,7 +197,8 @@ if [ -f "$TMP/load.json" ]; then
 else
   fail "in-flight requests: the load client wrote no results"
 fi
-if docker logs "$container" 2>&1 | grep -q 'shutting down'; then
+docker logs "$container" >"$TMP/container.log" 2>&1
+if grep -q 'shutting down' "$TMP/container.log"; then
   pass "the service logged its shutdown (SIGTERM reached node through tini)"
 else
   fail "no shutdown log line: SIGTERM may not have reached node"
