@@ -109,7 +109,15 @@ describe('OpenAPI', () => {
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(doc.openapi).toMatch(/^3\./);
-    for (const path of ['/v1/roi', '/v1/features', '/v1/backbone', '/healthz', '/readyz', '/metrics']) {
+    for (const path of [
+      '/v1/roi',
+      '/v1/diff',
+      '/v1/features',
+      '/v1/backbone',
+      '/healthz',
+      '/readyz',
+      '/metrics',
+    ]) {
       expect(Object.keys(doc.paths)).toContain(path);
     }
     const body = doc.paths['/v1/roi'].post.requestBody.content;
