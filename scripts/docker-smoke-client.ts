@@ -162,6 +162,17 @@ async function runChecks(base: string): Promise<void> {
     return `backend ${body.backend}, backbone ${body.backbone}`;
   });
 
+  await check('GET / (playground page from public/)', async () => {
+    const res = await fetch(`${base}/`);
+    const text = await res.text();
+    expect(res.status === 200, `status ${res.status}`);
+    expect(
+      res.headers.get('content-type')?.startsWith('text/html'),
+      `content-type ${res.headers.get('content-type')}`,
+    );
+    expect(text.includes('<html') || text.includes('<!doctype'), 'not an HTML page');
+  });
+
   const png = await scenePng(320, 240);
 
   await check('POST /v1/roi JSON, base64 PNG, default ops', async () => {
