@@ -127,8 +127,6 @@ $('show-grid').addEventListener('change', (e) => editor.setShowGrid(e.target.che
 
 /** The form's parameters, or throws an Error naming the field. */
 function readParams() {
-  const ops = [...document.querySelectorAll('input[name="ops"]:checked')].map((el) => el.value);
-  if (ops.length === 0) throw new Error('Operators: choose at least one.');
   const int = (id, label, min, max) => {
     const el = $(id);
     const v = Number(el.value);
@@ -150,7 +148,6 @@ function readParams() {
   }
   return {
     boxes: editor.boxes.map((b) => [...b]),
-    ops: ALL_OPS.filter((op) => ops.includes(op)),
     outputSize,
     samplingRatio,
     aligned: $('aligned').checked,
@@ -201,10 +198,8 @@ function runKey() {
 }
 
 function readParamsQuiet() {
-  const ops = [...document.querySelectorAll('input[name="ops"]:checked')].map((el) => el.value);
   return [
     editor.boxes,
-    ops,
     $('output-h').value,
     $('output-w').value,
     $('sampling-ratio').value,
@@ -419,8 +414,7 @@ function renderStats(json) {
       cell.textContent = typeof s[key] === 'number' ? s[key].toPrecision(3) : '–';
     }
   }
-  if (rows.length === 0)
-    tbody.innerHTML = '<tr><td colspan="5">Select at least two operators to compare them.</td></tr>';
+  if (rows.length === 0) tbody.innerHTML = '<tr><td colspan="5">No differences reported.</td></tr>';
 }
 
 /** One row per stage (browser round trip, then the server's `Server-Timing` stages), one column per request. */
@@ -485,7 +479,7 @@ $('download-tensors').addEventListener('click', async () => {
   const run = state.lastRun;
   if (!run) return;
   const [format, op] = $('tensor-format').value.split(':');
-  const params = { ...run.params, format, ops: op ? [op] : run.params.ops };
+  const params = { ...run.params, format, ops: op ? [op] : ALL_OPS };
   const name = format === 'npy' ? `roiserve-${op}.npy` : 'roiserve-tensors.safetensors';
   $('run-status').textContent = `Fetching ${name}…`;
   try {

@@ -12,6 +12,9 @@ export const BOX_COLOURS = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00
 const HANDLE_PX = 9;
 const MIN_DRAG_PX = 4;
 
+/** Label text: white on the dark colours (blue, black), black on the others (contrast ≥ 4.5). */
+const WHITE_TEXT_ON = new Set(['#0072B2', '#000000']);
+
 /** Colour of box `index` (cycles). */
 export function boxColour(index) {
   return BOX_COLOURS[index % BOX_COLOURS.length];
@@ -367,7 +370,7 @@ export class BoxEditor {
       const ty = ry - th >= 0 ? ry - th : ry;
       ctx.fillStyle = colour;
       ctx.fillRect(rx, ty, tw, th);
-      ctx.fillStyle = '#fff';
+      ctx.fillStyle = WHITE_TEXT_ON.has(colour) ? '#ffffff' : '#000000';
       ctx.textBaseline = 'middle';
       ctx.fillText(label, rx + 4 * dpr, ty + th / 2 + 0.5);
 

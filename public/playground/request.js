@@ -11,20 +11,21 @@ export const ALL_OPS = ['pool', 'align', 'warp'];
  * Arrays go as JSON text and plain values plain, as the API's multipart form expects.
  *
  * @param {'diff' | 'roi'} route which endpoint: `diff` adds `maxBoxes` and `channel`
- * @param {{ boxes: number[][], ops: string[], outputSize: [number, number], samplingRatio: number,
+ * @param {{ boxes: number[][], ops?: string[], outputSize: [number, number], samplingRatio: number,
  *           aligned: boolean, mode: string, maxBoxes?: number, channel?: string, format?: string }} p
  * @returns {[string, string][]}
  */
 export function requestFields(route, p) {
   const [ph, pw] = p.outputSize;
-  const fields = [
-    ['boxes', JSON.stringify(p.boxes)],
-    ['ops', JSON.stringify(p.ops)],
+  const fields = [['boxes', JSON.stringify(p.boxes)]];
+  // Only /v1/roi downloads choose ops; /v1/diff always compares all three (its default).
+  if (p.ops) fields.push(['ops', JSON.stringify(p.ops)]);
+  fields.push(
     ['outputSize', ph === pw ? String(ph) : JSON.stringify([ph, pw])],
     ['samplingRatio', String(p.samplingRatio)],
     ['aligned', String(p.aligned)],
     ['mode', p.mode],
-  ];
+  );
   if (route === 'diff') {
     if (p.maxBoxes !== undefined) fields.push(['maxBoxes', String(p.maxBoxes)]);
     if (p.channel !== undefined && p.channel !== '') fields.push(['channel', p.channel]);

@@ -172,7 +172,6 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
       // The same request, sent directly.
       const fields: [string, string][] = [
         ['boxes', JSON.stringify([drawn])],
-        ['ops', '["pool","align","warp"]'],
         ['outputSize', '[5,4]'],
         ['samplingRatio', '2'],
         ['aligned', 'true'],
@@ -275,6 +274,21 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
         expect(tensor.shape.slice(2)).toEqual([5, 4]);
       }
       writeFileSync(join(RESULTS, 'playground-download-header.json'), JSON.stringify(header, null, 2));
+
+      // One op as .npy: the same [K, C, PH, PW] shape in the header.
+      await page.selectOption('#tensor-format', 'npy:align');
+      const [npy] = await Promise.all([
+        page.waitForEvent('download', { timeout: 110_000 }),
+        page.click('#download-tensors'),
+      ]);
+      expect(npy.suggestedFilename()).toBe('roiserve-align.npy');
+      const npyPath = join(work, 'align.npy');
+      await npy.saveAs(npyPath);
+      const npyBytes = readFileSync(npyPath);
+      expect(npyBytes.subarray(0, 6).toString('latin1')).toBe('\x93NUMPY');
+      const npyHeader = npyBytes.subarray(10, 10 + npyBytes.readUInt16LE(8)).toString('latin1');
+      const alignShape = Object.entries(header).find(([name]) => name.includes('align'))?.[1].shape ?? [];
+      expect(npyHeader).toContain(`'shape': (${alignShape.join(', ')})`);
     },
   );
 

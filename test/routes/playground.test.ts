@@ -110,6 +110,8 @@ describe('playground request helpers', () => {
     const roi = helpers.requestFields('roi', { ...params, outputSize: [7, 7], format: 'npy' });
     expect(roi.map(([k]) => k)).not.toContain('channel');
     expect(roi.map(([k]) => k)).not.toContain('maxBoxes');
+    // The diff compares all three ops whatever `ops` says: the page leaves it out.
+    expect(helpers.requestFields('diff', { ...params, ops: undefined }).map(([k]) => k)).not.toContain('ops');
     expect(roi).toContainEqual(['outputSize', '7']);
   });
 
