@@ -110,8 +110,9 @@ else
 fi
 t0=$(now_ms)
 # --health-interval: probe every 2 s here, so the smoke test sees "healthy" without waiting 15 s.
+# --read-only: the service writes nothing outside /tmp, so it runs on a read-only root filesystem.
 container=$(docker run -d --name "$NAME" "${RUN_FLAGS[@]}" "${port_args[@]}" "${env_args[@]}" \
-  --health-interval 2s --health-start-period 120s "$IMAGE") || abort "docker run failed"
+  --read-only --tmpfs /tmp --health-interval 2s --health-start-period 120s "$IMAGE") || abort "docker run failed"
 if [ ${#port_args[@]} -gt 0 ]; then
   hostport=$(docker port "$container" 8080/tcp | grep -m1 '^127.0.0.1:') || abort "no published port for 8080/tcp"
   base="http://$hostport"
