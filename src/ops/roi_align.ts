@@ -276,8 +276,9 @@ function newScratch(PH: number, PW: number, H: number, W: number, C: number, max
 
 /**
  * Writes `out[o + c * os] = Σ_t tapW[t] * X[tapOff[t] + c]` for `c < C`; `nTaps` is a multiple of 4
- * (padded with zero weights). Four taps per pass over the channels keep the loads contiguous (NHWC)
- * and the accumulator traffic low.
+ * (padded with zero weights). Up to 8 taps per pass over the channels: the loads are contiguous
+ * (NHWC) and the accumulator is read and written once per 8 multiply-adds. The first pass assigns
+ * `acc`, the last writes `out`, so a bin of at most 8 taps is one pass straight into `out`.
  */
 function weightedSum(
   X: Float32Array,
@@ -290,47 +291,81 @@ function weightedSum(
   o: number,
   os: number,
 ): void {
-  let a0 = tapOff[0];
-  let a1 = tapOff[1];
-  let a2 = tapOff[2];
-  let a3 = tapOff[3];
-  let w0 = tapW[0];
-  let w1 = tapW[1];
-  let w2 = tapW[2];
-  let w3 = tapW[3];
-  if (nTaps === 4) {
-    for (let c = 0, oi = o; c < C; c++, oi += os) {
-      out[oi] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+  for (let t = 0; t < nTaps;) {
+    const wide = nTaps - t >= 8;
+    const first = t === 0;
+    const last = t + (wide ? 8 : 4) === nTaps;
+    const a0 = tapOff[t];
+    const a1 = tapOff[t + 1];
+    const a2 = tapOff[t + 2];
+    const a3 = tapOff[t + 3];
+    const w0 = tapW[t];
+    const w1 = tapW[t + 1];
+    const w2 = tapW[t + 2];
+    const w3 = tapW[t + 3];
+    if (wide) {
+      const a4 = tapOff[t + 4];
+      const a5 = tapOff[t + 5];
+      const a6 = tapOff[t + 6];
+      const a7 = tapOff[t + 7];
+      const w4 = tapW[t + 4];
+      const w5 = tapW[t + 5];
+      const w6 = tapW[t + 6];
+      const w7 = tapW[t + 7];
+      if (first && last) {
+        for (let c = 0, oi = o; c < C; c++, oi += os) {
+          out[oi] =
+            w0 * X[a0 + c] +
+            w1 * X[a1 + c] +
+            w2 * X[a2 + c] +
+            w3 * X[a3 + c] +
+            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
+        }
+      } else if (first) {
+        for (let c = 0; c < C; c++) {
+          acc[c] =
+            w0 * X[a0 + c] +
+            w1 * X[a1 + c] +
+            w2 * X[a2 + c] +
+            w3 * X[a3 + c] +
+            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
+        }
+      } else if (last) {
+        for (let c = 0, oi = o; c < C; c++, oi += os) {
+          out[oi] =
+            acc[c] +
+            (w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c]) +
+            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
+        }
+      } else {
+        for (let c = 0; c < C; c++) {
+          acc[c] +=
+            w0 * X[a0 + c] +
+            w1 * X[a1 + c] +
+            w2 * X[a2 + c] +
+            w3 * X[a3 + c] +
+            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
+        }
+      }
+      t += 8;
+    } else {
+      if (first && last) {
+        for (let c = 0, oi = o; c < C; c++, oi += os) {
+          out[oi] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+        }
+      } else if (first) {
+        for (let c = 0; c < C; c++)
+          acc[c] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+      } else if (last) {
+        for (let c = 0, oi = o; c < C; c++, oi += os) {
+          out[oi] = acc[c] + (w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c]);
+        }
+      } else {
+        for (let c = 0; c < C; c++)
+          acc[c] += w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
+      }
+      t += 4;
     }
-    return;
-  }
-  for (let c = 0; c < C; c++) {
-    acc[c] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
-  }
-  let t = 4;
-  for (; t < nTaps - 4; t += 4) {
-    a0 = tapOff[t];
-    a1 = tapOff[t + 1];
-    a2 = tapOff[t + 2];
-    a3 = tapOff[t + 3];
-    w0 = tapW[t];
-    w1 = tapW[t + 1];
-    w2 = tapW[t + 2];
-    w3 = tapW[t + 3];
-    for (let c = 0; c < C; c++) {
-      acc[c] += w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
-    }
-  }
-  a0 = tapOff[t];
-  a1 = tapOff[t + 1];
-  a2 = tapOff[t + 2];
-  a3 = tapOff[t + 3];
-  w0 = tapW[t];
-  w1 = tapW[t + 1];
-  w2 = tapW[t + 2];
-  w3 = tapW[t + 3];
-  for (let c = 0, oi = o; c < C; c++, oi += os) {
-    out[oi] = acc[c] + w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
   }
 }
 

@@ -1,0 +1,164 @@
+/**
+ * Operator benchmark: our kernels vs ONNX Runtime (onnxruntime-node, CPU, intra-op threads = 1).
+ *
+ * Workload (issue 2): X 1×256×50×68 float32 NCHW (an 800×1088 image at stride 16), R = 300 and 1000
+ * seeded random boxes with sides of 16–600 px inside the image, output 7×7, spatialScale 1/16,
+ * aligned (half_pixel). Rows: RoI Align (sampling ratio 2 and adaptive) vs `RoiAlign`, RoI Pool vs
+ * `MaxRoiPool`, RoI Warp vs `RoiAlign` on the snapped boxes. Ours and ORT alternate run by run after
+ * a warm-up; the table shows medians. Our time includes the NCHW→NHWC copy and the output allocation.
+ */
+import { performance } from 'node:perf_hooks';
+import type { InferenceSession } from 'onnxruntime-node';
+import { roiAlign, roiPool, roiWarp, snapBoxes } from '../src/ops/index.js';
+import type { Boxes, FeatureMap, Pooled } from '../src/ops/index.js';
+import {
+  createSession,
+  maxRoiPoolModel,
+  roiAlignModel,
+  runMaxRoiPool,
+  runRoiAlign,
+} from '../test/oracle/ort.js';
+import { mulberry32, randomMap } from '../test/oracle/random.js';
+
+const [N, C, H, W] = [1, 256, 50, 68];
+const STRIDE = 16;
+const SCALE = 1 / STRIDE;
+const OUT = 7;
+const WARMUP = 3;
+const RUNS = Number(process.env.BENCH_RUNS ?? 15);
+
+/** R boxes with sides uniform in [16, 600] px, placed uniformly inside the 1088×800 image. */
+function benchBoxes(rand: () => number, R: number): Boxes {
+  const imgW = W * STRIDE;
+  const imgH = H * STRIDE;
+  const data = new Float32Array(R * 5);
+  for (let k = 0; k < R; k++) {
+    const w = 16 + rand() * 584;
+    const h = 16 + rand() * 584;
+    const x1 = rand() * (imgW - w);
+    const y1 = rand() * (imgH - h);
+    data.set([0, x1, y1, x1 + w, y1 + h], 5 * k);
+  }
+  return { data, count: R };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return a.length === b.length ? m : Infinity;
+}
+
+interface Row {
+  op: string;
+  R: number;
+  ours: number;
+  ort: number;
+  err: number;
+}
+
+async function timePair(
+  ours: () => Pooled,
+  peer: () => Promise<Float32Array>,
+): Promise<{ ours: number; ort: number; err: number }> {
+  const err = maxAbsDiff(ours().data, await peer());
+  for (let i = 0; i < WARMUP; i++) {
+    ours();
+    await peer();
+  }
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    let t = performance.now();
+    ours();
+    a.push(performance.now() - t);
+    t = performance.now();
+    await peer();
+    b.push(performance.now() - t);
+  }
+  return { ours: median(a), ort: median(b), err };
+}
+
+export async function runOpsBench(): Promise<void> {
+  const rand = mulberry32(2026);
+  const x = randomMap(rand, N * C * H * W, 0, 1);
+  const input: FeatureMap = { data: x, shape: [N, C, H, W], layout: 'NCHW' };
+  const sessions: InferenceSession[] = [];
+  const align = async (sr: number): Promise<InferenceSession> => {
+    const s = await createSession(
+      roiAlignModel({
+        outputHeight: OUT,
+        outputWidth: OUT,
+        samplingRatio: sr,
+        spatialScale: SCALE,
+        mode: 'avg',
+        halfPixel: true,
+      }),
+    );
+    sessions.push(s);
+    return s;
+  };
+  const alignSr2 = await align(2);
+  const alignAdaptive = await align(0);
+  const pool = await createSession(maxRoiPoolModel(OUT, OUT, SCALE));
+  sessions.push(pool);
+
+  console.log(
+    `X ${N}×${C}×${H}×${W}, ${OUT}×${OUT}, spatialScale 1/${STRIDE}, boxes 16–600 px; ` +
+      `median of ${RUNS} interleaved runs after ${WARMUP} warm-up; ORT ${'intra-op threads = 1'}`,
+  );
+  const rows: Row[] = [];
+  for (const R of [300, 1000]) {
+    const boxes = benchBoxes(rand, R);
+    const snapped = snapBoxes(boxes, SCALE);
+    const p = { spatialScale: SCALE, outputSize: OUT };
+    const runs: [string, () => Pooled, () => Promise<Float32Array>][] = [
+      [
+        'RoI Align, sampling 2',
+        () => roiAlign(input, boxes, { ...p, samplingRatio: 2 }),
+        () => runRoiAlign(alignSr2, x, input.shape, boxes.data, R),
+      ],
+      [
+        'RoI Align, adaptive',
+        () => roiAlign(input, boxes, { ...p, samplingRatio: 0 }),
+        () => runRoiAlign(alignAdaptive, x, input.shape, boxes.data, R),
+      ],
+      [
+        'RoI Pool vs MaxRoiPool',
+        () => roiPool(input, boxes, p),
+        () => runMaxRoiPool(pool, x, input.shape, boxes.data, R),
+      ],
+      [
+        'RoI Warp (sampling 2)',
+        () => roiWarp(input, boxes, { ...p, samplingRatio: 2 }),
+        () => runRoiAlign(alignSr2, x, input.shape, snapped.data, R),
+      ],
+    ];
+    for (const [op, ours, peer] of runs) {
+      rows.push({ op, R, ...(await timePair(ours, peer)) });
+    }
+  }
+  for (const s of sessions) await s.release();
+
+  const header = ['op', 'R', 'ours ms', 'ORT ms', 'ours/ORT', 'max |diff|'];
+  const lines = rows.map((r) => [
+    r.op,
+    String(r.R),
+    r.ours.toFixed(1),
+    r.ort.toFixed(1),
+    (r.ours / r.ort).toFixed(2),
+    r.err.toExponential(1),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  console.log(fmt(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const l of lines) console.log(fmt(l));
+  const worst = Math.max(...rows.filter((r) => r.R === 1000).map((r) => r.ours / r.ort));
+  console.log(`\nworst ratio at R = 1000: ${worst.toFixed(2)} (acceptance ≤ 0.8, team goal ≤ 0.5)`);
+}
