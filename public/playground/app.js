@@ -265,6 +265,13 @@ function renderResults({ sheet, sheetBlob, data, json, params }) {
   $('results-body').hidden = false;
   setUrl('sheet', $('download-sheet'), sheetBlob);
   $('sheet').src = state.urls.sheet;
+  $('sheet-link').href = state.urls.sheet;
+  $('sheet').onload = () => {
+    const img = $('sheet');
+    const scaled = img.clientWidth < img.naturalWidth;
+    $('sheet-caption').textContent =
+      `${img.naturalWidth} × ${img.naturalHeight} px${scaled ? ': shown smaller, click it for full size' : ''}.`;
+  };
 
   const heatmap = pick(json, [
     'images.features',
