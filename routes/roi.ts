@@ -9,19 +9,14 @@ import { observeStages, serverTiming } from '../src/metrics.js';
 import { problemSchema } from '../src/problem.js';
 import { limitsFrom, multipartToJsonBody, prepareRoi, roiBodySchema } from '../src/request.js';
 import {
-  boxRows,
   checkArrayEncoding,
-  echoedParams,
-  pooledOutputs,
+  NPY_CONTENT_TYPE,
   roiResponseSchema,
-  roiSafetensors,
-  tensorJson,
+  SAFETENSORS_CONTENT_TYPE,
   type RoiResponse,
 } from '../src/responses.js';
-import { writeNpy } from '../src/tensors/npy.js';
 
-export const NPY_CONTENT_TYPE = 'application/x-npy';
-export const SAFETENSORS_CONTENT_TYPE = 'application/octet-stream';
+export { NPY_CONTENT_TYPE, SAFETENSORS_CONTENT_TYPE };
 
 const binary = z.string().meta({ format: 'binary' });
 
@@ -73,7 +68,6 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const body = request.body;
-      const started = performance.now();
       const opCount = new Set(body.ops).size;
       if (body.format === 'npy' && opCount !== 1) {
         throw new InvalidInputError(
@@ -93,49 +87,14 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
           );
         }
       }
-      const result = await app.work.roi(task);
-
-      const encodeStart = performance.now();
-      const outputs = pooledOutputs(result);
-      let payload: Buffer | RoiResponse;
-      if (body.format === 'npy') {
-        const [op, pooled] = outputs[0];
-        payload = writeNpy(pooled.data, pooled.shape);
-        reply.type(NPY_CONTENT_TYPE).header('Content-Disposition', `attachment; filename="${op}.npy"`);
-      } else if (body.format === 'safetensors') {
-        payload = roiSafetensors(result);
-        reply
-          .type(SAFETENSORS_CONTENT_TYPE)
-          .header('Content-Disposition', 'attachment; filename="roi.safetensors"');
-      } else {
-        checkArrayEncoding(
-          outputs.reduce((sum, [, pooled]) => sum + pooled.data.length, 0),
-          body.encoding,
-        );
-        const tensors: RoiResponse['outputs'] = {};
-        for (const [op, pooled] of outputs)
-          tensors[op] = tensorJson(pooled.data, pooled.shape, body.encoding);
-        payload = {
-          params: echoedParams(result, 'json', body.encoding),
-          image: result.image,
-          featureMap: result.featureMap,
-          boxes: boxRows(result.boxes),
-          outputs: tensors,
-          coverage: result.coverage,
-          timings: { ...result.timings, encode: 0, total: 0 },
-        };
-        reply.type('application/json; charset=utf-8');
-      }
-      const timings = { ...result.timings, encode: performance.now() - encodeStart };
-      if (!Buffer.isBuffer(payload)) {
-        payload.timings.encode = timings.encode;
-        payload.timings.total = performance.now() - started;
-      }
-      observeStages(app.metrics, timings);
-      for (const op of result.params.ops) app.metrics.boxes.inc({ op }, result.boxes.count);
-      reply.header('Server-Timing', serverTiming(timings));
-      // Buffers (npy, safetensors) bypass the JSON serializer; the cast only widens the reply type.
-      return reply.send(payload as Exclude<typeof payload, Buffer>);
+      // The worker runs the operators and encodes the body; this thread only sends it.
+      const out = await app.work.roiEncoded(task, body.format, body.encoding);
+      observeStages(app.metrics, out.timings);
+      for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
+      reply.header('Server-Timing', serverTiming(out.timings)).type(out.contentType);
+      if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);
+      // The encoded bytes bypass the serializer; their JSON form is `roiResponseSchema` (tested).
+      return reply.send(out.body as unknown as RoiResponse);
     },
   });
 };

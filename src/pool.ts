@@ -7,7 +7,8 @@ import { Piscina } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
 import type { Config } from './config.js';
 import { BusyError, RoiServeError } from './errors.js';
-import type { FeaturesResult, RoiResult } from './pipeline.js';
+import type { RoiResult } from './pipeline.js';
+import type { RoiOp } from './request.js';
 import { limitsFrom, type RoiLimits, type RoiTask } from './request.js';
 
 /** Data every worker starts with (`Piscina.workerData`). */
@@ -22,9 +23,23 @@ export interface WorkerInit {
 /** A message to a worker. */
 export type WorkerTask =
   | { kind: 'roi'; task: RoiTask }
-  | { kind: 'features'; image: Uint8Array }
-  | { kind: 'describe' }
-  | { kind: 'stats' };
+  | {
+      kind: 'roiEncoded';
+      task: RoiTask;
+      format: 'json' | 'npy' | 'safetensors';
+      encoding: 'base64' | 'array';
+    }
+  | { kind: 'features'; image: Uint8Array; format: 'json' | 'npy' }
+  | { kind: 'describe' };
+
+/** A response body the worker encoded, with the stage timings (ms) for `Server-Timing`. */
+export interface EncodedWork {
+  body: Buffer;
+  contentType: string;
+  /** For `Content-Disposition: attachment`; null for JSON. */
+  filename: string | null;
+  timings: Partial<Record<'decode' | 'backbone' | 'pool' | 'align' | 'warp' | 'encode', number>>;
+}
 
 /** Per-reply bookkeeping: which thread answered and how many tfjs tensors it holds now. */
 export interface WorkerStats {
@@ -70,6 +85,11 @@ function ownedBuffers(views: Array<ArrayBufferView | undefined>): ArrayBuffer[] 
     }
   }
   return [...out];
+}
+
+/** A zero-copy Buffer view of bytes that crossed the thread boundary (they arrive as a Uint8Array). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
@@ -159,9 +179,30 @@ export class WorkPool {
     return this.#run({ kind: 'roi', task }, transfers) as Promise<RoiResult>;
   }
 
-  /** Runs the backbone on an encoded image: feature map `[1, C, H, W]` (NCHW). */
-  features(image: Uint8Array): Promise<FeaturesResult> {
-    return this.#run({ kind: 'features', image }, ownedBuffers([image])) as Promise<FeaturesResult>;
+  /**
+   * Runs a prepared RoI request and encodes the response in the worker (JSON, `.npy` or safetensors),
+   * so that even the largest responses cost the HTTP thread only a send.
+   */
+  async roiEncoded(
+    task: RoiTask,
+    format: 'json' | 'npy' | 'safetensors',
+    encoding: 'base64' | 'array',
+  ): Promise<EncodedWork & { boxCount: number; ops: RoiOp[] }> {
+    const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
+    const out = (await this.#run(
+      { kind: 'roiEncoded', task, format, encoding },
+      transfers,
+    )) as EncodedWork & {
+      boxCount: number;
+      ops: RoiOp[];
+    };
+    return { ...out, body: asBuffer(out.body) };
+  }
+
+  /** Runs the backbone on an encoded image: the feature map `[1, C, H, W]` (NCHW), encoded as JSON or `.npy`. */
+  async features(image: Uint8Array, format: 'json' | 'npy'): Promise<EncodedWork> {
+    const out = (await this.#run({ kind: 'features', image, format }, ownedBuffers([image]))) as EncodedWork;
+    return { ...out, body: asBuffer(out.body) };
   }
 
   /** The backbone description (waits until a worker has loaded it). */

@@ -6,9 +6,10 @@
 import { z } from 'zod';
 import { TooLargeError } from './errors.js';
 import type { Boxes, Pooled } from './ops/index.js';
-import type { FeatureMapInfo, ImageInfo, RoiResult } from './pipeline.js';
+import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
 import type { RoiOp } from './request.js';
 import { encodeFloat32Base64 } from './tensors/base64.js';
+import { writeNpy } from './tensors/npy.js';
 import { writeSafetensors, type NamedTensor } from './tensors/safetensors.js';
 
 /** Most values `encoding: "array"` may return (JSON numbers are ~10× larger than base64 float32). */
@@ -205,4 +206,158 @@ export function roiSafetensors(result: RoiResult): Buffer {
     featureMap: JSON.stringify(result.featureMap satisfies FeatureMapInfo),
   };
   return writeSafetensors(tensors, metadata);
+}
+
+/** A response body encoded off the HTTP thread (in a worker), ready to send. */
+export interface EncodedBody {
+  body: Uint8Array;
+  contentType: string;
+  /** For `Content-Disposition: attachment`; null for JSON. */
+  filename: string | null;
+}
+
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+export const NPY_CONTENT_TYPE = 'application/x-npy';
+export const SAFETENSORS_CONTENT_TYPE = 'application/octet-stream';
+
+const PLACEHOLDER = (i: number) => `@@roiserve-tensor-${i}@@`;
+
+/**
+ * `JSON.stringify(value)` as UTF-8 bytes, with each `"@@roiserve-tensor-i@@"` string replaced by the
+ * base64 text `tensors[i]`. Base64 needs no escaping, so the large strings are copied as bytes instead
+ * of going through `JSON.stringify` (which takes seconds for hundreds of MB).
+ */
+function jsonWithBase64(value: unknown, tensors: readonly Float32Array[]): Buffer {
+  let rest = JSON.stringify(value);
+  const parts: Buffer[] = [];
+  tensors.forEach((data, i) => {
+    const token = `"${PLACEHOLDER(i)}"`;
+    const at = rest.indexOf(token);
+    if (at < 0) throw new Error(`jsonWithBase64: placeholder ${i} missing`);
+    parts.push(Buffer.from(rest.slice(0, at) + '"'), littleEndianBytesBase64(data), Buffer.from('"'));
+    rest = rest.slice(at + token.length);
+  });
+  parts.push(Buffer.from(rest));
+  return Buffer.concat(parts);
+}
+
+function littleEndianBytesBase64(data: Float32Array): Buffer {
+  // Base64 is ASCII: latin1 copies its characters to bytes one to one, without UTF-8 encoding work.
+  return Buffer.from(encodeFloat32Base64(data), 'latin1');
+}
+
+/**
+ * Encodes a `/v1/roi` result in the requested format (runs in the worker):
+ * - `json`: {@link roiResponseSchema}; tensors as base64 or (`encoding: "array"`) number arrays;
+ * - `npy`: the single op's `[K, C, PH, PW]` as `.npy`;
+ * - `safetensors`: {@link roiSafetensors}.
+ *
+ * @param result - from `executeRoi`
+ * @param format - `json` (default in the API), `npy` (exactly one op) or `safetensors`
+ * @param encoding - JSON tensors: `base64` or `array` (≤ {@link MAX_ARRAY_VALUES} values)
+ * @param workStartedAt - `performance.now()` when the work began (for `timings.total`); default now
+ * @throws TooLargeError (field `encoding`) for `array` over the limit
+ */
+export function encodeRoi(
+  result: RoiResult,
+  format: 'json' | 'npy' | 'safetensors',
+  encoding: 'base64' | 'array',
+  workStartedAt = performance.now(),
+): EncodedBody & { encodeMs: number } {
+  const start = performance.now();
+  const outputs = pooledOutputs(result);
+  let encoded: EncodedBody;
+  if (format === 'npy') {
+    const [op, pooled] = outputs[0];
+    encoded = {
+      body: writeNpy(pooled.data, pooled.shape),
+      contentType: NPY_CONTENT_TYPE,
+      filename: `${op}.npy`,
+    };
+  } else if (format === 'safetensors') {
+    encoded = {
+      body: roiSafetensors(result),
+      contentType: SAFETENSORS_CONTENT_TYPE,
+      filename: 'roi.safetensors',
+    };
+  } else {
+    checkArrayEncoding(
+      outputs.reduce((sum, [, pooled]) => sum + pooled.data.length, 0),
+      encoding,
+    );
+    const tensors: RoiResponse['outputs'] = {};
+    const base64Data: Float32Array[] = [];
+    for (const [op, pooled] of outputs) {
+      if (encoding === 'array') {
+        tensors[op] = tensorJson(pooled.data, pooled.shape, 'array');
+      } else {
+        tensors[op] = { shape: [...pooled.shape], dtype: 'float32', data: PLACEHOLDER(base64Data.length) };
+        base64Data.push(pooled.data);
+      }
+    }
+    const payload: RoiResponse = {
+      params: echoedParams(result, 'json', encoding),
+      image: result.image,
+      featureMap: result.featureMap,
+      boxes: boxRows(result.boxes),
+      outputs: tensors,
+      coverage: result.coverage,
+      timings: { ...result.timings, encode: 0, total: 0 },
+    };
+    // The encode time of the JSON itself is not in the body (it is in Server-Timing); the rest is.
+    payload.timings.encode = performance.now() - start;
+    payload.timings.total = performance.now() - workStartedAt;
+    encoded = { body: jsonWithBase64(payload, base64Data), contentType: JSON_CONTENT_TYPE, filename: null };
+  }
+  return { ...encoded, encodeMs: performance.now() - start };
+}
+
+export const featuresResponseSchema = z.object({
+  features: z
+    .object({
+      shape: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]),
+      layout: z.literal('NCHW'),
+      dtype: z.literal('float32'),
+      data: z.string().describe('base64 of little-endian float32 values, NCHW order'),
+    })
+    .describe('the feature map [1, C, H, W]; send it back to /v1/roi as `features`'),
+  featureMap: featureMapInfoSchema,
+  image: imageInfoSchema,
+  timings: z.object({ decode: z.number(), backbone: z.number(), encode: z.number() }),
+});
+export type FeaturesResponse = z.output<typeof featuresResponseSchema>;
+
+/**
+ * Encodes a `/v1/features` result (runs in the worker): JSON {@link featuresResponseSchema} or `.npy`
+ * of `[1, C, H, W]`.
+ */
+export function encodeFeatures(
+  result: FeaturesResult,
+  format: 'json' | 'npy',
+): EncodedBody & { encodeMs: number } {
+  const start = performance.now();
+  const { features } = result;
+  let encoded: EncodedBody;
+  if (format === 'npy') {
+    encoded = {
+      body: writeNpy(features.data, features.shape),
+      contentType: NPY_CONTENT_TYPE,
+      filename: 'features.npy',
+    };
+  } else {
+    const [n, c, h, w] = features.shape;
+    const payload: FeaturesResponse = {
+      features: { shape: [n, c, h, w], layout: 'NCHW', dtype: 'float32', data: PLACEHOLDER(0) },
+      featureMap: result.featureMap,
+      image: result.image,
+      timings: { ...result.timings, encode: 0 },
+    };
+    payload.timings.encode = performance.now() - start;
+    encoded = {
+      body: jsonWithBase64(payload, [features.data]),
+      contentType: JSON_CONTENT_TYPE,
+      filename: null,
+    };
+  }
+  return { ...encoded, encodeMs: performance.now() - start };
 }

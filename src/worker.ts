@@ -14,11 +14,11 @@ import {
   describeBackbone,
   executeFeatures,
   executeRoi,
-  type FeaturesResult,
   type PipelineContext,
   type RoiResult,
 } from './pipeline.js';
 import type { RoiTask } from './request.js';
+import { encodeFeatures, encodeRoi } from './responses.js';
 import type { WorkerInit, WorkerReply, WorkerTask } from './pool.js';
 
 const init = Piscina.workerData as WorkerInit;
@@ -75,10 +75,6 @@ function roiTransfers(result: RoiResult): ArrayBuffer[] {
   ]);
 }
 
-function featuresTransfers(result: FeaturesResult): ArrayBuffer[] {
-  return ownedBuffers([result.features.data]);
-}
-
 /** Handles one task from the pool (see `WorkerTask` in `src/pool.ts`). */
 export default async function handle(task: WorkerTask): Promise<WorkerReply> {
   let value: unknown;
@@ -91,17 +87,36 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
         value = result;
         break;
       }
+      case 'roiEncoded': {
+        // Encoding runs here too: base64 / JSON of hundreds of MB would stall the HTTP thread.
+        const started = performance.now();
+        const result = await executeRoi(task.task, ctx);
+        const encoded = encodeRoi(result, task.format, task.encoding, started);
+        transfers = ownedBuffers([encoded.body]);
+        value = {
+          body: encoded.body,
+          contentType: encoded.contentType,
+          filename: encoded.filename,
+          timings: { ...result.timings, encode: encoded.encodeMs },
+          boxCount: result.boxes.count,
+          ops: result.params.ops,
+        };
+        break;
+      }
       case 'features': {
         const result = await executeFeatures(task.image, ctx);
-        transfers = featuresTransfers(result);
-        value = result;
+        const encoded = encodeFeatures(result, task.format);
+        transfers = ownedBuffers([encoded.body]);
+        value = {
+          body: encoded.body,
+          contentType: encoded.contentType,
+          filename: encoded.filename,
+          timings: { ...result.timings, encode: encoded.encodeMs },
+        };
         break;
       }
       case 'describe':
         value = await describeBackbone(ctx);
-        break;
-      case 'stats':
-        value = null;
         break;
     }
   } catch (err) {

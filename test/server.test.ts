@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roiAlign, roiPool, roiWarp, toCanonicalBoxes, toLayout, type FeatureMap } from '../src/ops/index.js';
 import { buildApp } from '../src/server.js';
+import { featuresResponseSchema, roiResponseSchema } from '../src/responses.js';
 import { encodeFloat32Base64 } from '../src/tensors/base64.js';
 import { readNpy } from '../src/tensors/npy.js';
 import { readSafetensors } from '../src/tensors/safetensors.js';
@@ -149,6 +150,8 @@ describe('POST /v1/roi with features', () => {
       /^decode;dur=[\d.]+, backbone;dur=[\d.]+, pool;dur=[\d.]+, align;dur=[\d.]+, warp;dur=[\d.]+, encode;dur=[\d.]+$/,
     );
     const body = r.json();
+    // The worker encodes the body without the serializer: check it against the documented schema.
+    expect(roiResponseSchema.safeParse(body).error).toBeUndefined();
     expect(body.params).toEqual({
       ops: ['pool', 'align', 'warp'],
       boxFormat: 'xyxy',
@@ -338,6 +341,7 @@ describe('POST /v1/roi and /v1/features with an image', () => {
     });
     expect(f.statusCode).toBe(200);
     const features = f.json();
+    expect(featuresResponseSchema.safeParse(features).error).toBeUndefined();
     expect(features.features).toMatchObject({ shape: [1, 256, 4, 6], layout: 'NCHW', dtype: 'float32' });
     expect(features.image).toEqual({
       width: 96,
@@ -362,6 +366,7 @@ describe('POST /v1/roi and /v1/features with an image', () => {
     const r = await roi({ image: png.toString('base64'), boxes: imageBoxes, outputSize: 3 });
     expect(r.statusCode).toBe(200);
     const body = r.json();
+    expect(roiResponseSchema.safeParse(body).error).toBeUndefined();
     expect(body.image).toEqual(features.image);
     expect(body.featureMap).toEqual(features.featureMap);
     expect(body.params.spatialScale).toBe(0.0625);
