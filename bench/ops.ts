@@ -54,34 +54,53 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return a.length === b.length ? m : Infinity;
 }
 
-interface Row {
-  op: string;
-  R: number;
+interface Timing {
+  /** Median wall-clock ms. */
   ours: number;
   ort: number;
+  /** Median process CPU ms (user + system): steadier than wall time on a shared machine. */
+  oursCpu: number;
+  ortCpu: number;
   err: number;
 }
 
-async function timePair(
-  ours: () => Pooled,
-  peer: () => Promise<Float32Array>,
-): Promise<{ ours: number; ort: number; err: number }> {
+interface Row extends Timing {
+  op: string;
+  R: number;
+}
+
+function cpuMs(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
+}
+
+async function timePair(ours: () => Pooled, peer: () => Promise<Float32Array>): Promise<Timing> {
   const err = maxAbsDiff(ours().data, await peer());
   for (let i = 0; i < WARMUP; i++) {
     ours();
     await peer();
   }
-  const a: number[] = [];
-  const b: number[] = [];
+  const wall: [number[], number[]] = [[], []];
+  const cpu: [number[], number[]] = [[], []];
   for (let i = 0; i < RUNS; i++) {
+    let c = process.cpuUsage();
     let t = performance.now();
     ours();
-    a.push(performance.now() - t);
+    wall[0].push(performance.now() - t);
+    cpu[0].push(cpuMs(c));
+    c = process.cpuUsage();
     t = performance.now();
     await peer();
-    b.push(performance.now() - t);
+    wall[1].push(performance.now() - t);
+    cpu[1].push(cpuMs(c));
   }
-  return { ours: median(a), ort: median(b), err };
+  return {
+    ours: median(wall[0]),
+    ort: median(wall[1]),
+    oursCpu: median(cpu[0]),
+    ortCpu: median(cpu[1]),
+    err,
+  };
 }
 
 export async function runOpsBench(): Promise<void> {
@@ -145,13 +164,14 @@ export async function runOpsBench(): Promise<void> {
   }
   for (const s of sessions) await s.release();
 
-  const header = ['op', 'R', 'ours ms', 'ORT ms', 'ours/ORT', 'max |diff|'];
+  const header = ['op', 'R', 'ours ms', 'ORT ms', 'ours/ORT', 'CPU ours/ORT', 'max |diff|'];
   const lines = rows.map((r) => [
     r.op,
     String(r.R),
     r.ours.toFixed(1),
     r.ort.toFixed(1),
     (r.ours / r.ort).toFixed(2),
+    (r.oursCpu / r.ortCpu).toFixed(2),
     r.err.toExponential(1),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
@@ -159,6 +179,11 @@ export async function runOpsBench(): Promise<void> {
   console.log(fmt(header));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const l of lines) console.log(fmt(l));
-  const worst = Math.max(...rows.filter((r) => r.R === 1000).map((r) => r.ours / r.ort));
-  console.log(`\nworst ratio at R = 1000: ${worst.toFixed(2)} (acceptance ≤ 0.8, team goal ≤ 0.5)`);
+  const at1000 = rows.filter((r) => r.R === 1000);
+  const worst = Math.max(...at1000.map((r) => r.ours / r.ort));
+  const worstCpu = Math.max(...at1000.map((r) => r.oursCpu / r.ortCpu));
+  console.log(
+    `\nworst ratio at R = 1000: wall ${worst.toFixed(2)}, CPU ${worstCpu.toFixed(2)} ` +
+      `(acceptance ≤ 0.8, team goal ≤ 0.5; ms are wall-clock medians, CPU = process user+system time)`,
+  );
 }
