@@ -4,6 +4,7 @@
  */
 import { Validator } from '@seriousme/openapi-schema-validator';
 import type { FastifyInstance } from 'fastify';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roiAlign, roiPool, roiWarp, toCanonicalBoxes, toLayout, type FeatureMap } from '../src/ops/index.js';
 import { buildApp } from '../src/server.js';
@@ -23,7 +24,15 @@ let readyzWhileStarting: { status: number; body: unknown };
 beforeAll(async () => {
   app = await buildApp(testConfig());
   strict = await buildApp(
-    testConfig({ apiKey: API_KEY, queueLimit: 0, maxBoxes: 3, maxOutputValues: 1000, bodyLimitBytes: 4096 }),
+    testConfig({
+      apiKey: API_KEY,
+      queueLimit: 0,
+      maxBoxes: 3,
+      maxOutputValues: 1000,
+      bodyLimitBytes: 4096,
+      maxImagePixels: 5000,
+      maxImageSide: 32,
+    }),
   );
   const r = await app.inject({ method: 'GET', url: '/readyz' });
   readyzWhileStarting = { status: r.statusCode, body: r.json() };
@@ -688,6 +697,74 @@ describe('errors: 404, 413, 415', () => {
       field: 'encoding',
       expected: '"base64", or at most 1000000 values with "array"',
     });
+  });
+});
+
+describe('image limits: MAX_IMAGE_PIXELS and MAX_IMAGE_SIDE', () => {
+  const auth = { authorization: `Bearer ${API_KEY}` };
+
+  it('413 for an image over MAX_IMAGE_PIXELS, before decoding', async () => {
+    const png = await sharp({ create: { width: 100, height: 100, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer();
+    const r = await strict.inject({
+      method: 'POST',
+      url: '/v1/features',
+      headers: auth,
+      payload: { image: png.toString('base64') },
+    });
+    expect(r.statusCode).toBe(413);
+    expect(r.json()).toMatchObject({ type: 'urn:roiserve:problem:too-large', errors: [{ field: 'image' }] });
+  });
+
+  it('shrinks to MAX_IMAGE_SIDE: boxes stay in input pixels, operators and coverage work in the resized frame', async () => {
+    // Solid colour: a small file, under the strict app's 4 kB body limit.
+    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3a6' } })
+      .png()
+      .toBuffer();
+    const r = await strict.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      headers: auth,
+      payload: { image: png.toString('base64'), boxes: [[0, 0, 64, 48]], outputSize: 1, ops: ['align'] },
+    });
+    expect(r.statusCode).toBe(200);
+    const body = r.json();
+    expect(body.image).toEqual({
+      width: 32,
+      height: 24,
+      originalWidth: 64,
+      originalHeight: 48,
+      scale: 0.5,
+      format: 'png',
+    });
+    expect(body.featureMap.shape).toEqual([1, 256, 2, 2]);
+    expect(body.boxes).toEqual([[0, 0, 0, 64, 48]]);
+    expect(body.coverage[0].box).toEqual({ x1: 0, y1: 0, x2: 32, y2: 24 });
+  });
+});
+
+describe('POST /v1/features errors', () => {
+  it('400 without an image, 415 for a non-image, 400 for an unknown format', async () => {
+    const missing = await app.inject({ method: 'POST', url: '/v1/features', payload: {} });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json().errors).toEqual([
+      { field: 'image', expected: 'string', message: 'Invalid input: expected string, received undefined' },
+    ]);
+    const pdf = await app.inject({
+      method: 'POST',
+      url: '/v1/features',
+      payload: { image: Buffer.from('%PDF-1.7 hello').toString('base64') },
+    });
+    expect(pdf.statusCode).toBe(415);
+    expect(pdf.json().detail).toContain('pdf');
+    const format = await app.inject({
+      method: 'POST',
+      url: '/v1/features',
+      payload: { image: 'AAAA', format: 'safetensors' },
+    });
+    expect(format.statusCode).toBe(400);
+    expect(format.json().errors[0].field).toBe('format');
   });
 });
 
