@@ -3,7 +3,7 @@
  * and the routes, and starts the worker pool. It never listens (`src/main.ts` does), so tests drive
  * it with `inject` or listen on port 0 themselves.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -56,11 +56,11 @@ function needsKey(url: string): boolean {
   return url.startsWith('/v1/') || url === '/v1';
 }
 
+/** Constant-time comparison of digests, so neither the key's content nor its length leaks through timing. */
 function keyMatches(given: string | undefined, expected: string): boolean {
   if (given === undefined) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  const digest = (text: string) => createHash('sha256').update(text).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 function presentedKey(headers: Record<string, string | string[] | undefined>): string | undefined {
