@@ -37,9 +37,11 @@ RUN rm -rf node_modules \
  # TensorFlow.js's browser bundles (Node loads each package's `main`, the *.node.js bundle).
  && find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \
       -o -name '*.tsbuildinfo' \) -delete \
- && find node_modules/@tensorflow -type f -path '*/dist/*' \( -name '*.min.js' -o -name '*.es2017.js' \
+ && find node_modules/@tensorflow -type f -path '*/dist/*' ! -path '*/tfjs-node/*' \( -name '*.min.js' -o -name '*.es2017.js' \
       -o -name '*.fesm.js' -o -name '*.min.js.html' -o -name 'tf.js' -o -name 'tf-*.js' \) \
-      ! -name '*.node.js' -delete
+      ! -name '*.node.js' -delete \
+ # sharp's wasm fallback is only loaded when no native build fits the platform.
+ && if ls -d node_modules/@img/sharp-linux-* >/dev/null 2>&1; then rm -rf node_modules/@img/sharp-wasm32; fi
 
 # ---------------------------------------------------------------- build: TypeScript -> dist/
 FROM deps AS build
