@@ -14,7 +14,7 @@
  * (see `text.ts`), never with system fonts.
  */
 import sharp, { type OverlayOptions } from 'sharp';
-import { FILL_OPACITY, PALETTE, hex, type ColormapName } from './colormap.js';
+import { FILL_OPACITY, PALETTE, hex, type ColormapName, type Rgb } from './colormap.js';
 import {
   colorbarImage,
   formatNumber,
@@ -350,6 +350,13 @@ function legendSvg(
   return { svg: svg + help.svg, height: cy + 8 + help.height - y };
 }
 
+/** A `width × height` raster of one colour. */
+function solid(width: number, height: number, [r, g, b]: Rgb): RgbImage {
+  const data = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < width * height; i++) data.set([r, g, b], i * 3);
+  return { data, width, height };
+}
+
 /** Renders an SVG of size `width × height` over a white canvas with raw rasters placed under it. */
 async function compose(
   width: number,
@@ -660,10 +667,12 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   const K = input.boxes.count;
   const shown = Math.max(0, Math.min(K, maxBoxes));
 
-  const overlay = input.image ? await renderOverlayStrip(input, shown) : undefined;
-  const feature = input.features ? await renderFeaturePanel(input, channel, shown) : undefined;
-  const rows: RgbImage[] = [];
-  for (let k = 0; k < shown; k++) rows.push(await renderRow(input, k, channel));
+  // The parts are independent: let libvips rasterise them in parallel.
+  const [overlay, feature, rows] = await Promise.all([
+    input.image ? renderOverlayStrip(input, shown) : undefined,
+    input.features ? renderFeaturePanel(input, channel, shown) : undefined,
+    Promise.all(Array.from({ length: shown }, (_, k) => renderRow(input, k, channel))),
+  ]);
 
   // Header: what was computed, with which parameters.
   const [PH, PW] = input.params.outputSize;
@@ -697,19 +706,24 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   lines.forEach((line, i) => {
     svg += svgText(line, MARGIN, 52 + i * 18, { size: 12.5, fill: MUTED });
   });
-  let y = headerH;
-  const rasters: { image: RgbImage; left: number; top: number }[] = [];
+  if (shown === 0)
+    svg += svgText('No boxes in the request: nothing to compare.', MARGIN, headerH + 24, {
+      size: 13,
+      fill: INK,
+    });
+  const sheetWidth = Math.ceil(width);
+  // Text goes in an SVG as small as the header: rasterising a sheet-sized SVG costs more than the rest.
+  const rasters = [
+    { image: await compose(sheetWidth, headerH + (shown === 0 ? 36 : 0), [], svg), left: 0, top: 0 },
+  ];
+  let y = rasters[0].image.height;
+  const rule = solid(sheetWidth - 2 * MARGIN, 1, [221, 221, 221]);
   for (const [i, part] of parts.entries()) {
-    if (i > 0 || top === undefined)
-      svg += `<path d="M${MARGIN} ${y + 0.5}H${width - MARGIN}" stroke="#ddd"/>`;
     rasters.push({ image: part, left: 0, top: y });
+    if (i > 0 || top === undefined) rasters.push({ image: rule, left: MARGIN, top: y });
     y += part.height;
   }
-  if (shown === 0) {
-    svg += svgText('No boxes in the request: nothing to compare.', MARGIN, y + 24, { size: 13, fill: INK });
-    y += 36;
-  }
-  const sheet = await compose(Math.ceil(width), Math.ceil(y + 14), rasters, svg);
+  const sheet = await compose(sheetWidth, Math.ceil(y + 14), rasters, '');
   return { sheet, overlay, featureHeatmap: feature?.image, rows, boxesShown: shown };
 }
 

@@ -6,8 +6,20 @@ declare module 'opentype.js' {
   export interface Path {
     toPathData(decimalPlaces?: number): string;
   }
+  /** One outline command in font units (y up). */
+  export interface PathCommand {
+    type: 'M' | 'L' | 'Q' | 'C' | 'Z';
+    x?: number;
+    y?: number;
+    x1?: number;
+    y1?: number;
+    x2?: number;
+    y2?: number;
+  }
   export interface Glyph {
     index: number;
+    /** The raw outline in font units. */
+    path: { commands: PathCommand[] };
     advanceWidth: number | undefined;
     getPath(x: number, y: number, fontSize: number): Path;
   }

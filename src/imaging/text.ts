@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import opentype, { type Font, type Glyph } from 'opentype.js';
+import opentype, { type Font, type Glyph, type PathCommand } from 'opentype.js';
 
 export type FontWeight = 'normal' | 'bold';
 export type TextAnchor = 'start' | 'middle' | 'end';
@@ -72,6 +72,64 @@ function layout(text: string, size: number, weight: FontWeight): { glyphs: Place
   return { glyphs, width: x };
 }
 
+/** A glyph outline at one size: its first point, then the rest as relative SVG commands. */
+interface GlyphOutline {
+  mx: number;
+  my: number;
+  rest: string;
+}
+
+const outlines = new Map<string, GlyphOutline | null>();
+const r2 = (v: number): number => Math.round(v * 100) / 100;
+
+/**
+ * The outline of `glyph` at `size` px as SVG path data relative to its origin (baseline), cached per
+ * weight, size and glyph: opentype.js's `getPath` rebuilds the outline on every call, which made a sheet's
+ * few hundred labels take seconds. Relative commands (deltas between rounded absolute points, so rounding
+ * never drifts) let one cached string be placed anywhere by its first `M` alone. `null` for blank glyphs.
+ */
+function glyphOutline(weight: FontWeight, glyph: Glyph, size: number): GlyphOutline | null {
+  const key = `${weight}:${size}:${glyph.index}`;
+  const cached = outlines.get(key);
+  if (cached !== undefined) return cached;
+  const scale = size / loadFont(weight).unitsPerEm;
+  const commands: readonly PathCommand[] = glyph.path.commands;
+  let result: GlyphOutline | null = null;
+  let rest = '';
+  let cx = 0;
+  let cy = 0;
+  let sx = 0;
+  let sy = 0;
+  const point = (x: number | undefined, y: number | undefined): [number, number] => [
+    r2((x ?? 0) * scale),
+    r2(-(y ?? 0) * scale),
+  ];
+  const rel = ([x, y]: [number, number]) => `${r2(x - cx)} ${r2(y - cy)}`;
+  for (const c of commands) {
+    if (c.type === 'Z') {
+      rest += 'z';
+      [cx, cy] = [sx, sy];
+      continue;
+    }
+    const end = point(c.x, c.y);
+    if (c.type === 'M') {
+      if (result === null) result = { mx: end[0], my: end[1], rest: '' };
+      else rest += `m${rel(end)}`;
+      [sx, sy] = end;
+    } else if (c.type === 'L') {
+      rest += `l${rel(end)}`;
+    } else if (c.type === 'Q') {
+      rest += `q${rel(point(c.x1, c.y1))} ${rel(end)}`;
+    } else {
+      rest += `c${rel(point(c.x1, c.y1))} ${rel(point(c.x2, c.y2))} ${rel(end)}`;
+    }
+    [cx, cy] = end;
+  }
+  if (result) result.rest = rest;
+  outlines.set(key, result);
+  return result;
+}
+
 /** Advance width of `text` in px at `size` (default 13) and `weight` (default `'normal'`). */
 export function measureText(text: string, size = 13, weight: FontWeight = 'normal'): number {
   return layout(text, size, weight).width;
@@ -96,7 +154,10 @@ export function svgText(text: string, x: number, y: number, options: TextOptions
   const { glyphs, width } = layout(text, size, weight);
   const x0 = anchor === 'start' ? x : anchor === 'middle' ? x - width / 2 : x - width;
   let d = '';
-  for (const { glyph, x: gx } of glyphs) d += glyph.getPath(x0 + gx, y, size).toPathData(2);
+  for (const { glyph, x: gx } of glyphs) {
+    const o = glyphOutline(weight, glyph, size);
+    if (o) d += `M${r2(x0 + gx + o.mx)} ${r2(y + o.my)}${o.rest}`;
+  }
   if (d.length === 0) return '';
   const under = halo
     ? `<path d="${d}" fill="none" stroke="${halo}" stroke-width="${Math.max(2, size / 5)}" stroke-linejoin="round"/>`

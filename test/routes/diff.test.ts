@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coverage, roiAlign, roiPool, roiWarp, toCanonicalBoxes, type Pooled } from '../../src/ops/index.js';
 import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, testConfig, testPng } from './helpers.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from './helpers.js';
 
 let app: FastifyInstance;
 
@@ -111,6 +111,22 @@ describe('POST /v1/diff, features input', () => {
     });
     expect(r.statusCode).toBe(200);
     const body = r.json<DiffJson>();
+    // The direct computation runs on the tensors the same server returns from /v1/roi for the same input.
+    const roi = await app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: { features: featuresField(fm2), spatialScale: 0.25, boxes: rows, outputSize: [3, 4] },
+    });
+    const outputs = roi.json<{
+      outputs: Record<'pool' | 'align' | 'warp', { shape: number[]; data: string }>;
+    }>().outputs;
+    const tensor = (op: 'pool' | 'align' | 'warp'): Pooled => ({
+      data: tensorData(outputs[op]),
+      shape: outputs[op].shape as [number, number, number, number],
+      layout: 'NCHW',
+    });
+    const pooled = { pool: tensor('pool'), align: tensor('align'), warp: tensor('warp') };
+    // …and those are the ops module's outputs (float32 tolerance; exactness is /v1/roi's own test).
     const boxes = toCanonicalBoxes(rows, { batchSize: 2 });
     const params = {
       spatialScale: 0.25,
@@ -118,11 +134,14 @@ describe('POST /v1/diff, features input', () => {
       samplingRatio: 2,
       aligned: true,
     };
-    const pooled = {
+    const local = {
       pool: roiPool(fm2, boxes, params),
       align: roiAlign(fm2, boxes, params),
       warp: roiWarp(fm2, boxes, params),
     };
+    for (const op of ['pool', 'align', 'warp'] as const) {
+      local[op].data.forEach((v, i) => expect(Math.abs(v - pooled[op].data[i])).toBeLessThanOrEqual(1e-6));
+    }
     // Without imageSize the frame is the feature map's extent: 14 / 0.25 × 12 / 0.25.
     rows.forEach(([, x1, y1, x2, y2], k) => {
       expect(body.coverage[k]).toEqual(
