@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { InvalidInputError } from '../src/errors.js';
 import { renderDiff, diffStats, type PairDiff } from '../src/imaging/render-sheet.js';
 import { toPng, type ChannelSelect, type RgbImage } from '../src/imaging/render.js';
+import { loadFont } from '../src/imaging/text.js';
 import { observeStages, serverTiming } from '../src/metrics.js';
 import type { FeatureMap, Pooled } from '../src/ops/types.js';
 import { limitsFrom, multipartToJsonBody, prepareRoi, roiInputFields, ROI_OPS } from '../src/request.js';
@@ -138,6 +139,9 @@ function checkChannel(channel: ChannelSelect, channels: number): void {
 
 const diffRoutes: FastifyPluginAsyncZod = async (app) => {
   const limits = limitsFrom(app.config);
+  // Parse the sheet fonts now (~0.5 s), not in the first request; a missing font file fails at start.
+  loadFont('normal');
+  loadFont('bold');
 
   // Error responses carry the header too (all stages 0 when the work never ran).
   app.addHook('onSend', async (_request, reply, payload) => {

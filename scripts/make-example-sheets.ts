@@ -104,7 +104,14 @@ async function main(): Promise<void> {
       outputSize: 3,
     });
     writeFileSync(join(outDir, 'diff-features.png'), featuresSheet.rawPayload);
-    console.log(`wrote ${join(outDir, 'diff-image.png')} and ${join(outDir, 'diff-features.png')}`);
+    for (const [name, r] of [
+      ['diff-image.png', imageSheet],
+      ['diff-features.png', featuresSheet],
+    ] as const) {
+      console.log(
+        `wrote ${join(outDir, name)} (${r.rawPayload.length} bytes); Server-Timing: ${r.headers['server-timing']}`,
+      );
+    }
   } finally {
     await app.close();
   }
