@@ -399,12 +399,17 @@ function formatScale(s: number): string {
   return Math.abs(stride - Math.round(stride)) < 1e-6 ? `1/${Math.round(stride)}` : formatNumber(s);
 }
 
+/** Image coordinates: exact up to 2 decimals (never rounded to 3 significant digits). */
+const coord = (v: number): string => String(Math.round(v * 100) / 100);
+
 const percent = (f: number): string => (f === 0 ? '0%' : `${(f * 100).toFixed(1)}%`);
 
+/** Areas in px²: exact integers below 100 000 (1 decimal below 100), then k / M. */
 function formatArea(a: number): string {
   if (a >= 1e6) return `${(a / 1e6).toFixed(2)}M`;
   if (a >= 1e5) return `${(a / 1e3).toFixed(0)}k`;
-  return String(Math.round(a * 100) / 100);
+  if (a >= 100) return String(Math.round(a));
+  return String(Math.round(a * 10) / 10);
 }
 
 /** A vertical colour bar with min / mid / max tick labels, as raster + SVG. */
@@ -468,19 +473,19 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
   let ty = 22;
   svg += svgText(`Box ${k + 1}`, MARGIN, ty, { size: 15, weight: 'bold', fill: INK });
   svg += svgText(
-    `(${formatNumber(box.x1)}, ${formatNumber(box.y1)})–(${formatNumber(box.x2)}, ${formatNumber(box.y2)})`,
+    `(${coord(box.x1)}, ${coord(box.y1)})–(${coord(box.x2)}, ${coord(box.y2)})`,
     MARGIN + 58,
     ty,
     { size: 12, fill: MUTED },
   );
   ty += 18;
   svg += svgText(
-    `${formatNumber(box.x2 - box.x1)} × ${formatNumber(box.y2 - box.y1)} px, area ${formatArea(cov.boxArea)}${b !== 0 ? `, batch ${b}` : ''}`,
+    `${coord(box.x2 - box.x1)} × ${coord(box.y2 - box.y1)} px, area ${formatArea(cov.boxArea)}${b !== 0 ? `, batch ${b}` : ''}`,
     MARGIN,
     ty,
     { size: 12, fill: MUTED },
   );
-  const cols = [MARGIN, MARGIN + 80, MARGIN + 170, MARGIN + 266];
+  const cols = [MARGIN, MARGIN + 74, MARGIN + 174, MARGIN + 274];
   ty += 24;
   ['', 'lost', 'gained', 'IoU'].forEach((h, i) => {
     svg += svgText(h, cols[i], ty, { size: 12, weight: 'bold', fill: INK });
@@ -496,7 +501,10 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
       c.iou.toFixed(3),
     ];
     cells.forEach((text, i) => {
-      svg += svgText(text, cols[i], ty, { size: 12, fill: i === 0 ? INK : MUTED });
+      // Shrink a cell that would run into the next column (huge areas, fractions over 1000 %).
+      const room = (i + 1 < cols.length ? cols[i + 1] - 6 : MARGIN + LABEL_W - 4) - cols[i];
+      const size = Math.min(i === 0 ? 12 : 11.5, (11.5 * room) / Math.max(1, measureText(text, 11.5)));
+      svg += svgText(text, cols[i], ty, { size, fill: i === 0 ? INK : MUTED });
     });
   }
   const leftHeight = ty + 12;
