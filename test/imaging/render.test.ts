@@ -81,11 +81,49 @@ describe('colormaps', () => {
     expect(colorOf('viridis', 3, 3, 3)).toEqual(colorOf('viridis', 0, 0, 1));
   });
 
-  it('lost and gained colours are not a red/green pair and differ in lightness', () => {
-    const luma = ([r, g, b]: readonly number[]) => 0.2126 * r + 0.7152 * g + 0.0722 * b;
-    // Orange vs blue: a large lightness gap survives any loss of the red–green axis.
-    expect(Math.abs(luma(PALETTE.lost) - luma(PALETTE.gained))).toBeGreaterThan(60);
-    expect(PALETTE.lost[2]).toBeLessThan(PALETTE.gained[2]);
+  it('lost and gained fills stay distinct under simulated colour-vision deficiencies', () => {
+    // Machado, Oliveira & Fernandes (2009) simulation matrices, severity 1.0, applied in linear RGB.
+    const deficiencies: Record<string, number[][]> = {
+      normal: [
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+      ],
+      protanopia: [
+        [0.152286, 1.052583, -0.204868],
+        [0.114503, 0.786281, 0.097216],
+        [-0.003882, -0.048116, 1.051998],
+      ],
+      deuteranopia: [
+        [0.367322, 0.860646, -0.227968],
+        [0.280085, 0.672501, 0.047413],
+        [-0.01182, 0.04294, 0.968881],
+      ],
+      tritanopia: [
+        [1.255528, -0.076749, -0.178779],
+        [-0.078411, 0.930809, 0.147602],
+        [0.004733, 0.691367, 0.3039],
+      ],
+    };
+    const toLinear = (v: number) => ((v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    const toSrgb = (v: number) =>
+      255 * (v <= 0.0031308 ? 12.92 * v : 1.055 * Math.max(0, Math.min(1, v)) ** (1 / 2.4) - 0.055);
+    const simulate = (rgb: readonly number[], m: number[][]) => {
+      const lin = rgb.map(toLinear);
+      return m.map((row) => toSrgb(row[0] * lin[0] + row[1] * lin[1] + row[2] * lin[2]));
+    };
+    const distance = (a: number[], b: number[]) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    // As drawn: translucent over a mid-grey and over a photo-like green.
+    for (const base of [
+      [128, 128, 128],
+      [90, 140, 70],
+    ]) {
+      const over = (fill: readonly number[]) => base.map((v, i) => v * (1 - 0.55) + fill[i] * 0.55);
+      for (const [name, m] of Object.entries(deficiencies)) {
+        const d = distance(simulate(over(PALETTE.lost), m), simulate(over(PALETTE.gained), m));
+        expect(d, `${name} over ${base}`).toBeGreaterThan(60);
+      }
+    }
   });
 });
 
