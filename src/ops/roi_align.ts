@@ -3,9 +3,10 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { assertBoxes } from './boxes.js';
-import { assertFeatureShape, toLayout } from './features.js';
+import { assertFeatureShape } from './features.js';
 import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import type { AlignMode, Boxes, FeatureMap, Layout, Pooled } from './types.js';
+import { workspace } from './wasm/workspace.js';
 
 export interface RoiAlignParams {
   /** Feature coordinates = image coordinates × `spatialScale` (= 1 / stride, e.g. 0.0625). Required. */
@@ -250,245 +251,116 @@ interface Scratch {
   colFirst: Int32Array;
   colCell: Int32Array;
   colW: Float64Array;
-  tapOff: Int32Array;
-  tapW: Float64Array;
-  acc: Float64Array;
 }
 
-function newScratch(PH: number, PW: number, H: number, W: number, C: number, maxGrid: number): Scratch {
-  const cellsPerBin = Math.min(2 * maxGrid, Math.max(H, W)) + 1;
+/** Distinct cells of one bin along an axis: each sample reads 2 cells, all of them on the map. */
+const cellsPerBin = (grid: number, size: number): number => Math.min(2 * grid, size);
+
+function newScratch(PH: number, PW: number, H: number, W: number, maxGrid: number): Scratch {
   return {
     ys: newAxisSamples(PH * maxGrid),
     xs: newAxisSamples(PW * maxGrid),
     denseY: new Float64Array(H),
     denseX: new Float64Array(W),
     rowFirst: new Int32Array(PH + 1),
-    rowCell: new Int32Array(PH * cellsPerBin),
-    rowW: new Float64Array(PH * cellsPerBin),
+    rowCell: new Int32Array(PH * cellsPerBin(maxGrid, H)),
+    rowW: new Float64Array(PH * cellsPerBin(maxGrid, H)),
     colFirst: new Int32Array(PW + 1),
-    colCell: new Int32Array(PW * cellsPerBin),
-    colW: new Float64Array(PW * cellsPerBin),
-    tapOff: new Int32Array(cellsPerBin * cellsPerBin + 4),
-    tapW: new Float64Array(cellsPerBin * cellsPerBin + 4),
-    acc: new Float64Array(C),
+    colCell: new Int32Array(PW * cellsPerBin(maxGrid, W)),
+    colW: new Float64Array(PW * cellsPerBin(maxGrid, W)),
   };
 }
 
 /**
- * Writes `out[o + c * os] = Σ_t tapW[t] * X[tapOff[t] + c]` for `c < C`; `nTaps` is a multiple of 4
- * (padded with zero weights). Up to 8 taps per pass over the channels: the loads are contiguous
- * (NHWC) and the accumulator is read and written once per 8 multiply-adds. The first pass assigns
- * `acc`, the last writes `out`, so a bin of at most 8 taps is one pass straight into `out`.
+ * `avg` tables of one RoI for the `weightedSum` kernel: the taps of each bin are the products of its
+ * merged rows and columns (see `mergeAxis`), weight `Wy[r] * Wx[c] / count`. Writes `PH * PW + 1` tap
+ * indices at byte `firstAt` and 8-byte taps (cell address, f32 weight) at byte `tapsAt`.
  */
-function weightedSum(
-  X: Float32Array,
-  C: number,
-  tapOff: Int32Array,
-  tapW: Float64Array,
-  nTaps: number,
-  acc: Float64Array,
-  out: Float32Array,
-  o: number,
-  os: number,
-): void {
-  for (let t = 0; t < nTaps;) {
-    const wide = nTaps - t >= 8;
-    const first = t === 0;
-    const last = t + (wide ? 8 : 4) === nTaps;
-    const a0 = tapOff[t];
-    const a1 = tapOff[t + 1];
-    const a2 = tapOff[t + 2];
-    const a3 = tapOff[t + 3];
-    const w0 = tapW[t];
-    const w1 = tapW[t + 1];
-    const w2 = tapW[t + 2];
-    const w3 = tapW[t + 3];
-    if (wide) {
-      const a4 = tapOff[t + 4];
-      const a5 = tapOff[t + 5];
-      const a6 = tapOff[t + 6];
-      const a7 = tapOff[t + 7];
-      const w4 = tapW[t + 4];
-      const w5 = tapW[t + 5];
-      const w6 = tapW[t + 6];
-      const w7 = tapW[t + 7];
-      if (first && last) {
-        for (let c = 0, oi = o; c < C; c++, oi += os) {
-          out[oi] =
-            w0 * X[a0 + c] +
-            w1 * X[a1 + c] +
-            w2 * X[a2 + c] +
-            w3 * X[a3 + c] +
-            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
-        }
-      } else if (first) {
-        for (let c = 0; c < C; c++) {
-          acc[c] =
-            w0 * X[a0 + c] +
-            w1 * X[a1 + c] +
-            w2 * X[a2 + c] +
-            w3 * X[a3 + c] +
-            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
-        }
-      } else if (last) {
-        for (let c = 0, oi = o; c < C; c++, oi += os) {
-          out[oi] =
-            acc[c] +
-            (w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c]) +
-            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
-        }
-      } else {
-        for (let c = 0; c < C; c++) {
-          acc[c] +=
-            w0 * X[a0 + c] +
-            w1 * X[a1 + c] +
-            w2 * X[a2 + c] +
-            w3 * X[a3 + c] +
-            (w4 * X[a4 + c] + w5 * X[a5 + c] + w6 * X[a6 + c] + w7 * X[a7 + c]);
-        }
-      }
-      t += 8;
-    } else {
-      if (first && last) {
-        for (let c = 0, oi = o; c < C; c++, oi += os) {
-          out[oi] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
-        }
-      } else if (first) {
-        for (let c = 0; c < C; c++)
-          acc[c] = w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
-      } else if (last) {
-        for (let c = 0, oi = o; c < C; c++, oi += os) {
-          out[oi] = acc[c] + (w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c]);
-        }
-      } else {
-        for (let c = 0; c < C; c++)
-          acc[c] += w0 * X[a0 + c] + w1 * X[a1 + c] + w2 * X[a2 + c] + w3 * X[a3 + c];
-      }
-      t += 4;
-    }
-  }
-}
-
-/** `avg` for one RoI: separable merged taps, see `mergeAxis`. */
-function alignAvgRoi(
-  X: Float32Array,
-  C: number,
-  batchOff: number,
+function writeAvgTaps(
+  sc: Scratch,
   PH: number,
   PW: number,
+  batchAt: number,
   invCount: number,
-  sc: Scratch,
-  out: Float32Array,
-  outBase: number,
-  binStride: number,
-  os: number,
+  i32: Int32Array,
+  f32: Float32Array,
+  firstAt: number,
+  tapsAt: number,
 ): void {
-  const { rowFirst, rowCell, rowW, colFirst, colCell, colW, tapOff, tapW } = sc;
+  const { rowFirst, rowCell, rowW, colFirst, colCell, colW } = sc;
+  const first = firstAt >> 2;
+  let t = tapsAt >> 2;
+  const t0 = t;
   for (let ph = 0; ph < PH; ph++) {
     const r0 = rowFirst[ph];
     const r1 = rowFirst[ph + 1];
     for (let pw = 0; pw < PW; pw++) {
+      i32[first + ph * PW + pw] = (t - t0) >> 1;
       const c0 = colFirst[pw];
       const c1 = colFirst[pw + 1];
-      const o = outBase + (ph * PW + pw) * binStride;
-      let n = 0;
       for (let r = r0; r < r1; r++) {
-        const rowOff = batchOff + rowCell[r];
+        const rowAt = batchAt + rowCell[r];
         const wy = rowW[r] * invCount;
-        for (let q = c0; q < c1; q++) {
-          tapOff[n] = rowOff + colCell[q];
-          tapW[n] = wy * colW[q];
-          n++;
+        for (let q = c0; q < c1; q++, t += 2) {
+          i32[t] = rowAt + colCell[q];
+          f32[t + 1] = wy * colW[q];
         }
       }
-      if (n === 0) {
-        // Every sample fell outside the map.
-        for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = 0;
-        continue;
-      }
-      while ((n & 3) !== 0) {
-        tapOff[n] = tapOff[0];
-        tapW[n] = 0;
-        n++;
-      }
-      weightedSum(X, C, tapOff, tapW, n, sc.acc, out, o, os);
     }
   }
+  i32[first + PH * PW] = (t - t0) >> 1;
 }
 
-/** `max` / `onnx_max` for one RoI: every sample is visited (a max does not factorise). */
-function alignMaxRoi(
-  X: Float32Array,
-  C: number,
-  W: number,
-  batchOff: number,
+/**
+ * `max` / `onnx_max` tables of one RoI for the `sampleMax` kernel (a max does not factorise, so every
+ * sample is listed): per sample the addresses of its 4 cells and their float32 weights, as ONNX
+ * Runtime's pre-calculation has them. A sample off the map reads the zero block with weight 0.
+ */
+function writeSamples(
+  sc: Scratch,
   PH: number,
   PW: number,
   gridH: number,
   gridW: number,
-  onnxRule: boolean,
-  sc: Scratch,
-  out: Float32Array,
-  outBase: number,
-  binStride: number,
-  os: number,
+  batchAt: number,
+  rowBytes: number,
+  cellBytes: number,
+  i32: Int32Array,
+  f32: Float32Array,
+  samplesAt: number,
 ): void {
-  const { ys, xs, acc } = sc;
+  const { ys, xs } = sc;
+  let s = samplesAt >> 2;
   for (let ph = 0; ph < PH; ph++) {
     for (let pw = 0; pw < PW; pw++) {
-      const o = outBase + (ph * PW + pw) * binStride;
-      if (gridH === 0 || gridW === 0) {
-        // Empty grid (adaptive sampling of a zero-size RoI): 0.
-        for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = 0;
-        continue;
-      }
-      let first = true;
       for (let iy = 0; iy < gridH; iy++) {
         const yi = ph * gridH + iy;
-        for (let ix = 0; ix < gridW; ix++) {
+        const rowLo = batchAt + ys.lo[yi] * rowBytes;
+        const rowHi = batchAt + ys.hi[yi] * rowBytes;
+        const hy = ys.wLo[yi];
+        const ly = ys.wHi[yi];
+        for (let ix = 0; ix < gridW; ix++, s += 8) {
           const xi = pw * gridW + ix;
           if (ys.valid[yi] === 0 || xs.valid[xi] === 0) {
-            // A sample off the map is 0 and still takes part in the max.
-            if (first) acc.fill(0, 0, C);
-            else for (let c = 0; c < C; c++) if (acc[c] < 0) acc[c] = 0;
-            first = false;
+            i32.fill(0, s, s + 4);
+            f32.fill(0, s + 4, s + 8);
             continue;
           }
-          const hy = ys.wLo[yi];
-          const ly = ys.wHi[yi];
+          const colLo = xs.lo[xi] * cellBytes;
+          const colHi = xs.hi[xi] * cellBytes;
           const hx = xs.wLo[xi];
           const lx = xs.wHi[xi];
-          const w1 = fround(hy * hx);
-          const w2 = fround(hy * lx);
-          const w3 = fround(ly * hx);
-          const w4 = fround(ly * lx);
-          const rowLo = batchOff + ys.lo[yi] * W;
-          const rowHi = batchOff + ys.hi[yi] * W;
-          const p1 = (rowLo + xs.lo[xi]) * C;
-          const p2 = (rowLo + xs.hi[xi]) * C;
-          const p3 = (rowHi + xs.lo[xi]) * C;
-          const p4 = (rowHi + xs.hi[xi]) * C;
-          if (onnxRule) {
-            for (let c = 0; c < C; c++) {
-              let v = w1 * X[p1 + c];
-              const v2 = w2 * X[p2 + c];
-              const v3 = w3 * X[p3 + c];
-              const v4 = w4 * X[p4 + c];
-              if (v2 > v) v = v2;
-              if (v3 > v) v = v3;
-              if (v4 > v) v = v4;
-              if (first || v > acc[c]) acc[c] = v;
-            }
-          } else {
-            for (let c = 0; c < C; c++) {
-              const v = w1 * X[p1 + c] + w2 * X[p2 + c] + w3 * X[p3 + c] + w4 * X[p4 + c];
-              if (first || v > acc[c]) acc[c] = v;
-            }
-          }
-          first = false;
+          i32[s] = rowLo + colLo;
+          i32[s + 1] = rowLo + colHi;
+          i32[s + 2] = rowHi + colLo;
+          i32[s + 3] = rowHi + colHi;
+          // Products of two float32 values are exact in float64; the store rounds them once, like fround.
+          f32[s + 4] = hy * hx;
+          f32[s + 5] = hy * lx;
+          f32[s + 6] = ly * hx;
+          f32[s + 7] = ly * lx;
         }
       }
-      for (let c = 0, oi = o; c < C; c++, oi += os) out[oi] = acc[c];
     }
   }
 }
@@ -536,6 +408,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
   // Pass 1: grid sizes (the cost guard refuses before any work is done).
   const geo: RoiGeometry = { startY: 0, startX: 0, binH: 0, binW: 0, gridH: 0, gridW: 0 };
   let maxGrid = 1;
+  let maxSamples = 1;
   for (let k = 0; k < K; k++) {
     roiGeometry(boxes.data, k, scale, PH, PW, samplingRatio, aligned, geo);
     const g = Math.max(geo.gridH, geo.gridW);
@@ -548,48 +421,61 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
       );
     }
     if (g > maxGrid) maxGrid = g;
+    if (geo.gridH * geo.gridW > maxSamples) maxSamples = geo.gridH * geo.gridW;
   }
 
   const out = new Float32Array(K * C * PH * PW);
   const shape: [number, number, number, number] = [K, C, PH, PW];
   if (K === 0) return { data: out, shape, layout };
 
-  const X = toLayout(input, 'NHWC').data;
-  const sc = newScratch(PH, PW, H, W, C, maxGrid);
-  // NCHW: channel stride PH*PW, bin stride 1. NHWC: channel stride 1, bin stride C.
-  const os = layout === 'NCHW' ? PH * PW : 1;
-  const binStride = layout === 'NCHW' ? 1 : C;
+  const sc = newScratch(PH, PW, H, W, maxGrid);
+  const bins = PH * PW;
+  const firstBytes = Math.ceil((4 * (bins + 1)) / 16) * 16;
+  const tableBytes =
+    mode === 'avg'
+      ? firstBytes + 8 * PH * cellsPerBin(maxGrid, H) * PW * cellsPerBin(maxGrid, W)
+      : 32 * bins * maxSamples;
+  const roiFloats = C * bins;
+  const ws = workspace(input, tableBytes, roiFloats, K);
+  const { kernels, f32, i32 } = ws;
+  const cellBytes = 4 * ws.Cp;
+  const rowBytes = W * cellBytes;
+  // NCHW: channel stride PH*PW, bin stride 1. NHWC: channel stride 1, bin stride C. In bytes.
+  const cs = layout === 'NCHW' ? 4 * bins : 4;
+  const binStride = layout === 'NCHW' ? 4 : 4 * C;
 
-  for (let k = 0; k < K; k++) {
-    roiGeometry(boxes.data, k, scale, PH, PW, samplingRatio, aligned, geo);
-    const { gridH, gridW } = geo;
-    fillAxis(sc.ys, PH, gridH, geo.startY, geo.binH, H);
-    fillAxis(sc.xs, PW, gridW, geo.startX, geo.binW, W);
-    const batchOff = boxes.data[5 * k] * H * W;
-    const outBase = k * C * PH * PW;
-    if (mode === 'avg') {
-      mergeAxis(sc.ys, PH, gridH, W * C, sc.denseY, sc.rowFirst, sc.rowCell, sc.rowW);
-      mergeAxis(sc.xs, PW, gridW, C, sc.denseX, sc.colFirst, sc.colCell, sc.colW);
-      const invCount = 1 / Math.max(gridH * gridW, 1);
-      alignAvgRoi(X, C, batchOff * C, PH, PW, invCount, sc, out, outBase, binStride, os);
-    } else {
-      alignMaxRoi(
-        X,
-        C,
-        W,
-        batchOff,
-        PH,
-        PW,
-        gridH,
-        gridW,
-        mode === 'onnx_max',
-        sc,
-        out,
-        outBase,
-        binStride,
-        os,
-      );
+  for (let k0 = 0; k0 < K; k0 += ws.roisPerChunk) {
+    const k1 = Math.min(K, k0 + ws.roisPerChunk);
+    for (let k = k0; k < k1; k++) {
+      roiGeometry(boxes.data, k, scale, PH, PW, samplingRatio, aligned, geo);
+      const { gridH, gridW } = geo;
+      fillAxis(sc.ys, PH, gridH, geo.startY, geo.binH, H);
+      fillAxis(sc.xs, PW, gridW, geo.startX, geo.binW, W);
+      const batchAt = ws.x + boxes.data[5 * k] * H * rowBytes;
+      const roiOut = ws.out + (k - k0) * roiFloats * 4;
+      if (mode === 'avg') {
+        mergeAxis(sc.ys, PH, gridH, rowBytes, sc.denseY, sc.rowFirst, sc.rowCell, sc.rowW);
+        mergeAxis(sc.xs, PW, gridW, cellBytes, sc.denseX, sc.colFirst, sc.colCell, sc.colW);
+        const invCount = 1 / Math.max(gridH * gridW, 1);
+        const tapsAt = ws.tables + firstBytes;
+        writeAvgTaps(sc, PH, PW, batchAt, invCount, i32, f32, ws.tables, tapsAt);
+        kernels.weightedSum(bins, ws.tables, tapsAt, roiOut, binStride, cs, C);
+      } else {
+        writeSamples(sc, PH, PW, gridH, gridW, batchAt, rowBytes, cellBytes, i32, f32, ws.tables);
+        kernels.sampleMax(
+          bins,
+          gridH * gridW,
+          ws.tables,
+          roiOut,
+          binStride,
+          cs,
+          C,
+          mode === 'onnx_max' ? 1 : 0,
+        );
+      }
     }
+    const from = ws.out >> 2;
+    out.set(f32.subarray(from, from + (k1 - k0) * roiFloats), k0 * roiFloats);
   }
   return { data: out, shape, layout };
 }
