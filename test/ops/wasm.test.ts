@@ -1,6 +1,21 @@
+/**
+ * The WebAssembly channel loops (src/ops/wasm/roi_kernels.wat): the committed bytes match the .wat, and
+ * every channel-block path (blocks of 16, blocks of 4, a partial last block) and both output layouts
+ * (strided NCHW stores, whole-vector NHWC stores) agree with the slow references in test/reference.
+ */
 import { describe, expect, it } from 'vitest';
 import { assembleRoiKernels } from '../../scripts/build-wasm.js';
+import { roiAlign, roiPool, toLayout } from '../../src/ops/index.js';
+import type { AlignMode, FeatureMap, Layout } from '../../src/ops/index.js';
 import { ROI_KERNELS_WASM_BASE64, roiKernels } from '../../src/ops/wasm/roi_kernels.js';
+import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
+import { refBoxes, refRoiAlign, refRoiPool } from '../reference/roi_reference.js';
+import { firstMismatch, maxAbsDiff } from './helpers.js';
+
+/** `[K, C, PH, PW]` NHWC data back to NCHW, to compare with the references. */
+function asNCHW(data: Float32Array, shape: [number, number, number, number], layout: Layout): Float32Array {
+  return toLayout({ data, shape, layout }, 'NCHW').data;
+}
 
 describe('WebAssembly RoI kernels', () => {
   it('the committed module is exactly roi_kernels.wat assembled (run `npm run build:wasm` after editing it)', async () => {
@@ -14,5 +29,50 @@ describe('WebAssembly RoI kernels', () => {
     expect(k.memory).toBeInstanceOf(WebAssembly.Memory);
     for (const name of ['weightedSum', 'sampleMax', 'rectMax'] as const)
       expect(typeof k[name]).toBe('function');
+  });
+
+  it('every channel count around the SIMD blocks, NCHW/NHWC in and out, equals the references', () => {
+    const rand = mulberry32(0x5133d);
+    for (const C of [1, 2, 3, 4, 5, 7, 8, 12, 15, 16, 17, 19, 20, 31, 32, 33, 35, 48, 50]) {
+      const [N, H, W, K, stride] = [2, randInt(rand, 3, 9), randInt(rand, 3, 9), 5, 4];
+      const x = randomMap(rand, N * C * H * W);
+      const boxes = { data: randomBoxes(rand, K, N, H, W, stride), count: K };
+      const nchw: FeatureMap = { data: x, shape: [N, C, H, W], layout: 'NCHW' };
+      const refMap = { data: x, N, C, H, W };
+      const shape: [number, number, number, number] = [K, C, 3, 2];
+      for (const input of [nchw, toLayout(nchw, 'NHWC')]) {
+        for (const outputLayout of ['NCHW', 'NHWC'] as const) {
+          const p = { spatialScale: 1 / stride, outputSize: [3, 2] as [number, number], outputLayout };
+          const pool = roiPool(input, boxes, p);
+          const refPool = refRoiPool(refMap, refBoxes(boxes.data, K), { s: 1 / stride, PH: 3, PW: 2 });
+          expect(firstMismatch(asNCHW(pool.data, shape, outputLayout), refPool)).toBe(-1);
+          for (const mode of ['avg', 'max', 'onnx_max'] as AlignMode[]) {
+            const out = roiAlign(input, boxes, { ...p, samplingRatio: 2, mode });
+            const ref = refRoiAlign(refMap, refBoxes(boxes.data, K), {
+              s: 1 / stride,
+              PH: 3,
+              PW: 2,
+              samplingRatio: 2,
+              aligned: true,
+              mode,
+            });
+            expect(maxAbsDiff(asNCHW(out.data, shape, outputLayout), ref)).toBeLessThanOrEqual(1e-5);
+          }
+        }
+      }
+    }
+  });
+
+  it('results are fresh arrays: a later call does not change an earlier result', () => {
+    const rand = mulberry32(7);
+    const [N, C, H, W] = [1, 8, 6, 6];
+    const input: FeatureMap = { data: randomMap(rand, N * C * H * W), shape: [N, C, H, W], layout: 'NCHW' };
+    const boxes = { data: randomBoxes(rand, 3, N, H, W, 1), count: 3 };
+    const first = roiAlign(input, boxes, { spatialScale: 1, outputSize: 2 });
+    const copy = first.data.slice();
+    roiAlign({ ...input, data: randomMap(rand, N * C * H * W) }, boxes, { spatialScale: 1, outputSize: 2 });
+    roiPool(input, boxes, { spatialScale: 1, outputSize: 2 });
+    expect(first.data).toEqual(copy);
+    expect(first.data.buffer).not.toBe(roiKernels().memory.buffer);
   });
 });
