@@ -48,7 +48,6 @@ export interface RoiKernels {
     taps: number,
     out: number,
     binStride: number,
-    cs: number,
     C: number,
   ): void;
   sampleMax(
@@ -57,7 +56,6 @@ export interface RoiKernels {
     samples: number,
     out: number,
     binStride: number,
-    cs: number,
     C: number,
     onnx: number,
   ): void;
@@ -68,9 +66,9 @@ export interface RoiKernels {
     cellStride: number,
     out: number,
     binStride: number,
-    cs: number,
     C: number,
   ): void;
+  transpose(src: number, srcStride: number, dst: number, dstStride: number, rows: number, cols: number): void;
 }
 
 let kernels: RoiKernels | undefined;

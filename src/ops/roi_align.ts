@@ -6,7 +6,7 @@ import { assertBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import type { AlignMode, Boxes, FeatureMap, Layout, Pooled } from './types.js';
-import { workspace } from './wasm/workspace.js';
+import { Workspace } from './wasm/workspace.js';
 
 export interface RoiAlignParams {
   /** Feature coordinates = image coordinates × `spatialScale` (= 1 / stride, e.g. 0.0625). Required. */
@@ -435,14 +435,10 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
     mode === 'avg'
       ? firstBytes + 8 * PH * cellsPerBin(maxGrid, H) * PW * cellsPerBin(maxGrid, W)
       : 32 * bins * maxSamples;
-  const roiFloats = C * bins;
-  const ws = workspace(input, tableBytes, roiFloats, K);
+  const ws = new Workspace(input, tableBytes, bins, K, layout);
   const { kernels, f32, i32 } = ws;
   const cellBytes = 4 * ws.Cp;
   const rowBytes = W * cellBytes;
-  // NCHW: channel stride PH*PW, bin stride 1. NHWC: channel stride 1, bin stride C. In bytes.
-  const cs = layout === 'NCHW' ? 4 * bins : 4;
-  const binStride = layout === 'NCHW' ? 4 : 4 * C;
 
   for (let k0 = 0; k0 < K; k0 += ws.roisPerChunk) {
     const k1 = Math.min(K, k0 + ws.roisPerChunk);
@@ -452,30 +448,21 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
       fillAxis(sc.ys, PH, gridH, geo.startY, geo.binH, H);
       fillAxis(sc.xs, PW, gridW, geo.startX, geo.binW, W);
       const batchAt = ws.x + boxes.data[5 * k] * H * rowBytes;
-      const roiOut = ws.out + (k - k0) * roiFloats * 4;
       if (mode === 'avg') {
         mergeAxis(sc.ys, PH, gridH, rowBytes, sc.denseY, sc.rowFirst, sc.rowCell, sc.rowW);
         mergeAxis(sc.xs, PW, gridW, cellBytes, sc.denseX, sc.colFirst, sc.colCell, sc.colW);
         const invCount = 1 / Math.max(gridH * gridW, 1);
         const tapsAt = ws.tables + firstBytes;
         writeAvgTaps(sc, PH, PW, batchAt, invCount, i32, f32, ws.tables, tapsAt);
-        kernels.weightedSum(bins, ws.tables, tapsAt, roiOut, binStride, cs, C);
+        kernels.weightedSum(bins, ws.tables, tapsAt, ws.target(k - k0), 4 * C, C);
       } else {
         writeSamples(sc, PH, PW, gridH, gridW, batchAt, rowBytes, cellBytes, i32, f32, ws.tables);
-        kernels.sampleMax(
-          bins,
-          gridH * gridW,
-          ws.tables,
-          roiOut,
-          binStride,
-          cs,
-          C,
-          mode === 'onnx_max' ? 1 : 0,
-        );
+        const onnx = mode === 'onnx_max' ? 1 : 0;
+        kernels.sampleMax(bins, gridH * gridW, ws.tables, ws.target(k - k0), 4 * C, C, onnx);
       }
+      ws.finish(k - k0);
     }
-    const from = ws.out >> 2;
-    out.set(f32.subarray(from, from + (k1 - k0) * roiFloats), k0 * roiFloats);
+    ws.copyOut(out, k0, k1);
   }
   return { data: out, shape, layout };
 }

@@ -6,7 +6,7 @@ import { assertBoxes, cRound } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import type { Boxes, FeatureMap, Layout, Pooled } from './types.js';
-import { workspace } from './wasm/workspace.js';
+import { Workspace } from './wasm/workspace.js';
 
 export interface RoiPoolParams {
   /** Feature coordinates = image coordinates × `spatialScale` (= 1 / stride, e.g. 0.0625). Required. */
@@ -100,14 +100,10 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
   if (K === 0) return { data: out, shape, layout };
 
   const bins = PH * PW;
-  const roiFloats = C * bins;
-  const ws = workspace(input, 12 * bins, roiFloats, K);
-  const { kernels, f32, i32 } = ws;
+  const ws = new Workspace(input, 12 * bins, bins, K, layout);
+  const { kernels, i32 } = ws;
   const cellBytes = 4 * ws.Cp;
   const rowBytes = W * cellBytes;
-  // NCHW: channel stride PH*PW, bin stride 1. NHWC: channel stride 1, bin stride C. In bytes.
-  const cs = layout === 'NCHW' ? 4 * bins : 4;
-  const binStride = layout === 'NCHW' ? 4 : 4 * C;
   const rowStart = new Int32Array(PH);
   const rowEnd = new Int32Array(PH);
   const colStart = new Int32Array(PW);
@@ -132,19 +128,10 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
           i32[r + 2] = cols;
         }
       }
-      kernels.rectMax(
-        bins,
-        ws.tables,
-        rowBytes,
-        cellBytes,
-        ws.out + (k - k0) * roiFloats * 4,
-        binStride,
-        cs,
-        C,
-      );
+      kernels.rectMax(bins, ws.tables, rowBytes, cellBytes, ws.target(k - k0), 4 * C, C);
+      ws.finish(k - k0);
     }
-    const from = ws.out >> 2;
-    out.set(f32.subarray(from, from + (k1 - k0) * roiFloats), k0 * roiFloats);
+    ws.copyOut(out, k0, k1);
   }
   return { data: out, shape, layout };
 }

@@ -10,8 +10,8 @@
 ;; - a block of zeros at address 0 (Cp floats): taps of samples that fall off the map point there;
 ;; - the per-RoI tables and the output of a chunk of RoIs.
 ;;
-;; Output: value (bin b, channel c) goes to out + b * binStride + c * cs. NCHW: binStride 4, cs 4*PH*PW
-;; (strided single-lane stores); NHWC: binStride 4*C, cs 4 (whole-vector stores).
+;; Output: channels contiguous, value (bin b, channel c) at out + b * binStride + 4 * c (NHWC; for an
+;; NCHW result the caller runs a RoI into a scratch block and `transpose`s it into place).
 ;;
 ;; Channels run in blocks of 16 (four f32x4 accumulators), then blocks of 4 (one accumulator); the
 ;; last block of 4 may hold fewer real channels, and only those are stored.
@@ -21,49 +21,26 @@
 (module
   (memory (export "memory") 1)
 
-  ;; Stores lanes 0 .. n-1 (n >= 1) of $v at $p, $p + $cs, $p + 2*$cs, $p + 3*$cs.
-  (func $store4 (param $p i32) (param $cs i32) (param $v v128) (param $n i32)
-    (if (i32.and (i32.eq (local.get $cs) (i32.const 4)) (i32.ge_u (local.get $n) (i32.const 4)))
+  ;; Stores lanes 0 .. n-1 of $v (n >= 1) at $p: the last, partial block of channels.
+  (func $store4 (param $p i32) (param $v v128) (param $n i32)
+    (if (i32.ge_u (local.get $n) (i32.const 4))
       (then
         (v128.store align=4 (local.get $p) (local.get $v))
         (return)))
-    (f32.store (local.get $p) (f32x4.extract_lane 0 (local.get $v)))
+    (f32.store offset=0 (local.get $p) (f32x4.extract_lane 0 (local.get $v)))
     (if (i32.lt_u (local.get $n) (i32.const 2)) (then (return)))
-    (local.set $p (i32.add (local.get $p) (local.get $cs)))
-    (f32.store (local.get $p) (f32x4.extract_lane 1 (local.get $v)))
+    (f32.store offset=4 (local.get $p) (f32x4.extract_lane 1 (local.get $v)))
     (if (i32.lt_u (local.get $n) (i32.const 3)) (then (return)))
-    (local.set $p (i32.add (local.get $p) (local.get $cs)))
-    (f32.store (local.get $p) (f32x4.extract_lane 2 (local.get $v)))
-    (if (i32.lt_u (local.get $n) (i32.const 4)) (then (return)))
-    (local.set $p (i32.add (local.get $p) (local.get $cs)))
-    (f32.store (local.get $p) (f32x4.extract_lane 3 (local.get $v))))
-
-  ;; Stores 16 channels ($a = channels 0..3, ..., $d = 12..15) at $p with channel stride $cs.
-  (func $store16 (param $p i32) (param $cs i32) (param $a v128) (param $b v128) (param $c v128) (param $d v128)
-    (if (i32.eq (local.get $cs) (i32.const 4))
-      (then
-        (v128.store offset=0 align=4 (local.get $p) (local.get $a))
-        (v128.store offset=16 align=4 (local.get $p) (local.get $b))
-        (v128.store offset=32 align=4 (local.get $p) (local.get $c))
-        (v128.store offset=48 align=4 (local.get $p) (local.get $d))
-        (return)))
-    (call $store4 (local.get $p) (local.get $cs) (local.get $a) (i32.const 4))
-    (local.set $p (i32.add (local.get $p) (i32.shl (local.get $cs) (i32.const 2))))
-    (call $store4 (local.get $p) (local.get $cs) (local.get $b) (i32.const 4))
-    (local.set $p (i32.add (local.get $p) (i32.shl (local.get $cs) (i32.const 2))))
-    (call $store4 (local.get $p) (local.get $cs) (local.get $c) (i32.const 4))
-    (local.set $p (i32.add (local.get $p) (i32.shl (local.get $cs) (i32.const 2))))
-    (call $store4 (local.get $p) (local.get $cs) (local.get $d) (i32.const 4)))
+    (f32.store offset=8 (local.get $p) (f32x4.extract_lane 2 (local.get $v))))
 
   ;; Writes 0 to channels 0 .. C-1 of one bin.
-  (func $store_zeros (param $o i32) (param $cs i32) (param $C i32)
+  (func $store_zeros (param $o i32) (param $C i32)
     (local $c i32)
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $c) (local.get $C)))
         (call $store4
-          (i32.add (local.get $o) (i32.mul (local.get $c) (local.get $cs)))
-          (local.get $cs)
+          (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2)))
           (v128.const f32x4 0 0 0 0)
           (i32.sub (local.get $C) (local.get $c)))
         (local.set $c (i32.add (local.get $c) (i32.const 4)))
@@ -75,7 +52,7 @@
   ;; A bin without taps gives 0.
   (func (export "weightedSum")
     (param $nBins i32) (param $first i32) (param $taps i32) (param $out i32)
-    (param $binStride i32) (param $cs i32) (param $C i32)
+    (param $binStride i32) (param $C i32)
     (local $b i32) (local $o i32) (local $c i32) (local $cb i32) (local $C16 i32)
     (local $p0 i32) (local $pEnd i32) (local $p i32) (local $a i32) (local $w v128)
     (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)
@@ -109,8 +86,11 @@
                 (local.set $s3 (f32x4.add (local.get $s3) (f32x4.mul (local.get $w) (v128.load offset=48 (local.get $a)))))
                 (local.set $p (i32.add (local.get $p) (i32.const 8)))
                 (br $tap)))
-            (call $store16 (i32.add (local.get $o) (i32.mul (local.get $c) (local.get $cs))) (local.get $cs)
-              (local.get $s0) (local.get $s1) (local.get $s2) (local.get $s3))
+            (local.set $p (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2))))
+            (v128.store offset=0 align=4 (local.get $p) (local.get $s0))
+            (v128.store offset=16 align=4 (local.get $p) (local.get $s1))
+            (v128.store offset=32 align=4 (local.get $p) (local.get $s2))
+            (v128.store offset=48 align=4 (local.get $p) (local.get $s3))
             (local.set $c (i32.add (local.get $c) (i32.const 16)))
             (br $wide)))
         (block $narrow_done
@@ -127,7 +107,7 @@
                 (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (local.get $w) (v128.load (local.get $a)))))
                 (local.set $p (i32.add (local.get $p) (i32.const 8)))
                 (br $tap)))
-            (call $store4 (i32.add (local.get $o) (i32.mul (local.get $c) (local.get $cs))) (local.get $cs)
+            (call $store4 (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2)))
               (local.get $s0) (i32.sub (local.get $C) (local.get $c)))
             (local.set $c (i32.add (local.get $c) (i32.const 4)))
             (br $narrow)))
@@ -142,7 +122,7 @@
   ;; Interpolation sums in ONNX Runtime's order: ((w1*v1 + w2*v2) + w3*v3) + w4*v4.
   (func (export "sampleMax")
     (param $nBins i32) (param $nSamp i32) (param $samples i32) (param $out i32)
-    (param $binStride i32) (param $cs i32) (param $C i32) (param $onnx i32)
+    (param $binStride i32) (param $C i32) (param $onnx i32)
     (local $b i32) (local $o i32) (local $c i32) (local $cb i32) (local $C16 i32)
     (local $p0 i32) (local $pEnd i32) (local $p i32)
     (local $a1 i32) (local $a2 i32) (local $a3 i32) (local $a4 i32)
@@ -158,7 +138,7 @@
         (local.set $o (i32.add (local.get $out) (i32.mul (local.get $b) (local.get $binStride))))
         (local.set $c (i32.const 0))
         (if (i32.eqz (local.get $nSamp))
-          (then (call $store_zeros (local.get $o) (local.get $cs) (local.get $C)))
+          (then (call $store_zeros (local.get $o) (local.get $C)))
           (else
             (block $wide_done
               (loop $wide
@@ -242,8 +222,11 @@
                           (f32x4.mul (local.get $w4) (v128.load offset=48 (local.get $a4))))))
                       (local.set $p (i32.add (local.get $p) (i32.const 32)))
                       (br_if $sample (i32.lt_u (local.get $p) (local.get $pEnd))))))
-                (call $store16 (i32.add (local.get $o) (i32.mul (local.get $c) (local.get $cs))) (local.get $cs)
-                  (local.get $m0) (local.get $m1) (local.get $m2) (local.get $m3))
+                (local.set $p (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2))))
+                (v128.store offset=0 align=4 (local.get $p) (local.get $m0))
+                (v128.store offset=16 align=4 (local.get $p) (local.get $m1))
+                (v128.store offset=32 align=4 (local.get $p) (local.get $m2))
+                (v128.store offset=48 align=4 (local.get $p) (local.get $m3))
                 (local.set $c (i32.add (local.get $c) (i32.const 16)))
                 (br $wide)))
             (block $narrow_done
@@ -267,7 +250,7 @@
                       (else (f32x4.add (f32x4.add (f32x4.add (local.get $w1) (local.get $w2)) (local.get $w3)) (local.get $w4))))))
                   (local.set $p (i32.add (local.get $p) (i32.const 32)))
                   (br_if $sample (i32.lt_u (local.get $p) (local.get $pEnd))))
-                (call $store4 (i32.add (local.get $o) (i32.mul (local.get $c) (local.get $cs))) (local.get $cs)
+                (call $store4 (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2)))
                   (local.get $m0) (i32.sub (local.get $C) (local.get $c)))
                 (local.set $c (i32.add (local.get $c) (i32.const 4)))
                 (br $narrow)))))
@@ -279,7 +262,7 @@
   ;; $rowStride / $cellStride: bytes between rows / cells of the map.
   (func (export "rectMax")
     (param $nBins i32) (param $rects i32) (param $rowStride i32) (param $cellStride i32) (param $out i32)
-    (param $binStride i32) (param $cs i32) (param $C i32)
+    (param $binStride i32) (param $C i32)
     (local $b i32) (local $o i32) (local $c i32) (local $C16 i32) (local $r i32)
     (local $base i32) (local $rowBytes i32) (local $colBytes i32)
     (local $row i32) (local $rowEnd i32) (local $p i32) (local $pEnd i32)
@@ -295,7 +278,7 @@
         (local.set $o (i32.add (local.get $out) (i32.mul (local.get $b) (local.get $binStride))))
         (local.set $c (i32.const 0))
         (if (i32.or (i32.eqz (local.get $rowBytes)) (i32.eqz (local.get $colBytes)))
-          (then (call $store_zeros (local.get $o) (local.get $cs) (local.get $C)))
+          (then (call $store_zeros (local.get $o) (local.get $C)))
           (else
             (block $wide_done
               (loop $wide
@@ -318,8 +301,11 @@
                     (br_if $cols (i32.lt_u (local.get $p) (local.get $pEnd))))
                   (local.set $row (i32.add (local.get $row) (local.get $rowStride)))
                   (br_if $rows (i32.lt_u (local.get $row) (local.get $rowEnd))))
-                (call $store16 (i32.add (local.get $o) (i32.mul (local.get $c) (local.get $cs))) (local.get $cs)
-                  (local.get $m0) (local.get $m1) (local.get $m2) (local.get $m3))
+                (local.set $p (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2))))
+                (v128.store offset=0 align=4 (local.get $p) (local.get $m0))
+                (v128.store offset=16 align=4 (local.get $p) (local.get $m1))
+                (v128.store offset=32 align=4 (local.get $p) (local.get $m2))
+                (v128.store offset=48 align=4 (local.get $p) (local.get $m3))
                 (local.set $c (i32.add (local.get $c) (i32.const 16)))
                 (br $wide)))
             (block $narrow_done
@@ -337,10 +323,89 @@
                     (br_if $cols (i32.lt_u (local.get $p) (local.get $pEnd))))
                   (local.set $row (i32.add (local.get $row) (local.get $rowStride)))
                   (br_if $rows (i32.lt_u (local.get $row) (local.get $rowEnd))))
-                (call $store4 (i32.add (local.get $o) (i32.mul (local.get $c) (local.get $cs))) (local.get $cs)
+                (call $store4 (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2)))
                   (local.get $m0) (i32.sub (local.get $C) (local.get $c)))
                 (local.set $c (i32.add (local.get $c) (i32.const 4)))
                 (br $narrow)))))
         (local.set $b (i32.add (local.get $b) (i32.const 1)))
         (br $bins))))
+
+  ;; Transposes a rows × cols matrix of floats: dst[j * dstStride + i * 4] = src[i * srcStride + j * 4]
+;; (strides in bytes). Blocks of 4 × 4 are turned with shuffles, so both sides move whole vectors.
+  ;; Used to copy an NCHW feature map in as NHWC, and to turn a RoI's NHWC result into NCHW: strided
+  ;; single-float stores straight from the kernels cost several times more.
+  (func (export "transpose")
+    (param $src i32) (param $srcStride i32) (param $dst i32) (param $dstStride i32)
+    (param $rows i32) (param $cols i32)
+    (local $i i32) (local $j i32) (local $s i32) (local $d i32) (local $r i32)
+    (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (block $blocks_done
+      (loop $blocks
+        (br_if $blocks_done (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $rows)))
+        (local.set $s (i32.add (local.get $src) (i32.mul (local.get $i) (local.get $srcStride))))
+        (local.set $d (i32.add (local.get $dst) (i32.shl (local.get $i) (i32.const 2))))
+        (local.set $j (i32.const 0))
+        (block $cols_done
+          (loop $cols4
+            (br_if $cols_done (i32.gt_u (i32.add (local.get $j) (i32.const 4)) (local.get $cols)))
+            (local.set $r (i32.add (local.get $s) (i32.shl (local.get $j) (i32.const 2))))
+            (local.set $r0 (v128.load align=4 (local.get $r)))
+            (local.set $r (i32.add (local.get $r) (local.get $srcStride)))
+            (local.set $r1 (v128.load align=4 (local.get $r)))
+            (local.set $r (i32.add (local.get $r) (local.get $srcStride)))
+            (local.set $r2 (v128.load align=4 (local.get $r)))
+            (local.set $r (i32.add (local.get $r) (local.get $srcStride)))
+            (local.set $r3 (v128.load align=4 (local.get $r)))
+            ;; t0 = a0 b0 a1 b1, t1 = a2 b2 a3 b3, t2 = c0 d0 c1 d1, t3 = c2 d2 c3 d3
+            (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r0) (local.get $r1)))
+            (local.set $t1 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r0) (local.get $r1)))
+            (local.set $t2 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r2) (local.get $r3)))
+            (local.set $t3 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r2) (local.get $r3)))
+            (local.set $r (i32.add (local.get $d) (i32.mul (local.get $j) (local.get $dstStride))))
+            (v128.store align=4 (local.get $r)
+              (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t0) (local.get $t2)))
+            (local.set $r (i32.add (local.get $r) (local.get $dstStride)))
+            (v128.store align=4 (local.get $r)
+              (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t2)))
+            (local.set $r (i32.add (local.get $r) (local.get $dstStride)))
+            (v128.store align=4 (local.get $r)
+              (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t1) (local.get $t3)))
+            (local.set $r (i32.add (local.get $r) (local.get $dstStride)))
+            (v128.store align=4 (local.get $r)
+              (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t1) (local.get $t3)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $cols4)))
+        ;; the last cols % 4 columns of these 4 rows
+        (block $tail_done
+          (loop $tail
+            (br_if $tail_done (i32.ge_u (local.get $j) (local.get $cols)))
+            (local.set $r (i32.add (local.get $d) (i32.mul (local.get $j) (local.get $dstStride))))
+            (local.set $s (i32.add (local.get $src) (i32.add (i32.mul (local.get $i) (local.get $srcStride)) (i32.shl (local.get $j) (i32.const 2)))))
+            (f32.store offset=0 (local.get $r) (f32.load (local.get $s)))
+            (local.set $s (i32.add (local.get $s) (local.get $srcStride)))
+            (f32.store offset=4 (local.get $r) (f32.load (local.get $s)))
+            (local.set $s (i32.add (local.get $s) (local.get $srcStride)))
+            (f32.store offset=8 (local.get $r) (f32.load (local.get $s)))
+            (local.set $s (i32.add (local.get $s) (local.get $srcStride)))
+            (f32.store offset=12 (local.get $r) (f32.load (local.get $s)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $tail)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $blocks)))
+    ;; the last rows % 4 rows, one float at a time
+    (block $rows_done
+      (loop $rows
+        (br_if $rows_done (i32.ge_u (local.get $i) (local.get $rows)))
+        (local.set $j (i32.const 0))
+        (block $row_done
+          (loop $row
+            (br_if $row_done (i32.ge_u (local.get $j) (local.get $cols)))
+            (f32.store
+              (i32.add (local.get $dst) (i32.add (i32.mul (local.get $j) (local.get $dstStride)) (i32.shl (local.get $i) (i32.const 2))))
+              (f32.load (i32.add (local.get $src) (i32.add (i32.mul (local.get $i) (local.get $srcStride)) (i32.shl (local.get $j) (i32.const 2))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $row)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $rows))))
 )
