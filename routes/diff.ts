@@ -17,6 +17,7 @@ import {
   boxRows,
   featureMapInfoSchema,
   imageInfoSchema,
+  roiParamsSchema,
   timingsSchema,
 } from '../src/responses.js';
 import { workErrorResponses } from './roi.js';
@@ -72,16 +73,9 @@ const base64Png = z.string().describe('a PNG image, base64');
 
 export const diffResponseSchema = z
   .object({
-    params: z
-      .object({
-        ops: z.array(z.enum(ROI_OPS)),
-        boxFormat: z.enum(['xyxy', 'xywh', 'cxcywh']),
-        outputSize: z.tuple([z.number().int(), z.number().int()]).describe('[PH, PW]'),
-        samplingRatio: z.number().int(),
-        aligned: z.boolean(),
-        mode: z.enum(['avg', 'max', 'onnx_max']),
-        spatialScale: z.number(),
-        imageSize: z.tuple([z.number(), z.number()]).nullable(),
+    params: roiParamsSchema
+      .omit({ format: true, encoding: true })
+      .extend({
         maxBoxes: z.number().int(),
         channel: z.union([z.number().int(), z.enum(CHANNEL_REDUCTIONS)]),
         format: z.literal('json'),

@@ -74,12 +74,15 @@ function workerFile(): { filename: string; execArgv: string[] } {
   return { filename, execArgv: fromSource ? ['--import', 'tsx'] : [] };
 }
 
-function ownedBuffers(views: Array<ArrayBufferView | undefined>): ArrayBuffer[] {
+/**
+ * Buffers that can be moved to the other thread instead of copied: whole, unshared ArrayBuffers only
+ * (never a Buffer pool slab, never a view into a larger buffer). Used on both sides of the pool.
+ */
+export function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();
   for (const view of views) {
     if (!view) continue;
     const buffer = view.buffer;
-    // Never move a Buffer pool slab or a view into a larger buffer: only whole, unshared buffers.
     if (buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === buffer.byteLength) {
       out.add(buffer);
     }

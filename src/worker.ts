@@ -19,7 +19,7 @@ import {
 } from './pipeline.js';
 import type { RoiTask } from './request.js';
 import { encodeFeatures, encodeRoi } from './responses.js';
-import type { WorkerInit, WorkerReply, WorkerTask } from './pool.js';
+import { ownedBuffers, type WorkerInit, type WorkerReply, type WorkerTask } from './pool.js';
 
 const init = Piscina.workerData as WorkerInit;
 
@@ -51,19 +51,6 @@ const ctx: PipelineContext = {
   backend: () => backend,
   limits: init.limits,
 };
-
-/** Buffers that can be moved to the other thread: whole, unshared ArrayBuffers (never a Buffer pool slab). */
-function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const view of views) {
-    if (!view) continue;
-    const buffer = view.buffer;
-    if (buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === buffer.byteLength) {
-      out.add(buffer);
-    }
-  }
-  return [...out];
-}
 
 function roiTransfers(result: RoiResult): ArrayBuffer[] {
   return ownedBuffers([
