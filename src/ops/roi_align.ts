@@ -390,6 +390,15 @@ function writeSamples(
  * `4 * 1.5 + 1.5 = 7.5`, the exact mean of those 4 cells. With `aligned = false` it is at `1 + 1 = 2`:
  * value 10, half a pixel down-right of the box centre.
  *
+ * How it runs: JS computes each RoI's float32 geometry and sample tables (the cheap, branchy part,
+ * where bit-exact agreement with ONNX Runtime is decided); the channel loops (all the multiply-adds)
+ * run in hand-written WebAssembly SIMD (`wasm/roi_kernels.wat`, `f32x4`, 16 channels per pass) over an
+ * NHWC copy of the map, because plain JS spends ~9 instructions per multiply-add on bounds checks and
+ * scalar code. `avg` merges each bin's samples into distinct cells first (bilinear weights are
+ * separable, neighbouring samples share cells) and sums the weighted cells in float32, like ONNX
+ * Runtime; `max` / `onnx_max` visit every sample. An NCHW result is transposed per RoI in 4×4 SIMD
+ * blocks. The result is a fresh array (copied out of the WebAssembly memory).
+ *
  * @param input feature map `[N, C, H, W]`; must be finite (see `assertFiniteFeatures`).
  * @param boxes `[K, 5]` canonical boxes in image pixels (see `toCanonicalBoxes`).
  * @param params `spatialScale` (required), `outputSize` = 7, `samplingRatio` = 2 (`<= 0` adaptive, at

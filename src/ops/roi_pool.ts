@@ -79,6 +79,12 @@ function binEdges(
  *
  * Equals ONNX Runtime's `MaxRoiPool` bit for bit (checked on random inputs in test/oracle).
  *
+ * How it runs: JS computes each RoI's bins (float32, as above) as rectangles of cells; the max over
+ * each rectangle runs in hand-written WebAssembly SIMD (`wasm/roi_kernels.wat`, `f32x4.pmax`, 16
+ * channels per pass, ties keep the earlier cell like the peers) over an NHWC copy of the map, because
+ * a JS max is a mispredicted branch or several instructions per value. An NCHW result is transposed
+ * per RoI in 4×4 SIMD blocks; the result is a fresh array.
+ *
  * @param input feature map `[N, C, H, W]`; must be finite (see `assertFiniteFeatures`).
  * @param boxes `[K, 5]` canonical boxes in image pixels.
  * @param params `spatialScale` (required), `outputSize` = 7, `outputLayout` = `'NCHW'`.

@@ -61,7 +61,8 @@ export function snapBoxes(boxes: Boxes, spatialScale: number): Boxes {
  * roiWarp(box) = roiAlign((qx1/s, qy1/s, qx2/s, qy2/s))      (same aligned, samplingRatio, mode, ...)
  * ```
  * With `aligned = true` (the default) the only difference from RoI Align is the quantization of the
- * box, which is what the visual diffs show. See `snapBoxes` for a worked example of the rounding.
+ * box, which is what the visual diffs show. It runs RoI Align's kernel (JS geometry, WebAssembly SIMD
+ * channel loops). See `snapBoxes` for a worked example of the rounding.
  *
  * Shapes: `input` `[N, C, H, W]`, `boxes` `[K, 5]`, result `[K, C, PH, PW]`.
  *
