@@ -3,7 +3,7 @@
  * every channel-block path (blocks of 16, blocks of 4, a partial last block) and both output layouts
  * (strided NCHW stores, whole-vector NHWC stores) agree with the slow references in test/reference.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { assembleRoiKernels } from '../../scripts/build-wasm.js';
 import { roiAlign, roiPool, toLayout } from '../../src/ops/index.js';
 import type { AlignMode, FeatureMap, Layout } from '../../src/ops/index.js';
@@ -29,6 +29,25 @@ describe('WebAssembly RoI kernels', () => {
     expect(k.memory).toBeInstanceOf(WebAssembly.Memory);
     for (const name of ['weightedSum', 'sampleMax', 'rectMax'] as const)
       expect(typeof k[name]).toBe('function');
+  });
+
+  it('a runtime that cannot compile the module gets a clear error, not a slower fallback', async () => {
+    vi.resetModules();
+    const broken = Object.assign(Object.create(WebAssembly) as typeof WebAssembly, {
+      Module: function () {
+        throw new WebAssembly.CompileError('simd unsupported');
+      },
+    });
+    vi.stubGlobal('WebAssembly', broken);
+    try {
+      const fresh = await import('../../src/ops/wasm/roi_kernels.js');
+      expect(() => fresh.roiKernels()).toThrow(
+        /RoI kernels \(WebAssembly with 128-bit SIMD.*simd unsupported/,
+      );
+    } finally {
+      vi.unstubAllGlobals();
+      vi.resetModules();
+    }
   });
 
   it('every channel count around the SIMD blocks, NCHW/NHWC in and out, equals the references', () => {
