@@ -75,9 +75,9 @@
             (local.set $s2 (v128.const f32x4 0 0 0 0))
             (local.set $s3 (v128.const f32x4 0 0 0 0))
             (local.set $p (local.get $p0))
-            (block $taps_done
+            (if (i32.lt_u (local.get $p) (local.get $pEnd))
+              (then
               (loop $tap
-                (br_if $taps_done (i32.ge_u (local.get $p) (local.get $pEnd)))
                 (local.set $a (i32.add (i32.load (local.get $p)) (local.get $cb)))
                 (local.set $w (f32x4.splat (f32.load offset=4 (local.get $p))))
                 (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (local.get $w) (v128.load offset=0 (local.get $a)))))
@@ -85,7 +85,7 @@
                 (local.set $s2 (f32x4.add (local.get $s2) (f32x4.mul (local.get $w) (v128.load offset=32 (local.get $a)))))
                 (local.set $s3 (f32x4.add (local.get $s3) (f32x4.mul (local.get $w) (v128.load offset=48 (local.get $a)))))
                 (local.set $p (i32.add (local.get $p) (i32.const 8)))
-                (br $tap)))
+                (br_if $tap (i32.lt_u (local.get $p) (local.get $pEnd))))))
             (local.set $p (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2))))
             (v128.store offset=0 align=4 (local.get $p) (local.get $s0))
             (v128.store offset=16 align=4 (local.get $p) (local.get $s1))
