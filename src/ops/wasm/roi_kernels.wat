@@ -8,7 +8,8 @@
 ;; - the feature map in NHWC with the channel count padded to Cp = 4 * ceil(C / 4) (the padding lanes
 ;;   may be read, never stored), so one cell is Cp * 4 bytes and 16-byte loads never cross a cell;
 ;; - a block of zeros at address 0 (Cp floats): taps of samples that fall off the map point there;
-;; - the per-RoI tables and the output of a chunk of RoIs.
+;; - the per-RoI tables, a scratch block for one RoI's result, the output of a chunk of RoIs, and a
+;;   staging area where an NCHW map is copied before `transpose` turns it into NHWC.
 ;;
 ;; Output: channels contiguous, value (bin b, channel c) at out + b * binStride + 4 * c (NHWC; for an
 ;; NCHW result the caller runs a RoI into a scratch block and `transpose`s it into place).
@@ -75,17 +76,18 @@
             (local.set $s2 (v128.const f32x4 0 0 0 0))
             (local.set $s3 (v128.const f32x4 0 0 0 0))
             (local.set $p (local.get $p0))
+            ;; a bin without taps (every sample off the map) keeps the zeros
             (if (i32.lt_u (local.get $p) (local.get $pEnd))
               (then
-              (loop $tap
-                (local.set $a (i32.add (i32.load (local.get $p)) (local.get $cb)))
-                (local.set $w (f32x4.splat (f32.load offset=4 (local.get $p))))
-                (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (local.get $w) (v128.load offset=0 (local.get $a)))))
-                (local.set $s1 (f32x4.add (local.get $s1) (f32x4.mul (local.get $w) (v128.load offset=16 (local.get $a)))))
-                (local.set $s2 (f32x4.add (local.get $s2) (f32x4.mul (local.get $w) (v128.load offset=32 (local.get $a)))))
-                (local.set $s3 (f32x4.add (local.get $s3) (f32x4.mul (local.get $w) (v128.load offset=48 (local.get $a)))))
-                (local.set $p (i32.add (local.get $p) (i32.const 8)))
-                (br_if $tap (i32.lt_u (local.get $p) (local.get $pEnd))))))
+                (loop $tap
+                  (local.set $a (i32.add (i32.load (local.get $p)) (local.get $cb)))
+                  (local.set $w (f32x4.splat (f32.load offset=4 (local.get $p))))
+                  (local.set $s0 (f32x4.add (local.get $s0) (f32x4.mul (local.get $w) (v128.load offset=0 (local.get $a)))))
+                  (local.set $s1 (f32x4.add (local.get $s1) (f32x4.mul (local.get $w) (v128.load offset=16 (local.get $a)))))
+                  (local.set $s2 (f32x4.add (local.get $s2) (f32x4.mul (local.get $w) (v128.load offset=32 (local.get $a)))))
+                  (local.set $s3 (f32x4.add (local.get $s3) (f32x4.mul (local.get $w) (v128.load offset=48 (local.get $a)))))
+                  (local.set $p (i32.add (local.get $p) (i32.const 8)))
+                  (br_if $tap (i32.lt_u (local.get $p) (local.get $pEnd))))))
             (local.set $p (i32.add (local.get $o) (i32.shl (local.get $c) (i32.const 2))))
             (v128.store offset=0 align=4 (local.get $p) (local.get $s0))
             (v128.store offset=16 align=4 (local.get $p) (local.get $s1))
