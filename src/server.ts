@@ -3,6 +3,7 @@
  * and the routes, and starts the worker pool. It never listens (`src/main.ts` does), so tests drive
  * it with `inject` or listen on port 0 themselves.
  */
+import type { Socket } from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -139,26 +140,30 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     if (closing) reply.header('Connection', 'close');
     return payload;
   });
-  // That sweep (Node's `closeIdleConnections`) also destroys a socket whose response has ended but is
-  // still being written out (a big answer, a slow client), truncating it. Run it only once every
-  // response is flushed (`close` on the response comes after its last byte went to the kernel).
+  // That sweep (Node's `closeIdleConnections`, run by fastify's close and again by `server.close()`)
+  // destroys every socket with no request in flight, including one whose last response has ended but
+  // whose bytes still sit in the socket's buffer because the client reads slowly: the answer would be
+  // truncated. Such sockets are ended instead and destroyed once their buffer is flushed; the server's
+  // close (and so the process exit) waits for them. Sockets with a request in flight are left alone:
+  // their answer goes out with `Connection: close` (above) and Node ends them after the flush.
   const server = app.server;
-  const sweepIdle = server.closeIdleConnections.bind(server);
-  let unflushed = 0;
-  let sweepDue = false;
-  server.on('request', (_req, res) => {
-    unflushed++;
-    res.once('close', () => {
-      unflushed--;
-      if (sweepDue && unflushed === 0) {
-        sweepDue = false;
-        sweepIdle();
-      }
-    });
+  const openSockets = new Set<Socket>();
+  const socketsInFlight = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    openSockets.add(socket);
+    socket.once('close', () => openSockets.delete(socket));
+  });
+  server.on('request', (req, res) => {
+    socketsInFlight.add(req.socket);
+    res.once('close', () => socketsInFlight.delete(req.socket));
   });
   server.closeIdleConnections = () => {
-    if (unflushed === 0) sweepIdle();
-    else sweepDue = true;
+    for (const socket of openSockets) {
+      if (socketsInFlight.has(socket)) continue;
+      if (socket.writableLength === 0) socket.destroy();
+      // `end`'s callback runs once every buffered byte went to the kernel, which still delivers them.
+      else socket.end(() => socket.destroy());
+    }
   };
 
   app.setErrorHandler((err, request, reply) => {
