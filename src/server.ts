@@ -143,27 +143,37 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   // That sweep (Node's `closeIdleConnections`, run by fastify's close and again by `server.close()`)
   // destroys every socket with no request in flight, including one whose last response has ended but
   // whose bytes still sit in the socket's buffer because the client reads slowly: the answer would be
-  // truncated. Such sockets are ended instead and destroyed once their buffer is flushed; the server's
-  // close (and so the process exit) waits for them. Sockets with a request in flight are left alone:
-  // their answer goes out with `Connection: close` (above) and Node ends them after the flush.
+  // truncated. Such sockets are ended instead (half-closed); the server's close, and so the process
+  // exit, waits for the client to close them. A socket with a request in flight is handled the
+  // same way as soon as its answer is out.
   const server = app.server;
   const openSockets = new Set<Socket>();
   const socketsInFlight = new Set<Socket>();
+  let sweeping = false;
+  const closeIfIdle = (socket: Socket): void => {
+    if (socketsInFlight.has(socket)) return;
+    // Never answered anything: nothing to lose.
+    if (socket.bytesWritten === 0) socket.destroy();
+    // FIN goes out after the buffered bytes; the socket closes when the client, having read them all,
+    // closes its side. Destroying earlier loses what sits in kernel buffers once a container's network
+    // goes away. A client that never closes is cut by the shutdown grace period.
+    else socket.end();
+  };
   server.on('connection', (socket: Socket) => {
     openSockets.add(socket);
     socket.once('close', () => openSockets.delete(socket));
   });
   server.on('request', (req, res) => {
     socketsInFlight.add(req.socket);
-    res.once('close', () => socketsInFlight.delete(req.socket));
+    res.once('close', () => {
+      socketsInFlight.delete(req.socket);
+      // An answer that began before the close keeps its socket alive: end it once the answer is out.
+      if (sweeping) closeIfIdle(req.socket);
+    });
   });
   server.closeIdleConnections = () => {
-    for (const socket of openSockets) {
-      if (socketsInFlight.has(socket)) continue;
-      if (socket.writableLength === 0) socket.destroy();
-      // `end`'s callback runs once every buffered byte went to the kernel, which still delivers them.
-      else socket.end(() => socket.destroy());
-    }
+    sweeping = true;
+    for (const socket of openSockets) closeIfIdle(socket);
   };
 
   app.setErrorHandler((err, request, reply) => {
