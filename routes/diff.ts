@@ -15,6 +15,7 @@ import { limitsFrom, multipartToJsonBody, prepareRoi, roiInputFields, ROI_OPS } 
 import {
   boxCoverageSchema,
   boxRows,
+  echoedParams,
   featureMapInfoSchema,
   imageInfoSchema,
   roiParamsSchema,
@@ -236,17 +237,11 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
           // Always there: the pipeline returns the feature map with includeImage.
           toPng(rendered.featureHeatmap as RgbImage),
         ]);
-        const p = result.params;
+        const { format: _format, encoding: _encoding, ...roiParams } = echoedParams(result, 'json', 'base64');
         payload = {
           params: {
+            ...roiParams,
             ops: [...ROI_OPS],
-            boxFormat: p.boxFormat,
-            outputSize: p.outputSize,
-            samplingRatio: p.samplingRatio,
-            aligned: p.aligned,
-            mode: p.mode,
-            spatialScale: p.spatialScale,
-            imageSize: p.imageSize ?? null,
             maxBoxes: body.maxBoxes,
             channel: body.channel,
             format: 'json',
