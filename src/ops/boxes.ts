@@ -13,8 +13,6 @@ import type { Box, Boxes } from './types.js';
  */
 export type BoxFormat = 'xyxy' | 'xywh' | 'cxcywh';
 
-export const BOX_FORMATS: readonly BoxFormat[] = ['xyxy', 'xywh', 'cxcywh'];
-
 /**
  * C's `round`: half away from zero (`cRound(2.5) = 3`, `cRound(-2.5) = -3`). `Math.round` rounds
  * half up (`Math.round(-2.5) = -2`), which is not what Caffe, torchvision or ONNX Runtime do.
