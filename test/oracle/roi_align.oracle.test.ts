@@ -2,7 +2,8 @@
  * RoI Align against ONNX Runtime (onnxruntime-node, CPU, one thread): `RoiAlign` opset 16 with
  * `half_pixel` (our aligned=true) and `output_half_pixel` (aligned=false), sampling ratio fixed and 0,
  * modes `avg` (ours `avg`) and `max` (ours `onnx_max`). Tolerance: max abs error ≤ 1e-5 on values in
- * [-2, 2] (ORT accumulates in float32, we in float64; the geometry is float32 in both).
+ * [-2, 2] (both accumulate in float32, ours over each bin's merged cells, ORT sample by sample, so the
+ * roundings differ; the geometry is float32 in both).
  * RoI Warp is RoI Align on the snapped boxes, so it is checked against ORT the same way.
  */
 import type { InferenceSession } from 'onnxruntime-node';
