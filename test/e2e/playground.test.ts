@@ -119,6 +119,18 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     return fetch(new URL(path, base), { method: 'POST', body: form });
   }
 
+  /** Choose `format` in the tensor menu, click Download, and return the file's suggested name and bytes. */
+  async function downloadTensors(format: string): Promise<{ name: string; bytes: Buffer }> {
+    await page.selectOption('#tensor-format', format);
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: 110_000 }),
+      page.click('#download-tensors'),
+    ]);
+    const path = join(work, download.suggestedFilename());
+    await download.saveAs(path);
+    return { name: download.suggestedFilename(), bytes: readFileSync(path) };
+  }
+
   // Generous timeouts: the whole suite shares 2 cores with this browser and the backbone.
   it(
     'uploads an image, draws a box, runs, and shows what the API returns',
@@ -251,15 +263,8 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     'downloads the tensors as safetensors with one [K, C, PH, PW] tensor per op',
     { timeout: 120_000 },
     async () => {
-      await page.selectOption('#tensor-format', 'safetensors');
-      const [download] = await Promise.all([
-        page.waitForEvent('download', { timeout: 110_000 }),
-        page.click('#download-tensors'),
-      ]);
-      expect(download.suggestedFilename()).toBe('roiserve-tensors.safetensors');
-      const path = join(work, 'tensors.safetensors');
-      await download.saveAs(path);
-      const bytes = readFileSync(path);
+      const { name: fileName, bytes } = await downloadTensors('safetensors');
+      expect(fileName).toBe('roiserve-tensors.safetensors');
       const headerLength = Number(bytes.readBigUInt64LE(0));
       const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8')) as Record<
         string,
@@ -276,17 +281,10 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
       writeFileSync(join(RESULTS, 'playground-download-header.json'), JSON.stringify(header, null, 2));
 
       // One op as .npy: the same [K, C, PH, PW] shape in the header.
-      await page.selectOption('#tensor-format', 'npy:align');
-      const [npy] = await Promise.all([
-        page.waitForEvent('download', { timeout: 110_000 }),
-        page.click('#download-tensors'),
-      ]);
-      expect(npy.suggestedFilename()).toBe('roiserve-align.npy');
-      const npyPath = join(work, 'align.npy');
-      await npy.saveAs(npyPath);
-      const npyBytes = readFileSync(npyPath);
-      expect(npyBytes.subarray(0, 6).toString('latin1')).toBe('\x93NUMPY');
-      const npyHeader = npyBytes.subarray(10, 10 + npyBytes.readUInt16LE(8)).toString('latin1');
+      const npy = await downloadTensors('npy:align');
+      expect(npy.name).toBe('roiserve-align.npy');
+      expect(npy.bytes.subarray(0, 6).toString('latin1')).toBe('\x93NUMPY');
+      const npyHeader = npy.bytes.subarray(10, 10 + npy.bytes.readUInt16LE(8)).toString('latin1');
       const alignShape = Object.entries(header).find(([name]) => name.includes('align'))?.[1].shape ?? [];
       expect(npyHeader).toContain(`'shape': (${alignShape.join(', ')})`);
     },
