@@ -135,15 +135,6 @@ export function measureText(text: string, size = 13, weight: FontWeight = 'norma
   return layout(text, size, weight).width;
 }
 
-/** Distance from the baseline to the top of capitals/ascenders, and below it, in px at `size`. */
-export function fontMetrics(size = 13, weight: FontWeight = 'normal'): { ascent: number; descent: number } {
-  const font = loadFont(weight);
-  return {
-    ascent: (font.ascender / font.unitsPerEm) * size,
-    descent: (-font.descender / font.unitsPerEm) * size,
-  };
-}
-
 /**
  * SVG markup drawing `text` with its baseline at `(x, y)`, as `<path>` outlines (no `<text>`, no fonts
  * needed by the rasteriser). Returns `''` for empty text.
