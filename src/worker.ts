@@ -18,8 +18,14 @@ import {
   type RoiResult,
 } from './pipeline.js';
 import type { RoiTask } from './request.js';
-import { encodeFeatures, encodeRoi } from './responses.js';
-import { ownedBuffers, type WorkerInit, type WorkerReply, type WorkerTask } from './pool.js';
+import { encodeFeatures, encodeRoi, type EncodedBody } from './responses.js';
+import {
+  ownedBuffers,
+  type EncodedWork,
+  type WorkerInit,
+  type WorkerReply,
+  type WorkerTask,
+} from './pool.js';
 
 const init = Piscina.workerData as WorkerInit;
 
@@ -62,6 +68,14 @@ function roiTransfers(result: RoiResult): ArrayBuffer[] {
   ]);
 }
 
+/** An encoder's output as the pool's `EncodedWork` (the body still a Uint8Array), `encode` added to the stage timings. */
+function encodedWork(
+  { body, contentType, filename, encodeMs }: EncodedBody & { encodeMs: number },
+  timings: EncodedWork['timings'],
+) {
+  return { body, contentType, filename, timings: { ...timings, encode: encodeMs } };
+}
+
 /** Handles one task from the pool (see `WorkerTask` in `src/pool.ts`). */
 export default async function handle(task: WorkerTask): Promise<WorkerReply> {
   let value: unknown;
@@ -81,10 +95,7 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
         const encoded = encodeRoi(result, task.format, task.encoding, started);
         transfers = ownedBuffers([encoded.body]);
         value = {
-          body: encoded.body,
-          contentType: encoded.contentType,
-          filename: encoded.filename,
-          timings: { ...result.timings, encode: encoded.encodeMs },
+          ...encodedWork(encoded, result.timings),
           boxCount: result.boxes.count,
           ops: result.params.ops,
         };
@@ -94,12 +105,7 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
         const result = await executeFeatures(task.image, ctx);
         const encoded = encodeFeatures(result, task.format);
         transfers = ownedBuffers([encoded.body]);
-        value = {
-          body: encoded.body,
-          contentType: encoded.contentType,
-          filename: encoded.filename,
-          timings: { ...result.timings, encode: encoded.encodeMs },
-        };
+        value = encodedWork(encoded, result.timings);
         break;
       }
       case 'describe':
