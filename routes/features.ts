@@ -7,8 +7,6 @@ import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from 
 import { decodeBase64Bytes } from '../src/tensors/base64.js';
 import { workErrorResponses } from './roi.js';
 
-export { featuresResponseSchema };
-
 export const featuresBodySchema = z.strictObject({
   image: z.string().min(1).describe('an encoded image, base64 (a file part in multipart)'),
   format: z

@@ -16,8 +16,6 @@ import {
   type RoiResponse,
 } from '../src/responses.js';
 
-export { NPY_CONTENT_TYPE, SAFETENSORS_CONTENT_TYPE };
-
 const binary = z.string().meta({ format: 'binary' });
 
 /** Error responses every work route can give. */
