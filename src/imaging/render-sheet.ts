@@ -31,6 +31,7 @@ import {
   type RgbImage,
 } from './render.js';
 import { measureText, svgText, wrapText } from './text.js';
+import { boxAt } from '../ops/boxes.js';
 import type { BoxCoverage, OpCoverage } from '../ops/coverage.js';
 import type { Boxes, FeatureMap, Pooled, Rect } from '../ops/types.js';
 
@@ -382,11 +383,6 @@ async function compose(
   return toRgb(sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(layers));
 }
 
-function boxRegion(boxes: Boxes, k: number): Region {
-  const o = k * 5;
-  return { x1: boxes.data[o + 1], y1: boxes.data[o + 2], x2: boxes.data[o + 3], y2: boxes.data[o + 4] };
-}
-
 function channelLabel(channel: ChannelSelect, channels: number): string {
   if (typeof channel === 'number') return `channel ${channel} of ${channels}`;
   const what = { mean: 'mean', meanabs: 'mean |x|', max: 'max' }[channel];
@@ -467,8 +463,8 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
   const top = TITLE_H + 8;
 
   // Left column: which box, then the coverage table.
-  const box = boxRegion(input.boxes, k);
-  const b = input.boxes.data[k * 5];
+  const box = boxAt(input.boxes, k);
+  const b = box.b;
   const cov = coverage[k];
   let ty = 22;
   svg += svgText(`Box ${k + 1}`, MARGIN, ty, { size: 15, weight: 'bold', fill: INK });
@@ -577,8 +573,7 @@ async function renderFeaturePanel(
   const stride = 1 / input.spatialScale;
   const boxes: OverlayBox[] = [];
   for (let k = 0; k < shown; k++) {
-    if (input.boxes.data[k * 5] === batch)
-      boxes.push({ label: String(k + 1), box: boxRegion(input.boxes, k) });
+    if (input.boxes.data[k * 5] === batch) boxes.push({ label: String(k + 1), box: boxAt(input.boxes, k) });
   }
   const painted = await renderOverlay(
     { ...heat, channels: 3 },
@@ -648,7 +643,7 @@ async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promis
     for (let k = 0; k < shown; k++) {
       boxes.push({
         label: String(k + 1),
-        box: boxRegion(input.boxes, k),
+        box: boxAt(input.boxes, k),
         read: input.coverage[k][op].region,
       });
     }
