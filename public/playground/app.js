@@ -246,7 +246,7 @@ $('controls').addEventListener('submit', async (e) => {
     state.lastRun = { params, image, sheetFields, jsonFields };
     lastRunKey = runKey();
     $('results').classList.remove('stale');
-    renderResults({ sheet, sheetBlob, data, json, params });
+    renderResults({ sheet, sheetBlob, data, json });
     $('run-status').textContent =
       `Done: ${params.boxes.length} box${params.boxes.length === 1 ? '' : 'es'}, ${Math.round(Math.max(sheet.ms, data.ms))} ms.`;
   } catch (err) {
@@ -260,7 +260,7 @@ $('controls').addEventListener('submit', async (e) => {
 
 // ---------------------------------------------------------------------------------------------- results
 
-function renderResults({ sheet, sheetBlob, data, json, params }) {
+function renderResults({ sheet, sheetBlob, data, json }) {
   $('results-empty').hidden = true;
   $('results-body').hidden = false;
   setUrl('sheet', $('download-sheet'), sheetBlob);
@@ -273,33 +273,14 @@ function renderResults({ sheet, sheetBlob, data, json, params }) {
       `${img.naturalWidth} × ${img.naturalHeight} px${scaled ? ': shown smaller, click it for full size' : ''}.`;
   };
 
-  const heatmap = pick(json, [
-    'images.features',
-    'images.featureHeatmap',
-    'images.feature',
-    'featureHeatmap',
-    'features',
-  ]);
-  const heat = $('feature-heatmap');
-  if (typeof heatmap === 'string') {
-    heat.src = heatmap.startsWith('data:') ? heatmap : `data:image/png;base64,${heatmap}`;
-    heat.hidden = false;
-  } else {
-    heat.hidden = true;
-  }
-  const shape = pick(json, ['featureMap.shape', 'features.shape', 'featureShape', 'featureMap']);
-  const stride = pick(json, ['featureMap.stride', 'stride', 'backbone.stride']);
-  const channel = pick(json, ['params.channel', 'channel']) ?? params.channel;
-  $('feature-caption').textContent = [
-    Array.isArray(shape) ? `shape [${shape.join(', ')}]` : '',
-    typeof stride === 'number' ? `stride ${stride} px` : '',
-    `channel: ${channel}`,
-  ]
-    .filter(Boolean)
-    .join(' · ');
-  if (typeof stride === 'number') setStride(stride);
+  // The fields are those of /v1/diff's JSON answer (diffResponseSchema in routes/diff.ts).
+  $('feature-heatmap').src = `data:image/png;base64,${json.images.featureHeatmap}`;
+  const { shape, stride } = json.featureMap;
+  $('feature-caption').textContent =
+    `shape [${shape.join(', ')}] · stride ${stride} px · channel: ${json.params.channel}`;
+  setStride(stride);
 
-  const notes = pick(json, ['notes']) ?? [];
+  const notes = json.notes;
   $('notes').replaceChildren(
     ...notes.map((note) => {
       const li = document.createElement('li');
@@ -309,30 +290,20 @@ function renderResults({ sheet, sheetBlob, data, json, params }) {
   );
   $('notes').hidden = notes.length === 0;
 
-  renderCoverage(json, params);
+  renderCoverage(json);
   renderStats(json);
   renderTimings([sheet, data]);
   $('curl-text').value = curlFor(state.lastRun);
-}
-
-/** The first defined value at one of the dotted `paths` of `obj`. */
-function pick(obj, paths) {
-  for (const path of paths) {
-    const value = path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
-    if (value !== undefined && value !== null) return value;
-  }
-  return undefined;
 }
 
 const pct = (v) => (typeof v === 'number' ? `${(v * 100).toFixed(1)} %` : '–');
 const num3 = (v) => (typeof v === 'number' ? v.toFixed(3) : '–');
 
 /** Per-box coverage rows: lost/gained as fractions of the box and IoU, for the ops that read other areas. */
-function renderCoverage(json, params) {
-  const list = pick(json, ['coverage', 'boxes.coverage']) ?? [];
-  const boxes = pick(json, ['boxes']) ?? params.boxes;
+function renderCoverage(json) {
+  const list = json.coverage;
   // Align reads the exact box (0, 0, 1 always): only the two ops that snap to the grid get columns.
-  const ops = ['pool', 'warp'].filter((op) => list.some((c) => c && c[op]));
+  const ops = list.length > 0 ? ['pool', 'warp'] : [];
   const thead = $('coverage').tHead;
   thead.innerHTML = '';
   const top = thead.insertRow();
@@ -358,17 +329,18 @@ function renderCoverage(json, params) {
     const row = tbody.insertRow();
     row.tabIndex = 0;
     row.dataset.index = String(i);
-    const box = canonicalBox(boxes[i]) ?? params.boxes[i];
+    // The response's boxes are canonical (b, x1, y1, x2, y2) rows.
+    const box = json.boxes[i].slice(1);
     const head = document.createElement('th');
     head.scope = 'row';
     head.innerHTML = `<span class="swatch" style="background:${boxColour(i)}"></span>${i + 1}`;
     row.append(head);
-    row.insertCell().textContent = box ? box.map((v) => +v.toFixed(2)).join(', ') : '';
+    row.insertCell().textContent = box.map((v) => +v.toFixed(2)).join(', ');
     for (const op of ops) {
-      const c = entry[op] ?? {};
+      const c = entry[op];
       for (const [value, key] of [
-        [c.lostFraction ?? c.lost_fraction, 'lost'],
-        [c.gainedFraction ?? c.gained_fraction, 'gained'],
+        [c.lostFraction, 'lost'],
+        [c.gainedFraction, 'gained'],
         [c.iou, 'iou'],
       ]) {
         const cell = row.insertCell();
@@ -388,32 +360,19 @@ function renderCoverage(json, params) {
   }
 }
 
-/** A box row from the response: [x1, y1, x2, y2] or [b, x1, y1, x2, y2] → [x1, y1, x2, y2]. */
-function canonicalBox(row) {
-  if (!Array.isArray(row)) return null;
-  return row.length === 5 ? row.slice(1) : row;
-}
-
 /** Per box and pair of ops: mean / max absolute difference and relative L2. */
 function renderStats(json) {
-  const stats = pick(json, ['stats', 'differences', 'diffs']) ?? [];
   const table = $('stats');
   table.tHead.innerHTML =
     '<tr><th scope="col">box</th><th scope="col">pair</th><th scope="col" class="num">mean |Δ|</th><th scope="col" class="num">max |Δ|</th><th scope="col" class="num">rel. L2</th></tr>';
   const tbody = table.tBodies[0];
   tbody.innerHTML = '';
-  const rows = [];
-  const visit = (entry, boxIndex) => {
-    for (const [pair, s] of Object.entries(entry.pairs ?? entry)) {
-      if (s && typeof s === 'object' && ('meanAbs' in s || 'maxAbs' in s || 'relL2' in s))
-        rows.push([boxIndex, pair, s]);
-    }
-  };
-  if (Array.isArray(stats)) stats.forEach((entry, i) => entry && visit(entry, entry.box ?? i));
-  else if (stats && typeof stats === 'object') visit(stats, '');
+  const rows = json.differences.flatMap(({ box, pairs }) =>
+    Object.entries(pairs).map(([pair, s]) => [box, pair, s]),
+  );
   for (const [boxIndex, pair, s] of rows) {
     const row = tbody.insertRow();
-    row.insertCell().textContent = typeof boxIndex === 'number' ? String(boxIndex + 1) : 'all';
+    row.insertCell().textContent = String(boxIndex + 1);
     row.insertCell().textContent = pair.replace(/[_-]/g, ' − ');
     for (const key of ['meanAbs', 'maxAbs', 'relL2']) {
       const cell = row.insertCell();
@@ -536,8 +495,7 @@ async function loadBackbone(attempts = 20) {
     try {
       const response = await fetch('v1/backbone', { headers: authHeaders() });
       if (response.ok) {
-        const stride = pick(await response.json(), ['stride', 'outputStride']);
-        if (typeof stride === 'number') setStride(stride);
+        setStride((await response.json()).stride);
         return;
       }
       if (response.status !== 503) return;
