@@ -157,13 +157,14 @@ export interface OverlayBox {
   read?: Region;
 }
 
-const n2 = (v: number): string => (Math.round(v * 100) / 100).toString();
+/** SVG and image coordinates: exact up to 2 decimals (never rounded to 3 significant digits). */
+const coord = (v: number): string => (Math.round(v * 100) / 100).toString();
 
 function rectSvg(r: Region, sx: number, sy: number, attrs: string): string {
   const w = (r.x2 - r.x1) * sx;
   const h = (r.y2 - r.y1) * sy;
   if (!(w > 0 && h > 0)) return '';
-  return `<rect x="${n2(r.x1 * sx)}" y="${n2(r.y1 * sy)}" width="${n2(w)}" height="${n2(h)}" ${attrs}/>`;
+  return `<rect x="${coord(r.x1 * sx)}" y="${coord(r.y1 * sy)}" width="${coord(w)}" height="${coord(h)}" ${attrs}/>`;
 }
 
 /** SVG of feature-grid lines (cell edges at multiples of `stride` image px) around `area`, one cell beyond. */
@@ -187,11 +188,11 @@ function gridSvg(
   // Lines at pixel centres so they stay 1 px sharp.
   for (let c = cx0; c <= cx1; c++) {
     const x = Math.round(c * stride * sx) + 0.5;
-    if (x < frameW * sx) d += `M${x} ${n2(top)}V${n2(bottom)}`;
+    if (x < frameW * sx) d += `M${x} ${coord(top)}V${coord(bottom)}`;
   }
   for (let c = cy0; c <= cy1; c++) {
     const y = Math.round(c * stride * sy) + 0.5;
-    if (y < frameH * sy) d += `M${n2(left)} ${y}H${n2(right)}`;
+    if (y < frameH * sy) d += `M${coord(left)} ${y}H${coord(right)}`;
   }
   return d
     ? `<path d="${d}" stroke="${hex(PALETTE.grid)}" stroke-opacity="0.4" stroke-width="1" fill="none"/>`
@@ -395,9 +396,6 @@ function formatScale(s: number): string {
   return Math.abs(stride - Math.round(stride)) < 1e-6 ? `1/${Math.round(stride)}` : formatNumber(s);
 }
 
-/** Image coordinates: exact up to 2 decimals (never rounded to 3 significant digits). */
-const coord = (v: number): string => String(Math.round(v * 100) / 100);
-
 const percent = (f: number): string => (f === 0 ? '0%' : `${(f * 100).toFixed(1)}%`);
 
 /** Areas in px²: exact integers below 100 000 (1 decimal below 100), then k / M. */
@@ -425,7 +423,7 @@ function colorbar(
     [min, y + height],
   ];
   for (const [v, ty] of ticks) {
-    svg += `<path d="M${x + BAR_W} ${n2(ty)}h4" stroke="${MUTED}"/>`;
+    svg += `<path d="M${x + BAR_W} ${coord(ty)}h4" stroke="${MUTED}"/>`;
     svg += svgText(formatNumber(v), x + BAR_W + 7, ty + 4, { size: 11, fill: MUTED });
   }
   return { raster: { image, left: x, top: y }, svg };
@@ -472,7 +470,10 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
     `(${coord(box.x1)}, ${coord(box.y1)})–(${coord(box.x2)}, ${coord(box.y2)})`,
     MARGIN + 58,
     ty,
-    { size: 12, fill: MUTED },
+    {
+      size: 12,
+      fill: MUTED,
+    },
   );
   ty += 18;
   svg += svgText(
