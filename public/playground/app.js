@@ -189,16 +189,11 @@ async function post(path, fields, image) {
 
 let lastRunKey = '';
 
+/** What a run depends on, as text: the image and the form's raw values (not validated, never throws). */
 function runKey() {
-  try {
-    return JSON.stringify([state.image?.name, state.image?.width, readParamsQuiet()]);
-  } catch {
-    return '';
-  }
-}
-
-function readParamsQuiet() {
-  return [
+  return JSON.stringify([
+    state.image?.name,
+    state.image?.width,
     editor.boxes,
     $('output-h').value,
     $('output-w').value,
@@ -207,7 +202,7 @@ function readParamsQuiet() {
     $('aligned').checked,
     $('mode').value,
     $('channel').value,
-  ];
+  ]);
 }
 
 function markStale() {
