@@ -18,6 +18,7 @@ import {
   echoedParams,
   featureMapInfoSchema,
   imageInfoSchema,
+  JSON_CONTENT_TYPE,
   roiParamsSchema,
   timingsSchema,
 } from '../src/responses.js';
@@ -176,8 +177,9 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       const body = request.body;
       const started = performance.now();
       const task = prepareRoi({ ...body, ops: [...ROI_OPS] }, limits, true);
-      if (task.features) checkChannel(body.channel, task.features.shape[1]);
-      else if (app.readiness.backbone) checkChannel(body.channel, app.readiness.backbone.outputChannels);
+      // Refuse early when the channel count is known (features, or a loaded backbone); again after the work.
+      const knownChannels = task.features?.shape[1] ?? app.readiness.backbone?.outputChannels;
+      if (knownChannels !== undefined) checkChannel(body.channel, knownChannels);
       const result = await app.work.roi(task);
       const features = (result.features ?? task.features) as FeatureMap;
       checkChannel(body.channel, result.featureMap.shape[1]);
@@ -261,7 +263,7 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
           notes,
           timings: { ...result.timings, encode: 0, total: 0 },
         };
-        reply.type('application/json; charset=utf-8');
+        reply.type(JSON_CONTENT_TYPE);
       }
       const timings = { ...result.timings, encode: performance.now() - renderStart };
       if (!Buffer.isBuffer(payload)) {
