@@ -4,7 +4,7 @@ import { roiAlign, toCanonicalBoxes, toLayout } from '../../src/ops/index.js';
 import type { AlignMode, FeatureMap } from '../../src/ops/index.js';
 import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
 import { refBoxes, refRoiAlign } from '../reference/roi_reference.js';
-import { maxAbsDiff } from './helpers.js';
+import { maxAbsDiff, randomProblem } from './helpers.js';
 
 /** 4×4 map with X[y][x] = 4y + x (one channel). */
 const ramp: FeatureMap = {
@@ -76,20 +76,18 @@ describe('roiAlign', () => {
     const rand = mulberry32(20261129);
     let cases = 0;
     for (let t = 0; t < 120; t++) {
-      const N = randInt(rand, 1, 2);
-      const C = randInt(rand, 1, 5);
-      const H = randInt(rand, 1, 12);
-      const W = randInt(rand, 1, 12);
-      const stride = [1, 4, 16][randInt(rand, 0, 2)];
-      const K = randInt(rand, 0, 6);
-      const x = randomMap(rand, N * C * H * W);
-      const boxes = randomBoxes(rand, K, N, H, W, stride);
+      const { input, refMap, boxes, stride } = randomProblem(rand, {
+        maxC: 5,
+        maxHW: 12,
+        strides: [1, 4, 16],
+      });
       const samplingRatio = randInt(rand, -1, 3);
       if (samplingRatio <= 0) {
         // Keep the adaptive grid under the cost guard (huge boxes are tested separately).
         const lim = 20 * stride;
-        for (let k = 0; k < K; k++) {
-          for (let j = 1; j < 5; j++) boxes[5 * k + j] = Math.max(-lim, Math.min(lim, boxes[5 * k + j]));
+        const d = boxes.data;
+        for (let k = 0; k < boxes.count; k++) {
+          for (let j = 1; j < 5; j++) d[5 * k + j] = Math.max(-lim, Math.min(lim, d[5 * k + j]));
         }
       }
       const params = {
@@ -99,9 +97,8 @@ describe('roiAlign', () => {
         aligned: rand() < 0.5,
         mode: (['avg', 'max', 'onnx_max'] as AlignMode[])[randInt(rand, 0, 2)],
       };
-      const input: FeatureMap = { data: x, shape: [N, C, H, W], layout: 'NCHW' };
-      const out = roiAlign(input, { data: boxes, count: K }, params);
-      const ref = refRoiAlign({ data: x, N, C, H, W }, refBoxes(boxes, K), {
+      const out = roiAlign(input, boxes, params);
+      const ref = refRoiAlign(refMap, refBoxes(boxes.data, boxes.count), {
         s: params.spatialScale,
         PH: params.outputSize[0],
         PW: params.outputSize[1],

@@ -4,7 +4,7 @@ import { poolCells, roiPool, toCanonicalBoxes, toLayout } from '../../src/ops/in
 import type { FeatureMap } from '../../src/ops/index.js';
 import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
 import { refBoxes, refRoiPool } from '../reference/roi_reference.js';
-import { firstMismatch } from './helpers.js';
+import { firstMismatch, randomProblem } from './helpers.js';
 
 describe('roiPool', () => {
   it('C rounding of the worked example: 15.5 → 16, -1.5 → -2 (not Math.round)', () => {
@@ -30,24 +30,18 @@ describe('roiPool', () => {
   it('equals the slow reference exactly on random inputs', () => {
     const rand = mulberry32(99);
     for (let t = 0; t < 150; t++) {
-      const N = randInt(rand, 1, 2);
-      const C = randInt(rand, 1, 5);
-      const H = randInt(rand, 1, 12);
-      const W = randInt(rand, 1, 12);
-      const stride = [1, 2, 16][randInt(rand, 0, 2)];
-      const K = randInt(rand, 0, 6);
-      const x = randomMap(rand, N * C * H * W);
-      const boxes = randomBoxes(rand, K, N, H, W, stride);
+      const { input, refMap, boxes, stride } = randomProblem(rand, {
+        maxC: 5,
+        maxHW: 12,
+        strides: [1, 2, 16],
+      });
       const [PH, PW] = [randInt(rand, 1, 5), randInt(rand, 1, 5)];
-      const out = roiPool(
-        { data: x, shape: [N, C, H, W], layout: 'NCHW' },
-        { data: boxes, count: K },
-        {
-          spatialScale: 1 / stride,
-          outputSize: [PH, PW],
-        },
-      );
-      const ref = refRoiPool({ data: x, N, C, H, W }, refBoxes(boxes, K), { s: 1 / stride, PH, PW });
+      const out = roiPool(input, boxes, { spatialScale: 1 / stride, outputSize: [PH, PW] });
+      const ref = refRoiPool(refMap, refBoxes(boxes.data, boxes.count), {
+        s: 1 / stride,
+        PH,
+        PW,
+      });
       expect(firstMismatch(out.data, ref)).toBe(-1);
     }
   });

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { boxAt, roiAlign, roiWarp, snapBoxes, toCanonicalBoxes, warpCells } from '../../src/ops/index.js';
 import type { AlignMode } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
+import { mulberry32, randInt, randomMap } from '../oracle/random.js';
 import { refBoxes, refRoiWarp } from '../reference/roi_reference.js';
-import { maxAbsDiff } from './helpers.js';
+import { maxAbsDiff, randomProblem } from './helpers.js';
 
 describe('roiWarp', () => {
   it('snaps the worked example box to cells (9, 6, 16, 11) = pixels (288, 192, 512, 352)', () => {
@@ -19,14 +19,11 @@ describe('roiWarp', () => {
   it('equals RoI Align on the snapped boxes, and the slow reference, on random inputs', () => {
     const rand = mulberry32(4242);
     for (let t = 0; t < 80; t++) {
-      const N = randInt(rand, 1, 2);
-      const C = randInt(rand, 1, 4);
-      const H = randInt(rand, 1, 10);
-      const W = randInt(rand, 1, 10);
-      const stride = [1, 8, 16][randInt(rand, 0, 2)];
-      const K = randInt(rand, 0, 6);
-      const x = randomMap(rand, N * C * H * W);
-      const boxes = { data: randomBoxes(rand, K, N, H, W, stride), count: K };
+      const { input, refMap, boxes, stride } = randomProblem(rand, {
+        maxC: 4,
+        maxHW: 10,
+        strides: [1, 8, 16],
+      });
       const params = {
         spatialScale: 1 / stride,
         outputSize: [randInt(rand, 1, 4), randInt(rand, 1, 4)] as [number, number],
@@ -34,14 +31,9 @@ describe('roiWarp', () => {
         aligned: rand() < 0.7,
         mode: (['avg', 'max', 'onnx_max'] as AlignMode[])[randInt(rand, 0, 2)],
       };
-      const input = {
-        data: x,
-        shape: [N, C, H, W] as [number, number, number, number],
-        layout: 'NCHW' as const,
-      };
       const warp = roiWarp(input, boxes, params);
       expect(warp.data).toEqual(roiAlign(input, snapBoxes(boxes, params.spatialScale), params).data);
-      const ref = refRoiWarp({ data: x, N, C, H, W }, refBoxes(boxes.data, K), {
+      const ref = refRoiWarp(refMap, refBoxes(boxes.data, boxes.count), {
         s: params.spatialScale,
         PH: params.outputSize[0],
         PW: params.outputSize[1],
