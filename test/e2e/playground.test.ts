@@ -17,8 +17,8 @@ import type { FastifyInstance } from 'fastify';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
 import { buildApp } from '../../src/server.js';
+import { testConfig } from '../routes/helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -84,7 +84,7 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     await makeFixture(fixture);
     mkdirSync(RESULTS, { recursive: true });
 
-    app = await buildApp(parseConfig({}, { logLevel: 'silent', workers: 1 }));
+    app = await buildApp(testConfig());
     await app.listen({ host: '127.0.0.1', port: 0 });
     await app.readiness.settled;
     base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`;
