@@ -7,9 +7,10 @@ import { Piscina } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
 import type { Config } from './config.js';
 import { BusyError, RoiServeError } from './errors.js';
+import type { Stage } from './metrics.js';
 import type { RoiResult } from './pipeline.js';
-import type { RoiOp } from './request.js';
-import { limitsFrom, type RoiLimits, type RoiTask } from './request.js';
+import { limitsFrom, type RoiLimits, type RoiOp, type RoiTask } from './request.js';
+import type { EncodedBody } from './responses.js';
 
 /** Data every worker starts with (`Piscina.workerData`). */
 export interface WorkerInit {
@@ -33,12 +34,9 @@ export type WorkerTask =
   | { kind: 'describe' };
 
 /** A response body the worker encoded, with the stage timings (ms) for `Server-Timing`. */
-export interface EncodedWork {
+export interface EncodedWork extends Omit<EncodedBody, 'body'> {
   body: Buffer;
-  contentType: string;
-  /** For `Content-Disposition: attachment`; null for JSON. */
-  filename: string | null;
-  timings: Partial<Record<'decode' | 'backbone' | 'pool' | 'align' | 'warp' | 'encode', number>>;
+  timings: Partial<Record<Stage, number>>;
 }
 
 /** Per-reply bookkeeping: which thread answered and how many tfjs tensors it holds now. */
