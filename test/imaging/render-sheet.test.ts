@@ -12,7 +12,7 @@ import {
   type DiffRenderInput,
   type RawImage,
 } from '../../src/imaging/render-sheet.js';
-import { pairStats, type RgbImage } from '../../src/imaging/render.js';
+import type { RgbImage } from '../../src/imaging/render.js';
 import {
   coverage,
   roiAlign,
@@ -263,15 +263,27 @@ describe('sheet', () => {
     const input = inputFor(fm, rows, 1 / 32, [512, 512]);
     const stats = diffStats(input.pooled);
     expect(stats.perBox).toHaveLength(rows.length);
-    expect(stats.perBox[1][0]).toEqual({
-      a: 'align',
-      b: 'pool',
-      ...pairStats(input.pooled.align, input.pooled.pool, 1),
-    });
-    // Direct: mean |align − warp| over box 2's values.
     const [, C, PH, PW] = input.pooled.align.shape;
     const n = C * PH * PW;
+    // Direct: |align − pool| over box 1's values (mean, max, ‖d‖ / ‖align‖).
     let sum = 0;
+    let max = 0;
+    let d2 = 0;
+    let a2 = 0;
+    for (let i = n; i < 2 * n; i++) {
+      const d = input.pooled.align.data[i] - input.pooled.pool.data[i];
+      sum += Math.abs(d);
+      max = Math.max(max, Math.abs(d));
+      d2 += d * d;
+      a2 += input.pooled.align.data[i] ** 2;
+    }
+    const alignPool = stats.perBox[1][0];
+    expect([alignPool.a, alignPool.b]).toEqual(['align', 'pool']);
+    expect(alignPool.meanAbs).toBeCloseTo(sum / n, 10);
+    expect(alignPool.maxAbs).toBeCloseTo(max, 10);
+    expect(alignPool.relL2).toBeCloseTo(Math.sqrt(d2 / a2), 10);
+    // Direct: mean |align − warp| over box 2's values.
+    sum = 0;
     for (let i = 2 * n; i < 3 * n; i++)
       sum += Math.abs(input.pooled.align.data[i] - input.pooled.warp.data[i]);
     expect(stats.perBox[2][1].meanAbs).toBeCloseTo(sum / n, 10);
