@@ -169,11 +169,8 @@ function fillAxis(
     for (let i = 0; i < grid; i++, idx++) {
       let v = fround(binStart + fround(fround((i + 0.5) * bin) / grid));
       if (!(v >= -1 && v <= size)) {
+        // Off the map: the readers (mergeAxis, writeSamples) skip it, so lo/hi/weights stay stale.
         ax.valid[idx] = 0;
-        ax.lo[idx] = 0;
-        ax.hi[idx] = 0;
-        ax.wLo[idx] = 0;
-        ax.wHi[idx] = 0;
         continue;
       }
       if (v <= 0) v = 0;
