@@ -129,7 +129,7 @@ export async function runOpsBench(): Promise<void> {
 
   console.log(
     `X ${N}×${C}×${H}×${W}, ${OUT}×${OUT}, spatialScale 1/${STRIDE}, boxes 16–600 px; ` +
-      `median of ${RUNS} interleaved runs after ${WARMUP} warm-up; ORT ${'intra-op threads = 1'}`,
+      `median of ${RUNS} interleaved runs after ${WARMUP} warm-up; ORT intra-op threads = 1`,
   );
   const rows: Row[] = [];
   for (const R of [300, 1000]) {
