@@ -291,9 +291,6 @@ function renderResults({ sheet, sheetBlob, data, json }) {
   $('curl-text').value = curlFor(state.lastRun);
 }
 
-const pct = (v) => (typeof v === 'number' ? `${(v * 100).toFixed(1)} %` : '–');
-const num3 = (v) => (typeof v === 'number' ? v.toFixed(3) : '–');
-
 /** Per-box coverage rows: lost/gained as fractions of the box and IoU, for the ops that read other areas. */
 function renderCoverage(json) {
   const list = json.coverage;
@@ -342,7 +339,8 @@ function renderCoverage(json) {
         cell.className = 'num';
         cell.dataset.op = op;
         cell.dataset.key = key;
-        cell.textContent = key === 'iou' ? num3(value) : pct(value);
+        // Fractions as percent with one decimal, IoU with three.
+        cell.textContent = key === 'iou' ? value.toFixed(3) : `${(value * 100).toFixed(1)} %`;
       }
     }
     row.addEventListener('mouseenter', () => editor.highlight(i));
