@@ -7,7 +7,13 @@ import { z } from 'zod';
 import { InvalidInputError } from '../src/errors.js';
 import { observeStages, serverTiming } from '../src/metrics.js';
 import { problemSchema } from '../src/problem.js';
-import { limitsFrom, multipartToJsonBody, prepareRoi, roiBodySchema } from '../src/request.js';
+import {
+  limitsFrom,
+  multipartToJsonBody,
+  outputValueCount,
+  prepareRoi,
+  roiBodySchema,
+} from '../src/request.js';
 import {
   checkArrayEncoding,
   NPY_CONTENT_TYPE,
@@ -80,7 +86,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
         const channels = task.features?.shape[1] ?? app.readiness.backbone?.outputChannels;
         if (typeof channels === 'number') {
           checkArrayEncoding(
-            task.boxes.count * channels * task.params.outputSize[0] * task.params.outputSize[1] * opCount,
+            outputValueCount(task.boxes.count, channels, task.params.outputSize, opCount),
             'array',
           );
         }

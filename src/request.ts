@@ -271,8 +271,18 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
   };
 }
 
+/** Values in a request's outputs: K·C·PH·PW per op, summed over the ops. */
+export function outputValueCount(
+  boxCount: number,
+  channels: number,
+  outputSize: readonly [number, number],
+  opCount: number,
+): number {
+  return boxCount * channels * outputSize[0] * outputSize[1] * opCount;
+}
+
 /**
- * Refuses requests whose outputs would exceed `limits.maxOutputValues` (K·C·PH·PW per op, summed).
+ * Refuses requests whose outputs would exceed `limits.maxOutputValues` ({@link outputValueCount}).
  *
  * @throws TooLargeError (field `boxes`)
  */
@@ -283,7 +293,7 @@ export function checkOutputValues(
   opCount: number,
   limits: Pick<RoiLimits, 'maxOutputValues'>,
 ): void {
-  const values = boxCount * channels * outputSize[0] * outputSize[1] * opCount;
+  const values = outputValueCount(boxCount, channels, outputSize, opCount);
   if (values > limits.maxOutputValues) {
     throw new TooLargeError(
       `the outputs would hold ${values} values (K=${boxCount} · C=${channels} · PH·PW=${outputSize[0] * outputSize[1]} · ops=${opCount}), over the limit of ${limits.maxOutputValues}`,
