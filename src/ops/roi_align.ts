@@ -442,9 +442,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
       ? firstBytes + 8 * PH * cellsPerBin(maxGrid, H) * PW * cellsPerBin(maxGrid, W)
       : 32 * bins * maxSamples;
   const ws = new Workspace(input, tableBytes, bins, K, layout);
-  const { kernels, f32, i32 } = ws;
-  const cellBytes = 4 * ws.Cp;
-  const rowBytes = W * cellBytes;
+  const { kernels, f32, i32, cellBytes, rowBytes } = ws;
 
   for (let k0 = 0; k0 < K; k0 += ws.roisPerChunk) {
     const k1 = Math.min(K, k0 + ws.roisPerChunk);
@@ -453,7 +451,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
       const { gridH, gridW } = geo;
       fillAxis(sc.ys, PH, gridH, geo.startY, geo.binH, H);
       fillAxis(sc.xs, PW, gridW, geo.startX, geo.binW, W);
-      const batchAt = ws.x + boxes.data[5 * k] * H * rowBytes;
+      const batchAt = ws.imageAt(boxes.data[5 * k]);
       if (mode === 'avg') {
         mergeAxis(sc.ys, PH, gridH, rowBytes, sc.denseY, sc.rowFirst, sc.rowCell, sc.rowW);
         mergeAxis(sc.xs, PW, gridW, cellBytes, sc.denseX, sc.colFirst, sc.colCell, sc.colW);

@@ -107,9 +107,7 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
 
   const bins = PH * PW;
   const ws = new Workspace(input, 12 * bins, bins, K, layout);
-  const { kernels, i32 } = ws;
-  const cellBytes = 4 * ws.Cp;
-  const rowBytes = W * cellBytes;
+  const { kernels, i32, cellBytes, rowBytes } = ws;
   const rowStart = new Int32Array(PH);
   const rowEnd = new Int32Array(PH);
   const colStart = new Int32Array(PW);
@@ -123,7 +121,7 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
       const { sx, sy, ex, ey } = poolCells(d[5 * k + 1], d[5 * k + 2], d[5 * k + 3], d[5 * k + 4], scale);
       binEdges(PH, sy, Math.max(ey - sy + 1, 1), H, rowStart, rowEnd);
       binEdges(PW, sx, Math.max(ex - sx + 1, 1), W, colStart, colEnd);
-      const batchAt = ws.x + d[5 * k] * H * rowBytes;
+      const batchAt = ws.imageAt(d[5 * k]);
       // One rectangle of cells per bin: top-left address, rows, columns (0 rows: empty bin → 0).
       for (let ph = 0, r = rects; ph < PH; ph++) {
         const rows = Math.max(rowEnd[ph] - rowStart[ph], 0);

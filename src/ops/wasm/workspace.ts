@@ -28,10 +28,14 @@ export class Workspace {
   readonly Cp: number;
   /** The feature map, NHWC, `Cp` channels per cell. */
   readonly x: number;
+  /** Bytes from one cell of the map to the next along x (`4 * Cp`), and along y (`W` cells). */
+  readonly cellBytes: number;
+  readonly rowBytes: number;
   /** The per-RoI table region. */
   readonly tables: number;
   /** How many RoIs one output chunk holds. */
   readonly roisPerChunk: number;
+  private readonly imageBytes: number;
   private readonly out: number;
   private readonly scratch: number;
   private readonly C: number;
@@ -57,6 +61,9 @@ export class Workspace {
     this.Cp = Math.ceil(C / 4) * 4;
     const roiBytes = 4 * C * bins;
     this.x = align16(this.Cp * 4);
+    this.cellBytes = 4 * this.Cp;
+    this.rowBytes = W * this.cellBytes;
+    this.imageBytes = H * this.rowBytes;
     this.tables = align16(this.x + N * H * W * this.Cp * 4);
     this.scratch = align16(this.tables + tableBytes);
     this.out = align16(this.scratch + roiBytes);
@@ -72,6 +79,11 @@ export class Workspace {
     this.i32 = new Int32Array(memory.buffer);
     this.f32.fill(0, 0, this.Cp);
     this.copyFeatures(input, staging);
+  }
+
+  /** Address of cell (0, 0) of image `b` of the map. */
+  imageAt(b: number): number {
+    return this.x + b * this.imageBytes;
   }
 
   /** Where the kernels write RoI `i` of the current chunk (`[PH, PW, C]`, bin stride `4 * C`). */
