@@ -119,6 +119,15 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     return fetch(new URL(path, base), { method: 'POST', body: form });
   }
 
+  /** The bytes of the sheet the page shows (its `#sheet` image's blob URL). */
+  async function shownSheet(): Promise<Buffer> {
+    const bytes = await page.evaluate(async () => {
+      const img = document.getElementById('sheet') as HTMLImageElement;
+      return Array.from(new Uint8Array(await (await fetch(img.src)).arrayBuffer()));
+    });
+    return Buffer.from(bytes);
+  }
+
   /** Choose `format` in the tensor menu, click Download, and return the file's suggested name and bytes. */
   async function downloadTensors(format: string): Promise<{ name: string; bytes: Buffer }> {
     await page.selectOption('#tensor-format', format);
@@ -203,14 +212,12 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
       };
 
       // The sheet on the page is the API's PNG, byte for byte.
-      const shown = await page.evaluate(async () => {
-        const img = document.getElementById('sheet') as HTMLImageElement;
-        const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-        return { width: img.naturalWidth, height: img.naturalHeight, bytes: Array.from(bytes) };
-      });
+      const shownSize = await page
+        .locator('#sheet')
+        .evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
       const meta = await sharp(directSheet).metadata();
-      expect([shown.width, shown.height]).toEqual([meta.width, meta.height]);
-      expect(Buffer.from(shown.bytes).equals(directSheet)).toBe(true);
+      expect(shownSize).toEqual([meta.width, meta.height]);
+      expect((await shownSheet()).equals(directSheet)).toBe(true);
 
       // The coverage table shows the API's numbers (as the page formats them: % with 1 decimal, IoU 3).
       const rows = page.locator('#coverage tbody tr');
@@ -252,11 +259,7 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     // Run it where the image is, as its comment says.
     // Asynchronously: the server answering it runs in this very process.
     await promisify(execFile)('bash', ['-c', sheetCommand], { cwd: work, timeout: 110_000 });
-    const shown = await page.evaluate(async () => {
-      const img = document.getElementById('sheet') as HTMLImageElement;
-      return Array.from(new Uint8Array(await (await fetch(img.src)).arrayBuffer()));
-    });
-    expect(readFileSync(join(work, 'roiserve-sheet.png')).equals(Buffer.from(shown))).toBe(true);
+    expect(readFileSync(join(work, 'roiserve-sheet.png')).equals(await shownSheet())).toBe(true);
   });
 
   it(
