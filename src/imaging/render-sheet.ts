@@ -696,6 +696,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   );
   if (!input.image)
     lines.push('Features input without an image: no image overlay; the boxes are drawn on the feature map.');
+  lines.push(...(input.notes ?? []));
   const headerH = 34 + lines.length * 18 + 8;
 
   // Stack: header, overlay strip or feature panel (features input), then the box rows.

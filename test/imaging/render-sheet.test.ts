@@ -253,6 +253,14 @@ describe('sheet', () => {
     expect(r.rows).toHaveLength(2);
   });
 
+  it('shows the notes as extra header lines (one 18 px line each)', async () => {
+    const plain = await renderDiff(inputFor(fm, [], 1 / 32, [512, 512]));
+    const noted = await renderDiff(
+      inputFor(fm, [], 1 / 32, [512, 512], undefined, { notes: ['resized for the backbone'] }),
+    );
+    expect(noted.sheet.height - plain.sheet.height).toBe(18);
+  });
+
   it('empty box list: a sheet that says so', async () => {
     const r = await renderDiff(inputFor(fm, [], 1 / 32, [512, 512], image));
     expect(r.boxesShown).toBe(0);
