@@ -5,14 +5,7 @@
  */
 import { BoxEditor, boxColour } from './editor.js';
 import { drawSampleScene, SAMPLE_BOXES, SAMPLE_HEIGHT, SAMPLE_WIDTH } from './scene.js';
-import {
-  ALL_OPS,
-  curlCommand,
-  parseBoxes,
-  parseServerTiming,
-  problemMessage,
-  requestFields,
-} from './request.js';
+import { curlCommand, parseBoxes, parseServerTiming, problemMessage, requestFields } from './request.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -438,7 +431,8 @@ $('download-tensors').addEventListener('click', async () => {
   const run = state.lastRun;
   if (!run) return;
   const [format, op] = $('tensor-format').value.split(':');
-  const params = { ...run.params, format, ops: op ? [op] : ALL_OPS };
+  // Without `ops` the API runs all three (its default).
+  const params = { ...run.params, format, ops: op ? [op] : undefined };
   const name = format === 'npy' ? `roiserve-${op}.npy` : 'roiserve-tensors.safetensors';
   $('run-status').textContent = `Fetching ${name}…`;
   try {

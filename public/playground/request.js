@@ -3,9 +3,6 @@
  * parsing, `Server-Timing` and problem+json reading. Shared by the page and its tests.
  */
 
-/** Ops in the order the API and the sheet use. */
-export const ALL_OPS = ['pool', 'align', 'warp'];
-
 /**
  * Multipart fields (name, text value) of a request, in a fixed order, without the image part.
  * Arrays go as JSON text and plain values plain, as the API's multipart form expects.
