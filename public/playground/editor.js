@@ -6,7 +6,7 @@
  */
 
 /** Okabe–Ito colours: distinguishable with the common colour-vision deficiencies. */
-export const BOX_COLOURS = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000'];
+const BOX_COLOURS = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000'];
 
 /** Handle hit radius and minimum drawn size, in CSS pixels. */
 const HANDLE_PX = 9;
