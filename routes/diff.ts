@@ -181,7 +181,8 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       const knownChannels = task.features?.shape[1] ?? app.readiness.backbone?.outputChannels;
       if (knownChannels !== undefined) checkChannel(body.channel, knownChannels);
       const result = await app.work.roi(task);
-      const features = (result.features ?? task.features) as FeatureMap;
+      // Always there with includeImage (task.features itself was transferred to the worker).
+      const features = result.features as FeatureMap;
       checkChannel(body.channel, result.featureMap.shape[1]);
 
       const renderStart = performance.now();
