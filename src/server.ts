@@ -57,6 +57,11 @@ function needsKey(url: string): boolean {
   return url.startsWith('/v1/') || url === '/v1';
 }
 
+/** The path of a request URL, without its query string (a problem's `instance`). */
+function pathOf(url: string): string {
+  return url.split('?')[0];
+}
+
 /** Constant-time comparison of digests, so neither the key's content nor its length leaks through timing. */
 function keyMatches(given: string | undefined, expected: string): boolean {
   if (given === undefined) return false;
@@ -177,7 +182,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   };
 
   app.setErrorHandler((err, request, reply) => {
-    const { problem: body, internal } = problemFromError(err, request.url.split('?')[0], {
+    const { problem: body, internal } = problemFromError(err, pathOf(request.url), {
       contentType: request.headers['content-type'],
       bodyLimitBytes: config.bodyLimitBytes,
     });
@@ -186,12 +191,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     void reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   });
   app.setNotFoundHandler((request, reply) => {
-    const body = problem(
-      404,
-      `no route ${request.method} ${request.url.split('?')[0]}`,
-      undefined,
-      request.url.split('?')[0],
-    );
+    const path = pathOf(request.url);
+    const body = problem(404, `no route ${request.method} ${path}`, undefined, path);
     void reply.code(404).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   });
 
@@ -199,8 +200,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     const apiKey = config.apiKey;
     app.addHook('onRequest', async (request, reply) => {
       if (!needsKey(request.url)) return;
-      if (keyMatches(presentedKey(request.headers), apiKey)) return;
-      const given = presentedKey(request.headers) !== undefined;
+      const presented = presentedKey(request.headers);
+      if (keyMatches(presented, apiKey)) return;
+      const given = presented !== undefined;
       const body = problem(
         401,
         given ? 'the API key is not valid' : 'this route needs an API key',
@@ -211,7 +213,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
             message: given ? 'invalid key' : 'missing key',
           },
         ],
-        request.url.split('?')[0],
+        pathOf(request.url),
       );
       return reply
         .code(401)
