@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { boxAt, boxesFromPerImage, cRound, scaleBoxes, toCanonicalBoxes } from '../../src/ops/index.js';
-
-function fieldOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(InvalidInputError);
-    return (e as InvalidInputError).field;
-  }
-  throw new Error('expected an InvalidInputError');
-}
+import { fieldOf } from './helpers.js';
 
 describe('cRound', () => {
   it('rounds half away from zero, unlike Math.round', () => {

@@ -1,8 +1,20 @@
 /** Small helpers shared by the operator tests. */
 import { expect } from 'vitest';
+import { InvalidInputError } from '../../src/errors.js';
 import type { Boxes, FeatureMap } from '../../src/ops/index.js';
 import { randInt, randomBoxes, randomMap } from '../oracle/random.js';
 import type { RefMap } from '../reference/roi_reference.js';
+
+/** The `field` of the `InvalidInputError` that `fn` throws; fails when it throws nothing or another error. */
+export function fieldOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(InvalidInputError);
+    return (e as InvalidInputError).field;
+  }
+  throw new Error('expected an InvalidInputError');
+}
 
 /** Largest |a[i] - b[i]|; fails on a length mismatch. */
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
