@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { loadBackbone } from '../../src/backbone/index.js';
 import { initTensorFlow, tf } from '../../src/backbone/tf.js';
+import { maxAbsDiff } from '../routes/helpers.js';
 
 let root: string;
 beforeAll(async () => {
@@ -71,13 +72,6 @@ function image(width: number, height: number) {
   const rgb = new Uint8Array(width * height * 3);
   for (let i = 0; i < rgb.length; i++) rgb[i] = Math.imul(i + 7, 2654435761) >>> 24;
   return { rgb, width, height };
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 describe('user LayersModel from a directory', () => {
