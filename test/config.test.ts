@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, defaultWorkers, parseConfig } from '../src/config.js';
 
@@ -16,7 +17,8 @@ describe('parseConfig', () => {
       maxOutputSide: 64,
       maxSamplingGrid: 64,
       queueLimit: 64,
-      workers: defaultWorkers(),
+      // One per core, one left for the HTTP thread, within [1, 4] (README).
+      workers: Math.min(4, Math.max(1, availableParallelism() - 1)),
       tfBackend: 'auto',
       backboneDir: undefined,
       backboneOutputNode: undefined,
