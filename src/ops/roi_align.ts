@@ -6,7 +6,7 @@ import { assertBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import type { AlignMode, Boxes, FeatureMap, Layout, Pooled } from './types.js';
-import { Workspace } from './wasm/workspace.js';
+import { align16, Workspace } from './wasm/workspace.js';
 
 export interface RoiAlignParams {
   /** Feature coordinates = image coordinates × `spatialScale` (= 1 / stride, e.g. 0.0625). Required. */
@@ -436,7 +436,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
 
   const sc = newScratch(PH, PW, H, W, maxGrid);
   const bins = PH * PW;
-  const firstBytes = Math.ceil((4 * (bins + 1)) / 16) * 16;
+  const firstBytes = align16(4 * (bins + 1));
   const tableBytes =
     mode === 'avg'
       ? firstBytes + 8 * PH * cellsPerBin(maxGrid, H) * PW * cellsPerBin(maxGrid, W)

@@ -12,7 +12,8 @@ import { roiKernels, type RoiKernels } from './roi_kernels.js';
 const OUTPUT_CHUNK_BYTES = 4 * 1024 * 1024;
 const WASM_PAGE = 65536;
 
-const align16 = (n: number): number => Math.ceil(n / 16) * 16;
+/** `n` rounded up to a multiple of 16 (the alignment of every region, for whole-vector loads). */
+export const align16 = (n: number): number => Math.ceil(n / 16) * 16;
 
 /**
  * Where things are in the kernels' memory for one call. Addresses are byte offsets. The kernels write
