@@ -242,7 +242,7 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     boxCoverage.push(coverage(boxAt(opBoxes, k), { spatialScale, imageSize }));
   }
   return {
-    params: { ...params, spatialScale, imageSize: params.imageSize },
+    params: { ...params, spatialScale },
     image,
     rgb,
     ...(task.includeImage ? { features: fm } : {}),
