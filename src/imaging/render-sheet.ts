@@ -139,13 +139,7 @@ export function rectDifference(a: Region, b: Region): Region[] {
 }
 
 /** Display scale for a `width × height` frame to fit `maxW × maxH` (upscaling at most `maxUpscale`). */
-export function displayScale(
-  width: number,
-  height: number,
-  maxW: number,
-  maxH: number,
-  maxUpscale: number,
-): number {
+function displayScale(width: number, height: number, maxW: number, maxH: number, maxUpscale: number): number {
   return Math.min(maxW / width, maxH / height, maxUpscale);
 }
 
