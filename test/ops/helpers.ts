@@ -1,9 +1,9 @@
 /** Small helpers shared by the operator tests. */
 import { expect } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
-import type { Boxes, FeatureMap } from '../../src/ops/index.js';
+import type { AlignMode, Boxes, FeatureMap } from '../../src/ops/index.js';
 import { randInt, randomBoxes, randomMap } from '../oracle/random.js';
-import type { RefMap } from '../reference/roi_reference.js';
+import type { RefAlignParams, RefMap } from '../reference/roi_reference.js';
 
 /** The `field` of the `InvalidInputError` that `fn` throws; fails when it throws nothing or another error. */
 export function fieldOf(fn: () => unknown): string {
@@ -57,4 +57,16 @@ export function randomProblem(
     boxes,
     stride,
   };
+}
+
+/** Fully spelled-out `roiAlign` / `roiWarp` parameters in the slow references' notation. */
+export function refAlignParams(p: {
+  spatialScale: number;
+  outputSize: readonly [number, number];
+  samplingRatio: number;
+  aligned: boolean;
+  mode: AlignMode;
+}): RefAlignParams {
+  const [PH, PW] = p.outputSize;
+  return { s: p.spatialScale, PH, PW, samplingRatio: p.samplingRatio, aligned: p.aligned, mode: p.mode };
 }

@@ -3,7 +3,7 @@ import { roiAlign, toCanonicalBoxes, toLayout } from '../../src/ops/index.js';
 import type { AlignMode, FeatureMap } from '../../src/ops/index.js';
 import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
 import { refBoxes, refRoiAlign } from '../reference/roi_reference.js';
-import { fieldOf, maxAbsDiff, randomProblem } from './helpers.js';
+import { fieldOf, maxAbsDiff, randomProblem, refAlignParams } from './helpers.js';
 
 /** 4×4 map with X[y][x] = 4y + x (one channel). */
 const ramp: FeatureMap = {
@@ -97,14 +97,7 @@ describe('roiAlign', () => {
         mode: (['avg', 'max', 'onnx_max'] as AlignMode[])[randInt(rand, 0, 2)],
       };
       const out = roiAlign(input, boxes, params);
-      const ref = refRoiAlign(refMap, refBoxes(boxes.data, boxes.count), {
-        s: params.spatialScale,
-        PH: params.outputSize[0],
-        PW: params.outputSize[1],
-        samplingRatio,
-        aligned: params.aligned,
-        mode: params.mode,
-      });
+      const ref = refRoiAlign(refMap, refBoxes(boxes.data, boxes.count), refAlignParams(params));
       expect(maxAbsDiff(out.data, ref)).toBeLessThanOrEqual(1e-5);
       cases++;
     }
