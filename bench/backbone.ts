@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { initTensorFlow, loadBackbone } from '../src/backbone/index.js';
 import { decodeImage } from '../src/imaging/decode.js';
-import { createOrtBackbone, runOrtBackbone } from '../test/backbone/onnx_reference.js';
+import { createOrtBackbone, relativeError, runOrtBackbone } from '../test/backbone/onnx_reference.js';
 
 const WARMUP = 3;
 const RUNS = Number(process.env.BENCH_RUNS ?? 11);
@@ -84,21 +84,8 @@ export async function runBackboneBench(): Promise<void> {
         times.tfCpu.push(tf.cpu);
         times.ortCpu.push(ort.cpu);
       }
-      if (run === 0) {
-        // The two engines must agree, or the timing compares different work.
-        const features = tf.value;
-        const reference = ort.value;
-        const [, c, h, w] = features.shape;
-        let diff = 0;
-        let scale = 0;
-        for (let ch = 0; ch < c; ch++)
-          for (let i = 0; i < h * w; i++) {
-            const r = reference.data[ch * h * w + i];
-            diff = Math.max(diff, Math.abs(features.data[i * c + ch] - r));
-            scale = Math.max(scale, Math.abs(r));
-          }
-        relDiff = diff / scale;
-      }
+      // The two engines must agree, or the timing compares different work.
+      if (run === 0) relDiff = relativeError(tf.value, ort.value).rel;
     }
     const m = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)])) as Record<
       keyof typeof times,

@@ -7,8 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBackbone, type Backbone } from '../../src/backbone/index.js';
 import { initTensorFlow } from '../../src/backbone/tf.js';
-import type { FeatureMap } from '../../src/ops/types.js';
-import { createOrtBackbone, runOrtBackbone } from './onnx_reference.js';
+import { createOrtBackbone, relativeError, runOrtBackbone } from './onnx_reference.js';
 
 let backbone: Backbone;
 let session: InferenceSession;
@@ -22,26 +21,6 @@ afterAll(async () => {
   backbone.dispose();
   await session.release();
 });
-
-/** max |a − b| over max |b|, comparing NHWC tfjs features with NCHW ORT features. */
-function relativeError(
-  features: FeatureMap,
-  ort: { data: Float32Array; dims: number[] },
-): { rel: number; scale: number } {
-  const [, c, h, w] = features.shape;
-  expect(ort.dims).toEqual([1, c, h, w]);
-  let maxDiff = 0;
-  let scale = 0;
-  for (let ch = 0; ch < c; ch++)
-    for (let y = 0; y < h; y++)
-      for (let x = 0; x < w; x++) {
-        const reference = ort.data[(ch * h + y) * w + x];
-        const value = features.data[(y * w + x) * c + ch];
-        maxDiff = Math.max(maxDiff, Math.abs(value - reference));
-        scale = Math.max(scale, Math.abs(reference));
-      }
-  return { rel: maxDiff / scale, scale };
-}
 
 /** A photo-like test card: gradient background, shapes in several colours, a thin line. */
 async function testCard(width: number, height: number): Promise<Uint8Array> {
@@ -75,6 +54,7 @@ describe('built-in backbone vs ONNX Runtime (same graph, same weights)', () => {
       const rgb = await make(width, height);
       const features = await backbone.extract({ rgb, width, height });
       const reference = await runOrtBackbone(session, rgb, width, height);
+      expect(reference.dims).toEqual([1, ...features.shape.slice(1)]);
       const { rel, scale } = relativeError(features, reference);
       expect(scale).toBeGreaterThan(0.01); // a meaningful comparison, not of two zero maps
       expect(rel).toBeLessThanOrEqual(1e-4);

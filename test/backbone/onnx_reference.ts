@@ -16,6 +16,7 @@ import {
   type ConvWeights,
   type NetworkNode,
 } from '../../src/backbone/builtin.js';
+import type { FeatureMap } from '../../src/ops/types.js';
 
 const { onnx } = onnxProto;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
@@ -165,4 +166,28 @@ export async function runOrtBackbone(
   const result = await session.run({ rgb: rgbToNchw(rgb, width, height) });
   const out = result.features;
   return { data: out.data as Float32Array, dims: [...out.dims] };
+}
+
+/**
+ * max |tfjs − ORT| over max |ORT|, comparing NHWC tfjs features `[1, C, H, W]` with NCHW ORT features.
+ * Throws when the shapes differ.
+ */
+export function relativeError(
+  features: FeatureMap,
+  peer: { data: Float32Array; dims: number[] },
+): { rel: number; scale: number } {
+  const [, c, h, w] = features.shape;
+  if (peer.dims.join() !== [1, c, h, w].join())
+    throw new Error(`shapes differ: tfjs [1, ${c}, ${h}, ${w}] vs ORT [${peer.dims.join(', ')}]`);
+  let maxDiff = 0;
+  let scale = 0;
+  for (let ch = 0; ch < c; ch++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        const reference = peer.data[(ch * h + y) * w + x];
+        const value = features.data[(y * w + x) * c + ch];
+        maxDiff = Math.max(maxDiff, Math.abs(value - reference));
+        scale = Math.max(scale, Math.abs(reference));
+      }
+  return { rel: maxDiff / scale, scale };
 }
