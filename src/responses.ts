@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { TooLargeError } from './errors.js';
 import type { Boxes, Pooled } from './ops/index.js';
 import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
-import type { RoiOp } from './request.js';
+import { ROI_OPS, type RoiOp } from './request.js';
 import { encodeFloat32Base64 } from './tensors/base64.js';
 import { writeNpy } from './tensors/npy.js';
 import { writeSafetensors, type NamedTensor } from './tensors/safetensors.js';
@@ -89,7 +89,7 @@ export const timingsSchema = z
   .describe('milliseconds per stage (0 when a stage did not run)');
 
 export const roiParamsSchema = z.object({
-  ops: z.array(z.enum(['pool', 'align', 'warp'])),
+  ops: z.array(z.enum(ROI_OPS)),
   boxFormat: z.enum(['xyxy', 'xywh', 'cxcywh']),
   outputSize: z.tuple([z.number().int(), z.number().int()]).describe('[PH, PW]'),
   samplingRatio: z.number().int(),
