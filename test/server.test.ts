@@ -50,8 +50,8 @@ const boxes = [
   [0, 4, 4, 4, 9],
 ];
 
-function roi(payload: Record<string, unknown>, target = app) {
-  return target.inject({ method: 'POST', url: '/v1/roi', payload });
+function roi(payload: Record<string, unknown>, target = app, headers: Record<string, string> = {}) {
+  return target.inject({ method: 'POST', url: '/v1/roi', headers, payload });
 }
 
 describe('health, readiness, metrics', () => {
@@ -615,12 +615,11 @@ describe('errors: 404, 413, 415', () => {
   });
 
   it('413 for a body over BODY_LIMIT_BYTES', async () => {
-    const r = await strict.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      headers: { authorization: `Bearer ${API_KEY}` },
-      payload: { features: featuresField(randomMap([1, 4, 16, 16])), spatialScale: 0.5, boxes: [] },
-    });
+    const r = await roi(
+      { features: featuresField(randomMap([1, 4, 16, 16])), spatialScale: 0.5, boxes: [] },
+      strict,
+      { authorization: `Bearer ${API_KEY}` },
+    );
     expect(r.statusCode).toBe(413);
     expect(r.json()).toEqual({
       type: 'urn:roiserve:problem:too-large',
@@ -640,11 +639,8 @@ describe('errors: 404, 413, 415', () => {
 
   it('413 for more boxes than MAX_BOXES', async () => {
     const small = randomMap([1, 1, 2, 2]);
-    const r = await strict.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      headers: { authorization: `Bearer ${API_KEY}` },
-      payload: {
+    const r = await roi(
+      {
         features: featuresField(small),
         spatialScale: 1,
         boxes: [
@@ -654,7 +650,9 @@ describe('errors: 404, 413, 415', () => {
           [0, 0, 1, 1],
         ],
       },
-    });
+      strict,
+      { authorization: `Bearer ${API_KEY}` },
+    );
     expect(r.statusCode).toBe(413);
     expect(r.json()).toEqual({
       type: 'urn:roiserve:problem:too-large',
@@ -670,12 +668,11 @@ describe('errors: 404, 413, 415', () => {
 
   it('413 for outputs over MAX_OUTPUT_VALUES', async () => {
     const small = randomMap([1, 2, 2, 2]);
-    const r = await strict.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      headers: { 'x-api-key': API_KEY },
-      payload: { features: featuresField(small), spatialScale: 1, boxes: [[0, 0, 1, 1]], outputSize: 16 },
-    });
+    const r = await roi(
+      { features: featuresField(small), spatialScale: 1, boxes: [[0, 0, 1, 1]], outputSize: 16 },
+      strict,
+      { 'x-api-key': API_KEY },
+    );
     expect(r.statusCode).toBe(413);
     expect(r.json().errors[0].field).toBe('boxes');
     expect(r.json().detail).toContain('over the limit of 1000');
@@ -722,12 +719,11 @@ describe('image limits: MAX_IMAGE_PIXELS and MAX_IMAGE_SIDE', () => {
     const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3a6' } })
       .png()
       .toBuffer();
-    const r = await strict.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      headers: auth,
-      payload: { image: png.toString('base64'), boxes: [[0, 0, 64, 48]], outputSize: 1, ops: ['align'] },
-    });
+    const r = await roi(
+      { image: png.toString('base64'), boxes: [[0, 0, 64, 48]], outputSize: 1, ops: ['align'] },
+      strict,
+      auth,
+    );
     expect(r.statusCode).toBe(200);
     const body = r.json();
     expect(body.image).toEqual({
@@ -800,12 +796,7 @@ describe('401 with API_KEY', () => {
   });
 
   it('accepts Authorization: Bearer and X-API-Key; health, readiness and metrics stay open', async () => {
-    const bearer = await strict.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      payload,
-      headers: { authorization: `Bearer ${API_KEY}` },
-    });
+    const bearer = await roi(payload, strict, { authorization: `Bearer ${API_KEY}` });
     expect(bearer.statusCode).toBe(200);
     const header = await strict.inject({
       method: 'GET',
