@@ -11,12 +11,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { parseConfig } from '../src/config.js';
-import type { RawImage } from '../src/imaging/render-sheet.js';
 import { buildApp } from '../src/server.js';
 import { decodeFloat32Base64, encodeFloat32Base64 } from '../src/tensors/base64.js';
 
-/** A 512×512 street-ish scene drawn with SVG shapes: sky, sun, house, tree, car. */
-export async function makeScene(width = 512, height = 512): Promise<RawImage> {
+/** A 512×512 street-ish scene drawn with SVG shapes (sky, sun, house, tree, car), as PNG. */
+async function makeScenePng(width = 512, height = 512): Promise<Buffer> {
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 512 512">
     <defs><linearGradient id="sky" x1="0" y1="0" x2="0" y2="1">
       <stop offset="0" stop-color="#7fb2e5"/><stop offset="1" stop-color="#dcecf8"/></linearGradient></defs>
@@ -38,11 +37,7 @@ export async function makeScene(width = 512, height = 512): Promise<RawImage> {
     <path d="M330 392L355 362H420L445 392Z" fill="#2b6fbd"/>
     <circle cx="335" cy="436" r="15" fill="#222"/><circle cx="435" cy="436" r="15" fill="#222"/>
   </svg>`;
-  const { data, info } = await sharp(Buffer.from(svg))
-    .removeAlpha()
-    .raw()
-    .toBuffer({ resolveWithObject: true });
-  return { data, width: info.width, height: info.height, channels: 3 };
+  return sharp(Buffer.from(svg)).removeAlpha().png().toBuffer();
 }
 
 /** 2×2 average pooling of an NCHW map `[N, C, H, W]` → `[N, C, H/2, W/2]` (stride doubles). */
@@ -64,10 +59,7 @@ function halve(data: Float32Array, [N, C, H, W]: number[]): { data: Float32Array
 async function main(): Promise<void> {
   const outDir = process.argv[2] ?? 'docs';
   mkdirSync(outDir, { recursive: true });
-  const scene = await makeScene();
-  const png = await sharp(scene.data, { raw: { width: scene.width, height: scene.height, channels: 3 } })
-    .png()
-    .toBuffer();
+  const png = await makeScenePng();
   const app = await buildApp(parseConfig({}, { logLevel: 'silent', workers: 1 }));
   try {
     await app.readiness.settled;
