@@ -580,9 +580,12 @@ async function renderFeaturePanel(
   const title = `Feature map, batch ${batch}: ${channelLabel(channel, C)}`;
   const sub = `${H}×${W} cells, stride ${formatNumber(stride)} px; boxes outlined`;
   const helpX = MARGIN + painted.image.width + 10 + BAR_W + BAR_LABEL_W + 24;
+  // With an image this panel is only the JSON's feature heatmap (the sheet shows the image overlay).
+  const outlines = 'the white outlines are the exact boxes on the feature map, numbered like the rows below.';
   const help = howToReadSvg(helpX, TITLE_H + 16, 340, [
-    'No image was sent (features input), so there is no image overlay: the white outlines are the exact ' +
-      'boxes on the feature map, numbered like the rows below.',
+    input.image
+      ? `The backbone's feature map of the image: ${outlines}`
+      : `No image was sent (features input), so there is no image overlay: ${outlines}`,
   ]);
   const width = Math.max(helpX + 340, measureText(title, 14, 'bold')) + MARGIN;
   const bar = colorbar(
