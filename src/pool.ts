@@ -75,6 +75,10 @@ function workerFile(): { filename: string; execArgv: string[] } {
 /**
  * Buffers that can be moved to the other thread instead of copied: whole, unshared ArrayBuffers only
  * (never a Buffer pool slab, never a view into a larger buffer). Used on both sides of the pool.
+ *
+ * Never pass a buffer a native addon allocated (sharp's `toBuffer()` output, for one): Node 22 and
+ * later refuse to transfer such "external" memory, and the whole reply then fails with
+ * `DataCloneError`. Nothing in JavaScript tells them apart, so copy them first (`new Uint8Array(buf)`).
  */
 export function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();

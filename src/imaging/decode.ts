@@ -176,7 +176,11 @@ export async function decodeImage(
     );
   }
   return {
-    rgb: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    // A copy, not a view: sharp's output is memory the addon allocated (an "external" buffer), which
+    // Node 22 and later refuse to transfer between threads ("DataCloneError: Cannot transfer object of
+    // unsupported type"), and the worker moves these pixels to the HTTP thread. One memcpy of W×H×3
+    // bytes is small next to the backbone's work on the same pixels.
+    rgb: new Uint8Array(data),
     width,
     height,
     originalWidth,

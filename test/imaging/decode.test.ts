@@ -61,6 +61,21 @@ describe('decodeImage: formats', () => {
     expect(px(img, 0, 0)).toEqual([255, 0, 0]);
   });
 
+  it('returns pixels another thread can take by transfer (Node 22+ refuses addon-allocated buffers)', async () => {
+    const img = await decodeImage(await (await redBlue()).png().toBuffer());
+    expect(img.rgb.byteOffset).toBe(0);
+    expect(img.rgb.byteLength).toBe(img.rgb.buffer.byteLength);
+    const { port1, port2 } = new MessageChannel();
+    try {
+      // Threw DataCloneError on Node 22 and 24 when rgb was a view of sharp's output.
+      port1.postMessage(img.rgb, [img.rgb.buffer]);
+      expect(img.rgb.buffer.byteLength).toBe(0); // moved, not copied
+    } finally {
+      port1.close();
+      port2.close();
+    }
+  });
+
   it('refuses SVG with 415 naming the format', async () => {
     const svg = Buffer.from(
       '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>',
