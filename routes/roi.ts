@@ -49,8 +49,9 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       summary: 'Run RoI Pool / RoI Align / RoI Warp on an image or a feature map',
       description:
         'Send `application/json`, or `multipart/form-data` with the same fields: `image` or `features` (a float32 ' +
-        '4-D .npy) as file parts, array/object fields as JSON text (`boxes=[[0,0,10,10]]`), plain values plain ' +
-        '(`spatialScale=0.25`, `format=npy`). Every response carries `Server-Timing`.',
+        '4-D .npy, with a `layout=NHWC` field for channels-last data) as file parts, array/object fields as ' +
+        'JSON text (`boxes=[[0,0,10,10]]`), plain values plain (`spatialScale=0.25`, `format=npy`). ' +
+        '`features.shape` is the shape as stored: [N, H, W, C] for NHWC. Every response carries `Server-Timing`.',
       tags: ['roi'],
       consumes: ['application/json', 'multipart/form-data'],
       security: [{ bearer: [] }, { apiKey: [] }],

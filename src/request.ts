@@ -11,7 +11,7 @@ import { z } from 'zod';
 import type { Config } from './config.js';
 import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
 import { assertFiniteFeatures, toCanonicalBoxes } from './ops/index.js';
-import type { AlignMode, Boxes, FeatureMap } from './ops/types.js';
+import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
 import { readNpy } from './tensors/npy.js';
 
@@ -21,17 +21,31 @@ export type RoiOp = (typeof ROI_OPS)[number];
 
 const positiveInt = z.number().int().positive();
 
-/** `features` in JSON: a float32 feature map `[N, C, H, W]` as base64 little-endian bytes. */
+/**
+ * `features` in JSON: a float32 feature map as base64 little-endian bytes.
+ *
+ * `shape` is the array's shape as stored, in `layout` order: `[N, C, H, W]` for NCHW, `[N, H, W, C]`
+ * for NHWC, exactly what `array.shape` says in numpy, PyTorch or TensorFlow. (Until this was fixed the
+ * shape was always read as `[N, C, H, W]`, so a TensorFlow user's own `[N, H, W, C]` shape was
+ * silently misread: the element count matches either way.)
+ */
 export const featuresJsonSchema = z
   .strictObject({
     shape: z
       .tuple([positiveInt, positiveInt, positiveInt, positiveInt])
-      .describe('logical shape [N, C, H, W]'),
+      .describe(
+        'the array shape as stored, in `layout` order: [N, C, H, W] for NCHW, [N, H, W, C] for NHWC ' +
+          '(numpy / TensorFlow `.shape`)',
+      ),
     layout: z
       .enum(['NCHW', 'NHWC'])
       .default('NCHW')
-      .describe('memory order of `data`; the shape is always written [N, C, H, W]'),
-    data: z.string().describe('base64 of little-endian float32 values, N·C·H·W of them, in `layout` order'),
+      .describe(
+        'memory order of `data` and order of `shape`: NCHW (PyTorch, ONNX) or NHWC (TensorFlow, channels-last)',
+      ),
+    data: z
+      .string()
+      .describe('base64 of little-endian float32 values, row-major in `layout` order (product of `shape`)'),
   })
   .describe('a ready feature map (instead of `image`); requires `spatialScale`');
 
@@ -158,15 +172,28 @@ export function limitsFrom(config: Config): RoiLimits {
 }
 
 /**
+ * The logical `[N, C, H, W]` of an array stored with `shape` in `layout` order: NCHW as is, NHWC
+ * `[N, H, W, C]` → `[N, C, H, W]`.
+ */
+export function logicalShape(
+  shape: readonly [number, number, number, number],
+  layout: Layout,
+): [number, number, number, number] {
+  const [n, a, b, c] = shape;
+  return layout === 'NHWC' ? [n, c, a, b] : [n, a, b, c];
+}
+
+/**
  * Decodes a JSON `features` object into a {@link FeatureMap}, checking length and finiteness.
  *
- * @param features - `{ shape: [N, C, H, W], layout, data }` as validated by {@link featuresJsonSchema}
+ * @param features - `{ shape, layout, data }` as validated by {@link featuresJsonSchema}; `shape` in
+ *   `layout` order (see {@link logicalShape})
+ * @returns the map with its logical `[N, C, H, W]` shape (what the operators and responses use)
  * @throws InvalidInputError (field `features.data`) on bad base64, wrong length, NaN or Inf
  */
 export function decodeFeatures(features: z.output<typeof featuresJsonSchema>): FeatureMap {
   const data = decodeFloat32Base64(features.data, 'features.data');
-  const [n, c, h, w] = features.shape;
-  const expected = n * c * h * w;
+  const expected = features.shape.reduce((a, b) => a * b, 1);
   if (data.length !== expected) {
     throw new InvalidInputError(
       `features.data holds ${data.length} float32 values; shape [${features.shape.join(', ')}] needs ${expected}`,
@@ -174,7 +201,11 @@ export function decodeFeatures(features: z.output<typeof featuresJsonSchema>): F
       `${expected} little-endian float32 values (${expected * 4} bytes) in base64`,
     );
   }
-  const fm: FeatureMap = { data, shape: [n, c, h, w], layout: features.layout };
+  const fm: FeatureMap = {
+    data,
+    shape: logicalShape(features.shape, features.layout),
+    layout: features.layout,
+  };
   assertFiniteFeatures(fm, 'features');
   return fm;
 }
@@ -305,8 +336,8 @@ export function checkOutputValues(
 
 /**
  * `preValidation` hook turning a `multipart/form-data` body into the JSON shape, so one zod schema
- * validates both: `image` file → base64 text; `features` `.npy` file → `{ shape, layout: 'NCHW',
- * data }`; any other field is parsed as JSON text when it parses (`[[0,0,10,10]]`, `0.25`,
+ * validates both: `image` file → base64 text; `features` `.npy` file → `{ shape, layout, data }`
+ * (`shape` as stored in the `.npy`, `layout` from the `layout` field, default NCHW); any other field is parsed as JSON text when it parses (`[[0,0,10,10]]`, `0.25`,
  * `false`) and kept as a string otherwise (`npy`, `xywh`). Repeated fields are refused. Does
  * nothing for other content types.
  *
@@ -344,10 +375,11 @@ async function readMultipart(request: FastifyRequest): Promise<Record<string, un
           throw new InvalidInputError(
             `features .npy has shape [${npy.shape.join(', ')}]`,
             'features.shape',
-            'a 4-D float32 array [N, C, H, W]',
+            'a 4-D float32 array [N, C, H, W] (or [N, H, W, C] with layout=NHWC)',
           );
         }
-        body.features = { shape: npy.shape, layout: 'NCHW', data: encodeFloat32Base64(npy.data) };
+        // The layout comes from the `layout` field, which may follow this part: merged below.
+        body.features = { shape: npy.shape, data: encodeFloat32Base64(npy.data) };
       } else if (name === 'image') {
         body.image = bytes.toString('base64');
       } else {
@@ -359,7 +391,34 @@ async function readMultipart(request: FastifyRequest): Promise<Record<string, un
       body[name] = name === 'image' ? String(part.value) : parseFieldText(String(part.value));
     }
   }
+  if (Object.hasOwn(body, 'layout')) moveLayoutIntoFeatures(body);
   return body;
+}
+
+/**
+ * Multipart's top-level `layout` field (the `.npy` part cannot carry it) becomes `features.layout`,
+ * where the JSON shape has it: `-F features=@map.npy -F layout=NHWC`.
+ *
+ * @throws InvalidInputError without `features`, or when `features` (as JSON text) has its own layout
+ */
+function moveLayoutIntoFeatures(body: Record<string, unknown>): void {
+  const features = body.features;
+  if (typeof features !== 'object' || features === null || Array.isArray(features)) {
+    throw new InvalidInputError(
+      'layout describes the features part; there is no features part',
+      'layout',
+      'layout only together with a features .npy part',
+    );
+  }
+  if (Object.hasOwn(features, 'layout')) {
+    throw new InvalidInputError(
+      'layout is given twice: as a field and inside features',
+      'layout',
+      'layout once: the field with a .npy part, or features.layout in JSON text',
+    );
+  }
+  (features as Record<string, unknown>).layout = body.layout;
+  delete body.layout;
 }
 
 function parseFieldText(text: string): unknown {

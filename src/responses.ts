@@ -44,7 +44,7 @@ export const featureMapInfoSchema = z
   .object({
     shape: z
       .tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()])
-      .describe('[N, C, H, W]'),
+      .describe('logical [N, C, H, W], whatever the layout the features were sent in'),
     stride: z.number().describe('image pixels per feature cell'),
     spatialScale: z.number().describe('feature cells per image pixel (1 / stride)'),
     source: z.enum(['input', 'backbone']),

@@ -24,9 +24,11 @@ export function randomMap(shape: [number, number, number, number], seed = 1): Fe
   return { data, shape, layout: 'NCHW' };
 }
 
-/** The JSON `features` field for `fm`. */
+/** The JSON `features` field for `fm`: the shape as stored, `[N, H, W, C]` for NHWC. */
 export function featuresField(fm: FeatureMap): { shape: number[]; layout: string; data: string } {
-  return { shape: [...fm.shape], layout: fm.layout, data: encodeFloat32Base64(fm.data) };
+  const [n, c, h, w] = fm.shape;
+  const shape = fm.layout === 'NHWC' ? [n, h, w, c] : [n, c, h, w];
+  return { shape, layout: fm.layout, data: encodeFloat32Base64(fm.data) };
 }
 
 /** Decodes a JSON tensor's base64 `data`. */

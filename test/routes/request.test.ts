@@ -1,0 +1,117 @@
+/**
+ * Request semantics of `/v1/roi` and `/v1/diff` through `inject`: feature-map layouts (the shape as
+ * stored), warnings, box conventions (`yxyx`, `normalized`) and the per-request `maxSide`.
+ */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toLayout } from '../../src/ops/index.js';
+import { buildApp } from '../../src/server.js';
+import { writeNpy } from '../../src/tensors/npy.js';
+import { featuresField, randomMap, tensorData, testConfig } from './helpers.js';
+
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  app = await buildApp(testConfig());
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+function roi(payload: Record<string, unknown>) {
+  return app.inject({ method: 'POST', url: '/v1/roi', payload });
+}
+
+/** A multipart body built by the platform's `FormData` (what `fetch` would send). */
+async function multipart(
+  fields: Record<string, string | [Uint8Array, string]>,
+): Promise<{ payload: Buffer; headers: Record<string, string> }> {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) {
+    if (typeof value === 'string') form.append(name, value);
+    else form.append(name, new Blob([value[0] as Uint8Array<ArrayBuffer>]), value[1]);
+  }
+  const encoded = new Response(form);
+  return {
+    payload: Buffer.from(await encoded.arrayBuffer()),
+    headers: { 'content-type': encoded.headers.get('content-type') as string },
+  };
+}
+
+async function roiMultipart(fields: Record<string, string | [Uint8Array, string]>) {
+  return app.inject({ method: 'POST', url: '/v1/roi', ...(await multipart(fields)) });
+}
+
+/** A map whose N, C, H and W all differ, so that any mix-up of axes changes the result. */
+const nchw = randomMap([2, 3, 5, 7], 11);
+const nhwc = toLayout(nchw, 'NHWC');
+const boxes = [
+  [0, 1, 0.5, 9.5, 8],
+  [1, 3, 2, 13, 10],
+];
+const common = { spatialScale: 0.5, boxes, outputSize: [2, 3] };
+
+describe('features layout: shape is the array shape as stored', () => {
+  it('JSON: NHWC data with its own shape [N, H, W, C] gives the NCHW results of the transposed data', async () => {
+    const nhwcField = featuresField(nhwc);
+    expect(nhwcField.shape).toEqual([2, 5, 7, 3]);
+    const [a, b] = await Promise.all([
+      roi({ features: featuresField(nchw), ...common }),
+      roi({ features: nhwcField, ...common }),
+    ]);
+    expect([a.statusCode, b.statusCode]).toEqual([200, 200]);
+    const [ja, jb] = [a.json(), b.json()];
+    // The echoed featureMap.shape is the logical [N, C, H, W] either way.
+    expect(jb.featureMap.shape).toEqual([2, 3, 5, 7]);
+    expect(ja.featureMap.shape).toEqual([2, 3, 5, 7]);
+    for (const op of ['pool', 'align', 'warp']) {
+      expect(jb.outputs[op].shape).toEqual([2, 3, 2, 3]);
+      expect(tensorData(jb.outputs[op])).toEqual(tensorData(ja.outputs[op]));
+    }
+  });
+
+  it('JSON: an NHWC shape whose element count does not match the data is refused', async () => {
+    const field = { ...featuresField(nhwc), shape: [2, 5, 7, 4] };
+    const r = await roi({ features: field, ...common });
+    expect(r.statusCode).toBe(400);
+    expect(r.json().errors[0].field).toBe('features.data');
+  });
+
+  it('multipart: a .npy part with a layout=NHWC field gives the NCHW results of the transposed data', async () => {
+    const text = { spatialScale: '0.5', boxes: JSON.stringify(boxes), outputSize: '[2, 3]' };
+    const [a, b, c] = await Promise.all([
+      roiMultipart({ features: [writeNpy(nchw.data, [2, 3, 5, 7]), 'a.npy'], ...text }),
+      roiMultipart({ features: [writeNpy(nhwc.data, [2, 5, 7, 3]), 'b.npy'], layout: 'NHWC', ...text }),
+      // The field may come before the part, and NCHW may be said explicitly.
+      roiMultipart({ layout: 'NCHW', features: [writeNpy(nchw.data, [2, 3, 5, 7]), 'a.npy'], ...text }),
+    ]);
+    expect([a.statusCode, b.statusCode, c.statusCode]).toEqual([200, 200, 200]);
+    expect(b.json().featureMap.shape).toEqual([2, 3, 5, 7]);
+    for (const op of ['pool', 'align', 'warp']) {
+      expect(tensorData(b.json().outputs[op])).toEqual(tensorData(a.json().outputs[op]));
+      expect(tensorData(c.json().outputs[op])).toEqual(tensorData(a.json().outputs[op]));
+    }
+  });
+
+  it('multipart: layout without a features part, or given twice, is a 400 naming `layout`', async () => {
+    const noFeatures = await roiMultipart({ layout: 'NHWC', boxes: '[[0,0,1,1]]' });
+    expect(noFeatures.statusCode).toBe(400);
+    expect(noFeatures.json().errors[0].field).toBe('layout');
+    const twice = await roiMultipart({
+      features: JSON.stringify(featuresField(nhwc)),
+      layout: 'NHWC',
+      ...{ spatialScale: '0.5', boxes: JSON.stringify(boxes) },
+    });
+    expect(twice.statusCode).toBe(400);
+    expect(twice.json().errors[0].field).toBe('layout');
+    const bad = await roiMultipart({
+      features: [writeNpy(nhwc.data, [2, 5, 7, 3]), 'b.npy'],
+      layout: 'HWC',
+      spatialScale: '0.5',
+      boxes: JSON.stringify(boxes),
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().errors[0].field).toBe('features.layout');
+  });
+});
