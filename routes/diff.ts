@@ -5,29 +5,19 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { InvalidInputError } from '../src/errors.js';
-import { renderDiff, diffStats, type PairDiff } from '../src/imaging/render-sheet.js';
-import { toPng, type ChannelSelect, type RgbImage } from '../src/imaging/render.js';
-import { loadFont } from '../src/imaging/text.js';
+import { CHANNEL_REDUCTIONS, checkChannel, MAX_DIFF_BOXES } from '../src/diff-options.js';
 import { observeStages, serverTiming } from '../src/metrics.js';
-import type { FeatureMap, Pooled } from '../src/ops/types.js';
 import { limitsFrom, multipartToJsonBody, prepareRoi, roiInputFields, ROI_OPS } from '../src/request.js';
 import {
   boxCoverageSchema,
-  boxRows,
-  echoedParams,
   featureMapInfoSchema,
   imageInfoSchema,
-  JSON_CONTENT_TYPE,
   roiParamsSchema,
   timingsSchema,
 } from '../src/responses.js';
 import { workErrorResponses } from './roi.js';
 
-/** Most boxes one sheet shows (each adds a ~190 px row). */
-export const MAX_DIFF_BOXES = 32;
-
-const CHANNEL_REDUCTIONS = ['mean', 'meanabs', 'max'] as const;
+export { MAX_DIFF_BOXES };
 
 /** Body of `POST /v1/diff` (JSON; multipart carries the same fields, like `/v1/roi`). */
 export const diffBodySchema = z.strictObject({
@@ -111,34 +101,8 @@ export const diffResponseSchema = z
   .describe('the visual diff as data');
 export type DiffResponse = z.output<typeof diffResponseSchema>;
 
-function pairsOf(list: PairDiff[]): z.output<typeof pairsSchema> {
-  const entry = (a: string, b: string) => {
-    const p = list.find((d) => d.a === a && d.b === b) as PairDiff;
-    return { meanAbs: p.meanAbs, maxAbs: p.maxAbs, relL2: p.relL2 };
-  };
-  return {
-    'align-pool': entry('align', 'pool'),
-    'align-warp': entry('align', 'warp'),
-    'pool-warp': entry('pool', 'warp'),
-  };
-}
-
-function checkChannel(channel: ChannelSelect, channels: number): void {
-  if (typeof channel === 'number' && channel >= channels) {
-    throw new InvalidInputError(
-      `channel ${channel} does not exist: the feature map has ${channels} channels`,
-      'channel',
-      `a channel index from 0 to ${channels - 1}, or one of ${CHANNEL_REDUCTIONS.join(', ')}`,
-    );
-  }
-}
-
 const diffRoutes: FastifyPluginAsyncZod = async (app) => {
   const limits = limitsFrom(app.config);
-  // Parse the sheet fonts now (~0.5 s), not in the first request; a missing font file fails at start.
-  loadFont('normal');
-  loadFont('bold');
-
   // Error responses carry the header too (all stages 0 when the work never ran).
   app.addHook('onSend', async (_request, reply, payload) => {
     if (!reply.hasHeader('Server-Timing')) reply.header('Server-Timing', serverTiming({}));
@@ -175,107 +139,25 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const body = request.body;
-      const started = performance.now();
       const task = prepareRoi({ ...body, ops: [...ROI_OPS] }, limits, true);
-      // Refuse early when the channel count is known (features, or a loaded backbone); again after the work.
+      // Refuse early when the channel count is known (features, or a loaded backbone); the worker checks
+      // again once the feature map exists.
       const knownChannels = task.features?.shape[1] ?? app.readiness.backbone?.outputChannels;
       if (knownChannels !== undefined) checkChannel(body.channel, knownChannels);
-      const result = await app.work.roi(task);
-      // Always there with includeImage (task.features itself was transferred to the worker).
-      const features = result.features as FeatureMap;
-      checkChannel(body.channel, result.featureMap.shape[1]);
-
-      const renderStart = performance.now();
-      const pooled = result.outputs as Record<(typeof ROI_OPS)[number], Pooled>;
-      const image = result.image;
-      const imageSize: [number, number] = image
-        ? [image.width, image.height]
-        : (result.params.imageSize ?? [
-            features.shape[3] / result.params.spatialScale,
-            features.shape[2] / result.params.spatialScale,
-          ]);
-      const resizedNote =
-        image && image.scale !== 1
-          ? `the image was resized from ${image.originalWidth}×${image.originalHeight} to ${image.width}×${image.height} px for the backbone: pictures and coverage use the resized frame`
-          : undefined;
-      const shown = Math.min(result.boxes.count, body.maxBoxes);
-      const notes = [
-        ...(image
-          ? []
-          : [
-              'features input without an image: no image overlay; the boxes are drawn on the feature heatmap',
-            ]),
-        ...(resizedNote ? [resizedNote] : []),
-        ...(shown < result.boxes.count
-          ? [`${result.boxes.count} boxes: the first ${shown} have panels (maxBoxes); statistics cover all`]
-          : []),
-      ];
-      const rendered = await renderDiff({
-        image:
-          image && result.rgb
-            ? { data: result.rgb, width: image.width, height: image.height, channels: 3 }
-            : undefined,
-        imageSize,
-        features,
-        spatialScale: result.params.spatialScale,
-        boxes: result.opBoxes,
-        coverage: result.coverage,
-        pooled,
-        params: result.params,
-        channel: body.channel,
+      // The worker runs the operators, renders the pictures and encodes the body; this thread only sends
+      // it (rendering a sheet here stalled every other request, /healthz included).
+      const out = await app.work.diff(task, {
         maxBoxes: body.maxBoxes,
-        notes: resizedNote ? [resizedNote] : [],
+        channel: body.channel,
+        format: body.format,
       });
-
-      let payload: Buffer | DiffResponse;
-      if (body.format === 'png') {
-        payload = await toPng(rendered.sheet);
-        reply.type('image/png').header('Content-Disposition', 'inline; filename="roi-diff.png"');
-        if (!image) reply.header('X-Diff-Overlay', 'none; features input without an image');
-      } else {
-        const stats = diffStats(pooled);
-        const [overlay, rows, featureHeatmap] = await Promise.all([
-          rendered.overlay ? toPng(rendered.overlay) : null,
-          Promise.all(rendered.rows.map(toPng)),
-          // Always there: the pipeline returns the feature map with includeImage.
-          toPng(rendered.featureHeatmap as RgbImage),
-        ]);
-        const { format: _format, encoding: _encoding, ...roiParams } = echoedParams(result, 'json', 'base64');
-        payload = {
-          params: {
-            ...roiParams,
-            ops: [...ROI_OPS],
-            maxBoxes: body.maxBoxes,
-            channel: body.channel,
-            format: 'json',
-          },
-          image,
-          featureMap: result.featureMap,
-          boxes: boxRows(result.boxes),
-          boxesShown: rendered.boxesShown,
-          coverage: result.coverage,
-          differences: stats.perBox.map((list, box) => ({ box, pairs: pairsOf(list) })),
-          differencesAll: { pairs: pairsOf(stats.total) },
-          images: {
-            overlay: overlay ? overlay.toString('base64') : null,
-            rows: rows.map((png) => png.toString('base64')),
-            featureHeatmap: featureHeatmap.toString('base64'),
-          },
-          notes,
-          timings: { ...result.timings, encode: 0, total: 0 },
-        };
-        reply.type(JSON_CONTENT_TYPE);
-      }
-      const timings = { ...result.timings, encode: performance.now() - renderStart };
-      if (!Buffer.isBuffer(payload)) {
-        payload.timings.encode = timings.encode;
-        payload.timings.total = performance.now() - started;
-      }
-      observeStages(app.metrics, timings);
-      for (const op of ROI_OPS) app.metrics.boxes.inc({ op }, result.boxes.count);
-      reply.header('Server-Timing', serverTiming(timings));
-      // The PNG buffer bypasses the JSON serializer; the cast only widens the reply type.
-      return reply.send(payload as Exclude<typeof payload, Buffer>);
+      observeStages(app.metrics, out.timings);
+      for (const op of ROI_OPS) app.metrics.boxes.inc({ op }, out.boxCount);
+      reply.header('Server-Timing', serverTiming(out.timings)).type(out.contentType);
+      if (out.filename) reply.header('Content-Disposition', `inline; filename="${out.filename}"`);
+      if (!out.overlay) reply.header('X-Diff-Overlay', 'none; features input without an image');
+      // The encoded bytes bypass the serializer; their JSON form is `diffResponseSchema` (tested).
+      return reply.send(out.body as unknown as DiffResponse);
     },
   });
 };

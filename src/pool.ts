@@ -6,6 +6,7 @@
 import { Piscina } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
 import type { Config } from './config.js';
+import type { DiffOptions } from './diff-options.js';
 import { BusyError, RoiServeError } from './errors.js';
 import type { Stage } from './metrics.js';
 import type { RoiResult } from './pipeline.js';
@@ -30,6 +31,7 @@ export type WorkerTask =
       format: 'json' | 'npy' | 'safetensors';
       encoding: 'base64' | 'array';
     }
+  | { kind: 'diff'; task: RoiTask; options: DiffOptions }
   | { kind: 'features'; image: Uint8Array; format: 'json' | 'npy' }
   | { kind: 'describe' };
 
@@ -200,6 +202,22 @@ export class WorkPool {
     )) as EncodedWork & {
       boxCount: number;
       ops: RoiOp[];
+    };
+    return { ...out, body: asBuffer(out.body) };
+  }
+
+  /**
+   * Runs a prepared `/v1/diff` request (all three ops, `includeImage`) and renders its body in the
+   * worker: the PNG sheet or the JSON with base64 PNGs, so that the HTTP thread only sends it.
+   */
+  async diff(
+    task: RoiTask,
+    options: DiffOptions,
+  ): Promise<EncodedWork & { boxCount: number; overlay: boolean }> {
+    const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
+    const out = (await this.#run({ kind: 'diff', task, options }, transfers)) as EncodedWork & {
+      boxCount: number;
+      overlay: boolean;
     };
     return { ...out, body: asBuffer(out.body) };
   }

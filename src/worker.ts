@@ -10,6 +10,8 @@ import { threadId } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { getTf, initTensorFlow, loadBackbone, type Backbone } from './backbone/index.js';
 import { RoiServeError } from './errors.js';
+import { encodeDiff } from './imaging/diff-body.js';
+import { loadFont } from './imaging/text.js';
 import {
   describeBackbone,
   executeFeatures,
@@ -51,6 +53,13 @@ function loadBackboneOnce(): Promise<Backbone> {
 
 // Start loading now, so the first image request does not pay for it; failures surface on use.
 loadBackboneOnce().catch(() => undefined);
+// Parse the diff sheets' fonts now (~0.5 s) rather than in the first /v1/diff; failures surface on use.
+try {
+  loadFont('normal');
+  loadFont('bold');
+} catch {
+  // reported by the first diff that needs them
+}
 
 const ctx: PipelineContext = {
   backbone: loadBackboneOnce,
@@ -99,6 +108,17 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
           boxCount: result.boxes.count,
           ops: result.params.ops,
         };
+        break;
+      }
+      case 'diff': {
+        // Rendering runs here: a sheet costs hundreds of ms of CPU that the HTTP thread must not spend.
+        const started = performance.now();
+        const result = await executeRoi(task.task, ctx);
+        const { encodeMs, boxCount, overlay, ...encoded } = await encodeDiff(result, task.options, started);
+        // A PNG body is sharp's output, whose external memory Node 22+ refuses to transfer
+        // (DataCloneError): it is copied (a few hundred KB). The JSON body is an ordinary buffer.
+        if (task.options.format === 'json') transfers = ownedBuffers([encoded.body]);
+        value = { ...encodedWork({ ...encoded, encodeMs }, result.timings), boxCount, overlay };
         break;
       }
       case 'features': {

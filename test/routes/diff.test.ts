@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { diffResponseSchema } from '../../routes/diff.js';
 import { coverage, roiAlign, roiPool, roiWarp, toCanonicalBoxes, type Pooled } from '../../src/ops/index.js';
 import { buildApp } from '../../src/server.js';
 import { featuresField, randomMap, tensorData, testConfig, testPng } from './helpers.js';
@@ -93,6 +94,8 @@ describe('POST /v1/diff, features input', () => {
     const heat = await sharp(Buffer.from(body.images.featureHeatmap, 'base64')).metadata();
     expect(heat.format).toBe('png');
     expect(body.images.rows).toHaveLength(1);
+    // The worker encodes the JSON (no serializer on the way out): it is exactly the documented schema.
+    expect(diffResponseSchema.parse(body)).toEqual(body);
   });
 
   it('JSON statistics equal the ops module: coverage, and the differences computed directly', async () => {
