@@ -6,7 +6,8 @@
  * One schema serves both content types: a `multipart/form-data` body is first turned into the
  * JSON shape by {@link multipartToJsonBody} (a `preValidation` hook), then validated like JSON.
  */
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { bodyTooLarge, guardBody } from './body-guard.js';
 import { z } from 'zod';
 import type { Config } from './config.js';
 import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
@@ -343,11 +344,16 @@ export function checkOutputValues(
  *
  * @throws InvalidInputError for a repeated field or an unreadable `.npy`
  */
-export async function multipartToJsonBody(request: FastifyRequest): Promise<void> {
+export async function multipartToJsonBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (!request.isMultipart()) return;
   try {
-    request.body = await readMultipart(request);
+    request.body = await readMultipart(request, request.server.config.bodyLimitBytes);
   } catch (err) {
+    if (err instanceof RoiServeError && err.status === 413 && err.field === 'body') {
+      // The rest of the body was left unread: close the connection after the 413 instead of
+      // reading (and discarding) what could be gigabytes to keep it alive.
+      reply.header('Connection', 'close');
+    }
     if (err instanceof RoiServeError) throw err;
     const status = (err as { statusCode?: unknown }).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500) throw err; // e.g. 413 file too large
@@ -360,36 +366,51 @@ export async function multipartToJsonBody(request: FastifyRequest): Promise<void
   }
 }
 
-async function readMultipart(request: FastifyRequest): Promise<Record<string, unknown>> {
+/**
+ * Reads every part, the whole body bounded by `limit` bytes (each part is also bounded by the
+ * plugin's per-part limits). Over the limit, reading stops and a 413 (field `body`) is thrown.
+ */
+async function readMultipart(request: FastifyRequest, limit: number): Promise<Record<string, unknown>> {
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw bodyTooLarge(limit);
   const body: Record<string, unknown> = {};
-  for await (const part of request.parts()) {
-    const name = part.fieldname;
-    if (Object.hasOwn(body, name)) {
-      throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
-    }
-    if (part.type === 'file') {
-      const bytes = await part.toBuffer();
-      if (name === 'features') {
-        const npy = readNpy(bytes, 'features');
-        if (npy.shape.length !== 4) {
-          throw new InvalidInputError(
-            `features .npy has shape [${npy.shape.join(', ')}]`,
-            'features.shape',
-            'a 4-D float32 array [N, C, H, W] (or [N, H, W, C] with layout=NHWC)',
-          );
-        }
-        // The layout comes from the `layout` field, which may follow this part: merged below.
-        body.features = { shape: npy.shape, data: encodeFloat32Base64(npy.data) };
-      } else if (name === 'image') {
-        body.image = bytes.toString('base64');
-      } else {
-        // A text field sent as a file part (curl -F name=@file.json): treat its contents as the value.
-        body[name] = parseFieldText(bytes.toString('utf8'));
+  const parts = request.parts()[Symbol.asyncIterator]();
+  // The first next() starts busboy (pipes the request into it); only then may the guard listen.
+  const first = parts.next();
+  const guard = guardBody(request.raw, limit);
+  try {
+    for (let step = await guard.race(first); !step.done; step = await guard.race(parts.next())) {
+      const part = step.value;
+      const name = part.fieldname;
+      if (Object.hasOwn(body, name)) {
+        throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
       }
-    } else {
-      // `image` as a text field is base64 already; parsing it as JSON could turn "1234" into a number.
-      body[name] = name === 'image' ? String(part.value) : parseFieldText(String(part.value));
+      if (part.type === 'file') {
+        const bytes = await guard.race(part.toBuffer());
+        if (name === 'features') {
+          const npy = readNpy(bytes, 'features');
+          if (npy.shape.length !== 4) {
+            throw new InvalidInputError(
+              `features .npy has shape [${npy.shape.join(', ')}]`,
+              'features.shape',
+              'a 4-D float32 array [N, C, H, W] (or [N, H, W, C] with layout=NHWC)',
+            );
+          }
+          // The layout comes from the `layout` field, which may follow this part: merged below.
+          body.features = { shape: npy.shape, data: encodeFloat32Base64(npy.data) };
+        } else if (name === 'image') {
+          body.image = bytes.toString('base64');
+        } else {
+          // A text field sent as a file part (curl -F name=@file.json): treat its contents as the value.
+          body[name] = parseFieldText(bytes.toString('utf8'));
+        }
+      } else {
+        // `image` as a text field is base64 already; parsing it as JSON could turn "1234" into a number.
+        body[name] = name === 'image' ? String(part.value) : parseFieldText(String(part.value));
+      }
     }
+  } finally {
+    guard.dispose();
   }
   if (Object.hasOwn(body, 'layout')) moveLayoutIntoFeatures(body);
   return body;

@@ -141,7 +141,7 @@ describe('multipart/form-data', () => {
     }
   });
 
-  it('a file part over BODY_LIMIT_BYTES is a 413', async () => {
+  it('a file part over BODY_LIMIT_BYTES is a 413 (the whole body is over it too)', async () => {
     const big = new Uint8Array(BODY_LIMIT + 1024);
     const r = await fetch(`${base}/v1/roi`, {
       method: 'POST',
@@ -151,7 +151,7 @@ describe('multipart/form-data', () => {
     expect(await r.json()).toMatchObject({
       type: 'urn:roiserve:problem:too-large',
       status: 413,
-      detail: `a file part is larger than ${BODY_LIMIT} bytes`,
+      detail: `the request body is larger than ${BODY_LIMIT} bytes`,
       errors: [{ field: 'body' }],
     });
   });
