@@ -4,12 +4,12 @@
  * Workload (issue 2): X 1×256×50×68 float32 NCHW (an 800×1088 image at stride 16), R = 300 and 1000
  * seeded random boxes with sides of 16–600 px inside the image, output 7×7, spatialScale 1/16,
  * aligned (half_pixel). Rows: RoI Align (sampling ratio 2 and adaptive) vs `RoiAlign`, RoI Pool vs
- * `MaxRoiPool`, RoI Warp vs `RoiAlign` on the snapped boxes. Ours and ORT alternate run by run after
+ * `MaxRoiPool`, RoI Warp vs `RoiAlign` (scale 1) on the integer cell boxes. Ours and ORT alternate after
  * a warm-up; the table shows medians. Our time includes the NCHW→NHWC copy and the output allocation.
  */
 import { performance } from 'node:perf_hooks';
 import type { InferenceSession } from 'onnxruntime-node';
-import { roiAlign, roiPool, roiWarp, snapBoxes } from '../src/ops/index.js';
+import { roiAlign, roiPool, roiWarp, warpCellBoxes } from '../src/ops/index.js';
 import type { Boxes, FeatureMap, Pooled } from '../src/ops/index.js';
 import {
   createSession,
@@ -108,13 +108,13 @@ export async function runOpsBench(): Promise<void> {
   const x = randomMap(rand, N * C * H * W, 0, 1);
   const input: FeatureMap = { data: x, shape: [N, C, H, W], layout: 'NCHW' };
   const sessions: InferenceSession[] = [];
-  const align = async (sr: number): Promise<InferenceSession> => {
+  const align = async (sr: number, spatialScale = SCALE): Promise<InferenceSession> => {
     const s = await createSession(
       roiAlignModel({
         outputHeight: OUT,
         outputWidth: OUT,
         samplingRatio: sr,
-        spatialScale: SCALE,
+        spatialScale,
         mode: 'avg',
         halfPixel: true,
       }),
@@ -123,6 +123,8 @@ export async function runOpsBench(): Promise<void> {
     return s;
   };
   const alignSr2 = await align(2);
+  // RoI Warp's peer: RoiAlign at spatial scale 1 on the integer cell boxes (the contract).
+  const alignCellsSr2 = await align(2, 1);
   const alignAdaptive = await align(0);
   const pool = await createSession(maxRoiPoolModel(OUT, OUT, SCALE));
   sessions.push(pool);
@@ -134,7 +136,7 @@ export async function runOpsBench(): Promise<void> {
   const rows: Row[] = [];
   for (const R of [300, 1000]) {
     const boxes = benchBoxes(rand, R);
-    const snapped = snapBoxes(boxes, SCALE);
+    const cells = warpCellBoxes(boxes, SCALE);
     const p = { spatialScale: SCALE, outputSize: OUT };
     const runs: [string, () => Pooled, () => Promise<Float32Array>][] = [
       [
@@ -155,7 +157,7 @@ export async function runOpsBench(): Promise<void> {
       [
         'RoI Warp (sampling 2)',
         () => roiWarp(input, boxes, { ...p, samplingRatio: 2 }),
-        () => runRoiAlign(alignSr2, x, input.shape, snapped.data, R),
+        () => runRoiAlign(alignCellsSr2, x, input.shape, cells.data, R),
       ],
     ];
     for (const [op, ours, peer] of runs) {

@@ -540,6 +540,17 @@ describe('errors: 400 with the field and what was expected', () => {
     expect(entry.expected.length).toBeGreaterThan(0);
   });
 
+  it('a finite box × a large spatialScale that overflows float32 names the coordinate and spatialScale', async () => {
+    // Was "boxes[0][3] is Infinity": the box is finite, its product with spatialScale is not.
+    const r = await roi({ features: featuresField(fm), spatialScale: 1e36, boxes: [[0, 0, 1000, 10]] });
+    expect(r.statusCode).toBe(400);
+    const [e] = r.json().errors;
+    expect(e.field).toBe('boxes[0]');
+    expect(e.message).toMatch(/^boxes\[0\]: x2 × spatialScale = 1000 × 1e\+36 = 1e\+39 overflows float32/);
+    expect(e.message).toContain('3.402823e+38');
+    expect(e.message).not.toContain('Infinity');
+  });
+
   it('spatialScale or imageSize with an image', async () => {
     const r = await roi({ image: (await testPng(16, 16)).toString('base64'), boxes: [], spatialScale: 0.5 });
     expect(r.statusCode).toBe(400);

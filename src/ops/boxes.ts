@@ -225,6 +225,44 @@ export function scaleBoxes(boxes: Boxes, factor: number): Boxes {
   return { data, count: boxes.count };
 }
 
+/** Largest finite float32, `(2 - 2^-23) · 2^127 ≈ 3.4028235e38`. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
+const COORD_NAMES = ['b', 'x1', 'y1', 'x2', 'y2'] as const;
+
+/** A number for a message: 7 significant digits (float32 holds ~7.2), so a float32 `1e36` reads `1e+36`. */
+const short = (v: number): string => String(Number(v.toPrecision(7)));
+
+/**
+ * Checks that every box corner times `spatialScale` (the feature coordinate, computed in float32 by
+ * all three operators) stays finite. A finite box times a large scale can overflow float32; the
+ * kernels would then read Infinity/NaN geometry, so refuse it and say which product overflowed (not
+ * "the box is Infinity": the box itself is fine). The error names the row (`boxes[k]`) and the corner
+ * (`x2`), not a column index: rows may or may not start with a batch index, and `xywh` / `cxcywh`
+ * corners are computed, so a canonical column index would point at the wrong number of the request.
+ *
+ * @param spatialScale already float32-rounded (`resolveSpatialScale`).
+ * @throws InvalidInputError naming `boxes[k]`, the corner and its value, `spatialScale` and the bound.
+ */
+export function assertScaledBoxes(boxes: Boxes, spatialScale: number, field = 'boxes'): void {
+  const d = boxes.data;
+  const s = Math.fround(spatialScale);
+  for (let k = 0; k < boxes.count; k++) {
+    for (let j = 1; j < 5; j++) {
+      const v = d[5 * k + j];
+      if (!Number.isFinite(Math.fround(Math.fround(v) * s))) {
+        const bound = short(FLOAT32_MAX);
+        throw new InvalidInputError(
+          `${field}[${k}]: ${COORD_NAMES[j]} × spatialScale = ${short(v)} × ${short(s)} = ${short(v * s)} ` +
+            `overflows float32 (feature coordinates must stay within ±${bound}); use a smaller spatialScale`,
+          `${field}[${k}]`,
+          `box corners × spatialScale within ±${bound} (float32)`,
+        );
+      }
+    }
+  }
+}
+
 /** Row `k` of `boxes` as an object. */
 export function boxAt(boxes: Boxes, k: number): Box {
   const o = 5 * k;

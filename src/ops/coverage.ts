@@ -93,7 +93,7 @@ function opCoverage(region: Rect, box: Rect, boxArea: number, cells?: Rect): OpC
  * The image-pixel regions that RoI Pool and RoI Warp read for `box`, what each loses and gains
  * against the exact box, as areas, fractions of the box area, and IoU. Stride `t = 1 / spatialScale`:
  * - Align: the exact box (lost 0, gained 0, IoU 1).
- * - Warp (aligned = true): `[qx1*t, qx2*t) × [qy1*t, qy2*t)` (see `snapBoxes`).
+ * - Warp (aligned = true): `[qx1*t, qx2*t) × [qy1*t, qy2*t)` (see `warpCells`).
  * - Pool: `[sx*t, (ex+1)*t) × [sy*t, (ey+1)*t)` (C-rounded cells, end cell inclusive).
  * Pool and Warp regions are clipped to `imageSize` when it is given.
  *

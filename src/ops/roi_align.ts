@@ -2,7 +2,7 @@
  * RoI Align (He et al., "Mask R-CNN", ICCV 2017, https://arxiv.org/abs/1703.06870).
  */
 import { InvalidInputError } from '../errors.js';
-import { assertBoxes } from './boxes.js';
+import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import type { AlignMode, Boxes, FeatureMap, Layout, Pooled } from './types.js';
@@ -408,6 +408,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
   assertFeatureShape(input);
   const [N, C, H, W] = input.shape;
   assertBoxes(boxes, N);
+  assertScaledBoxes(boxes, cfg.scale);
   const { PH, PW, scale, samplingRatio, aligned, mode, layout } = cfg;
   const K = boxes.count;
 

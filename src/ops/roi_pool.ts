@@ -2,7 +2,7 @@
  * RoI Pool (Girshick, "Fast R-CNN", ICCV 2015, https://arxiv.org/abs/1504.08083).
  */
 import { InvalidInputError } from '../errors.js';
-import { assertBoxes, cRound } from './boxes.js';
+import { assertBoxes, assertScaledBoxes, cRound } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import type { Boxes, FeatureMap, Layout, Pooled } from './types.js';
@@ -100,6 +100,7 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
   assertFeatureShape(input);
   const [N, C, H, W] = input.shape;
   assertBoxes(boxes, N);
+  assertScaledBoxes(boxes, scale);
   const K = boxes.count;
   const out = new Float32Array(K * C * PH * PW);
   const shape: [number, number, number, number] = [K, C, PH, PW];

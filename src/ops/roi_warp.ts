@@ -2,7 +2,7 @@
  * RoI Warp (Dai et al., "Instance-aware Semantic Segmentation via Multi-task Network Cascades",
  * CVPR 2016, https://arxiv.org/abs/1512.04412, the "RoI warping layer").
  */
-import { assertBoxes } from './boxes.js';
+import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { resolveSpatialScale } from './params.js';
 import { roiAlign, type RoiAlignParams } from './roi_align.js';
@@ -25,29 +25,35 @@ export function warpCells(
 }
 
 /**
- * Snaps boxes to the feature grid the way RoI Warp does, returning them in image pixels
- * (`(b, qx1/s, qy1/s, qx2/s, qy2/s)`, float32). With `aligned = true` RoI Align on these boxes reads
- * exactly feature cells `qx1 .. qx2-1` × `qy1 .. qy2-1` (cell edges at integers).
+ * The boxes RoI Warp samples, in **feature cells** (not image pixels): rows `(b, qx1, qy1, qx2, qy2)`
+ * of integers (see `warpCells`), to be read by RoI Align with `spatialScale = 1`.
+ *
+ * Why cells and not pixels: the identity `roiWarp(box) = roiAlign(q / s)` holds in real numbers, but in
+ * float32 the round trip `q / s · s` is not exact for scales such as 1/7 (`3 / (1/7) · (1/7) =
+ * 3.0000002`), and an adaptive grid `ceil(roi / output)` then takes one more sample per bin (values
+ * off by up to 0.4). The integer box read at scale 1 is exact.
  *
  * Worked example (stride 32, `s = 1/32`): box `(296, 192, 496, 337)` scales to `(9.25, 6, 15.5, 10.53)`;
  * C rounding (half away from zero) gives cells `(9, 6, 16, 11)`, i.e. pixels `(288, 192, 512, 352)`.
  *
  * @param boxes `[K, 5]` canonical boxes in image pixels.
  * @param spatialScale 1 / stride.
- * @returns `[K, 5]` snapped boxes in image pixels, batch indices kept.
+ * @returns `[K, 5]` integer cell boxes, batch indices kept.
+ * @throws InvalidInputError when a coordinate × `spatialScale` overflows float32.
  */
-export function snapBoxes(boxes: Boxes, spatialScale: number): Boxes {
+export function warpCellBoxes(boxes: Boxes, spatialScale: number): Boxes {
   const s = resolveSpatialScale(spatialScale);
+  assertScaledBoxes(boxes, s);
   const d = boxes.data;
   const data = new Float32Array(boxes.count * 5);
   for (let k = 0; k < boxes.count; k++) {
     const o = 5 * k;
     const { qx1, qy1, qx2, qy2 } = warpCells(d[o + 1], d[o + 2], d[o + 3], d[o + 4], s);
     data[o] = d[o];
-    data[o + 1] = qx1 / s;
-    data[o + 2] = qy1 / s;
-    data[o + 3] = qx2 / s;
-    data[o + 4] = qy2 / s;
+    data[o + 1] = qx1;
+    data[o + 2] = qy1;
+    data[o + 3] = qx2;
+    data[o + 4] = qy2;
   }
   return { data, count: boxes.count };
 }
@@ -58,11 +64,12 @@ export function snapBoxes(boxes: Boxes, spatialScale: number): Boxes {
  * ```
  * qx1 = cRound(x1*s), qy1 = cRound(y1*s), qx2 = cRound(x2*s), qy2 = cRound(y2*s)    (float32 products)
  * if qx2 <= qx1: qx2 = qx1 + 1;  if qy2 <= qy1: qy2 = qy1 + 1                      (at least one cell)
- * roiWarp(box) = roiAlign((qx1/s, qy1/s, qx2/s, qy2/s))      (same aligned, samplingRatio, mode, ...)
+ * roiWarp(box) = roiAlign(X, (qx1, qy1, qx2, qy2), spatialScale = 1)   (same aligned, samplingRatio, mode)
  * ```
- * With `aligned = true` (the default) the only difference from RoI Align is the quantization of the
- * box, which is what the visual diffs show. It runs RoI Align's kernel (JS geometry, WebAssembly SIMD
- * channel loops). See `snapBoxes` for a worked example of the rounding.
+ * The cell box is read at scale 1, not as `q/s` at scale `s`: see `warpCellBoxes` for why. With
+ * `aligned = true` (the default) the only difference from RoI Align is the quantization of the box,
+ * which is what the visual diffs show. It runs RoI Align's kernel (JS geometry, WebAssembly SIMD
+ * channel loops).
  *
  * Shapes: `input` `[N, C, H, W]`, `boxes` `[K, 5]`, result `[K, C, PH, PW]`.
  *
@@ -75,5 +82,6 @@ export function snapBoxes(boxes: Boxes, spatialScale: number): Boxes {
 export function roiWarp(input: FeatureMap, boxes: Boxes, params: RoiAlignParams): Pooled {
   assertFeatureShape(input);
   assertBoxes(boxes, input.shape[0]);
-  return roiAlign(input, snapBoxes(boxes, params?.spatialScale), params);
+  const cells = warpCellBoxes(boxes, params?.spatialScale);
+  return roiAlign(input, cells, { ...params, spatialScale: 1 });
 }

@@ -24,10 +24,23 @@ export function randInt(rand: () => number, lo: number, hi: number): number {
   return lo + Math.floor(rand() * (hi - lo + 1));
 }
 
+const f32 = new Float32Array(1);
+const f32Bits = new Int32Array(f32.buffer);
+
+/** The float32 `steps` ulps away from `fround(v)` (towards +∞ for steps > 0). */
+function float32Step(v: number, steps: number): number {
+  f32[0] = v;
+  if (steps === 0 || f32[0] === 0) return f32[0];
+  f32Bits[0] += f32[0] > 0 ? steps : -steps;
+  return f32[0];
+}
+
 /**
  * One random box `(x1, y1, x2, y2)` in image pixels for a map of `H × W` cells at `stride`, drawn from
  * a mix of the awkward cases: inside, partly or wholly outside, zero-size, sub-cell, negative, huge,
- * and `.5` ties under C rounding (coordinates on half-cells).
+ * and `.5` ties under C rounding: coordinates on half-cells, or one float32 step either side of one
+ * (at scales float32 cannot hold, such as 1/7 and 0.3, whether `x·s` rounds to the tie depends on
+ * computing the product in float32, as the peers do, or in float64).
  */
 export function randomBox(
   rand: () => number,
@@ -56,12 +69,16 @@ export function randomBox(
       break;
     }
     case 2: {
-      // .5 ties: corners on half-cells (and whole cells)
+      // .5 ties: corners on half-cells (and whole cells), half the time nudged by a float32 step
       const half = stride / 2;
-      x1 = randInt(rand, -4, 2 * W + 4) * half;
-      y1 = randInt(rand, -4, 2 * H + 4) * half;
-      x2 = x1 + randInt(rand, 0, 2 * W) * half;
-      y2 = y1 + randInt(rand, 0, 2 * H) * half;
+      const nudge = rand() < 0.5;
+      const tie = (v: number) => (nudge ? float32Step(v, randInt(rand, -1, 1)) : v);
+      const hx = randInt(rand, -4, 2 * W + 4);
+      const hy = randInt(rand, -4, 2 * H + 4);
+      x1 = tie(hx * half);
+      y1 = tie(hy * half);
+      x2 = Math.max(x1, tie((hx + randInt(rand, 0, 2 * W)) * half));
+      y2 = Math.max(y1, tie((hy + randInt(rand, 0, 2 * H)) * half));
       break;
     }
     case 3: {

@@ -165,7 +165,7 @@ export function refRoiPool(
   return out;
 }
 
-/** RoI Warp per the contract: snap to cells (C round, at least one cell), then RoI Align. */
+/** RoI Warp per the contract: snap to cells (C round, at least one cell), then RoI Align at scale 1. */
 export function refRoiWarp(X: RefMap, boxes: RefBox[], p: RefAlignParams): Float32Array {
   const s = f(p.s);
   const snapped = boxes.map((box) => {
@@ -175,9 +175,10 @@ export function refRoiWarp(X: RefMap, boxes: RefBox[], p: RefAlignParams): Float
     let qy2 = refRound(f(f(box.y2) * s));
     if (qx2 <= qx1) qx2 = qx1 + 1;
     if (qy2 <= qy1) qy2 = qy1 + 1;
-    return { b: box.b, x1: f(qx1 / s), y1: f(qy1 / s), x2: f(qx2 / s), y2: f(qy2 / s) };
+    return { b: box.b, x1: qx1, y1: qy1, x2: qx2, y2: qy2 };
   });
-  return refRoiAlign(X, snapped, p);
+  // The integer cell box at scale 1 (not q/s at scale s: that round trip is inexact in float32).
+  return refRoiAlign(X, snapped, { ...p, s: 1 });
 }
 
 /** Canonical `[K, 5]` float32 rows → reference boxes. */
