@@ -1,6 +1,7 @@
 /**
- * Operational routes, open even when `API_KEY` is set: `GET /healthz` (the process answers),
- * `GET /readyz` (the backbone is loaded and warmed in every worker), `GET /metrics` (Prometheus).
+ * Operational routes, open even when `API_KEY` is set: `GET /healthz` (the process answers) and
+ * `GET /readyz` (the backbone is loaded and warmed in every worker). `GET /metrics` is in
+ * `routes/metrics.ts` (it needs the key, or lives on `METRICS_PORT`).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -42,22 +43,6 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
         workers: app.work.size,
       };
       return reply.code(state === 'ready' ? 200 : 503).send(body);
-    },
-  );
-
-  app.get(
-    '/metrics',
-    {
-      schema: {
-        summary: 'Prometheus metrics (text exposition format)',
-        tags: ['ops'],
-        produces: ['text/plain'],
-        response: { 200: { content: { 'text/plain': { schema: z.string() } } } },
-      },
-    },
-    async (_request, reply) => {
-      const text = await app.metrics.registry.metrics();
-      return reply.type(app.metrics.registry.contentType).send(text);
     },
   );
 };

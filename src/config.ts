@@ -30,7 +30,12 @@ export function defaultWorkers(): number {
 export const envSchema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  /** When set, every route except health, readiness and metrics requires it as a bearer token or `X-API-Key`. */
+  /** Serve `/metrics` on this port of HOST instead (without a key), and not on PORT. Unset: on PORT. */
+  METRICS_PORT: optional(z.coerce.number().int().min(0).max(65535)),
+  /**
+   * When set, every `/v1` route (and `/metrics`, unless METRICS_PORT is set) requires it as a bearer
+   * token or `X-API-Key`; health, readiness, docs and the playground stay open.
+   */
   API_KEY: optional(z.string().min(8, 'API_KEY must be at least 8 characters')),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: positiveInt.default(32 * 1024 * 1024),
@@ -60,6 +65,7 @@ export const envSchema = z.object({
 export interface Config {
   host: string;
   port: number;
+  metricsPort: number | undefined;
   apiKey: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   bodyLimitBytes: number;
@@ -110,6 +116,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
   return {
     host: e.HOST,
     port: e.PORT,
+    metricsPort: e.METRICS_PORT,
     apiKey: e.API_KEY,
     logLevel: e.LOG_LEVEL,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,

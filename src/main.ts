@@ -27,6 +27,10 @@ closeWithGrace({ delay: config.shutdownGraceSeconds * 1000 }, async ({ signal, e
 
 try {
   await app.listen({ host: config.host, port: config.port });
+  // METRICS_PORT: /metrics lives only there (no key); see routes/metrics.ts.
+  if (app.metricsListener && config.metricsPort !== undefined) {
+    await app.metricsListener.listen({ host: config.host, port: config.metricsPort });
+  }
 } catch (err) {
   app.log.error({ err }, 'could not listen');
   await app.close();

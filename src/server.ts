@@ -4,7 +4,6 @@
  * it with `inject` or listen on port 0 themselves.
  */
 import type { Socket } from 'node:net';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +21,15 @@ import type { Config } from './config.js';
 import { BusyError } from './errors.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { type BackboneInfo, WorkPool } from './pool.js';
+import { requireApiKey } from './http/auth.js';
+import { buildMetricsListener } from './http/metrics-listener.js';
+import { collectRoutes } from './http/route-index.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
 import backboneRoutes from '../routes/backbone.js';
 import diffRoutes from '../routes/diff.js';
 import featuresRoutes from '../routes/features.js';
 import healthRoutes from '../routes/health.js';
+import metricsRoutes from '../routes/metrics.js';
 import playgroundRoutes from '../routes/playground.js';
 import roiRoutes from '../routes/roi.js';
 
@@ -49,34 +52,17 @@ declare module 'fastify' {
     work: WorkPool;
     metrics: Metrics;
     readiness: Readiness;
+    /**
+     * The separate `/metrics` listener when `METRICS_PORT` is set (not listening: `src/main.ts` starts
+     * it on HOST:METRICS_PORT, closing the app closes it); null when metrics are on the main port.
+     */
+    metricsListener: FastifyInstance | null;
   }
-}
-
-/** Routes that stay open when `API_KEY` is set: only `/v1/*` requires it. */
-function needsKey(url: string): boolean {
-  return url.startsWith('/v1/') || url === '/v1';
 }
 
 /** The path of a request URL, without its query string (a problem's `instance`). */
 function pathOf(url: string): string {
   return url.split('?')[0];
-}
-
-/** Constant-time comparison of digests, so neither the key's content nor its length leaks through timing. */
-function keyMatches(given: string | undefined, expected: string): boolean {
-  if (given === undefined) return false;
-  const digest = (text: string) => createHash('sha256').update(text).digest();
-  return timingSafeEqual(digest(given), digest(expected));
-}
-
-function presentedKey(headers: Record<string, string | string[] | undefined>): string | undefined {
-  const auth = headers.authorization;
-  if (typeof auth === 'string') {
-    const match = /^Bearer\s+(.+)$/i.exec(auth.trim());
-    if (match) return match[1];
-  }
-  const key = headers['x-api-key'];
-  return typeof key === 'string' ? key : undefined;
 }
 
 /** The version in package.json: `../` from `src/`, `../../` from the compiled `dist/src/`. */
@@ -105,6 +91,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   // Only JSON and multipart bodies are accepted: anything else is a 415, not a 400 about a string.
   app.removeContentTypeParser('text/plain');
+  // Before any route: the index sees them all (the 405 answer and the auth tests use it).
+  collectRoutes(app);
 
   const work = new WorkPool(config);
   const metrics = createMetrics(work);
@@ -192,36 +180,19 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((request, reply) => {
     const path = pathOf(request.url);
+    // The path exists with other methods: 405 and `Allow` (RFC 9110 §15.5.6), not a misleading 404.
+    // It reveals no more than /openapi.json does; the key is checked by the route that matches.
+    const allowed = app.routeIndex.allowedMethods(request.url);
+    if (allowed.length > 0) {
+      const list = allowed.join(', ');
+      const message = `${request.method} is not allowed on ${path}; it accepts ${list}`;
+      const body = problem(405, message, [{ field: 'method', expected: list, message }], path);
+      void reply.code(405).header('Allow', list).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+      return;
+    }
     const body = problem(404, `no route ${request.method} ${path}`, undefined, path);
     void reply.code(404).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   });
-
-  if (config.apiKey !== undefined) {
-    const apiKey = config.apiKey;
-    app.addHook('onRequest', async (request, reply) => {
-      if (!needsKey(request.url)) return;
-      const presented = presentedKey(request.headers);
-      if (keyMatches(presented, apiKey)) return;
-      const given = presented !== undefined;
-      const body = problem(
-        401,
-        given ? 'the API key is not valid' : 'this route needs an API key',
-        [
-          {
-            field: 'Authorization',
-            expected: 'Authorization: Bearer <key> or X-API-Key: <key>',
-            message: given ? 'invalid key' : 'missing key',
-          },
-        ],
-        pathOf(request.url),
-      );
-      return reply
-        .code(401)
-        .header('WWW-Authenticate', 'Bearer')
-        .type(PROBLEM_CONTENT_TYPE)
-        .send(JSON.stringify(body));
-    });
-  }
 
   app.addHook('onResponse', async (request, reply) => {
     const labels = {
@@ -278,10 +249,28 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(healthRoutes);
-  await app.register(roiRoutes);
-  await app.register(featuresRoutes);
-  await app.register(backboneRoutes);
-  await app.register(diffRoutes);
+  // /metrics: behind the key on this port, or (METRICS_PORT) only on its own listener, without one.
+  if (config.metricsPort === undefined) {
+    app.decorate('metricsListener', null);
+    await app.register(async (scope) => {
+      requireApiKey(scope, config.apiKey);
+      await scope.register(metricsRoutes, { metrics });
+    });
+  } else {
+    const listener = await buildMetricsListener(metrics);
+    app.decorate('metricsListener', listener);
+    app.addHook('onClose', async () => {
+      await listener.close();
+    });
+  }
+  // The /v1 API: one encapsulated scope whose routes all need the key (decided by the matched route).
+  await app.register(async (v1) => {
+    requireApiKey(v1, config.apiKey);
+    await v1.register(roiRoutes);
+    await v1.register(featuresRoutes);
+    await v1.register(backboneRoutes);
+    await v1.register(diffRoutes);
+  });
   await app.register(playgroundRoutes);
 
   return app;
