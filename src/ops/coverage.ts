@@ -44,7 +44,7 @@ export interface BoxCoverage {
 export interface CoverageOptions {
   /** 1 / stride of the feature map (e.g. 1/32). Required. */
   spatialScale: number;
-  /** Image size `[width, height]`; when given, the Pool and Warp regions are clipped to it. */
+  /** Image size `[width, height]`; when given, every region (Align's too) is clipped to it. */
   imageSize?: readonly [number, number];
 }
 
@@ -90,12 +90,13 @@ function opCoverage(region: Rect, box: Rect, boxArea: number, cells?: Rect): OpC
 }
 
 /**
- * The image-pixel regions that RoI Pool and RoI Warp read for `box`, what each loses and gains
- * against the exact box, as areas, fractions of the box area, and IoU. Stride `t = 1 / spatialScale`:
- * - Align: the exact box (lost 0, gained 0, IoU 1).
+ * The image-pixel regions that RoI Pool, RoI Warp and RoI Align read for `box`, what each loses and
+ * gains against the exact box, as areas, fractions of the box area, and IoU. Stride `t = 1 / spatialScale`:
+ * - Align: the exact box, clipped to the image (lost 0, gained 0, IoU 1 for a box inside it; the
+ *   part outside the image is lost: there is no image there, only zero or repeated edge samples).
  * - Warp (aligned = true): `[qx1*t, qx2*t) × [qy1*t, qy2*t)` (see `warpCells`).
  * - Pool: `[sx*t, (ex+1)*t) × [sy*t, (ey+1)*t)` (C-rounded cells, end cell inclusive).
- * Pool and Warp regions are clipped to `imageSize` when it is given.
+ * All three regions are clipped to `imageSize` when it is given.
  *
  * Worked example: 512×512 image, stride 32, box `(296, 192, 496, 337)` (area 29000):
  * Pool reads `[288, 512) × [192, 384)`: area 43008, lost 0, gained 14008 (0.483), IoU 0.674;
@@ -147,6 +148,7 @@ export function coverage(box: Rect, opts: CoverageOptions): BoxCoverage {
     boxArea,
     pool: opCoverage(toPixels(poolCellRect), exact, boxArea, poolCellRect),
     warp: opCoverage(toPixels(warpCellRect), exact, boxArea, warpCellRect),
-    align: opCoverage(exact, exact, boxArea),
+    // Clipped like the others: a box wholly outside the image reads nothing (lost = the whole box).
+    align: opCoverage(clip(exact, imageSize), exact, boxArea),
   };
 }

@@ -67,6 +67,29 @@ describe('coverage', () => {
     expect(c.pool.iou).toBe(0);
   });
 
+  it('Align reads the exact box clipped to the image: wholly outside loses it all, partly outside the rest', () => {
+    // Was lost 0, IoU 1 while Align's outputs for this box are all zeros.
+    const out = coverage(
+      { x1: 600, y1: 600, x2: 700, y2: 700 },
+      { spatialScale: 1 / 32, imageSize: [512, 512] },
+    );
+    expect(out.align.region).toEqual({ x1: 512, y1: 512, x2: 512, y2: 512 });
+    expect([out.align.area, out.align.lost, out.align.gained]).toEqual([0, 10000, 0]);
+    expect([out.align.lostFraction, out.align.iou]).toEqual([1, 0]);
+    // Half of it left of the image: half lost, IoU 0.5.
+    const part = coverage(
+      { x1: -50, y1: 0, x2: 50, y2: 100 },
+      { spatialScale: 1 / 32, imageSize: [512, 512] },
+    );
+    expect(part.align.region).toEqual({ x1: 0, y1: 0, x2: 50, y2: 100 });
+    expect([part.align.lost, part.align.gained, part.align.lostFraction, part.align.iou]).toEqual([
+      5000, 0, 0.5, 0.5,
+    ]);
+    // Without an image size nothing is clipped: the exact box.
+    const free = coverage({ x1: 600, y1: 600, x2: 700, y2: 700 }, { spatialScale: 1 / 32 });
+    expect([free.align.lost, free.align.iou]).toEqual([0, 1]);
+  });
+
   it('refuses bad input naming the field', () => {
     expect(() => coverage({ x1: 5, y1: 0, x2: 1, y2: 1 }, { spatialScale: 1 })).toThrow(InvalidInputError);
     expect(() => coverage({ x1: NaN, y1: 0, x2: 1, y2: 1 }, { spatialScale: 1 })).toThrow(/box\.x1/);
