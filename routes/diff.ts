@@ -15,6 +15,7 @@ import {
   roiParamsSchema,
   timingsSchema,
 } from '../src/responses.js';
+import { WARNINGS_HEADER, warningsHeaderValue, warningsSchema } from '../src/warnings.js';
 import { workErrorResponses } from './roi.js';
 
 export { MAX_DIFF_BOXES };
@@ -96,6 +97,7 @@ export const diffResponseSchema = z
     notes: z
       .array(z.string())
       .describe('what the pictures leave out and why (e.g. no overlay for features input)'),
+    warnings: warningsSchema,
     timings: timingsSchema.describe('milliseconds per stage; `encode` is rendering and PNG encoding'),
   })
   .describe('the visual diff as data');
@@ -156,6 +158,8 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       reply.header('Server-Timing', serverTiming(out.timings)).type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `inline; filename="${out.filename}"`);
       if (!out.overlay) reply.header('X-Diff-Overlay', 'none; features input without an image');
+      const warnings = warningsHeaderValue(out.warnings);
+      if (warnings !== undefined) reply.header(WARNINGS_HEADER, warnings);
       // The encoded bytes bypass the serializer; their JSON form is `diffResponseSchema` (tested).
       return reply.send(out.body as unknown as DiffResponse);
     },

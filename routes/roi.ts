@@ -21,6 +21,7 @@ import {
   SAFETENSORS_CONTENT_TYPE,
   type RoiResponse,
 } from '../src/responses.js';
+import { WARNINGS_HEADER, warningsHeaderValue } from '../src/warnings.js';
 
 const binary = z.string().meta({ format: 'binary' });
 
@@ -98,6 +99,9 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
       reply.header('Server-Timing', serverTiming(out.timings)).type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);
+      // Every format: a .npy body has no room for them, and a client may read only the header.
+      const warnings = warningsHeaderValue(out.warnings);
+      if (warnings !== undefined) reply.header(WARNINGS_HEADER, warnings);
       // The encoded bytes bypass the serializer; their JSON form is `roiResponseSchema` (tested).
       return reply.send(out.body as unknown as RoiResponse);
     },

@@ -14,6 +14,7 @@ import { boxAt, coverage, roiAlign, roiPool, roiWarp, scaleBoxes, toLayout } fro
 import { MAX_SAMPLING_GRID } from './ops/params.js';
 import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
 import { checkOutputValues, type RoiLimits, type RoiOp, type RoiParams, type RoiTask } from './request.js';
+import { boxWarnings, size, type BoxFrame, type RoiWarning } from './warnings.js';
 
 /** Milliseconds per stage; a stage that did not run is 0. */
 export interface RoiTimings {
@@ -75,6 +76,8 @@ export interface RoiResult {
   outputs: Partial<Record<RoiOp, Pooled>>;
   /** One entry per box, in the operators' frame (resized image pixels). */
   coverage: BoxCoverage[];
+  /** Non-fatal warnings: the task's, then those about the boxes (see `src/warnings.ts`). */
+  warnings: RoiWarning[];
   timings: RoiTimings;
 }
 
@@ -177,6 +180,8 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
   let featureMap: FeatureMapInfo;
   let opBoxes = task.boxes;
   let imageSize: [number, number];
+  /** The frame `task.boxes` are in (input-image pixels), for the warnings. */
+  let frame: BoxFrame;
   if (task.image !== undefined) {
     const out = await imageToFeatures(task.image, ctx, (backbone) =>
       // Check the output size before the (expensive) backbone runs.
@@ -194,6 +199,11 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     if (task.includeImage) rgb = out.decoded.rgb;
     if (image.scale !== 1) opBoxes = scaleBoxes(task.boxes, image.scale);
     imageSize = [image.width, image.height];
+    frame = {
+      width: image.originalWidth,
+      height: image.originalHeight,
+      name: `the ${size(image.originalWidth, image.originalHeight)} image`,
+    };
   } else if (task.features !== undefined) {
     fm = task.features;
     const s = params.spatialScale as number;
@@ -208,6 +218,13 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     };
     // Without an image size, coverage is clipped to the extent the feature map covers.
     imageSize = params.imageSize ?? [W / s, H / s];
+    frame = {
+      width: imageSize[0],
+      height: imageSize[1],
+      name: params.imageSize
+        ? `the ${size(...imageSize)} image (imageSize)`
+        : `the ${size(...imageSize)} area the ${W}×${H} feature map covers at spatialScale ${s}`,
+    };
   } else {
     throw new Error('executeRoi: task has neither image nor features');
   }
@@ -251,6 +268,7 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     opBoxes,
     outputs,
     coverage: boxCoverage,
+    warnings: [...task.warnings, ...boxWarnings(task.boxes, frame, Object.values(outputs), false)],
     timings,
   };
 }

@@ -12,6 +12,7 @@ import type { Stage } from './metrics.js';
 import type { RoiResult } from './pipeline.js';
 import { limitsFrom, type RoiLimits, type RoiOp, type RoiTask } from './request.js';
 import type { EncodedBody } from './responses.js';
+import type { RoiWarning } from './warnings.js';
 
 /** Data every worker starts with (`Piscina.workerData`). */
 export interface WorkerInit {
@@ -194,7 +195,7 @@ export class WorkPool {
     task: RoiTask,
     format: 'json' | 'npy' | 'safetensors',
     encoding: 'base64' | 'array',
-  ): Promise<EncodedWork & { boxCount: number; ops: RoiOp[] }> {
+  ): Promise<EncodedWork & { boxCount: number; ops: RoiOp[]; warnings: RoiWarning[] }> {
     const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
     const out = (await this.#run(
       { kind: 'roiEncoded', task, format, encoding },
@@ -202,6 +203,7 @@ export class WorkPool {
     )) as EncodedWork & {
       boxCount: number;
       ops: RoiOp[];
+      warnings: RoiWarning[];
     };
     return { ...out, body: asBuffer(out.body) };
   }
@@ -213,11 +215,12 @@ export class WorkPool {
   async diff(
     task: RoiTask,
     options: DiffOptions,
-  ): Promise<EncodedWork & { boxCount: number; overlay: boolean }> {
+  ): Promise<EncodedWork & { boxCount: number; overlay: boolean; warnings: RoiWarning[] }> {
     const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
     const out = (await this.#run({ kind: 'diff', task, options }, transfers)) as EncodedWork & {
       boxCount: number;
       overlay: boolean;
+      warnings: RoiWarning[];
     };
     return { ...out, body: asBuffer(out.body) };
   }

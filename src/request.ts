@@ -15,6 +15,7 @@ import { assertFiniteFeatures, toCanonicalBoxes } from './ops/index.js';
 import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
 import { readNpy } from './tensors/npy.js';
+import type { RoiWarning } from './warnings.js';
 
 /** The three operators, in their canonical order. */
 export const ROI_OPS = ['pool', 'align', 'warp'] as const;
@@ -158,6 +159,8 @@ export interface RoiTask {
   params: RoiParams;
   /** Return the decoded (and resized) RGB image in the result (the diff pictures need it). */
   includeImage: boolean;
+  /** Warnings found while preparing (the pipeline adds those that need the image or the outputs). */
+  warnings: RoiWarning[];
 }
 
 /** Picks the {@link RoiLimits} out of a {@link Config}. */
@@ -300,6 +303,7 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
       imageSize: body.imageSize === undefined ? undefined : [body.imageSize[0], body.imageSize[1]],
     },
     includeImage,
+    warnings: [],
   };
 }
 

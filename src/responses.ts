@@ -11,6 +11,7 @@ import { ROI_OPS, type RoiOp } from './request.js';
 import { encodeFloat32Base64 } from './tensors/base64.js';
 import { writeNpy } from './tensors/npy.js';
 import { writeSafetensors, type NamedTensor } from './tensors/safetensors.js';
+import { warningsSchema } from './warnings.js';
 
 /** Most values `encoding: "array"` may return (JSON numbers are ~10× larger than base64 float32). */
 export const MAX_ARRAY_VALUES = 1_000_000;
@@ -117,6 +118,7 @@ export const roiResponseSchema = z
       })
       .describe('one [K, C, PH, PW] tensor per requested op'),
     coverage: z.array(boxCoverageSchema),
+    warnings: warningsSchema,
     timings: timingsSchema,
   })
   .describe('RoI outputs and everything needed to interpret them');
@@ -192,7 +194,7 @@ export function pooledOutputs(result: RoiResult): [RoiOp, Pooled][] {
 
 /**
  * One safetensors file: a tensor per op (`pool`, `align`, `warp`: `[K, C, PH, PW]` F32) and, in
- * `__metadata__`, JSON text of `params`, `boxes`, `image`, `featureMap` (as in the JSON response).
+ * `__metadata__`, JSON text of `params`, `boxes`, `image`, `featureMap`, `warnings` (as in the JSON response).
  */
 export function roiSafetensors(result: RoiResult): Buffer {
   const tensors: Record<string, NamedTensor> = {};
@@ -204,6 +206,7 @@ export function roiSafetensors(result: RoiResult): Buffer {
     boxes: JSON.stringify(boxRows(result.boxes)),
     image: JSON.stringify(result.image satisfies ImageInfo | null),
     featureMap: JSON.stringify(result.featureMap satisfies FeatureMapInfo),
+    warnings: JSON.stringify(result.warnings),
   };
   return writeSafetensors(tensors, metadata);
 }
@@ -302,6 +305,7 @@ export function encodeRoi(
       boxes: boxRows(result.boxes),
       outputs: tensors,
       coverage: result.coverage,
+      warnings: result.warnings,
       timings: { ...result.timings, encode: 0, total: 0 },
     };
     // The encode time of the JSON itself is not in the body (it is in Server-Timing); the rest is.

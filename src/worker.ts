@@ -107,6 +107,7 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
           ...encodedWork(encoded, result.timings),
           boxCount: result.boxes.count,
           ops: result.params.ops,
+          warnings: result.warnings,
         };
         break;
       }
@@ -114,11 +115,15 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
         // Rendering runs here: a sheet costs hundreds of ms of CPU that the HTTP thread must not spend.
         const started = performance.now();
         const result = await executeRoi(task.task, ctx);
-        const { encodeMs, boxCount, overlay, ...encoded } = await encodeDiff(result, task.options, started);
+        const { encodeMs, boxCount, overlay, warnings, ...encoded } = await encodeDiff(
+          result,
+          task.options,
+          started,
+        );
         // A PNG body is sharp's output, whose external memory Node 22+ refuses to transfer
         // (DataCloneError): it is copied (a few hundred KB). The JSON body is an ordinary buffer.
         if (task.options.format === 'json') transfers = ownedBuffers([encoded.body]);
-        value = { ...encodedWork({ ...encoded, encodeMs }, result.timings), boxCount, overlay };
+        value = { ...encodedWork({ ...encoded, encodeMs }, result.timings), boxCount, overlay, warnings };
         break;
       }
       case 'features': {

@@ -12,6 +12,7 @@ import { ROI_OPS } from '../request.js';
 import { boxRows, echoedParams, JSON_CONTENT_TYPE, type EncodedBody } from '../responses.js';
 import { diffStats, renderDiff, type PairDiff } from './render-sheet.js';
 import { toPng, type RgbImage } from './render.js';
+import type { RoiWarning } from '../warnings.js';
 
 type Pairs = DiffResponse['differencesAll']['pairs'];
 
@@ -34,6 +35,8 @@ export interface EncodedDiff extends EncodedBody {
   /** Whether the sheet has an image overlay (false for features input: the route says so in a header). */
   overlay: boolean;
   boxCount: number;
+  /** The result's warnings (the route puts them in the `X-Roiserve-Warnings` header). */
+  warnings: RoiWarning[];
 }
 
 /**
@@ -82,7 +85,7 @@ export async function encodeDiff(
     maxBoxes: options.maxBoxes,
     notes: resizedNote ? [resizedNote] : [],
   });
-  const common = { overlay: image !== null, boxCount: result.boxes.count };
+  const common = { overlay: image !== null, boxCount: result.boxes.count, warnings: result.warnings };
 
   if (options.format === 'png') {
     const body = await toPng(rendered.sheet);
@@ -133,6 +136,7 @@ export async function encodeDiff(
       featureHeatmap: featureHeatmap.toString('base64'),
     },
     notes,
+    warnings: result.warnings,
     timings: { ...result.timings, encode: 0, total: 0 },
   };
   payload.timings.encode = performance.now() - start;

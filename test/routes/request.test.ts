@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toLayout } from '../../src/ops/index.js';
 import { buildApp } from '../../src/server.js';
 import { writeNpy } from '../../src/tensors/npy.js';
-import { featuresField, randomMap, tensorData, testConfig } from './helpers.js';
+import { readSafetensors } from '../../src/tensors/safetensors.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from './helpers.js';
 
 let app: FastifyInstance;
 
@@ -113,5 +114,134 @@ describe('features layout: shape is the array shape as stored', () => {
     });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().errors[0].field).toBe('features.layout');
+  });
+});
+
+describe('warnings', () => {
+  const small = randomMap([1, 2, 10, 12], 5); // spatialScale 0.5: covers 24×20 pixels
+  const base = { features: featuresField(small), spatialScale: 0.5, outputSize: 2 };
+
+  it('none: `warnings` is [] and there is no X-Roiserve-Warnings header', async () => {
+    const r = await roi({ ...base, boxes: [[2, 2, 10, 12]] });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().warnings).toEqual([]);
+    expect(r.headers['x-roiserve-warnings']).toBeUndefined();
+  });
+
+  it('a box wholly outside the map: a box-outside warning naming it, in the body and the header', async () => {
+    const r = await roi({
+      ...base,
+      boxes: [
+        [2, 2, 10, 12],
+        [30, 2, 40, 12],
+        [-3, 0, -0.2, 6],
+      ],
+    });
+    expect(r.statusCode).toBe(200);
+    const { warnings } = r.json();
+    expect(warnings).toEqual([
+      {
+        code: 'box-outside',
+        field: 'boxes[1]',
+        message:
+          'boxes[1] (30, 2, 40, 12 as x1, y1, x2, y2) lies wholly outside the 24×20 area the 12×10 feature map ' +
+          'covers at spatialScale 0.5; its outputs are zeros',
+      },
+      {
+        code: 'box-outside',
+        field: 'boxes[2]',
+        message: expect.stringMatching(/^boxes\[2\] .* its outputs only repeat the edge cells/),
+      },
+    ]);
+    const header = r.headers['x-roiserve-warnings'] as string;
+    expect(header).toMatch(/^[\x20-\x7e]+$/); // ASCII: × is escaped as \u00d7
+    expect(JSON.parse(header)).toEqual(warnings);
+    expect(tensorData(r.json().outputs.align).subarray(8, 16)).toEqual(new Float32Array(8));
+  });
+
+  it('with imageSize the frame is the image; more than 10 outside boxes are summed up in one entry', async () => {
+    const outside = Array.from({ length: 13 }, () => [100, 100, 120, 120]);
+    const r = await roi({ ...base, imageSize: [64, 48], boxes: [[0, 0, 4, 4], ...outside] });
+    const { warnings } = r.json();
+    expect(warnings).toHaveLength(11);
+    expect(warnings[0].message).toContain('lies wholly outside the 64×48 image (imageSize)');
+    expect(warnings[10]).toEqual({
+      code: 'box-outside',
+      field: 'boxes',
+      message: '3 more boxes lie wholly outside the 64×48 image (imageSize) (13 of 14 in all)',
+    });
+  });
+
+  it('boxes that look normalized: did you mean normalized: true?', async () => {
+    const r = await roi({
+      ...base,
+      boxes: [
+        [0.1, 0.2, 0.5, 0.9],
+        [0, 0, 1.5, 1],
+      ],
+    });
+    expect(r.json().warnings).toEqual([
+      {
+        code: 'boxes-look-normalized',
+        field: 'boxes',
+        message: expect.stringContaining('did you mean normalized: true?'),
+      },
+    ]);
+    // Not on a frame so small that such boxes are plausible pixels.
+    const tiny = await roi({
+      features: featuresField(randomMap([1, 1, 2, 2])),
+      spatialScale: 1,
+      boxes: [[0, 0, 1, 1]],
+    });
+    expect(tiny.json().warnings).toEqual([]);
+  });
+
+  it('.npy: in the header; safetensors: in the header and in __metadata__', async () => {
+    const boxesOut = [[30, 2, 40, 12]];
+    const npy = await roi({ ...base, boxes: boxesOut, ops: ['pool'], format: 'npy' });
+    expect(npy.statusCode).toBe(200);
+    expect(JSON.parse(npy.headers['x-roiserve-warnings'] as string)[0]).toMatchObject({
+      code: 'box-outside',
+      field: 'boxes[0]',
+    });
+    const st = await roi({ ...base, boxes: boxesOut, format: 'safetensors' });
+    const fromHeader = JSON.parse(st.headers['x-roiserve-warnings'] as string);
+    expect(JSON.parse(readSafetensors(st.rawPayload).metadata.warnings)).toEqual(fromHeader);
+  });
+
+  it('/v1/diff JSON carries them too', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/diff',
+      payload: {
+        ...base,
+        boxes: [
+          [2, 2, 10, 12],
+          [30, 2, 40, 12],
+        ],
+        format: 'json',
+        maxBoxes: 1,
+      },
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().warnings).toEqual([expect.objectContaining({ code: 'box-outside', field: 'boxes[1]' })]);
+    expect(JSON.parse(r.headers['x-roiserve-warnings'] as string)).toEqual(r.json().warnings);
+  });
+
+  it('image input: the frame is the image as sent', async () => {
+    await app.readiness.settled;
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: {
+        image: (await testPng(96, 64)).toString('base64'),
+        boxes: [[200, 0, 220, 10]],
+        ops: ['align'],
+      },
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().warnings[0].message).toContain(
+      'lies wholly outside the 96×64 image; its outputs are zeros',
+    );
   });
 });

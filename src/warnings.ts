@@ -1,0 +1,156 @@
+/**
+ * Non-fatal warnings: things in a request that are valid but probably not what the user meant (boxes
+ * that miss the image, boxes that look normalized, a `maxSide` over the server's cap). The request is
+ * still served; the warnings say what looks wrong and how to fix it.
+ *
+ * They travel in the JSON body (`warnings`, always present, `[]` when none), in the safetensors
+ * `__metadata__` (`warnings`, JSON text) and, for every format, in the {@link WARNINGS_HEADER}
+ * response header (only when there are some).
+ */
+import { z } from 'zod';
+import type { Boxes, Pooled } from './ops/types.js';
+
+/** Response header carrying the warnings as a JSON array (ASCII only, see {@link warningsHeaderValue}). */
+export const WARNINGS_HEADER = 'X-Roiserve-Warnings';
+
+/** The warning codes, stable for clients to match on. */
+export const WARNING_CODES = ['box-outside', 'boxes-look-normalized', 'max-side-capped'] as const;
+export type WarningCode = (typeof WARNING_CODES)[number];
+
+/** One warning. */
+export interface RoiWarning {
+  code: WarningCode;
+  /** What looks wrong and how to fix it, for humans. */
+  message: string;
+  /** The request field it is about, e.g. `boxes[3]`; absent when about the request as a whole. */
+  field?: string;
+}
+
+export const warningSchema = z
+  .object({
+    code: z
+      .enum(WARNING_CODES)
+      .describe(
+        'box-outside: a box lies wholly outside the image / map; boxes-look-normalized: every coordinate ' +
+          'is within [0, 1.5] on a larger image; max-side-capped: maxSide was over MAX_IMAGE_SIDE',
+      ),
+    message: z.string().describe('what looks wrong and how to fix it'),
+    field: z.string().optional().describe('the request field it is about, e.g. boxes[3]'),
+  })
+  .describe('a non-fatal warning: the request was served, but something looks unintended');
+
+export const warningsSchema = z
+  .array(warningSchema)
+  .describe('non-fatal warnings (always present; empty when none); also in the X-Roiserve-Warnings header');
+
+/**
+ * Most `box-outside` warnings listed one by one; the rest are counted in one more entry, so that the
+ * body and (above all) the header stay small whatever the number of boxes.
+ */
+export const MAX_BOX_WARNINGS = 10;
+
+/**
+ * Coordinates all within `[0, NORMALIZED_LOOKALIKE_MAX]` look like fractions of the image size …
+ */
+export const NORMALIZED_LOOKALIKE_MAX = 1.5;
+/** … when the frame's shorter side is at least this many pixels (so 1.5 px is under 10 % of it). */
+export const NORMALIZED_LOOKALIKE_MIN_SIDE = 16;
+
+/** The frame boxes are given in, for the messages. */
+export interface BoxFrame {
+  /** Width and height in the boxes' own units (input-image pixels). */
+  width: number;
+  height: number;
+  /** How to name it: `the 640×480 image`, `the 20×16 area the 10×8 feature map covers`. */
+  name: string;
+}
+
+/** `640×480`, integers without decimals, others to 4 significant digits. */
+export function size(width: number, height: number): string {
+  const f = (v: number) => (Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4))));
+  return `${f(width)}×${f(height)}`;
+}
+
+/** True when every value of box `k` is exactly 0 in every output (box `k` is one contiguous block in both layouts). */
+function outputsAllZero(outputs: readonly Pooled[], k: number): boolean {
+  for (const out of outputs) {
+    const per = out.shape[1] * out.shape[2] * out.shape[3];
+    for (let i = k * per; i < (k + 1) * per; i++) if (out.data[i] !== 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Warnings about the boxes, in the frame they were given in (after any `normalized` / `boxFormat`
+ * conversion, before any resize):
+ * - `box-outside`: box `k` does not overlap the frame (`x2 <= 0`, `y2 <= 0`, `x1 >= width` or
+ *   `y1 >= height`). The message says whether its outputs are all zeros (usually) or come from the
+ *   border cells only (the bilinear sample clamps points within one cell of the edge).
+ * - `boxes-look-normalized`: `normalized` is off, there is at least one box, every coordinate lies
+ *   within [0, {@link NORMALIZED_LOOKALIKE_MAX}] and the frame's shorter side is at least
+ *   {@link NORMALIZED_LOOKALIKE_MIN_SIDE}: fractions sent as pixels.
+ *
+ * @param boxes - canonical boxes in the frame's units
+ * @param frame - the image (or the area the map covers) the boxes refer to
+ * @param outputs - the operators' outputs, to tell zeros from border values
+ * @param normalized - whether the request said `normalized: true`
+ */
+export function boxWarnings(
+  boxes: Boxes,
+  frame: BoxFrame,
+  outputs: readonly Pooled[],
+  normalized: boolean,
+): RoiWarning[] {
+  const warnings: RoiWarning[] = [];
+  const d = boxes.data;
+  let outside = 0;
+  let allSmall = boxes.count > 0;
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    const [x1, y1, x2, y2] = [d[o + 1], d[o + 2], d[o + 3], d[o + 4]];
+    if (![x1, y1, x2, y2].every((v) => v >= 0 && v <= NORMALIZED_LOOKALIKE_MAX)) allSmall = false;
+    if (x2 > 0 && y2 > 0 && x1 < frame.width && y1 < frame.height) continue;
+    outside++;
+    if (outside > MAX_BOX_WARNINGS) continue;
+    const zeros = outputsAllZero(outputs, k);
+    warnings.push({
+      code: 'box-outside',
+      field: `boxes[${k}]`,
+      message:
+        `boxes[${k}] (${[x1, y1, x2, y2].join(', ')} as x1, y1, x2, y2) lies wholly outside ${frame.name}; ` +
+        (zeros
+          ? 'its outputs are zeros'
+          : 'its outputs only repeat the edge cells (points within one cell of the edge are clamped)'),
+    });
+  }
+  if (outside > MAX_BOX_WARNINGS) {
+    warnings.push({
+      code: 'box-outside',
+      field: 'boxes',
+      message: `${outside - MAX_BOX_WARNINGS} more boxes lie wholly outside ${frame.name} (${outside} of ${boxes.count} in all)`,
+    });
+  }
+  if (allSmall && !normalized && Math.min(frame.width, frame.height) >= NORMALIZED_LOOKALIKE_MIN_SIDE) {
+    warnings.push({
+      code: 'boxes-look-normalized',
+      field: 'boxes',
+      message:
+        `every box coordinate lies within [0, ${NORMALIZED_LOOKALIKE_MAX}] on ${frame.name}: they look like ` +
+        'fractions of the image size, read here as pixels; did you mean normalized: true?',
+    });
+  }
+  return warnings;
+}
+
+/**
+ * The {@link WARNINGS_HEADER} value: the warnings as a JSON array with every non-ASCII character
+ * escaped (`×` → `\u00d7`), so the header is plain ASCII (HTTP clients read header bytes as Latin-1)
+ * and still parses with `JSON.parse`. Undefined when there are none (the header is then left out).
+ */
+export function warningsHeaderValue(warnings: readonly RoiWarning[]): string | undefined {
+  if (warnings.length === 0) return undefined;
+  return JSON.stringify(warnings).replace(
+    /[^\x20-\x7e]/g,
+    (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
