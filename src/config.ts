@@ -42,6 +42,11 @@ export const envSchema = z.object({
   MAX_IMAGE_PIXELS: positiveInt.default(40_000_000),
   /** Longest image side after decoding; larger images are downscaled (boxes follow). Unset: keep the size. */
   MAX_IMAGE_SIDE: optional(positiveInt),
+  /**
+   * Longest side over shortest side an image may have (checked from its header, 400 above it): the
+   * backbone's convolutions fail on extreme strips such as 16000000×1 that pass the pixel limits.
+   */
+  MAX_IMAGE_ASPECT: positiveInt.default(32),
   MAX_BOXES: positiveInt.default(10_000),
   /** Upper bound of K·C·PH·PW summed over the requested ops. */
   MAX_OUTPUT_VALUES: positiveInt.default(64_000_000),
@@ -71,6 +76,7 @@ export interface Config {
   bodyLimitBytes: number;
   maxImagePixels: number;
   maxImageSide: number | undefined;
+  maxImageAspect: number;
   maxBoxes: number;
   maxOutputValues: number;
   maxOutputSide: number;
@@ -122,6 +128,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     maxImagePixels: e.MAX_IMAGE_PIXELS,
     maxImageSide: e.MAX_IMAGE_SIDE,
+    maxImageAspect: e.MAX_IMAGE_ASPECT,
     maxBoxes: e.MAX_BOXES,
     maxOutputValues: e.MAX_OUTPUT_VALUES,
     maxOutputSide: e.MAX_OUTPUT_SIDE,

@@ -7,7 +7,7 @@
  * Shapes: feature maps `[N, C, H, W]` (NHWC in memory from the backbone), outputs `[K, C, PH, PW]`
  * (NCHW in memory), boxes `[K, 5]` rows `(b, x1, y1, x2, y2)`.
  */
-import type { Backbone, BackboneDescription } from './backbone/index.js';
+import { checkBackboneInput, type Backbone, type BackboneDescription } from './backbone/index.js';
 import { InvalidInputError } from './errors.js';
 import { decodeImage } from './imaging/decode.js';
 import { boxAt, coverage, roiAlign, roiPool, roiWarp, scaleBoxes, toLayout } from './ops/index.js';
@@ -111,14 +111,16 @@ async function imageToFeatures(
   ctx: PipelineContext,
   beforeBackbone?: (b: Backbone) => void,
 ) {
+  // The backbone first: its limits are checked on the image's header, before anything is decoded.
+  const backbone = await ctx.backbone();
   let t = now();
   const decoded = await decodeImage(bytes, {
     limitInputPixels: ctx.limits.maxImagePixels,
     maxSide: ctx.limits.maxImageSide,
     field: 'image',
+    checkSize: (size) => checkBackboneInput(backbone.limits, size),
   });
   const decode = now() - t;
-  const backbone = await ctx.backbone();
   beforeBackbone?.(backbone);
   t = now();
   const fm = await backbone.extract(decoded);

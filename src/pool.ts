@@ -20,6 +20,8 @@ export interface WorkerInit {
   backboneDir: string | undefined;
   backboneOutputNode: string | undefined;
   backboneStride: number | undefined;
+  /** The backbone refuses images with a larger aspect ratio (`MAX_IMAGE_ASPECT`). */
+  maxImageAspect: number;
   limits: RoiLimits;
 }
 
@@ -123,6 +125,7 @@ export class WorkPool {
       backboneDir: config.backboneDir,
       backboneOutputNode: config.backboneOutputNode,
       backboneStride: config.backboneStride,
+      maxImageAspect: config.maxImageAspect,
       limits: limitsFrom(config),
     };
     this.#piscina = new Piscina({

@@ -44,6 +44,7 @@ function loadBackboneOnce(): Promise<Backbone> {
       modelDir: init.backboneDir,
       outputNode: init.backboneOutputNode,
       stride: init.backboneStride,
+      maxInputAspect: init.maxImageAspect,
     });
     await backbone.warmup();
     return backbone;

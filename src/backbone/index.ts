@@ -29,6 +29,78 @@ export interface RgbImage {
   height: number;
 }
 
+/**
+ * The largest input a backbone is given, checked before it runs (and, through {@link checkBackboneInput},
+ * before the image is even decoded). Pixels alone are not enough: tfjs-wasm's convolutions abort on
+ * extreme shapes inside the pixel limit (16000000×1 corrupts the module's memory, and every later
+ * call in that thread fails or crashes the process), so the side lengths and the aspect ratio are
+ * bounded too.
+ */
+export interface BackboneLimits {
+  /** width × height at most this. */
+  maxPixels: number;
+  /** max(width, height) at most this. */
+  maxSide: number;
+  /** max(width, height) / min(width, height) at most this. */
+  maxAspect: number;
+}
+
+/** Default {@link BackboneLimits.maxPixels}: 4096² (a 4096² image takes ~11 s and ~1.3 GB on wasm). */
+export const DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096;
+/** Default {@link BackboneLimits.maxSide}: 8192 (8192×2048 and 2048×8192 were checked to run on wasm). */
+export const DEFAULT_MAX_INPUT_SIDE = 8192;
+/** Default {@link BackboneLimits.maxAspect}: 32 (an 8192×256 strip is still a useful picture). */
+export const DEFAULT_MAX_INPUT_ASPECT = 32;
+
+/** Sizes of an image on its way to the backbone: as sent (after EXIF orientation) and after resizing. */
+export interface InputSize {
+  width: number;
+  height: number;
+  /** Default `width`. */
+  originalWidth?: number;
+  /** Default `height`. */
+  originalHeight?: number;
+}
+
+/**
+ * Refuses an image the backbone must not be given, naming the field `image`.
+ *
+ * @param limits - the backbone's limits
+ * @param size - the size the backbone would get, and the size as sent when it was resized
+ * @throws InvalidInputError (400) over the aspect ratio (resizing does not change it);
+ *   TooLargeError (413) over the side or pixel limit (a smaller `maxSide` fixes these)
+ */
+export function checkBackboneInput(limits: BackboneLimits, size: InputSize): void {
+  const { width, height } = size;
+  const ow = size.originalWidth ?? width;
+  const oh = size.originalHeight ?? height;
+  const resized = ow !== width || oh !== height;
+  const shown = `${ow}×${oh}${resized ? ` (${width}×${height} after resizing)` : ''}`;
+  const long = Math.max(width, height);
+  const short = Math.min(width, height);
+  if (long > limits.maxAspect * short) {
+    throw new InvalidInputError(
+      `The image is ${shown}: its aspect ratio ${+(long / short).toPrecision(4)}:1 is over the backbone's limit of ${limits.maxAspect}:1; crop it, or pad it to a squarer shape`,
+      'image',
+      `an image whose longer side is at most ${limits.maxAspect} times its shorter side`,
+    );
+  }
+  if (long > limits.maxSide) {
+    throw new TooLargeError(
+      `The image is ${shown}: its longer side is over the backbone's limit of ${limits.maxSide} pixels; resize it (maxSide at most ${limits.maxSide})`,
+      'image',
+      `width and height at most ${limits.maxSide} pixels`,
+    );
+  }
+  if (width * height > limits.maxPixels) {
+    throw new TooLargeError(
+      `The image is ${shown}: ${width * height} pixels, over the backbone's limit of ${limits.maxPixels}; resize it (maxSide)`,
+      'image',
+      `at most ${limits.maxPixels} pixels`,
+    );
+  }
+}
+
 export interface Backbone {
   /** `builtin-inception-s16` or `user:<dir name>`. */
   name: string;
@@ -36,11 +108,13 @@ export interface Backbone {
   stride: number;
   /** Output channels C. */
   channels: number;
+  /** The largest input it takes; {@link Backbone.extract} refuses anything beyond. */
+  limits: BackboneLimits;
   /**
    * Runs the backbone. `image.rgb` is `[H, W, 3]` uint8.
    * @returns `{ data, shape: [1, C, H', W'], layout: 'NHWC' }`, `H' = ceil(H / stride)` for the built-in net.
-   * @throws InvalidInputError (field `image`) for inconsistent sizes or a size a fixed-input model cannot take;
-   *   TooLargeError over `maxInputPixels`.
+   * @throws InvalidInputError (field `image`) for inconsistent sizes, an aspect ratio over `limits`, or a
+   *   size a fixed-input model cannot take; TooLargeError over the side or pixel limit.
    */
   extract(image: RgbImage): Promise<FeatureMap>;
   /** Layers, shapes, parameters, multiply-adds, stride and receptive field. */
@@ -60,8 +134,12 @@ export interface LoadBackboneOptions {
   stride?: number;
   /** User models: the range RGB 0..255 is mapped to linearly. Default `[0, 1]`. */
   inputRange?: [number, number];
-  /** Refuse (413) images larger than this at the backbone. Default 16_777_216 (4096²). */
+  /** Refuse (413) images larger than this at the backbone. Default {@link DEFAULT_MAX_INPUT_PIXELS} (4096²). */
   maxInputPixels?: number;
+  /** Refuse (413) images with a longer side. Default {@link DEFAULT_MAX_INPUT_SIDE}. */
+  maxInputSide?: number;
+  /** Refuse (400) images with a larger aspect ratio. Default {@link DEFAULT_MAX_INPUT_ASPECT}. */
+  maxInputAspect?: number;
   /** Built-in net: weight seed. Default {@link BUILTIN_SEED}. */
   seed?: number;
 }
@@ -70,7 +148,6 @@ export interface LoadBackboneOptions {
 export const REFERENCE_INPUT: [number, number] = [224, 224];
 /** The built-in net's input mapping: RGB/255 − 0.5, so each value lies in [−0.5, 0.5]. */
 export const BUILTIN_INPUT_RANGE: [number, number] = [-0.5, 0.5];
-const DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096;
 
 /**
  * Loads the backbone; initialises the tfjs backend (`auto`) first if nobody has.
@@ -80,6 +157,8 @@ const DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096;
  * @param opts.stride - Expected stride, default 16.
  * @param opts.inputRange - User model input range, default `[0, 1]`.
  * @param opts.maxInputPixels - Backbone pixel limit, default 4096².
+ * @param opts.maxInputSide - Backbone side limit, default 8192.
+ * @param opts.maxInputAspect - Backbone aspect-ratio limit, default 32.
  * @param opts.seed - Built-in weight seed, default {@link BUILTIN_SEED}.
  * @throws Error with a clear message when a user model is missing, malformed, does not output a rank-4
  *   tensor, or its stride differs from `opts.stride` (main.ts refuses to start).
@@ -87,14 +166,21 @@ const DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096;
 export async function loadBackbone(opts: LoadBackboneOptions = {}): Promise<Backbone> {
   if (currentBackend() === undefined) await initTensorFlow({ backend: 'auto' });
   const stride = opts.stride ?? BUILTIN_STRIDE;
-  const maxInputPixels = opts.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+  const limits: BackboneLimits = {
+    maxPixels: opts.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS,
+    maxSide: opts.maxInputSide ?? DEFAULT_MAX_INPUT_SIDE,
+    maxAspect: opts.maxInputAspect ?? DEFAULT_MAX_INPUT_ASPECT,
+  };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!(value >= 1)) throw new Error(`Backbone limit ${name} must be >= 1, got ${value}`);
+  }
   return opts.modelDir === undefined
-    ? builtinBackbone(stride, maxInputPixels, opts.seed ?? BUILTIN_SEED)
-    : userBackbone(opts.modelDir, opts.outputNode, stride, opts.inputRange ?? [0, 1], maxInputPixels);
+    ? builtinBackbone(stride, limits, opts.seed ?? BUILTIN_SEED)
+    : userBackbone(opts.modelDir, opts.outputNode, stride, opts.inputRange ?? [0, 1], limits);
 }
 
 /** `[1, H, W, 3]` float32 input, each byte `v` mapped to `lo + v/255·(hi − lo)`. */
-function toInput(image: RgbImage, range: [number, number], maxInputPixels: number): tf.Tensor4D {
+function toInput(image: RgbImage, range: [number, number], limits: BackboneLimits): tf.Tensor4D {
   const { rgb, width, height } = image;
   if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 1 && height >= 1)) {
     throw new InvalidInputError(
@@ -110,13 +196,7 @@ function toInput(image: RgbImage, range: [number, number], maxInputPixels: numbe
       'RGB bytes [H, W, 3]',
     );
   }
-  if (width * height > maxInputPixels) {
-    throw new TooLargeError(
-      `Image ${width}×${height} is over the backbone limit of ${maxInputPixels} pixels; resize it (maxSide)`,
-      'image',
-      `at most ${maxInputPixels} pixels`,
-    );
-  }
+  checkBackboneInput(limits, { width, height });
   const [lo, hi] = range;
   const scale = (hi - lo) / 255;
   const data = new Float32Array(rgb.length);
@@ -136,7 +216,7 @@ async function readFeatures(output: tf.Tensor, name: string): Promise<FeatureMap
   }
 }
 
-function builtinBackbone(stride: number, maxInputPixels: number, seed: number): Backbone {
+function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): Backbone {
   if (stride !== BUILTIN_STRIDE) {
     throw new Error(`The built-in backbone has stride ${BUILTIN_STRIDE}; the configured stride is ${stride}`);
   }
@@ -146,8 +226,7 @@ function builtinBackbone(stride: number, maxInputPixels: number, seed: number): 
     readFeatures(
       // apply (not predict): predict slices the input into batches, an extra copy of the image.
       tf.tidy(
-        () =>
-          model.apply(toInput(image, BUILTIN_INPUT_RANGE, maxInputPixels), { training: false }) as tf.Tensor,
+        () => model.apply(toInput(image, BUILTIN_INPUT_RANGE, limits), { training: false }) as tf.Tensor,
       ),
       name,
     );
@@ -155,6 +234,7 @@ function builtinBackbone(stride: number, maxInputPixels: number, seed: number): 
     name,
     stride: BUILTIN_STRIDE,
     channels: BUILTIN_CHANNELS,
+    limits,
     extract,
     describe: () => {
       const layers = describeNetwork(BUILTIN_NETWORK, REFERENCE_INPUT);
@@ -185,7 +265,7 @@ async function userBackbone(
   outputNode: string | undefined,
   stride: number,
   inputRange: [number, number],
-  maxInputPixels: number,
+  limits: BackboneLimits,
 ): Promise<Backbone> {
   if (!(Number.isInteger(stride) && stride >= 1))
     throw new Error(`Backbone stride must be an integer >= 1, got ${stride}`);
@@ -230,7 +310,7 @@ async function userBackbone(
       );
     }
     return readFeatures(
-      tf.tidy(() => model.run(toInput(image, inputRange, maxInputPixels))),
+      tf.tidy(() => model.run(toInput(image, inputRange, limits))),
       name,
     );
   };
@@ -238,6 +318,7 @@ async function userBackbone(
     name,
     stride,
     channels,
+    limits,
     extract,
     describe: () => {
       const layers = model.describeLayers(probe);

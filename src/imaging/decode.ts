@@ -4,7 +4,8 @@
  * What it does, in order: detect the format (refuse anything but JPEG, PNG, WebP, AVIF, GIF, TIFF),
  * check the pixel limit before decoding, decode the first frame/page, apply the EXIF orientation,
  * flatten alpha onto black, convert grey/CMYK/16-bit to 8-bit sRGB, and optionally shrink so the
- * longer side is at most `maxSide`. Truncated or corrupt pixel data is refused (sharp `failOn: 'error'`).
+ * longer side is at most `maxSide`. Truncated or corrupt pixel data is refused: sharp `failOn: 'truncated'`,
+ * and libjpeg's "premature end of data segment" warning too (see the decode below).
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { InvalidInputError, TooLargeError, UnsupportedMediaError } from '../errors.js';
@@ -22,6 +23,17 @@ export interface DecodeOptions {
   maxSide?: number;
   /** Field name used in error responses. Default `'image'`. */
   field?: string;
+  /**
+   * Called with the size the pixels will have (after orientation and resizing) and the size as sent,
+   * from the header, before any pixel is decoded; throw to refuse the image. The pipeline passes the
+   * backbone's limits here, so an image it cannot take costs no decoding. Default: none.
+   */
+  checkSize?: (size: {
+    width: number;
+    height: number;
+    originalWidth: number;
+    originalHeight: number;
+  }) => void;
 }
 
 export interface DecodedImage {
@@ -75,6 +87,7 @@ function unsupported(detected: string, field: string): UnsupportedMediaError {
  * @param opts.limitInputPixels - Pixel limit of one frame, default 40e6 (413 above it).
  * @param opts.maxSide - Optional longest side after resizing; default keeps the original size.
  * @param opts.field - Field name for errors, default `'image'`.
+ * @param opts.checkSize - Size check run on the header before decoding, default none.
  * @returns RGB pixels `[H, W, 3]` plus original size and the scale used.
  * @throws UnsupportedMediaError (415) for an undetectable or unsupported format (the error names it);
  *   TooLargeError (413) over the pixel limit; InvalidInputError (400) for empty, zero-size,
@@ -98,7 +111,7 @@ export async function decodeImage(
     : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
   // sharp's own limit stays on as a second guard; ours runs first to give a precise message.
-  const sharpOptions = { failOn: 'error', limitInputPixels: limit, pages: 1, page: 0 } as const;
+  const sharpOptions = { failOn: 'truncated', limitInputPixels: limit, pages: 1, page: 0 } as const;
   let meta: Metadata;
   try {
     // Header only: the pixel limit is checked below with a clearer message than sharp's.
@@ -146,18 +159,32 @@ export async function decodeImage(
     height = Math.max(1, Math.round(originalHeight * s));
   }
 
-  let pipeline = sharp(input, { ...sharpOptions, autoOrient: true })
-    .flatten({ background: { r: 0, g: 0, b: 0 } })
-    .toColourspace('srgb')
-    .removeAlpha();
-  if (width !== originalWidth || height !== originalHeight) {
-    // Exact target size on both axes so scaleX/scaleY are exactly width/originalWidth, height/originalHeight.
-    pipeline = pipeline.resize(width, height, { fit: 'fill' });
-  }
+  opts.checkSize?.({ width, height, originalWidth, originalHeight });
+  const decode = (failOn: 'warning' | 'truncated') => {
+    let pipeline = sharp(input, { ...sharpOptions, failOn, autoOrient: true })
+      .flatten({ background: { r: 0, g: 0, b: 0 } })
+      .toColourspace('srgb')
+      .removeAlpha();
+    if (width !== originalWidth || height !== originalHeight) {
+      // Exact target size on both axes so scaleX/scaleY are exactly width/originalWidth, height/originalHeight.
+      pipeline = pipeline.resize(width, height, { fit: 'fill' });
+    }
+    return pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  };
   let data: Buffer;
   let info: OutputInfo;
   try {
-    ({ data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
+    try {
+      // Strict first: libjpeg reports scan data that ends early ("Corrupt JPEG data: premature end of
+      // data segment") only as a warning, so `failOn: 'error'` or `'truncated'` let a 268-byte JPEG
+      // whose header claims 4000×4000 through as 16 MP of grey, and the backbone ran on it.
+      ({ data, info } = await decode('warning'));
+    } catch (err) {
+      // Other warnings are common in real files (a PNG's "known incorrect sRGB profile", a JPEG's
+      // "extraneous bytes before marker") and harmless: those images are decoded again, leniently.
+      if (MISSING_DATA.test((err as Error).message)) throw err;
+      ({ data, info } = await decode('truncated'));
+    }
   } catch (err) {
     const message = (err as Error).message;
     if (/exceeds pixel limit/i.test(message)) {
@@ -191,6 +218,9 @@ export async function decodeImage(
     format,
   };
 }
+
+/** libvips / libjpeg / libpng messages that mean pixel data is missing, not merely odd. */
+const MISSING_DATA = /premature end|truncat|exceeds pixel limit|not enough|unexpected end/i;
 
 function corrupt(sharpMessage: string, field: string): InvalidInputError {
   // libvips repeats lines; the first one says what went wrong.

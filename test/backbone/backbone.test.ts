@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, TooLargeError } from '../../src/errors.js';
-import { loadBackbone, type Backbone } from '../../src/backbone/index.js';
+import { checkBackboneInput, loadBackbone, type Backbone } from '../../src/backbone/index.js';
 import {
   BUILTIN_NETWORK,
   CONV1_FILTERS,
@@ -129,6 +129,45 @@ describe('built-in backbone: output', () => {
       TooLargeError,
     );
     small.dispose();
+  });
+
+  it('refuses extreme strips before tfjs sees them (16000000×1 corrupted the wasm module), and keeps working', async () => {
+    expect(backbone.limits).toEqual({ maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 });
+    const strip = new Uint8Array(16_000_000 * 3);
+    for (const [width, height] of [
+      [16_000_000, 1],
+      [1, 16_000_000],
+    ]) {
+      const err = await backbone.extract({ rgb: strip, width, height }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidInputError);
+      expect(err).toMatchObject({ field: 'image', status: 400 });
+      expect((err as Error).message).toMatch(/aspect ratio 16000000:1 is over the backbone's limit of 32:1/);
+    }
+    const fm = await backbone.extract({ rgb: pattern(64, 48), width: 64, height: 48 });
+    expect(fm.shape).toEqual([1, 256, 3, 4]);
+  });
+
+  it('checkBackboneInput: aspect (400), side and pixels (413, suggesting maxSide), the sizes named', () => {
+    const limits = { maxPixels: 1000, maxSide: 100, maxAspect: 4 };
+    expect(() => checkBackboneInput(limits, { width: 40, height: 10 })).not.toThrow();
+    expect(() => checkBackboneInput(limits, { width: 10, height: 40 })).not.toThrow();
+    expect(() => checkBackboneInput(limits, { width: 41, height: 10 })).toThrow(InvalidInputError);
+    expect(() => checkBackboneInput(limits, { width: 10, height: 41 })).toThrow(/41:1|4\.1:1/);
+    const side = (() => {
+      try {
+        checkBackboneInput(limits, { width: 101, height: 30 });
+      } catch (e) {
+        return e as TooLargeError;
+      }
+    })();
+    expect(side).toBeInstanceOf(TooLargeError);
+    expect(side?.message).toMatch(
+      /101×30: its longer side is over the backbone's limit of 100 pixels.*maxSide/,
+    );
+    expect(side?.field).toBe('image');
+    expect(() =>
+      checkBackboneInput(limits, { width: 40, height: 30, originalWidth: 400, originalHeight: 300 }),
+    ).toThrow(/400×300 \(40×30 after resizing\): 1200 pixels, over the backbone's limit of 1000; resize it/);
   });
 
   it('refuses a stride other than 16 for the built-in net', async () => {

@@ -222,6 +222,54 @@ describe('decodeImage: limits and resizing', () => {
     }
   });
 
+  it('refuses a JPEG whose scan data stops after its header (libjpeg only warns) with 400', async () => {
+    // 268 bytes: the headers of a 4000×4000 JPEG, three bytes of scan data, EOI. sharp's
+    // failOn 'error' (and 'truncated') decoded this as 16 MP of grey and the backbone ran on it.
+    const full = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: '#336699' } })
+      .jpeg()
+      .toBuffer();
+    const sos = full.indexOf(Buffer.from([0xff, 0xda]));
+    const sosLength = full.readUInt16BE(sos + 2);
+    const bytes = Buffer.concat([full.subarray(0, sos + 2 + sosLength + 3), Buffer.from([0xff, 0xd9])]);
+    expect(bytes.length).toBe(268);
+    const err = await decodeImage(bytes).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect(err).toMatchObject({ status: 400, field: 'image', expected: 'a complete, valid image' });
+    expect((err as Error).message).toMatch(/truncated or corrupt.*premature end of data segment/);
+  });
+
+  it('still decodes a JPEG with a harmless libjpeg warning (extraneous bytes before a marker)', async () => {
+    const jpeg = await (await redBlue()).jpeg({ quality: 95 }).toBuffer();
+    const sos = jpeg.indexOf(Buffer.from([0xff, 0xda]));
+    const odd = Buffer.concat([jpeg.subarray(0, sos), Buffer.from([0x00, 0x00]), jpeg.subarray(sos)]);
+    // The strict decode does refuse it: the lenient retry is what lets it through.
+    await expect(sharp(odd, { failOn: 'warning' }).raw().toBuffer()).rejects.toThrow(/extraneous bytes/);
+    const img = await decodeImage(odd);
+    expect([img.width, img.height]).toEqual([40, 30]);
+    expect(near(px(img, 5, 15), [255, 0, 0], 8)).toBe(true);
+  });
+
+  it('runs checkSize on the header, before decoding, with the sizes before and after resizing', async () => {
+    const png = Buffer.from(
+      await sharp({ create: { width: 40, height: 20, channels: 3, background: '#123456' } })
+        .png()
+        .toBuffer(),
+    );
+    const idat = png.indexOf('IDAT');
+    png.fill(0xff, idat + 4, idat + 20); // corrupt pixels: decoding would fail
+    const seen: unknown[] = [];
+    const refused = new Error('refused by checkSize');
+    const err = await decodeImage(png, {
+      maxSide: 10,
+      checkSize: (size) => {
+        seen.push(size);
+        throw refused;
+      },
+    }).catch((e: unknown) => e);
+    expect(err).toBe(refused);
+    expect(seen).toEqual([{ width: 10, height: 5, originalWidth: 40, originalHeight: 20 }]);
+  });
+
   it('refuses a PNG with corrupt pixel data with 400', async () => {
     const png = Buffer.from(
       await sharp({ create: { width: 32, height: 32, channels: 3, background: '#123456' } })

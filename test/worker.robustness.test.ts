@@ -1,0 +1,143 @@
+/**
+ * Hostile images and dying workers (issue 11, items 1 and 10): what the backbone is given is bounded
+ * by its side lengths and aspect ratio, not only by pixels, and a request that poisons or kills a
+ * worker costs that request alone: the worker is replaced, `/readyz` says 503 until the replacement
+ * has warmed its backbone, and later requests are served.
+ */
+import { crc32, deflateSync } from 'node:zlib';
+import type { FastifyInstance } from 'fastify';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/server.js';
+import { testConfig, testPng } from './routes/helpers.js';
+
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  app = await buildApp(testConfig());
+  await app.readiness.settled;
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+const boxes = [[0, 0, 0, 32, 32]];
+
+function roiWithImage(image: Buffer) {
+  return app.inject({
+    method: 'POST',
+    url: '/v1/roi',
+    payload: { image: image.toString('base64'), boxes, outputSize: 2 },
+  });
+}
+
+/**
+ * A black RGB PNG of any size, written by hand: zlib shrinks its rows of zeros to almost nothing, and
+ * this takes a fraction of the time sharp takes to encode a 16-million-row image.
+ */
+function blackPng(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'ascii');
+    data.copy(out, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13); // bit depth 8, colour type 2 (RGB), no interlace
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8;
+  header[9] = 2;
+  return Buffer.concat([
+    Buffer.from('89504e470d0a1a0a', 'hex'),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(Buffer.alloc((width * 3 + 1) * height))), // filter byte + RGB per row
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** A 64×48 PNG through `/v1/roi`: the service still answers images correctly. */
+async function expectImagesServed(): Promise<void> {
+  const r = await roiWithImage(await testPng(64, 48));
+  expect(r.statusCode).toBe(200);
+  expect(r.json().featureMap.shape).toEqual([1, 256, 3, 4]);
+}
+
+describe('images the backbone must not be given', () => {
+  it('refuses a 47 KB PNG of 16000000×1 (and 1×16000000) from its header with 400; the service lives on', async () => {
+    for (const [width, height] of [
+      [16_000_000, 1],
+      [1, 16_000_000],
+    ]) {
+      const png = blackPng(width, height);
+      expect(png.length).toBeLessThan(64 * 1024);
+      expect(await sharp(png).metadata()).toMatchObject({ width, height }); // a valid image
+      const r = await roiWithImage(png);
+      // Was a 500 from tfjs-wasm's FusedConv2D ("null function or function signature mismatch"),
+      // and the next image request crashed the process.
+      expect(r.statusCode).toBe(400);
+      expect(r.json()).toMatchObject({
+        status: 400,
+        detail: expect.stringMatching(
+          new RegExp(`${width}×${height}: its aspect ratio 16000000:1 is over the backbone's limit of 32:1`),
+        ),
+        errors: [{ field: 'image', expected: expect.stringMatching(/at most 32 times its shorter side/) }],
+      });
+      await expectImagesServed();
+    }
+  });
+
+  it('refuses a side over 8192 with 413 suggesting maxSide, before decoding', async () => {
+    const png = await sharp({ create: { width: 8200, height: 300, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
+    const r = await roiWithImage(png);
+    expect(r.statusCode).toBe(413);
+    expect(r.json()).toMatchObject({
+      detail: expect.stringMatching(
+        /8200×300: its longer side is over the backbone's limit of 8192 pixels.*maxSide/,
+      ),
+      errors: [{ field: 'image' }],
+    });
+  });
+
+  it('takes MAX_IMAGE_ASPECT from the configuration', async () => {
+    const strict = await buildApp(testConfig({ maxImageAspect: 2 }));
+    try {
+      await strict.readiness.settled;
+      const inject = async (width: number, height: number) =>
+        strict.inject({
+          method: 'POST',
+          url: '/v1/roi',
+          payload: { image: (await testPng(width, height)).toString('base64'), boxes, outputSize: 2 },
+        });
+      expect((await inject(64, 32)).statusCode).toBe(200);
+      const r = await inject(65, 32);
+      expect(r.statusCode).toBe(400);
+      expect(r.json().detail).toMatch(/limit of 2:1/);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("refuses a 268-byte JPEG whose header claims 4000×4000 (libjpeg's 'premature end of data segment') with 400", async () => {
+    const full = await sharp({ create: { width: 4000, height: 4000, channels: 3, background: '#336699' } })
+      .jpeg()
+      .toBuffer();
+    const sos = full.indexOf(Buffer.from([0xff, 0xda]));
+    const jpeg = Buffer.concat([
+      full.subarray(0, sos + 2 + full.readUInt16BE(sos + 2) + 3),
+      Buffer.from([0xff, 0xd9]),
+    ]);
+    expect(jpeg.length).toBe(268);
+    const r = await roiWithImage(jpeg);
+    // Was 200 after seconds of backbone work on 16 MP of grey.
+    expect(r.statusCode).toBe(400);
+    expect(r.json()).toMatchObject({
+      detail: expect.stringMatching(/truncated or corrupt/),
+      errors: [{ field: 'image' }],
+    });
+  });
+});
