@@ -33,8 +33,15 @@ export interface ImageInfo {
   /** Size as sent (after EXIF orientation): the frame `boxes` are given in. */
   originalWidth: number;
   originalHeight: number;
-  /** `width / originalWidth`; 1 when not resized. */
+  /** `width / originalWidth`; 1 when not resized. Same as `scaleX` (kept for existing clients). */
   scale: number;
+  /** `width / originalWidth`: box x coordinates are multiplied by this. */
+  scaleX: number;
+  /**
+   * `height / originalHeight`: box y coordinates are multiplied by this. Differs from `scaleX` when
+   * the resize rounded each side to whole pixels (64×27 → 32×14: 0.5 and 0.5185).
+   */
+  scaleY: number;
   /** Detected format, e.g. `png`. */
   format: string;
 }
@@ -70,7 +77,7 @@ export interface RoiResult {
   featureMap: FeatureMapInfo;
   /** Canonical boxes `[K, 5]` in input-image pixels (before any resize), as sent. */
   boxes: Boxes;
-  /** The boxes the operators ran on: `boxes` × `image.scale` (the same object when the scale is 1). */
+  /** The boxes the operators ran on: x × `image.scaleX`, y × `image.scaleY` (the same object when both are 1). */
   opBoxes: Boxes;
   /** One output per requested op, `[K, C, PH, PW]`, NCHW. */
   outputs: Partial<Record<RoiOp, Pooled>>;
@@ -131,6 +138,8 @@ async function imageToFeatures(
     originalWidth: decoded.originalWidth,
     originalHeight: decoded.originalHeight,
     scale: decoded.scale,
+    scaleX: decoded.scaleX,
+    scaleY: decoded.scaleY,
     format: decoded.format,
   };
   const featureMap: FeatureMapInfo = {
@@ -199,7 +208,10 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     timings.decode = out.timings.decode;
     timings.backbone = out.timings.backbone;
     if (task.includeImage) rgb = out.decoded.rgb;
-    if (image.scale !== 1) opBoxes = scaleBoxes(task.boxes, image.scale);
+    // Each axis by its own factor: sharp's resize rounds each side, so the two factors differ.
+    if (image.scaleX !== 1 || image.scaleY !== 1) {
+      opBoxes = scaleBoxes(task.boxes, image.scaleX, image.scaleY);
+    }
     imageSize = [image.width, image.height];
     frame = {
       width: image.originalWidth,

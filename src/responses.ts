@@ -36,7 +36,13 @@ export const imageInfoSchema = z
     height: z.number().int(),
     originalWidth: z.number().int().describe('width as sent (after EXIF orientation): the frame of `boxes`'),
     originalHeight: z.number().int(),
-    scale: z.number().describe('width / originalWidth; 1 when not resized'),
+    scale: z.number().describe('width / originalWidth; 1 when not resized (same as scaleX)'),
+    scaleX: z.number().describe('width / originalWidth: box x coordinates are multiplied by this'),
+    scaleY: z
+      .number()
+      .describe(
+        'height / originalHeight: box y coordinates are multiplied by this (each side is rounded on its own)',
+      ),
     format: z.string(),
   })
   .describe('the decoded image');

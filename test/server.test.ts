@@ -358,6 +358,8 @@ describe('POST /v1/roi and /v1/features with an image', () => {
       originalWidth: 96,
       originalHeight: 64,
       scale: 1,
+      scaleX: 1,
+      scaleY: 1,
       format: 'png',
     });
     expect(features.featureMap).toMatchObject({
@@ -743,11 +745,41 @@ describe('image limits: MAX_IMAGE_PIXELS and MAX_IMAGE_SIDE', () => {
       originalWidth: 64,
       originalHeight: 48,
       scale: 0.5,
+      scaleX: 0.5,
+      scaleY: 0.5,
       format: 'png',
     });
     expect(body.featureMap.shape).toEqual([1, 256, 2, 2]);
     expect(body.boxes).toEqual([[0, 0, 0, 64, 48]]);
     expect(body.coverage[0].box).toEqual({ x1: 0, y1: 0, x2: 32, y2: 24 });
+  });
+
+  it('scales box x by width / originalWidth and y by height / originalHeight (they differ after rounding)', async () => {
+    // 64×27 → 32×14 (13.5 rounds up): x factor 0.5, y factor 14/27. Boxes were scaled by 0.5 on both
+    // axes, so the full-image box ended at y 13.5 in a 14-pixel-high image.
+    const png = await sharp({ create: { width: 64, height: 27, channels: 3, background: '#3a6' } })
+      .png()
+      .toBuffer();
+    const r = await roi(
+      {
+        image: png.toString('base64'),
+        boxes: [
+          [0, 0, 64, 27],
+          [10, 9, 30, 18],
+        ],
+        outputSize: 1,
+        ops: ['align'],
+      },
+      strict,
+      auth,
+    );
+    expect(r.statusCode).toBe(200);
+    const body = r.json();
+    expect(body.image).toMatchObject({ width: 32, height: 14, scaleX: 0.5, scaleY: 14 / 27 });
+    expect(body.coverage[0].box).toEqual({ x1: 0, y1: 0, x2: 32, y2: 14 });
+    expect(body.coverage[0].align.iou).toBe(1);
+    const f = Math.fround;
+    expect(body.coverage[1].box).toEqual({ x1: 5, y1: f(9 * (14 / 27)), x2: 15, y2: f(18 * (14 / 27)) });
   });
 });
 

@@ -205,22 +205,31 @@ export function boxesFromPerImage(
 }
 
 /**
- * Scales box coordinates by `factor` (e.g. after resizing the image by that factor); batch indices are
- * kept. Coordinates are rounded to float32 like every `Boxes`.
+ * Scales box coordinates by `factorX` on x and `factorY` on y (e.g. after resizing the image; the two
+ * differ when each side was rounded to whole pixels on its own). Batch indices are kept. Coordinates
+ * are rounded to float32 like every `Boxes`.
  */
-export function scaleBoxes(boxes: Boxes, factor: number): Boxes {
-  if (!Number.isFinite(factor) || factor <= 0) {
-    throw new InvalidInputError(
-      `scale factor must be a finite number > 0, got ${factor}`,
-      'scale',
-      'a number > 0',
-    );
+export function scaleBoxes(boxes: Boxes, factorX: number, factorY: number = factorX): Boxes {
+  for (const [factor, name] of [
+    [factorX, 'scaleX'],
+    [factorY, 'scaleY'],
+  ] as const) {
+    if (!Number.isFinite(factor) || factor <= 0) {
+      throw new InvalidInputError(
+        `scale factor ${name} must be a finite number > 0, got ${factor}`,
+        'scale',
+        'a number > 0',
+      );
+    }
   }
   const data = new Float32Array(boxes.count * 5);
   for (let k = 0; k < boxes.count; k++) {
     const o = 5 * k;
     data[o] = boxes.data[o];
-    for (let j = 1; j < 5; j++) data[o + j] = boxes.data[o + j] * factor;
+    data[o + 1] = boxes.data[o + 1] * factorX;
+    data[o + 2] = boxes.data[o + 2] * factorY;
+    data[o + 3] = boxes.data[o + 3] * factorX;
+    data[o + 4] = boxes.data[o + 4] * factorY;
   }
   return { data, count: boxes.count };
 }

@@ -109,9 +109,11 @@ describe('boxesFromPerImage', () => {
 });
 
 describe('scaleBoxes', () => {
-  it('multiplies coordinates and keeps batch indices', () => {
+  it('multiplies x by factorX, y by factorY (default factorX) and keeps batch indices', () => {
     const boxes = toCanonicalBoxes([[1, 10, 20, 30, 40]], { batchSize: 2 });
     expect(boxAt(scaleBoxes(boxes, 0.5), 0)).toEqual({ b: 1, x1: 5, y1: 10, x2: 15, y2: 20 });
     expect(() => scaleBoxes(boxes, 0)).toThrow(InvalidInputError);
+    expect(boxAt(scaleBoxes(boxes, 0.5, 0.25), 0)).toEqual({ b: 1, x1: 5, y1: 5, x2: 15, y2: 10 });
+    expect(() => scaleBoxes(boxes, 1, Number.NaN)).toThrow(/scaleY/);
   });
 });
