@@ -1,7 +1,7 @@
 /** `GET /v1/backbone`: what the built-in (or configured) backbone is, layer by layer. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { problemSchema } from '../src/problem.js';
+import { problemResponse } from '../src/http/openapi.js';
 
 const layerSchema = z.object({
   name: z.string(),
@@ -17,32 +17,35 @@ const layerSchema = z.object({
   totalStride: z.number(),
 });
 
-export const backboneDescriptionSchema = z.object({
-  name: z.string(),
-  backend: z.string().describe('tfjs backend: tensorflow, wasm or cpu'),
-  inputChannels: z.number().int(),
-  outputChannels: z.number().int(),
-  stride: z.number(),
-  receptiveField: z.number(),
-  totalParams: z.number(),
-  totalMultiplyAdds: z.number().describe('multiply-adds of one forward pass at referenceInput'),
-  referenceInput: z.tuple([z.number(), z.number()]).describe('[H, W]'),
-  inputNormalization: z.string(),
-  layers: z.array(layerSchema),
-});
+export const backboneDescriptionSchema = z
+  .object({
+    name: z.string(),
+    backend: z.string().describe('tfjs backend: tensorflow, wasm or cpu'),
+    inputChannels: z.number().int(),
+    outputChannels: z.number().int(),
+    stride: z.number(),
+    receptiveField: z.number(),
+    totalParams: z.number(),
+    totalMultiplyAdds: z.number().describe('multiply-adds of one forward pass at referenceInput'),
+    referenceInput: z.tuple([z.number(), z.number()]).describe('[H, W]'),
+    inputNormalization: z.string(),
+    layers: z.array(layerSchema),
+  })
+  .meta({ id: 'BackboneDescription', description: 'the backbone, layer by layer' });
 
 const backboneRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/v1/backbone',
     {
       schema: {
+        operationId: 'backbone',
         summary: 'The backbone: layers, shapes, parameters, multiply-adds, stride, backend',
         tags: ['backbone'],
         security: [{ bearer: [] }, { apiKey: [] }],
         response: {
           200: backboneDescriptionSchema,
-          401: problemSchema,
-          503: problemSchema.describe('the backbone is still loading, or the work queue is full'),
+          401: problemResponse('missing or wrong API key (only when API_KEY is set)'),
+          503: problemResponse('the backbone is still loading, or the work queue is full'),
         },
       },
     },

@@ -21,32 +21,34 @@ import { workErrorResponses } from './roi.js';
 export { MAX_DIFF_BOXES };
 
 /** Body of `POST /v1/diff` (JSON; multipart carries the same fields, like `/v1/roi`). */
-export const diffBodySchema = z.strictObject({
-  ...roiInputFields,
-  ops: roiInputFields.ops.describe(
-    'accepted so that a /v1/roi body works unchanged; the diff always runs and compares all three operators',
-  ),
-  maxBoxes: z
-    .number()
-    .int()
-    .min(0)
-    .max(MAX_DIFF_BOXES)
-    .default(8)
-    .describe(
-      `how many boxes (the first ones) get a row of panels, at most ${MAX_DIFF_BOXES}; stats cover all`,
+export const diffBodySchema = z
+  .strictObject({
+    ...roiInputFields,
+    ops: roiInputFields.ops.describe(
+      'accepted so that a /v1/roi body works unchanged; the diff always runs and compares all three operators',
     ),
-  channel: z
-    .union([z.number().int().min(0), z.enum(CHANNEL_REDUCTIONS)])
-    .default('meanabs')
-    .describe(
-      'what heatmaps show: a channel index, or a reduction over channels (mean, meanabs = mean of |x|, max); ' +
-        'difference panels reduce the per-channel |a − b| the same way',
-    ),
-  format: z
-    .enum(['png', 'json'])
-    .default('png')
-    .describe('png: one sheet; json: coverage, difference statistics and the pictures as base64 PNGs'),
-});
+    maxBoxes: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_DIFF_BOXES)
+      .default(8)
+      .describe(
+        `how many boxes (the first ones) get a row of panels, at most ${MAX_DIFF_BOXES}; stats cover all`,
+      ),
+    channel: z
+      .union([z.number().int().min(0), z.enum(CHANNEL_REDUCTIONS)])
+      .default('meanabs')
+      .describe(
+        'what heatmaps show: a channel index, or a reduction over channels (mean, meanabs = mean of |x|, max); ' +
+          'difference panels reduce the per-channel |a − b| the same way',
+      ),
+    format: z
+      .enum(['png', 'json'])
+      .default('png')
+      .describe('png: one sheet; json: coverage, difference statistics and the pictures as base64 PNGs'),
+  })
+  .meta({ id: 'DiffRequest', description: 'the input of POST /v1/diff' });
 export type DiffBody = z.output<typeof diffBodySchema>;
 
 const pairStatsSchema = z.object({
@@ -100,7 +102,7 @@ export const diffResponseSchema = z
     warnings: warningsSchema,
     timings: timingsSchema.describe('milliseconds per stage; `encode` is rendering and PNG encoding'),
   })
-  .describe('the visual diff as data');
+  .meta({ id: 'DiffResponse', description: 'the visual diff as data' });
 export type DiffResponse = z.output<typeof diffResponseSchema>;
 
 const diffRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -115,6 +117,7 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
     method: 'POST',
     url: '/v1/diff',
     schema: {
+      operationId: 'diff',
       summary: 'Pictures of what RoI Pool, RoI Align and RoI Warp keep, lose and gain',
       description:
         'Same input as `/v1/roi` (JSON or multipart), plus `maxBoxes` and `channel`. The default response is ' +
@@ -127,6 +130,17 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       consumes: ['application/json', 'multipart/form-data'],
       security: [{ bearer: [] }, { apiKey: [] }],
       body: diffBodySchema,
+      // A 4×4 map (values 0 to 15) at stride 4 and one box off the grid: the PNG sheet.
+      'x-example': {
+        features: {
+          shape: [1, 1, 4, 4],
+          layout: 'NCHW',
+          data: 'AAAAAAAAgD8AAABAAABAQAAAgEAAAKBAAADAQAAA4EAAAABBAAAQQQAAIEEAADBBAABAQQAAUEEAAGBBAABwQQ==',
+        },
+        spatialScale: 0.25,
+        boxes: [[2, 3, 13, 12]],
+        outputSize: 2,
+      },
       response: {
         200: {
           description: 'the diff sheet (PNG), or the same content as JSON',

@@ -7,24 +7,33 @@ import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from 
 import { decodeBase64Bytes } from '../src/tensors/base64.js';
 import { workErrorResponses } from './roi.js';
 
-export const featuresBodySchema = z.strictObject({
-  image: z.string().min(1).describe('an encoded image, base64 (a file part in multipart)'),
-  format: z
-    .enum(['json', 'npy'])
-    .default('json')
-    .describe('json (base64 float32) or npy ([1, C, H, W] float32)'),
-});
+export const featuresBodySchema = z
+  .strictObject({
+    image: z.string().min(1).describe('an encoded image, base64 (a file part in multipart)'),
+    format: z
+      .enum(['json', 'npy'])
+      .default('json')
+      .describe('json (base64 float32) or npy ([1, C, H, W] float32)'),
+  })
+  .meta({ id: 'FeaturesRequest', description: 'the input of POST /v1/features' });
+
+/** A 32×32 PNG, base64: an orange square on blue (the OpenAPI example of `/v1/features`). */
+export const TINY_PNG_BASE64 =
+  'iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAMAAABEpIrGAAAABlBMVEXmoB4oWshGLhZuAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAGklEQVQ4y2NgJAAYRpgCBjQwqmBkKxjh+QIANHoDAXgKPAMAAAAASUVORK5CYII=';
 
 const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
   app.route({
     method: 'POST',
     url: '/v1/features',
     schema: {
+      operationId: 'features',
       summary: 'Run the backbone on an image: the feature map [1, C, H, W]',
       tags: ['backbone'],
       consumes: ['application/json', 'multipart/form-data'],
       security: [{ bearer: [] }, { apiKey: [] }],
       body: featuresBodySchema,
+      // A 32×32 PNG (an orange square on blue, 122 bytes): a 2×2 feature map at stride 16.
+      'x-example': { image: TINY_PNG_BASE64 },
       response: {
         200: {
           description: 'the feature map, JSON or .npy',

@@ -6,11 +6,22 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
+/** `/readyz`'s body (module level: a schema with an id is registered once per process). */
+const readySchema = z
+  .object({
+    status: z.enum(['ready', 'starting', 'failed']),
+    backbone: z.string().nullable(),
+    backend: z.string().nullable(),
+    workers: z.number().int(),
+  })
+  .meta({ id: 'Readiness', description: 'whether the workers have loaded and warmed the backbone' });
+
 const healthRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/healthz',
     {
       schema: {
+        operationId: 'healthz',
         summary: 'Liveness: the HTTP thread answers (CPU-heavy work runs in worker threads)',
         tags: ['ops'],
         response: { 200: z.object({ status: z.literal('ok') }) },
@@ -19,16 +30,11 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
     async () => ({ status: 'ok' as const }),
   );
 
-  const readySchema = z.object({
-    status: z.enum(['ready', 'starting', 'failed']),
-    backbone: z.string().nullable(),
-    backend: z.string().nullable(),
-    workers: z.number().int(),
-  });
   app.get(
     '/readyz',
     {
       schema: {
+        operationId: 'readyz',
         summary: 'Readiness: 200 once every worker has loaded and warmed the backbone, else 503',
         tags: ['ops'],
         response: { 200: readySchema, 503: readySchema },

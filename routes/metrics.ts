@@ -6,13 +6,14 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Metrics } from '../src/metrics.js';
-import { problemSchema } from '../src/problem.js';
+import { problemResponse } from '../src/http/openapi.js';
 
 const metricsRoutes: FastifyPluginAsyncZod<{ metrics: Metrics }> = async (app, { metrics }) => {
   app.get(
     '/metrics',
     {
       schema: {
+        operationId: 'metrics',
         summary: 'Prometheus metrics (text exposition format)',
         description:
           'Needs the API key when `API_KEY` is set; with `METRICS_PORT` it is served only on that port, without a key.',
@@ -21,7 +22,7 @@ const metricsRoutes: FastifyPluginAsyncZod<{ metrics: Metrics }> = async (app, {
         security: [{ bearer: [] }, { apiKey: [] }],
         response: {
           200: { content: { 'text/plain': { schema: z.string() } } },
-          401: problemSchema.describe('missing or wrong API key (only when API_KEY is set)'),
+          401: problemResponse('missing or wrong API key (only when API_KEY is set)'),
         },
       },
     },

@@ -6,7 +6,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { InvalidInputError } from '../src/errors.js';
 import { observeStages, serverTiming } from '../src/metrics.js';
-import { problemSchema } from '../src/problem.js';
+import { problemResponse } from '../src/http/openapi.js';
 import {
   limitsFrom,
   multipartToJsonBody,
@@ -27,12 +27,18 @@ const binary = z.string().meta({ format: 'binary' });
 
 /** Error responses every work route can give. */
 export const workErrorResponses = {
-  400: problemSchema.describe('invalid input; `errors` names the field and what was expected'),
-  401: problemSchema.describe('missing or wrong API key (only when API_KEY is set)'),
-  413: problemSchema.describe('body, image, boxes or output over a limit'),
-  415: problemSchema.describe('unsupported content type or image format'),
-  503: problemSchema.describe('the work queue is full: retry after `Retry-After` seconds'),
+  400: problemResponse('invalid input; `errors` names the field and what was expected'),
+  401: problemResponse('missing or wrong API key (only when API_KEY is set)'),
+  413: problemResponse('body, image, boxes or output over a limit'),
+  415: problemResponse('unsupported content type or image format'),
+  503: problemResponse('the work queue is full: retry after `Retry-After` seconds'),
 };
+
+/**
+ * A feature map `[1, 1, 2, 2]` holding 1, 2, 3, 4 (base64 little-endian float32): small enough to
+ * read, and a request needs neither an image nor the backbone. The README's JSON example uses it too.
+ */
+export const TINY_FEATURES = { shape: [1, 1, 2, 2], layout: 'NCHW', data: 'AACAPwAAAEAAAEBAAACAQA==' };
 
 const roiRoutes: FastifyPluginAsyncZod = async (app) => {
   const limits = limitsFrom(app.config);
@@ -47,6 +53,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
     method: 'POST',
     url: '/v1/roi',
     schema: {
+      operationId: 'roi',
       summary: 'Run RoI Pool / RoI Align / RoI Warp on an image or a feature map',
       description:
         'Send `application/json`, or `multipart/form-data` with the same fields: `image` or `features` (a float32 ' +
@@ -57,6 +64,15 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       consumes: ['application/json', 'multipart/form-data'],
       security: [{ bearer: [] }, { apiKey: [] }],
       body: roiBodySchema,
+      // RoI Align of the whole 2×2 map into one cell: the mean, 2.5.
+      'x-example': {
+        features: TINY_FEATURES,
+        spatialScale: 1,
+        boxes: [[0, 0, 2, 2]],
+        outputSize: 1,
+        ops: ['align'],
+        encoding: 'array',
+      },
       response: {
         200: {
           description: 'the outputs; JSON by default, `.npy` or safetensors on request',

@@ -9,13 +9,15 @@ import { RoiServeError } from './errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
-export const problemFieldSchema = z.object({
-  field: z
-    .string()
-    .describe('path of the offending field, e.g. `boxes[3][2]`; empty when about the whole request'),
-  expected: z.string().describe('what was expected there'),
-  message: z.string(),
-});
+export const problemFieldSchema = z
+  .object({
+    field: z
+      .string()
+      .describe('path of the offending field, e.g. `boxes[3][2]`; empty when about the whole request'),
+    expected: z.string().describe('what was expected there'),
+    message: z.string(),
+  })
+  .meta({ id: 'ProblemField', description: 'one offending field of a problem' });
 
 export const problemSchema = z
   .object({
@@ -26,7 +28,7 @@ export const problemSchema = z
     instance: z.string().optional().describe('the request path'),
     errors: z.array(problemFieldSchema).optional(),
   })
-  .describe('RFC 9457 problem details (application/problem+json)');
+  .meta({ id: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' });
 
 export type Problem = z.infer<typeof problemSchema>;
 export type ProblemField = z.infer<typeof problemFieldSchema>;

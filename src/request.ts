@@ -49,7 +49,10 @@ export const featuresJsonSchema = z
       .string()
       .describe('base64 of little-endian float32 values, row-major in `layout` order (product of `shape`)'),
   })
-  .describe('a ready feature map (instead of `image`); requires `spatialScale`');
+  .meta({
+    id: 'FeatureMap',
+    description: 'a ready feature map (instead of `image`); requires `spatialScale`',
+  });
 
 /**
  * The input fields shared by `/v1/roi` and `/v1/diff` (spread them into a `z.strictObject`).
@@ -102,19 +105,21 @@ export const roiInputFields = {
 };
 
 /** Body of `POST /v1/roi` (JSON; multipart carries the same fields). */
-export const roiBodySchema = z.strictObject({
-  ...roiInputFields,
-  format: z
-    .enum(['json', 'npy', 'safetensors'])
-    .default('json')
-    .describe(
-      'json; npy (exactly one op, the body is a .npy of [K, C, PH, PW]); safetensors (a tensor per op)',
-    ),
-  encoding: z
-    .enum(['base64', 'array'])
-    .default('base64')
-    .describe('how JSON carries tensors: base64 float32, or flat number arrays (only up to 1 M values)'),
-});
+export const roiBodySchema = z
+  .strictObject({
+    ...roiInputFields,
+    format: z
+      .enum(['json', 'npy', 'safetensors'])
+      .default('json')
+      .describe(
+        'json; npy (exactly one op, the body is a .npy of [K, C, PH, PW]); safetensors (a tensor per op)',
+      ),
+    encoding: z
+      .enum(['base64', 'array'])
+      .default('base64')
+      .describe('how JSON carries tensors: base64 float32, or flat number arrays (only up to 1 M values)'),
+  })
+  .meta({ id: 'RoiRequest', description: 'the input of POST /v1/roi' });
 export type RoiBody = z.output<typeof roiBodySchema>;
 
 /** The fields of {@link roiInputFields} after zod (defaults filled in). */

@@ -24,7 +24,7 @@ export const tensorSchema = z
       .union([z.string(), z.array(z.number())])
       .describe('base64 of little-endian float32 values in row-major (NCHW) order, or a flat number array'),
   })
-  .describe('a float32 tensor');
+  .meta({ id: 'Tensor', description: 'a float32 tensor' });
 export type TensorJson = z.output<typeof tensorSchema>;
 
 export const imageInfoSchema = z
@@ -127,7 +127,7 @@ export const roiResponseSchema = z
     warnings: warningsSchema,
     timings: timingsSchema,
   })
-  .describe('RoI outputs and everything needed to interpret them');
+  .meta({ id: 'RoiResponse', description: 'RoI outputs and everything needed to interpret them' });
 export type RoiResponse = z.output<typeof roiResponseSchema>;
 
 /** Encodes one tensor as JSON: base64 float32 by default, or a flat number array. */
@@ -322,19 +322,21 @@ export function encodeRoi(
   return { ...encoded, encodeMs: performance.now() - start };
 }
 
-export const featuresResponseSchema = z.object({
-  features: z
-    .object({
-      shape: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]),
-      layout: z.literal('NCHW'),
-      dtype: z.literal('float32'),
-      data: z.string().describe('base64 of little-endian float32 values, NCHW order'),
-    })
-    .describe('the feature map [1, C, H, W]; send it back to /v1/roi as `features`'),
-  featureMap: featureMapInfoSchema,
-  image: imageInfoSchema,
-  timings: z.object({ decode: z.number(), backbone: z.number(), encode: z.number() }),
-});
+export const featuresResponseSchema = z
+  .object({
+    features: z
+      .object({
+        shape: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]),
+        layout: z.literal('NCHW'),
+        dtype: z.literal('float32'),
+        data: z.string().describe('base64 of little-endian float32 values, NCHW order'),
+      })
+      .describe('the feature map [1, C, H, W]; send it back to /v1/roi as `features`'),
+    featureMap: featureMapInfoSchema,
+    image: imageInfoSchema,
+    timings: z.object({ decode: z.number(), backbone: z.number(), encode: z.number() }),
+  })
+  .meta({ id: 'FeaturesResponse', description: 'the backbone feature map of an image' });
 export type FeaturesResponse = z.output<typeof featuresResponseSchema>;
 
 /**

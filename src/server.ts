@@ -8,17 +8,11 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import fastifyMultipart from '@fastify/multipart';
-import fastifySwagger from '@fastify/swagger';
-import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
-import {
-  jsonSchemaTransform,
-  serializerCompiler,
-  validatorCompiler,
-  type ZodTypeProvider,
-} from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
 import { BusyError } from './errors.js';
+import { registerOpenApi } from './http/openapi.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { type BackboneInfo, WorkPool } from './pool.js';
 import { requireApiKey } from './http/auth.js';
@@ -214,39 +208,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     },
   });
 
-  await app.register(fastifySwagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'roiserve',
-        description:
-          'RoI Pool, RoI Align and RoI Warp over a built-in TensorFlow.js backbone or your own feature maps. ' +
-          'Errors are RFC 9457 problem details (application/problem+json).',
-        version: await packageVersion(),
-      },
-      components: {
-        securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', description: 'API_KEY, when the server has one' },
-          apiKey: {
-            type: 'apiKey',
-            in: 'header',
-            name: 'X-API-Key',
-            description: 'API_KEY, when the server has one',
-          },
-        },
-      },
-      tags: [
-        { name: 'roi', description: 'RoI operators' },
-        { name: 'backbone', description: 'The built-in feature extractor' },
-        { name: 'ops', description: 'Health, readiness and metrics' },
-      ],
-    },
-    transform: jsonSchemaTransform,
-  });
-  if (config.docs) {
-    await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
-  }
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await registerOpenApi(app, { docs: config.docs, version: await packageVersion() });
 
   await app.register(healthRoutes);
   // /metrics: behind the key on this port, or (METRICS_PORT) only on its own listener, without one.

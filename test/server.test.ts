@@ -132,7 +132,8 @@ describe('OpenAPI', () => {
     }
     const body = doc.paths['/v1/roi'].post.requestBody.content;
     expect(Object.keys(body).sort()).toEqual(['application/json', 'multipart/form-data']);
-    expect(body['application/json'].schema.properties.samplingRatio.default).toBe(2);
+    const jsonBody = doc.components.schemas[body['application/json'].schema.$ref.split('/').pop()];
+    expect(jsonBody.properties.samplingRatio.default).toBe(2);
     expect(Object.keys(doc.paths['/v1/roi'].post.responses).sort()).toEqual([
       '200',
       '400',
