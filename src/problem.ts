@@ -6,6 +6,9 @@ import type { FastifyError } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { RoiServeError } from './errors.js';
+import { fieldFromPath, validationFields, type ValidationContext } from './http/validation-messages.js';
+
+export { fieldFromPath };
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -57,59 +60,6 @@ export function problem(status: number, detail: string, errors?: ProblemField[],
   return out;
 }
 
-/** `/boxes/0/2` → `boxes[0][2]`; `/features/shape` → `features.shape`. */
-export function fieldFromPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const key of path) {
-    if (typeof key === 'number' || /^\d+$/.test(String(key))) out += `[${String(key)}]`;
-    else out += out === '' ? String(key) : `.${String(key)}`;
-  }
-  return out;
-}
-
-interface ZodIssueParams {
-  expected?: unknown;
-  values?: unknown[];
-  minimum?: unknown;
-  maximum?: unknown;
-  origin?: string;
-  inclusive?: boolean;
-  keys?: string[];
-  format?: string;
-}
-
-/** What a zod issue expected, in words. */
-function expectedFromIssue(code: string, params: ZodIssueParams): string {
-  switch (code) {
-    case 'invalid_type':
-      return `${String(params.expected)}`;
-    case 'invalid_value':
-      return `one of ${(params.values ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
-    case 'too_small': {
-      const what = params.origin === 'array' ? 'items' : params.origin === 'string' ? 'characters' : '';
-      return `${params.origin === 'number' ? 'a number' : `at least`} ${params.inclusive === false ? '>' : '>='} ${String(params.minimum)} ${what}`
-        .replace('at least >=', 'at least')
-        .replace('at least >', 'more than')
-        .trim();
-    }
-    case 'too_big': {
-      const what = params.origin === 'array' ? 'items' : params.origin === 'string' ? 'characters' : '';
-      return `${params.origin === 'number' ? 'a number' : `at most`} ${params.inclusive === false ? '<' : '<='} ${String(params.maximum)} ${what}`
-        .replace('at most <=', 'at most')
-        .replace('at most <', 'fewer than')
-        .trim();
-    }
-    case 'unrecognized_keys':
-      return 'no such field (see the API documentation for the accepted fields)';
-    case 'invalid_union':
-      return 'one of the accepted forms (see the API documentation)';
-    case 'not_multiple_of':
-      return 'an integer';
-    default:
-      return 'a valid value';
-  }
-}
-
 /**
  * Turns any error thrown while handling a request into a problem. Client mistakes (typed errors,
  * validation, fastify's 4xx errors) keep their status and message; anything else becomes a 500 whose
@@ -118,7 +68,7 @@ function expectedFromIssue(code: string, params: ZodIssueParams): string {
 export function problemFromError(
   err: unknown,
   instance?: string,
-  context: { contentType?: string; bodyLimitBytes?: number } = {},
+  context: { contentType?: string; bodyLimitBytes?: number } & Omit<ValidationContext, 'multipart'> = {},
 ): { problem: Problem; internal: boolean } {
   const code = (err as FastifyError | undefined)?.code;
   if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
@@ -153,27 +103,11 @@ export function problemFromError(
     };
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const errors: ProblemField[] = [];
-    for (const issue of err.validation) {
-      const path = issue.instancePath.split('/').filter((s) => s !== '');
-      const params = issue.params as ZodIssueParams;
-      if (issue.keyword === 'unrecognized_keys' && params.keys) {
-        for (const key of params.keys) {
-          errors.push({
-            field: fieldFromPath([...path, key]),
-            expected: expectedFromIssue(issue.keyword, params),
-            message: `unknown field ${fieldFromPath([...path, key])}`,
-          });
-        }
-        continue;
-      }
-      const field = fieldFromPath(path) || 'body';
-      errors.push({
-        field,
-        expected: expectedFromIssue(issue.keyword, params),
-        message: issue.message ?? 'invalid',
-      });
-    }
+    const errors: ProblemField[] = validationFields(err.validation, {
+      body: context.body,
+      bodySchema: context.bodySchema,
+      multipart: context.contentType?.toLowerCase().startsWith('multipart/form-data') === true,
+    });
     const first = errors[0];
     const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : '';
     return {

@@ -17,6 +17,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { type BackboneInfo, WorkPool } from './pool.js';
 import { requireApiKey } from './http/auth.js';
 import { buildMetricsListener } from './http/metrics-listener.js';
+import { useJsonBodyParser } from './http/json-body.js';
 import { collectRoutes } from './http/route-index.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
 import backboneRoutes from '../routes/backbone.js';
@@ -85,6 +86,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   // Only JSON and multipart bodies are accepted: anything else is a 415, not a 400 about a string.
   app.removeContentTypeParser('text/plain');
+  // JSON errors that say where the text breaks, and prototype keys named as such (not "not valid JSON").
+  useJsonBodyParser(app);
   // Before any route: the index sees them all (the 405 answer and the auth tests use it).
   collectRoutes(app);
 
@@ -167,6 +170,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     const { problem: body, internal } = problemFromError(err, pathOf(request.url), {
       contentType: request.headers['content-type'],
       bodyLimitBytes: config.bodyLimitBytes,
+      // For hints that quote the value sent and suggest the right field name.
+      body: request.body,
+      bodySchema: request.routeOptions.schema?.body,
     });
     if (internal) request.log.error({ err }, 'request failed');
     if (err instanceof BusyError) reply.header('Retry-After', String(err.retryAfterSeconds));

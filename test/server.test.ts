@@ -789,7 +789,7 @@ describe('POST /v1/features errors', () => {
     const missing = await app.inject({ method: 'POST', url: '/v1/features', payload: {} });
     expect(missing.statusCode).toBe(400);
     expect(missing.json().errors).toEqual([
-      { field: 'image', expected: 'string', message: 'Invalid input: expected string, received undefined' },
+      { field: 'image', expected: 'string (required)', message: 'required' },
     ]);
     const pdf = await app.inject({
       method: 'POST',
