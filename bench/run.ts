@@ -8,6 +8,7 @@ type Section = () => Promise<void>;
 const sections: Record<string, Section> = {
   ops: async () => (await import('./ops.js')).runOpsBench(),
   backbone: async () => (await import('./backbone.js')).runBackboneBench(),
+  budget: async () => (await import('./work_budget.js')).runWorkBudgetBench(),
 };
 
 async function main(): Promise<void> {

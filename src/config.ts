@@ -52,6 +52,11 @@ export const envSchema = z.object({
   MAX_OUTPUT_VALUES: positiveInt.default(64_000_000),
   MAX_OUTPUT_SIDE: positiveInt.max(1024).default(64),
   MAX_SAMPLING_GRID: positiveInt.max(1024).default(64),
+  /**
+   * Largest estimated cost of one request in work units (`src/work_budget.ts`; ≈ 0.3–1 ns of one core
+   * each): over it, 413 before any work is done.
+   */
+  MAX_WORK: positiveInt.default(5e10),
   /** Requests waiting for a worker beyond the ones running; one more gets 503 + Retry-After. */
   QUEUE_LIMIT: nonNegativeInt.default(64),
   /** Worker threads running the CPU-heavy pipeline; each holds its own backbone. */
@@ -81,6 +86,7 @@ export interface Config {
   maxOutputValues: number;
   maxOutputSide: number;
   maxSamplingGrid: number;
+  maxWork: number;
   queueLimit: number;
   workers: number;
   tfBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -133,6 +139,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxOutputValues: e.MAX_OUTPUT_VALUES,
     maxOutputSide: e.MAX_OUTPUT_SIDE,
     maxSamplingGrid: e.MAX_SAMPLING_GRID,
+    maxWork: e.MAX_WORK,
     queueLimit: e.QUEUE_LIMIT,
     workers: e.WORKERS ?? defaultWorkers(),
     tfBackend: e.TF_BACKEND,

@@ -8,13 +8,14 @@
  * (NCHW in memory), boxes `[K, 5]` rows `(b, x1, y1, x2, y2)`.
  */
 import { checkBackboneInput, type Backbone, type BackboneDescription } from './backbone/index.js';
-import { InvalidInputError } from './errors.js';
+import { InvalidInputError, TooLargeError } from './errors.js';
 import { decodeImage } from './imaging/decode.js';
 import { boxAt, coverage, roiAlign, roiPool, roiWarp, scaleBoxes, toLayout } from './ops/index.js';
 import { MAX_SAMPLING_GRID } from './ops/params.js';
 import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
 import { checkOutputValues, type RoiLimits, type RoiOp, type RoiParams, type RoiTask } from './request.js';
 import { boxWarnings, size, type BoxFrame, type RoiWarning } from './warnings.js';
+import { checkRoiWork, multiplyAddsPerPixel } from './work_budget.js';
 
 /** Milliseconds per stage; a stage that did not run is 0. */
 export interface RoiTimings {
@@ -116,7 +117,7 @@ const now = () => performance.now();
 async function imageToFeatures(
   bytes: Uint8Array,
   ctx: PipelineContext,
-  beforeBackbone?: (b: Backbone) => void,
+  beforeBackbone?: (b: Backbone, size: ImageSize) => void,
 ) {
   // The backbone first: its limits are checked on the image's header, before anything is decoded.
   const backbone = await ctx.backbone();
@@ -128,7 +129,11 @@ async function imageToFeatures(
     checkSize: (size) => checkBackboneInput(backbone.limits, size),
   });
   const decode = now() - t;
-  beforeBackbone?.(backbone);
+  // The budget with only the backbone (the ops' share, if any, is added by `beforeBackbone`).
+  if (!beforeBackbone) {
+    checkBackboneWork(backbone, decoded, ctx.limits.maxWork);
+  }
+  beforeBackbone?.(backbone, decoded);
   t = now();
   const fm = await backbone.extract(decoded);
   const backboneMs = now() - t;
@@ -151,6 +156,57 @@ async function imageToFeatures(
     backend: ctx.backend(),
   };
   return { decoded, fm, image, featureMap, timings: { decode, backbone: backboneMs } };
+}
+
+/** The decoded (resized) image size and the factors boxes are scaled by to reach it. */
+interface ImageSize {
+  width: number;
+  height: number;
+  scaleX: number;
+  scaleY: number;
+}
+
+const perPixel = new WeakMap<Backbone, number>();
+
+/** The backbone's multiply-adds per input pixel (its description is built once per backbone). */
+function backboneMultiplyAdds(backbone: Backbone, size: { width: number; height: number }) {
+  let perPx = perPixel.get(backbone);
+  if (perPx === undefined) {
+    perPx = multiplyAddsPerPixel(backbone.describe());
+    perPixel.set(backbone, perPx);
+  }
+  return { multiplyAddsPerPixel: perPx, width: size.width, height: size.height };
+}
+
+/** `POST /v1/features`: the budget of the backbone alone. */
+function checkBackboneWork(backbone: Backbone, size: { width: number; height: number }, maxWork: number) {
+  const work = backboneMultiplyAdds(backbone, size);
+  const units = work.multiplyAddsPerPixel * work.width * work.height;
+  if (units > maxWork) {
+    throw new TooLargeError(
+      `this image would cost ~${units.toExponential(1)} work units (backbone: ${work.width}×${work.height} px × ${Math.round(work.multiplyAddsPerPixel)} multiply-adds per pixel), over MAX_WORK=${maxWork.toExponential(1)}`,
+      'image',
+      'a smaller image',
+    );
+  }
+}
+
+/**
+ * The work budget of an image request, once its decoded size is known and before the backbone runs:
+ * the backbone on `size` pixels plus the ops on the map it will produce (`ceil(side / stride)`), with
+ * the boxes in the resized frame.
+ */
+function checkImageRoiWork(task: RoiTask, backbone: Backbone, size: ImageSize, limits: RoiLimits): void {
+  const { stride } = backbone;
+  const mapShape = [
+    1,
+    backbone.channels,
+    Math.ceil(size.height / stride),
+    Math.ceil(size.width / stride),
+  ] as const;
+  const resized = size.scaleX !== 1 || size.scaleY !== 1;
+  const boxes = resized ? scaleBoxes(task.boxes, size.scaleX, size.scaleY) : task.boxes;
+  checkRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneMultiplyAdds(backbone, size));
 }
 
 /**
@@ -194,16 +250,17 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
   /** The frame `task.boxes` are in (input-image pixels), for the warnings. */
   let frame: BoxFrame;
   if (task.image !== undefined) {
-    const out = await imageToFeatures(task.image, ctx, (backbone) =>
-      // Check the output size before the (expensive) backbone runs.
+    const out = await imageToFeatures(task.image, ctx, (backbone, size) => {
+      // Check the output size and the work budget before the (expensive) backbone runs.
       checkOutputValues(
         task.boxes.count,
         backbone.channels,
         params.outputSize,
         params.ops.length,
         ctx.limits,
-      ),
-    );
+      );
+      checkImageRoiWork(task, backbone, size, ctx.limits);
+    });
     ({ fm, image, featureMap } = out);
     timings.decode = out.timings.decode;
     timings.backbone = out.timings.backbone;

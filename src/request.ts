@@ -16,6 +16,7 @@ import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
 import { readNpy } from './tensors/npy.js';
 import type { RoiWarning } from './warnings.js';
+import { checkRoiWork } from './work_budget.js';
 
 /** The three operators, in their canonical order. */
 export const ROI_OPS = ['pool', 'align', 'warp'] as const;
@@ -146,6 +147,8 @@ export interface RoiLimits {
   maxOutputValues: number;
   maxOutputSide: number;
   maxSamplingGrid: number;
+  /** `MAX_WORK`: the work budget of one request (`src/work_budget.ts`). */
+  maxWork: number;
   maxImagePixels: number;
   maxImageSide: number | undefined;
 }
@@ -175,6 +178,7 @@ export function limitsFrom(config: Config): RoiLimits {
     maxOutputValues: config.maxOutputValues,
     maxOutputSide: config.maxOutputSide,
     maxSamplingGrid: config.maxSamplingGrid,
+    maxWork: config.maxWork,
     maxImagePixels: config.maxImagePixels,
     maxImageSide: config.maxImageSide,
   };
@@ -292,6 +296,8 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
   if (features) {
     const [, c] = features.shape;
     checkOutputValues(boxes.count, c, outputSize, ops.length, limits);
+    // The shapes are known: refuse an over-budget request here, before it takes a queue slot.
+    checkRoiWork(boxes, features.shape, body.spatialScale as number, { ...body, ops, outputSize }, limits);
   }
   return {
     image: body.image === undefined ? undefined : decodeBase64Bytes(body.image, 'image'),

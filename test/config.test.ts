@@ -17,6 +17,7 @@ describe('parseConfig', () => {
       maxOutputValues: 64_000_000,
       maxOutputSide: 64,
       maxSamplingGrid: 64,
+      maxWork: 5e10,
       queueLimit: 64,
       // One per core, one left for the HTTP thread, within [1, 4] (README).
       workers: Math.min(4, Math.max(1, availableParallelism() - 1)),
@@ -45,6 +46,7 @@ describe('parseConfig', () => {
       MAX_OUTPUT_VALUES: '1000000',
       MAX_OUTPUT_SIDE: '32',
       MAX_SAMPLING_GRID: '16',
+      MAX_WORK: '2e9',
       QUEUE_LIMIT: '0',
       WORKERS: '3',
       TF_BACKEND: 'wasm',
@@ -68,6 +70,7 @@ describe('parseConfig', () => {
       maxOutputValues: 1_000_000,
       maxOutputSide: 32,
       maxSamplingGrid: 16,
+      maxWork: 2e9,
       queueLimit: 0,
       workers: 3,
       tfBackend: 'wasm',

@@ -43,7 +43,7 @@ export function poolCells(
  * Bin edges along one axis: bin `p` covers cells `[start[p], end[p])`, already offset by the RoI start
  * and clipped to `[0, size)`. Float32 like the peers: `floor(p * bin)`, `ceil((p + 1) * bin)`.
  */
-function binEdges(
+export function poolBinEdges(
   bins: number,
   roiStart: number,
   roiSize: number,
@@ -120,8 +120,8 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
     const k1 = Math.min(K, k0 + ws.roisPerChunk);
     for (let k = k0; k < k1; k++) {
       const { sx, sy, ex, ey } = poolCells(d[5 * k + 1], d[5 * k + 2], d[5 * k + 3], d[5 * k + 4], scale);
-      binEdges(PH, sy, Math.max(ey - sy + 1, 1), H, rowStart, rowEnd);
-      binEdges(PW, sx, Math.max(ex - sx + 1, 1), W, colStart, colEnd);
+      poolBinEdges(PH, sy, Math.max(ey - sy + 1, 1), H, rowStart, rowEnd);
+      poolBinEdges(PW, sx, Math.max(ex - sx + 1, 1), W, colStart, colEnd);
       const batchAt = ws.imageAt(d[5 * k]);
       // One rectangle of cells per bin: top-left address, rows, columns (0 rows: empty bin → 0).
       for (let ph = 0, r = rects; ph < PH; ph++) {

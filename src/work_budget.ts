@@ -1,0 +1,299 @@
+/**
+ * The work budget: a cost model that says, before any work is done, roughly how much CPU a request
+ * will take, so that a 7 KB request asking for an hour of kernels is refused (413) instead of queued.
+ *
+ * Pure (no fastify, sharp or tfjs): the HTTP thread runs it for `features` input as soon as the shapes
+ * are known, the worker runs it for `image` input right after decoding (once the map size is known),
+ * before the backbone and the kernels.
+ *
+ * **Work units.** One unit is one multiply-add, or one channel of one tap a kernel reads; they were
+ * calibrated to cost about the same (≈ 0.3 ns each on one core of the development machine: a tfjs
+ * multiply-add of the built-in backbone ≈ 0.35 ns, a SIMD channel-tap of RoI Align ≈ 0.3 ns). Fixed
+ * per-tap, per-sample and per-output costs are written in channels' worth of units (the constants
+ * below). So `MAX_WORK` = 1e11 means roughly half a minute of one core. The model is an upper bound
+ * for the kernels as implemented (`src/ops`), exact for `max` RoI Align and RoI Pool, and within a
+ * small factor for `avg`.
+ *
+ * Per op, with `K` boxes, `C` channels (`Cp` = C rounded up to 4, the kernels' padded cell), `PH×PW`
+ * bins, a sampling grid `gh×gw` per bin (fixed `samplingRatio`, or adaptive `ceil(bin size in cells)`,
+ * at most `MAX_SAMPLING_GRID`):
+ * ```
+ * copy in   N·H·W·Cp                                     (every op copies the map into its workspace)
+ * align/warp, max:  Σ_boxes PH·PW · gh·gw · 4 taps · (Cp + TAP_OVERHEAD)
+ * align/warp, avg:  Σ_boxes PH·PW · rows·cols · (Cp + TAP_OVERHEAD)       (merged taps, see below)
+ *                   rows = min(2·gh, floor(bin height in cells) + 3, H), cols likewise
+ *                   + Σ_boxes (PH·gh + PW·gw) · AXIS_SAMPLE_COST         (the per-axis sample tables)
+ *                   + K·PH·PW · ALIGN_BIN_COST                          (per-bin tables and set-up)
+ * pool:             Σ_boxes cells read · (Cp + TAP_OVERHEAD_POOL) + K·PH·PW · POOL_BIN_COST
+ *                   cells read = Σ_bins rows·cols of the quantized bins, clipped to the map (exact)
+ * every op:         K·C·PH·PW · OUTPUT_COST                               (transpose + copy out)
+ * backbone:         multiply-adds per pixel · width · height              (image input only)
+ * ```
+ * Warp is align on the boxes snapped to whole cells (`warpCells`), so its grids are computed on those.
+ */
+import { TooLargeError } from './errors.js';
+import { poolBinEdges, poolCells } from './ops/roi_pool.js';
+import { warpCells } from './ops/roi_warp.js';
+import type { AlignMode, Boxes } from './ops/types.js';
+
+/** Channels' worth of work per tap besides the channel loop (its table entry, address, weight). */
+export const TAP_OVERHEAD = 16;
+/** Channels' worth of work per cell RoI Pool reads besides the channel loop (row/column stepping). */
+export const TAP_OVERHEAD_POOL = 12;
+/** Units per sample position along one axis (float32 geometry, merging; avg and max alike). */
+export const AXIS_SAMPLE_COST = 32;
+/** Units per output bin and box of RoI Align / Warp (the bin's table, its kernel call set-up). */
+export const ALIGN_BIN_COST = 512;
+/** Units per output bin and box of RoI Pool (its rectangle entry, the kernel's per-bin set-up). */
+export const POOL_BIN_COST = 64;
+/** Units per output value (the NCHW transpose and the copy out of the kernels' memory). */
+export const OUTPUT_COST = 4;
+
+/** The kernels' padded channel count: `C` rounded up to a multiple of 4. */
+export const paddedChannels = (C: number): number => Math.ceil(C / 4) * 4;
+
+/** What the ops part of the estimate needs: shapes and parameters, never the data. */
+export interface OpsWorkInput {
+  boxes: Boxes;
+  /** Logical `[N, C, H, W]` of the feature map the ops read. */
+  mapShape: readonly [number, number, number, number];
+  /** Feature cells per box pixel (as the ops are given it). */
+  spatialScale: number;
+  ops: readonly ('pool' | 'align' | 'warp')[];
+  outputSize: readonly [number, number];
+  samplingRatio: number;
+  aligned: boolean;
+  mode: AlignMode;
+  /** The largest adaptive grid per axis (larger ones are refused elsewhere). */
+  maxSamplingGrid: number;
+}
+
+/** One op's share of the estimate. */
+export interface OpWork {
+  /** Taps (align/warp: bilinear taps read per channel; pool: cells read per channel), all boxes. */
+  taps: number;
+  /** Sample positions (align/warp: Σ PH·PW·gh·gw; pool: 0). */
+  samples: number;
+  /** Work units of this op, copy-in and output included. */
+  units: number;
+}
+
+/** The whole estimate, by part; `total` is what {@link checkWork} compares with `MAX_WORK`. */
+export interface WorkEstimate {
+  total: number;
+  backbone: number;
+  ops: Partial<Record<'pool' | 'align' | 'warp', OpWork>>;
+}
+
+const fround = Math.fround;
+
+/**
+ * One box's RoI Align geometry in cells, as `roiAlign` computes it (float32, same order), so that the
+ * adaptive grid is the kernel's own.
+ */
+function alignGrid(
+  x1: number,
+  y1: number,
+  x2: number,
+  y2: number,
+  s: number,
+  PH: number,
+  PW: number,
+  samplingRatio: number,
+  aligned: boolean,
+  maxGrid: number,
+): { gh: number; gw: number; binH: number; binW: number } {
+  const off = aligned ? 0.5 : 0;
+  let roiW = fround(fround(fround(x2 * s) - off) - fround(fround(x1 * s) - off));
+  let roiH = fround(fround(fround(y2 * s) - off) - fround(fround(y1 * s) - off));
+  if (!aligned) {
+    roiW = Math.max(roiW, 1);
+    roiH = Math.max(roiH, 1);
+  }
+  const binH = fround(roiH / PH);
+  const binW = fround(roiW / PW);
+  const gh = samplingRatio > 0 ? samplingRatio : Math.min(Math.ceil(binH), maxGrid);
+  const gw = samplingRatio > 0 ? samplingRatio : Math.min(Math.ceil(binW), maxGrid);
+  return { gh, gw, binH, binW };
+}
+
+/**
+ * Distinct cells one bin's samples read along an axis, an upper bound: each sample reads 2 cells
+ * (`floor(v)` and the next), and the samples of a bin `bin` cells long lie in `[a, a + bin]`, which
+ * spans `floor(a + bin) - floor(a) + 1 <= floor(bin) + 2` floors, so at most `floor(bin) + 3` cells.
+ */
+function mergedCells(grid: number, bin: number, size: number): number {
+  if (grid === 0) return 0;
+  // 1e-6: float32 rounding of the kernel's sample positions never adds a cell past this.
+  return Math.min(2 * grid, Math.floor(bin * (1 + 1e-6)) + 3, size);
+}
+
+/**
+ * RoI Align (or Warp, `snap = true`) work over all boxes. See the module comment for the formula.
+ */
+export function alignWork(input: OpsWorkInput, snap: boolean): OpWork {
+  const { boxes, mapShape, outputSize, samplingRatio, aligned, mode, maxSamplingGrid } = input;
+  const [N, C, H, W] = mapShape;
+  const [PH, PW] = outputSize;
+  const s = fround(input.spatialScale);
+  const Cp = paddedChannels(C);
+  const d = boxes.data;
+  let taps = 0;
+  let samples = 0;
+  let axis = 0;
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    let [x1, y1, x2, y2] = [d[o + 1], d[o + 2], d[o + 3], d[o + 4]];
+    if (snap) {
+      const q = warpCells(x1, y1, x2, y2, s);
+      [x1, y1, x2, y2] = [fround(q.qx1 / s), fround(q.qy1 / s), fround(q.qx2 / s), fround(q.qy2 / s)];
+    }
+    const g = alignGrid(x1, y1, x2, y2, s, PH, PW, samplingRatio, aligned, maxSamplingGrid);
+    samples += PH * PW * g.gh * g.gw;
+    axis += PH * g.gh + PW * g.gw;
+    taps +=
+      mode === 'avg'
+        ? PH * PW * mergedCells(g.gh, g.binH, H) * mergedCells(g.gw, g.binW, W)
+        : PH * PW * g.gh * g.gw * 4;
+  }
+  const units =
+    N * H * W * Cp +
+    taps * (Cp + TAP_OVERHEAD) +
+    axis * AXIS_SAMPLE_COST +
+    boxes.count * PH * PW * ALIGN_BIN_COST +
+    boxes.count * C * PH * PW * OUTPUT_COST;
+  return { taps, samples, units };
+}
+
+/**
+ * RoI Pool work over all boxes: the cells its quantized bins read (exact, clipped to the map; bins
+ * that share a cell read it twice, as the kernel does). See the module comment for the formula.
+ */
+export function poolWork(input: OpsWorkInput): OpWork {
+  const { boxes, mapShape, outputSize } = input;
+  const [N, C, H, W] = mapShape;
+  const [PH, PW] = outputSize;
+  const Cp = paddedChannels(C);
+  const rowStart = new Int32Array(PH);
+  const rowEnd = new Int32Array(PH);
+  const colStart = new Int32Array(PW);
+  const colEnd = new Int32Array(PW);
+  const d = boxes.data;
+  let taps = 0;
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    const { sx, sy, ex, ey } = poolCells(d[o + 1], d[o + 2], d[o + 3], d[o + 4], input.spatialScale);
+    poolBinEdges(PH, sy, Math.max(ey - sy + 1, 1), H, rowStart, rowEnd);
+    poolBinEdges(PW, sx, Math.max(ex - sx + 1, 1), W, colStart, colEnd);
+    // Σ_bins rows·cols = (Σ rows)·(Σ cols); a bin with no columns reads nothing, and vice versa.
+    let rows = 0;
+    let cols = 0;
+    for (let p = 0; p < PH; p++) rows += Math.max(rowEnd[p] - rowStart[p], 0);
+    for (let p = 0; p < PW; p++) cols += Math.max(colEnd[p] - colStart[p], 0);
+    taps += rows * cols;
+  }
+  const units =
+    N * H * W * Cp +
+    taps * (Cp + TAP_OVERHEAD_POOL) +
+    boxes.count * PH * PW * POOL_BIN_COST +
+    boxes.count * C * PH * PW * OUTPUT_COST;
+  return { taps, samples: 0, units };
+}
+
+/**
+ * The backbone's multiply-adds per input pixel, from its description (multiply-adds at a reference
+ * size). Convolutions cost in proportion to the pixels, so this scales to any size.
+ */
+export function multiplyAddsPerPixel(description: {
+  totalMultiplyAdds: number;
+  referenceInput: readonly [number, number];
+}): number {
+  const [h, w] = description.referenceInput;
+  return description.totalMultiplyAdds / (h * w);
+}
+
+/**
+ * The estimate of a request: the requested ops on the map, plus the backbone on `image` pixels when
+ * the input is an image.
+ *
+ * @param input - the ops' shapes and parameters
+ * @param backbone - image input only: the backbone's multiply-adds per pixel and the (resized) image size
+ */
+export function estimateWork(
+  input: OpsWorkInput,
+  backbone?: { multiplyAddsPerPixel: number; width: number; height: number },
+): WorkEstimate {
+  const ops: WorkEstimate['ops'] = {};
+  for (const op of input.ops) {
+    ops[op] = op === 'pool' ? poolWork(input) : alignWork(input, op === 'warp');
+  }
+  const backboneUnits = backbone ? backbone.multiplyAddsPerPixel * backbone.width * backbone.height : 0;
+  const total = backboneUnits + Object.values(ops).reduce((sum, w) => sum + w.units, 0);
+  return { total, backbone: backboneUnits, ops };
+}
+
+/**
+ * Estimates and checks a RoI request in one call: {@link estimateWork} then {@link checkWork}.
+ *
+ * @param params - the request's op parameters (`RoiParams` from `src/request.ts`)
+ * @param limits - `maxWork` (`MAX_WORK`) and `maxSamplingGrid`
+ * @returns the estimate (for logs and `Server-Timing`-like reporting)
+ * @throws TooLargeError (413) over `maxWork`
+ */
+export function checkRoiWork(
+  boxes: Boxes,
+  mapShape: readonly [number, number, number, number],
+  spatialScale: number,
+  params: Pick<OpsWorkInput, 'ops' | 'outputSize' | 'samplingRatio' | 'aligned' | 'mode'>,
+  limits: { maxWork: number; maxSamplingGrid: number },
+  backbone?: { multiplyAddsPerPixel: number; width: number; height: number },
+): WorkEstimate {
+  const input: OpsWorkInput = {
+    boxes,
+    mapShape,
+    spatialScale,
+    ops: params.ops,
+    outputSize: params.outputSize,
+    samplingRatio: params.samplingRatio,
+    aligned: params.aligned,
+    mode: params.mode,
+    maxSamplingGrid: limits.maxSamplingGrid,
+  };
+  const estimate = estimateWork(input, backbone);
+  checkWork(estimate, input, limits.maxWork);
+  return estimate;
+}
+
+const sci = (n: number): string => n.toExponential(1);
+
+/**
+ * Refuses (413) a request whose estimate exceeds `maxWork`, with the estimate by part and what to
+ * change. Nothing has run yet when this throws.
+ *
+ * @param estimate - from {@link estimateWork}
+ * @param input - the same input (for the message's K, C, PH·PW and grid)
+ * @param maxWork - `MAX_WORK`
+ * @throws TooLargeError (field `boxes`)
+ */
+export function checkWork(estimate: WorkEstimate, input: OpsWorkInput, maxWork: number): void {
+  if (estimate.total <= maxWork) return;
+  const K = input.boxes.count;
+  const [, C] = input.mapShape;
+  const [PH, PW] = input.outputSize;
+  const parts: string[] = [];
+  if (estimate.backbone > 0) parts.push(`backbone ${sci(estimate.backbone)} multiply-adds`);
+  for (const [op, w] of Object.entries(estimate.ops)) {
+    const what =
+      op === 'pool'
+        ? `${sci(w.taps)} cells read × C=${C}`
+        : input.mode === 'avg'
+          ? `${sci(w.taps)} merged taps × C=${C}`
+          : `K=${K} · PH·PW=${PH * PW} · ${sci(w.samples / Math.max(K * PH * PW, 1))} samples/bin · 4 taps × C=${C}`;
+    parts.push(`${op} ${sci(w.units)} (${what})`);
+  }
+  throw new TooLargeError(
+    `this request would cost ~${sci(estimate.total)} work units (${parts.join('; ')}), over MAX_WORK=${sci(maxWork)}`,
+    'boxes',
+    `an estimated cost <= ${sci(maxWork)} work units: use fewer boxes, a smaller outputSize or samplingRatio, or a smaller feature map / image`,
+  );
+}

@@ -1,0 +1,293 @@
+/**
+ * The work budget's cost model (src/work_budget.ts): its tap and cell counts against a direct count
+ * of what the reference implementations read, its defaults against the README's normal requests and
+ * the hostile ones of issue 11, and the image path's check before the backbone runs.
+ */
+import { describe, expect, it, vi } from 'vitest';
+import type { Backbone } from '../src/backbone/index.js';
+import { parseConfig } from '../src/config.js';
+import { TooLargeError } from '../src/errors.js';
+import { toCanonicalBoxes, type AlignMode, type Boxes } from '../src/ops/index.js';
+import { executeRoi, type PipelineContext } from '../src/pipeline.js';
+import { limitsFrom, prepareRoi, roiBodySchema } from '../src/request.js';
+import { alignWork, estimateWork, poolWork, checkRoiWork, type OpsWorkInput } from '../src/work_budget.js';
+import { refBoxes, refRoiAlign, refRoiPool, refRoiWarp, type RefMap } from './reference/roi_reference.js';
+import { testPng } from './routes/helpers.js';
+
+const f = Math.fround;
+const defaults = limitsFrom(parseConfig({}));
+
+/** A reference map whose `data` counts the values read. */
+function countingMap(C: number, H: number, W: number): { map: RefMap; reads: () => number } {
+  let reads = 0;
+  const data = new Proxy(new Float32Array(C * H * W).fill(1), {
+    get(target, key) {
+      if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+      return Reflect.get(target, key) as unknown;
+    },
+  });
+  return { map: { data, N: 1, C, H, W }, reads: () => reads };
+}
+
+function boxesOf(rows: number[][]): Boxes {
+  return toCanonicalBoxes(rows, { format: 'xyxy', batchSize: 1, field: 'boxes' });
+}
+
+function input(boxes: Boxes, over: Partial<OpsWorkInput> = {}): OpsWorkInput {
+  return {
+    boxes,
+    mapShape: [1, 3, 12, 10],
+    spatialScale: 0.5,
+    ops: ['align'],
+    outputSize: [3, 2],
+    samplingRatio: 2,
+    aligned: true,
+    mode: 'max',
+    maxSamplingGrid: 64,
+    ...over,
+  };
+}
+
+/** Boxes inside a 10×12 map at spatialScale 0.5 (image 20×24), small, large, odd-sized. */
+const inside = boxesOf([
+  [2, 2, 18, 22],
+  [1.25, 3.5, 7.75, 9],
+  [0, 0, 20, 24],
+  [6, 6, 7, 7],
+]);
+/** Partly and wholly off the map. */
+const outside = boxesOf([
+  [-10, -6, 8, 30],
+  [30, 30, 50, 40],
+]);
+
+/**
+ * The merged taps of RoI Align `avg` for one box, by replaying the sample positions (float32, like
+ * the reference) and counting the distinct cells each bin reads along each axis.
+ */
+function mergedTaps(box: number[], s: number, PH: number, PW: number, sr: number, H: number, W: number) {
+  const off = 0.5;
+  const axis = (a: number, b: number, bins: number, size: number) => {
+    const start = f(f(f(a) * s) - off);
+    const bin = f(f(f(f(b) * s) - off) - start) / bins;
+    const bf = f(bin);
+    const grid = sr > 0 ? sr : Math.ceil(bf);
+    const counts: number[] = [];
+    for (let p = 0; p < bins; p++) {
+      const cells = new Set<number>();
+      for (let i = 0; i < grid; i++) {
+        let v = f(f(start + f(p * bf)) + f(f((i + 0.5) * bf) / grid));
+        if (v < -1 || v > size) continue;
+        v = Math.max(v, 0);
+        const lo = Math.floor(v);
+        if (lo >= size - 1) cells.add(size - 1);
+        else cells.add(lo).add(lo + 1);
+      }
+      counts.push(cells.size);
+    }
+    return counts;
+  };
+  const perColumnBin = axis(box[1], box[3], PW, W);
+  const perRowBin = axis(box[2], box[4], PH, H);
+  let taps = 0;
+  for (const rows of perRowBin) for (const cols of perColumnBin) taps += rows * cols;
+  return taps;
+}
+
+describe('cost model against a direct count', () => {
+  const C = 3;
+  const H = 12;
+  const W = 10;
+  const p = { s: 0.5, PH: 3, PW: 2, samplingRatio: 2, aligned: true, mode: 'max' as AlignMode };
+
+  it('RoI Align max: taps = every sample × 4 taps, what the reference reads per channel', () => {
+    for (const sr of [1, 2, 3, 0]) {
+      const { map, reads } = countingMap(C, H, W);
+      refRoiAlign(map, refBoxes(inside.data, inside.count), { ...p, samplingRatio: sr });
+      const work = alignWork(input(inside, { samplingRatio: sr }), false);
+      expect(work.taps * C).toBe(reads());
+      expect(work.taps).toBe(work.samples * 4);
+    }
+  });
+
+  it('RoI Align max: boxes off the map are estimated at least at what is read', () => {
+    const { map, reads } = countingMap(C, H, W);
+    refRoiAlign(map, refBoxes(outside.data, outside.count), p);
+    const work = alignWork(input(outside), false);
+    // The kernel reads a zero block for samples off the map: they cost, the reference skips them.
+    expect(work.taps * C).toBeGreaterThanOrEqual(reads());
+    expect(work.taps).toBe(2 * 3 * 2 * 2 * 2 * 4);
+  });
+
+  it('RoI Warp max: the grids of the snapped boxes, as the reference reads them', () => {
+    const { map, reads } = countingMap(C, H, W);
+    refRoiWarp(map, refBoxes(inside.data, inside.count), { ...p, samplingRatio: 0 });
+    const work = alignWork(input(inside, { samplingRatio: 0, ops: ['warp'] }), true);
+    expect(work.taps * C).toBe(reads());
+  });
+
+  it('RoI Pool: cells read = the reference reads per channel, exactly, boxes off the map included', () => {
+    for (const outputSize of [1, 2, 3] as const) {
+      for (const boxes of [inside, outside]) {
+        const { map, reads } = countingMap(C, H, W);
+        refRoiPool(map, refBoxes(boxes.data, boxes.count), { s: 0.5, PH: outputSize, PW: outputSize });
+        const work = poolWork(input(boxes, { outputSize: [outputSize, outputSize], ops: ['pool'] }));
+        expect(work.taps * C).toBe(reads());
+      }
+    }
+  });
+
+  it('RoI Align avg: an upper bound of the merged taps, far below the unmerged samples for big grids', () => {
+    const rows = [
+      [2, 2, 18, 22],
+      [1.25, 3.5, 7.75, 9],
+      [0, 0, 20, 24],
+    ];
+    for (const [sr, PH, PW] of [
+      [2, 3, 2],
+      [8, 3, 2],
+      [0, 2, 2],
+      [16, 7, 7],
+    ]) {
+      const boxes = boxesOf(rows);
+      const work = alignWork(input(boxes, { mode: 'avg', samplingRatio: sr, outputSize: [PH, PW] }), false);
+      let merged = 0;
+      for (let k = 0; k < boxes.count; k++) {
+        merged += mergedTaps([...boxes.data.subarray(5 * k, 5 * k + 5)], 0.5, PH, PW, sr, H, W);
+      }
+      expect(work.taps).toBeGreaterThanOrEqual(merged);
+      // "Exact enough": within a small factor of the true count, unlike 4 taps per sample.
+      expect(work.taps).toBeLessThanOrEqual(4 * merged);
+    }
+    const big = alignWork(input(inside, { mode: 'avg', samplingRatio: 64 }), false);
+    expect(big.taps).toBeLessThan(big.samples * 4);
+  });
+});
+
+/** The README's normal request, scaled up: 1000 boxes × 256 channels × 7×7 × sr 2 on a 30×40 map. */
+function readmeNormal(): OpsWorkInput {
+  const rows = Array.from({ length: 1000 }, (_, k) => [
+    (k * 7) % 400,
+    (k * 11) % 300,
+    ((k * 7) % 400) + 40 + (k % 200),
+    ((k * 11) % 300) + 30 + (k % 150),
+  ]);
+  return input(boxesOf(rows), {
+    mapShape: [1, 256, 30, 40],
+    spatialScale: 1 / 16,
+    ops: ['pool', 'align', 'warp'],
+    outputSize: [7, 7],
+    samplingRatio: 2,
+    mode: 'avg',
+  });
+}
+
+describe('the default MAX_WORK', () => {
+  it('passes normal requests: the README example at 1000 boxes, all three ops, avg and max', () => {
+    for (const mode of ['avg', 'max'] as const) {
+      const work = estimateWork({ ...readmeNormal(), mode });
+      expect(work.total).toBeLessThan(defaults.maxWork / 10);
+    }
+    // and the largest image the backbone takes, with that request on its map
+    const huge = estimateWork(
+      { ...readmeNormal(), mapShape: [1, 256, 256, 256] },
+      {
+        multiplyAddsPerPixel: 1255,
+        width: 4096,
+        height: 4096,
+      },
+    );
+    expect(huge.total).toBeLessThan(defaults.maxWork);
+  });
+
+  it('refuses the hostile requests of issue 11: max sr64 outputSize 64, and pool on a 2828² map', () => {
+    const hostileAlign = input(boxesOf(Array.from({ length: 10_000 }, () => [0, 0, 16, 16])), {
+      mapShape: [1, 1, 16, 16],
+      spatialScale: 1,
+      outputSize: [64, 64],
+      samplingRatio: 64,
+      mode: 'max',
+    });
+    expect(() => checkRoiWork(hostileAlign.boxes, hostileAlign.mapShape, 1, hostileAlign, defaults)).toThrow(
+      /would cost ~\S+ work units \(align .*samples\/bin · 4 taps × C=1\)\), over MAX_WORK=5\.0e\+10/,
+    );
+    const hostilePool = input(boxesOf(Array.from({ length: 10_000 }, () => [0, 0, 2828, 2828])), {
+      mapShape: [1, 1, 2828, 2828],
+      spatialScale: 1,
+      ops: ['pool'],
+      outputSize: [1, 1],
+    });
+    expect(() => checkRoiWork(hostilePool.boxes, hostilePool.mapShape, 1, hostilePool, defaults)).toThrow(
+      TooLargeError,
+    );
+  });
+
+  it('prepareRoi refuses an over-budget features request with 413', () => {
+    const body = roiBodySchema.parse({
+      features: { shape: [1, 1, 16, 16], data: Buffer.alloc(4 * 256).toString('base64') },
+      spatialScale: 1,
+      boxes: Array.from({ length: 10_000 }, () => [0, 0, 16, 16]),
+      ops: ['align'],
+      mode: 'max',
+      outputSize: 64,
+      samplingRatio: 64,
+    });
+    let error: unknown;
+    try {
+      prepareRoi(body, defaults);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(TooLargeError);
+    expect((error as TooLargeError).field).toBe('boxes');
+    expect((error as TooLargeError).expected).toMatch(/fewer boxes, a smaller outputSize or samplingRatio/);
+  });
+});
+
+describe('image input: the budget is checked after decoding, before the backbone', () => {
+  function fakeBackbone(): Backbone & { extract: ReturnType<typeof vi.fn> } {
+    const extract = vi.fn(() => Promise.reject(new Error('the backbone must not run')));
+    return {
+      name: 'fake',
+      stride: 16,
+      channels: 256,
+      limits: { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 },
+      extract,
+      describe: () => ({ totalMultiplyAdds: 1255 * 224 * 224, referenceInput: [224, 224] }) as never,
+      warmup: async () => undefined,
+      dispose: () => undefined,
+    };
+  }
+
+  async function run(body: Record<string, unknown>, maxWork: number) {
+    const backbone = fakeBackbone();
+    const limits = { ...defaults, maxWork };
+    const ctx: PipelineContext = { backbone: async () => backbone, backend: () => null, limits };
+    const png = (await testPng(96, 64)).toString('base64');
+    const task = prepareRoi(roiBodySchema.parse({ image: png, boxes: [[0, 0, 96, 64]], ...body }), limits);
+    const error = await executeRoi(task, ctx).catch((err: unknown) => err);
+    return { error, backbone };
+  }
+
+  it('refuses (413) a request whose ops on the decoded image would exceed the budget; the backbone never runs', async () => {
+    const { error, backbone } = await run({ mode: 'max', outputSize: 64, samplingRatio: 64 }, 1e9);
+    expect(error).toBeInstanceOf(TooLargeError);
+    expect((error as Error).message).toMatch(/backbone 7\.7e\+6 multiply-adds; .*align/);
+    expect(backbone.extract).not.toHaveBeenCalled();
+  });
+
+  it('lets a normal request through to the backbone', async () => {
+    const { error, backbone } = await run({}, defaults.maxWork);
+    expect((error as Error).message).toBe('the backbone must not run');
+    expect(backbone.extract).toHaveBeenCalledOnce();
+  });
+});
+
+describe('features map size', () => {
+  it('the copy-in of a large map counts even with one tiny box', () => {
+    const small = estimateWork(input(boxesOf([[0, 0, 1, 1]]), { mapShape: [1, 1, 4, 4] }));
+    const big = estimateWork(input(boxesOf([[0, 0, 1, 1]]), { mapShape: [1, 256, 2048, 2048] }));
+    expect(big.total).toBeGreaterThan(1e9);
+    expect(small.total).toBeLessThan(1e5);
+  });
+});
