@@ -80,7 +80,9 @@ export const diffResponseSchema = z
     featureMap: featureMapInfoSchema,
     boxes: z
       .array(z.tuple([z.number(), z.number(), z.number(), z.number(), z.number()]))
-      .describe('canonical boxes (b, x1, y1, x2, y2) in input-image pixels, float32-rounded'),
+      .describe(
+        'canonical boxes (b, x1, y1, x2, y2) in input-image pixels (whatever boxFormat and normalized), float32-rounded',
+      ),
     boxesShown: z.number().int().describe('boxes with a row of panels: min(K, maxBoxes)'),
     coverage: z.array(boxCoverageSchema).describe('per box (all of them), from the ops module'),
     differences: z

@@ -10,7 +10,16 @@
 import { checkBackboneInput, type Backbone, type BackboneDescription } from './backbone/index.js';
 import { InvalidInputError, TooLargeError } from './errors.js';
 import { decodeImage } from './imaging/decode.js';
-import { boxAt, coverage, roiAlign, roiPool, roiWarp, scaleBoxes, toLayout } from './ops/index.js';
+import {
+  boxAt,
+  coverage,
+  denormalizeBoxes,
+  roiAlign,
+  roiPool,
+  roiWarp,
+  scaleBoxes,
+  toLayout,
+} from './ops/index.js';
 import { MAX_SAMPLING_GRID } from './ops/params.js';
 import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
 import { checkOutputValues, type RoiLimits, type RoiOp, type RoiParams, type RoiTask } from './request.js';
@@ -76,7 +85,7 @@ export interface RoiResult {
    */
   features?: FeatureMap;
   featureMap: FeatureMapInfo;
-  /** Canonical boxes `[K, 5]` in input-image pixels (before any resize), as sent. */
+  /** Canonical boxes `[K, 5]` in input-image pixels (before any resize); normalized boxes × the frame. */
   boxes: Boxes;
   /** The boxes the operators ran on: x × `image.scaleX`, y × `image.scaleY` (the same object when both are 1). */
   opBoxes: Boxes;
@@ -245,9 +254,11 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
   let image: ImageInfo | null = null;
   let rgb: Uint8Array | null = null;
   let featureMap: FeatureMapInfo;
-  let opBoxes = task.boxes;
+  /** The boxes in input-image pixels (`task.boxes` unless they were sent normalized). */
+  let boxes = task.boxes;
+  let opBoxes: Boxes;
   let imageSize: [number, number];
-  /** The frame `task.boxes` are in (input-image pixels), for the warnings. */
+  /** The frame `boxes` are in (input-image pixels): normalized boxes are fractions of it; warnings name it. */
   let frame: BoxFrame;
   if (task.image !== undefined) {
     const out = await imageToFeatures(task.image, ctx, (backbone, size) => {
@@ -265,16 +276,18 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     timings.decode = out.timings.decode;
     timings.backbone = out.timings.backbone;
     if (task.includeImage) rgb = out.decoded.rgb;
-    // Each axis by its own factor: sharp's resize rounds each side, so the two factors differ.
-    if (image.scaleX !== 1 || image.scaleY !== 1) {
-      opBoxes = scaleBoxes(task.boxes, image.scaleX, image.scaleY);
-    }
-    imageSize = [image.width, image.height];
     frame = {
       width: image.originalWidth,
       height: image.originalHeight,
       name: `the ${size(image.originalWidth, image.originalHeight)} image`,
     };
+    if (params.normalized) boxes = denormalizeBoxes(task.boxes, frame.width, frame.height);
+    opBoxes = boxes;
+    // Each axis by its own factor: sharp's resize rounds each side, so the two factors differ.
+    if (image.scaleX !== 1 || image.scaleY !== 1) {
+      opBoxes = scaleBoxes(boxes, image.scaleX, image.scaleY);
+    }
+    imageSize = [image.width, image.height];
   } else if (task.features !== undefined) {
     fm = task.features;
     const s = params.spatialScale as number;
@@ -296,6 +309,8 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
         ? `the ${size(...imageSize)} image (imageSize)`
         : `the ${size(...imageSize)} area the ${W}×${H} feature map covers at spatialScale ${s}`,
     };
+    if (params.normalized) boxes = denormalizeBoxes(task.boxes, frame.width, frame.height);
+    opBoxes = boxes;
   } else {
     throw new Error('executeRoi: task has neither image nor features');
   }
@@ -335,11 +350,11 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
     rgb,
     ...(task.includeImage ? { features: fm } : {}),
     featureMap,
-    boxes: task.boxes,
+    boxes,
     opBoxes,
     outputs,
     coverage: boxCoverage,
-    warnings: [...task.warnings, ...boxWarnings(task.boxes, frame, Object.values(outputs), false)],
+    warnings: [...task.warnings, ...boxWarnings(boxes, frame, Object.values(outputs), params.normalized)],
     timings,
   };
 }

@@ -11,7 +11,7 @@ import { bodyTooLarge, guardBody } from './body-guard.js';
 import { z } from 'zod';
 import type { Config } from './config.js';
 import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
-import { assertFiniteFeatures, toCanonicalBoxes } from './ops/index.js';
+import { assertFiniteFeatures, BOX_FORMATS, toCanonicalBoxes, type BoxFormat } from './ops/index.js';
 import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
 import { readNpy } from './tensors/npy.js';
@@ -68,11 +68,24 @@ export const roiInputFields = {
   features: featuresJsonSchema.optional(),
   boxes: z
     .array(z.array(z.number()).min(4).max(5))
-    .describe('rows of 4 numbers in `boxFormat`, or 5 with the batch index first; input-image pixels'),
+    .describe(
+      'rows of 4 numbers in `boxFormat`, or 5 with the batch index first; input-image pixels (fractions with `normalized`)',
+    ),
   boxFormat: z
-    .enum(['xyxy', 'xywh', 'cxcywh'])
+    .enum(BOX_FORMATS)
     .default('xyxy')
-    .describe('xyxy = (x1, y1, x2, y2); xywh = top-left + size; cxcywh = centre + size'),
+    .describe(
+      'xyxy = (x1, y1, x2, y2); xywh = top-left + size; cxcywh = centre + size; yxyx = (y1, x1, y2, x2), ' +
+        "TensorFlow's crop_and_resize order",
+    ),
+  normalized: z
+    .boolean()
+    .default(false)
+    .describe(
+      'coordinates are fractions of the image size: x × width, y × height give pixels. The image as sent ' +
+        '(before any resize); with `features`: `imageSize`, or the area the map covers (W / spatialScale × ' +
+        'H / spatialScale). Echoed `boxes` are in pixels',
+    ),
   ops: z
     .array(z.enum(ROI_OPS))
     .min(1)
@@ -129,7 +142,9 @@ export type RoiInputBody = z.output<z.ZodObject<typeof roiInputFields>>;
 /** Parameters actually used, all defaults filled in (echoed in responses). */
 export interface RoiParams {
   ops: RoiOp[];
-  boxFormat: 'xyxy' | 'xywh' | 'cxcywh';
+  boxFormat: BoxFormat;
+  /** Boxes are fractions of the frame; the pipeline turns them into pixels once the frame is known. */
+  normalized: boolean;
   /** `[PH, PW]`. */
   outputSize: [number, number];
   samplingRatio: number;
@@ -162,7 +177,10 @@ export interface RoiTask {
   image: Uint8Array | undefined;
   /** A user feature map, already checked finite and consistent with its shape. */
   features: FeatureMap | undefined;
-  /** Canonical `[K, 5]` boxes in input-image pixels (before any resize). */
+  /**
+   * Canonical `[K, 5]` boxes in input-image pixels (before any resize); with `params.normalized`, in
+   * fractions of the frame (the pipeline converts them once it knows the image size).
+   */
   boxes: Boxes;
   params: RoiParams;
   /** Return the decoded (and resized) RGB image in the result (the diff pictures need it). */
@@ -306,6 +324,7 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
     params: {
       ops,
       boxFormat: body.boxFormat,
+      normalized: body.normalized,
       outputSize,
       samplingRatio: body.samplingRatio,
       aligned: body.aligned,

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { TooLargeError } from './errors.js';
-import type { Boxes, Pooled } from './ops/index.js';
+import { BOX_FORMATS, type Boxes, type Pooled } from './ops/index.js';
 import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
 import { ROI_OPS, type RoiOp } from './request.js';
 import { encodeFloat32Base64 } from './tensors/base64.js';
@@ -97,7 +97,8 @@ export const timingsSchema = z
 
 export const roiParamsSchema = z.object({
   ops: z.array(z.enum(ROI_OPS)),
-  boxFormat: z.enum(['xyxy', 'xywh', 'cxcywh']),
+  boxFormat: z.enum(BOX_FORMATS),
+  normalized: z.boolean().describe('whether `boxes` were sent as fractions (the echoed boxes are pixels)'),
   outputSize: z.tuple([z.number().int(), z.number().int()]).describe('[PH, PW]'),
   samplingRatio: z.number().int(),
   aligned: z.boolean(),
@@ -115,7 +116,9 @@ export const roiResponseSchema = z
     featureMap: featureMapInfoSchema,
     boxes: z
       .array(z.tuple([z.number(), z.number(), z.number(), z.number(), z.number()]))
-      .describe('canonical boxes (b, x1, y1, x2, y2) in input-image pixels, float32-rounded'),
+      .describe(
+        'canonical boxes (b, x1, y1, x2, y2) in input-image pixels (whatever boxFormat and normalized), float32-rounded',
+      ),
     outputs: z
       .object({
         pool: tensorSchema.optional(),
@@ -179,6 +182,7 @@ export function echoedParams(
   return {
     ops: p.ops,
     boxFormat: p.boxFormat,
+    normalized: p.normalized,
     outputSize: p.outputSize,
     samplingRatio: p.samplingRatio,
     aligned: p.aligned,

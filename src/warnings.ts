@@ -14,7 +14,12 @@ import type { Boxes, Pooled } from './ops/types.js';
 export const WARNINGS_HEADER = 'X-Roiserve-Warnings';
 
 /** The warning codes, stable for clients to match on. */
-export const WARNING_CODES = ['box-outside', 'boxes-look-normalized', 'max-side-capped'] as const;
+export const WARNING_CODES = [
+  'box-outside',
+  'boxes-look-normalized',
+  'boxes-look-pixels',
+  'max-side-capped',
+] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];
 
 /** One warning. */
@@ -32,7 +37,8 @@ export const warningSchema = z
       .enum(WARNING_CODES)
       .describe(
         'box-outside: a box lies wholly outside the image / map; boxes-look-normalized: every coordinate ' +
-          'is within [0, 1.5] on a larger image; max-side-capped: maxSide was over MAX_IMAGE_SIDE',
+          'is within [0, 1.5] on a larger image; boxes-look-pixels: normalized is true but a coordinate is over ' +
+          '1.5 × the image size; max-side-capped: maxSide was over MAX_IMAGE_SIDE',
       ),
     message: z.string().describe('what looks wrong and how to fix it'),
     field: z.string().optional().describe('the request field it is about, e.g. boxes[3]'),
@@ -89,6 +95,8 @@ function outputsAllZero(outputs: readonly Pooled[], k: number): boolean {
  * - `boxes-look-normalized`: `normalized` is off, there is at least one box, every coordinate lies
  *   within [0, {@link NORMALIZED_LOOKALIKE_MAX}] and the frame's shorter side is at least
  *   {@link NORMALIZED_LOOKALIKE_MIN_SIDE}: fractions sent as pixels.
+ * - `boxes-look-pixels`: `normalized` is on and a coordinate is over {@link NORMALIZED_LOOKALIKE_MAX}
+ *   times the frame's size (named: the first such box): pixels sent as fractions.
  *
  * @param boxes - canonical boxes in the frame's units
  * @param frame - the image (or the area the map covers) the boxes refer to
@@ -105,10 +113,13 @@ export function boxWarnings(
   const d = boxes.data;
   let outside = 0;
   let allSmall = boxes.count > 0;
+  let firstLarge = -1;
   for (let k = 0; k < boxes.count; k++) {
     const o = 5 * k;
     const [x1, y1, x2, y2] = [d[o + 1], d[o + 2], d[o + 3], d[o + 4]];
     if (![x1, y1, x2, y2].every((v) => v >= 0 && v <= NORMALIZED_LOOKALIKE_MAX)) allSmall = false;
+    const large = Math.max(x2 / frame.width, y2 / frame.height) > NORMALIZED_LOOKALIKE_MAX;
+    if (firstLarge < 0 && large) firstLarge = k;
     if (x2 > 0 && y2 > 0 && x1 < frame.width && y1 < frame.height) continue;
     outside++;
     if (outside > MAX_BOX_WARNINGS) continue;
@@ -137,6 +148,23 @@ export function boxWarnings(
       message:
         `every box coordinate lies within [0, ${NORMALIZED_LOOKALIKE_MAX}] on ${frame.name}: they look like ` +
         'fractions of the image size, read here as pixels; did you mean normalized: true?',
+    });
+  }
+  if (normalized && firstLarge >= 0) {
+    const o = 5 * firstLarge;
+    const fractions = [
+      d[o + 1] / frame.width,
+      d[o + 2] / frame.height,
+      d[o + 3] / frame.width,
+      d[o + 4] / frame.height,
+    ];
+    warnings.push({
+      code: 'boxes-look-pixels',
+      field: `boxes[${firstLarge}]`,
+      message:
+        `normalized is true, but boxes[${firstLarge}] is (${fractions.map((v) => Number(v.toPrecision(4))).join(', ')}) ` +
+        `as fractions of ${frame.name}, reaching past ${NORMALIZED_LOOKALIKE_MAX}×: it looks like pixels; ` +
+        'did you mean normalized: false?',
     });
   }
   return warnings;

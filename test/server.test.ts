@@ -165,6 +165,7 @@ describe('POST /v1/roi with features', () => {
     expect(body.params).toEqual({
       ops: ['pool', 'align', 'warp'],
       boxFormat: 'xyxy',
+      normalized: false,
       outputSize: [7, 7],
       samplingRatio: 2,
       aligned: true,

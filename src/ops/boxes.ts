@@ -5,13 +5,17 @@
 import { InvalidInputError } from '../errors.js';
 import type { Box, Boxes } from './types.js';
 
+/** The accepted box formats, in the order the API lists them. */
+export const BOX_FORMATS = ['xyxy', 'xywh', 'cxcywh', 'yxyx'] as const;
+
 /**
  * Accepted box formats at the edge:
  * - `xyxy`: `(x1, y1, x2, y2)`, corners (canonical);
  * - `xywh`: `(x, y, w, h)`, top-left corner and size;
- * - `cxcywh`: `(cx, cy, w, h)`, centre and size.
+ * - `cxcywh`: `(cx, cy, w, h)`, centre and size;
+ * - `yxyx`: `(y1, x1, y2, x2)`, corners, y first: TensorFlow's `crop_and_resize` / Object Detection API order.
  */
-export type BoxFormat = 'xyxy' | 'xywh' | 'cxcywh';
+export type BoxFormat = (typeof BOX_FORMATS)[number];
 
 /**
  * C's `round`: half away from zero (`cRound(2.5) = 3`, `cRound(-2.5) = -3`). `Math.round` rounds
@@ -34,6 +38,7 @@ const FORMAT_NAMES: Record<BoxFormat, readonly string[]> = {
   xyxy: ['x1', 'y1', 'x2', 'y2'],
   xywh: ['x', 'y', 'w', 'h'],
   cxcywh: ['cx', 'cy', 'w', 'h'],
+  yxyx: ['y1', 'x1', 'y2', 'x2'],
 };
 
 /** Converts the 4 coordinates of one row to `xyxy` and writes `(b, x1, y1, x2, y2)` at `data[5k]`. */
@@ -62,19 +67,22 @@ function writeRow(
   const d = coords[start + 2];
   const e = coords[start + 3];
   let x1: number, y1: number, x2: number, y2: number;
-  if (format === 'xyxy') {
-    [x1, y1, x2, y2] = [a, c, d, e];
+  if (format === 'xyxy' || format === 'yxyx') {
+    const yFirst = format === 'yxyx';
+    [x1, y1, x2, y2] = yFirst ? [c, a, e, d] : [a, c, d, e];
+    // Index of x2 / y2 within the row, to name the value the user wrote.
+    const [ix2, iy2] = yFirst ? [start + 3, start + 2] : [start + 2, start + 3];
     if (x2 < x1) {
       throw new InvalidInputError(
         `${field}: x2 (${x2}) is smaller than x1 (${x1})`,
-        `${field}[${start + 2}]`,
+        `${field}[${ix2}]`,
         'x2 >= x1',
       );
     }
     if (y2 < y1) {
       throw new InvalidInputError(
         `${field}: y2 (${y2}) is smaller than y1 (${y1})`,
-        `${field}[${start + 3}]`,
+        `${field}[${iy2}]`,
         'y2 >= y1',
       );
     }
@@ -162,6 +170,19 @@ export function toCanonicalBoxes(rows: readonly (readonly number[])[], opts: Can
     writeRow(data, k, b, row, hasBatch ? 1 : 0, format, rowField);
   }
   return { data, count: rows.length };
+}
+
+/**
+ * Turns normalized boxes (coordinates as fractions of a `width × height` frame) into pixels: x × width,
+ * y × height, batch indices kept. The product is rounded to float32, as a float32
+ * `boxes * [W, H, W, H]` in PyTorch or NumPy does (the fractions are float32 already, so the result is
+ * the correctly rounded float32 product of the two).
+ *
+ * @example denormalizeBoxes(toCanonicalBoxes([[0.25, 0.5, 0.75, 1]], { batchSize: 1 }), 640, 480)
+ *   // → (0, 160, 240, 480, 480)
+ */
+export function denormalizeBoxes(boxes: Boxes, width: number, height: number): Boxes {
+  return scaleBoxes(boxes, width, height);
 }
 
 /**

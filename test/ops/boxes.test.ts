@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
-import { boxAt, boxesFromPerImage, cRound, scaleBoxes, toCanonicalBoxes } from '../../src/ops/index.js';
+import {
+  boxAt,
+  boxesFromPerImage,
+  cRound,
+  denormalizeBoxes,
+  scaleBoxes,
+  toCanonicalBoxes,
+} from '../../src/ops/index.js';
 import { fieldOf } from './helpers.js';
 
 describe('cRound', () => {
@@ -115,5 +122,40 @@ describe('scaleBoxes', () => {
     expect(() => scaleBoxes(boxes, 0)).toThrow(InvalidInputError);
     expect(boxAt(scaleBoxes(boxes, 0.5, 0.25), 0)).toEqual({ b: 1, x1: 5, y1: 5, x2: 15, y2: 10 });
     expect(() => scaleBoxes(boxes, 1, Number.NaN)).toThrow(/scaleY/);
+  });
+});
+
+describe('yxyx (TensorFlow crop_and_resize order)', () => {
+  it('reads (y1, x1, y2, x2), with or without a batch index', () => {
+    const boxes = toCanonicalBoxes(
+      [
+        [20, 10, 60, 30],
+        [1, 20, 10, 60, 30],
+      ],
+      { format: 'yxyx', batchSize: 2 },
+    );
+    expect(boxAt(boxes, 0)).toEqual({ b: 0, x1: 10, y1: 20, x2: 30, y2: 60 });
+    expect(boxAt(boxes, 1)).toEqual({ b: 1, x1: 10, y1: 20, x2: 30, y2: 60 });
+  });
+
+  it('names the value the user wrote when a corner is out of order', () => {
+    const o = { batchSize: 1, format: 'yxyx' as const };
+    expect(fieldOf(() => toCanonicalBoxes([[0, 5, 1, 1]], o))).toBe('boxes[0][3]'); // x2 < x1
+    expect(fieldOf(() => toCanonicalBoxes([[5, 0, 1, 1]], o))).toBe('boxes[0][2]'); // y2 < y1
+    expect(fieldOf(() => toCanonicalBoxes([[0, 0, 5, 1, 1]], o))).toBe('boxes[0][4]'); // x2 < x1, after b
+  });
+});
+
+describe('denormalizeBoxes', () => {
+  it('multiplies x by the width and y by the height, keeping the batch index', () => {
+    const fractions = toCanonicalBoxes([[1, 0.25, 0.5, 0.75, 1]], { batchSize: 2 });
+    expect(Array.from(denormalizeBoxes(fractions, 640, 480).data)).toEqual([1, 160, 240, 480, 480]);
+  });
+
+  it('rounds like a float32 boxes * [W, H, W, H]', () => {
+    const fractions = toCanonicalBoxes([[0.1, 0.2, 0.3, 0.7]], { batchSize: 1 });
+    const px = denormalizeBoxes(fractions, 333, 777).data;
+    expect(px[1]).toBe(Math.fround(Math.fround(0.1) * 333));
+    expect(px[4]).toBe(Math.fround(Math.fround(0.7) * 777));
   });
 });

@@ -245,3 +245,81 @@ describe('warnings', () => {
     );
   });
 });
+
+describe('box conventions: boxFormat yxyx and normalized', () => {
+  const map = randomMap([1, 2, 10, 12], 9); // spatialScale 0.5: covers 24×20 pixels
+  const base = { features: featuresField(map), spatialScale: 0.5, outputSize: [2, 3] };
+  const pixels = [
+    [3, 2, 15, 11],
+    [0, 0, 24, 20],
+  ];
+
+  async function expectSameOutputs(a: ReturnType<typeof roi>, b: ReturnType<typeof roi>) {
+    const [ja, jb] = [(await a).json(), (await b).json()];
+    for (const op of ['pool', 'align', 'warp']) {
+      expect(tensorData(jb.outputs[op])).toEqual(tensorData(ja.outputs[op]));
+    }
+    expect(jb.boxes).toEqual(ja.boxes);
+    expect(jb.coverage).toEqual(ja.coverage);
+    return jb;
+  }
+
+  it('yxyx gives the xyxy results; boxes are echoed as canonical xyxy pixels', async () => {
+    const yxyx = pixels.map(([x1, y1, x2, y2]) => [y1, x1, y2, x2]);
+    const body = await expectSameOutputs(
+      roi({ ...base, boxes: pixels }),
+      roi({ ...base, boxes: yxyx, boxFormat: 'yxyx' }),
+    );
+    expect(body.boxes).toEqual([
+      [0, 3, 2, 15, 11],
+      [0, 0, 0, 24, 20],
+    ]);
+    expect(body.params).toMatchObject({ boxFormat: 'yxyx', normalized: false });
+  });
+
+  it('normalized with features: fractions of the area the map covers (W / spatialScale × H / spatialScale)', async () => {
+    const fractions = pixels.map(([x1, y1, x2, y2]) => [x1 / 24, y1 / 20, x2 / 24, y2 / 20]);
+    const body = await expectSameOutputs(
+      roi({ ...base, boxes: pixels }),
+      roi({ ...base, boxes: fractions, normalized: true }),
+    );
+    expect(body.params.normalized).toBe(true);
+    expect(body.warnings).toEqual([]); // no "did you mean normalized" once it is said
+  });
+
+  it('normalized with features and imageSize: fractions of imageSize; combines with yxyx', async () => {
+    const fractions = pixels.map(([x1, y1, x2, y2]) => [y1 / 40, x1 / 32, y2 / 40, x2 / 32]);
+    await expectSameOutputs(
+      roi({ ...base, imageSize: [32, 40], boxes: pixels }),
+      roi({ ...base, imageSize: [32, 40], boxes: fractions, boxFormat: 'yxyx', normalized: true }),
+    );
+  });
+
+  it('normalized with an image: fractions of the image as sent', async () => {
+    await app.readiness.settled;
+    const image = (await testPng(96, 64)).toString('base64');
+    const px = [[12, 8, 60, 40]];
+    const body = await expectSameOutputs(
+      roi({ image, boxes: px, outputSize: 2 }),
+      roi({ image, boxes: [[12 / 96, 8 / 64, 60 / 96, 40 / 64]], normalized: true, outputSize: 2 }),
+    );
+    expect(body.boxes).toEqual([[0, 12, 8, 60, 40]]);
+  });
+
+  it('normalized but the boxes look like pixels: a boxes-look-pixels warning', async () => {
+    const r = await roi({
+      ...base,
+      boxes: [
+        [0.1, 0.1, 0.5, 0.5],
+        [3, 2, 15, 11],
+      ],
+      normalized: true,
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().warnings).toContainEqual({
+      code: 'boxes-look-pixels',
+      field: 'boxes[1]',
+      message: expect.stringContaining('did you mean normalized: false?'),
+    });
+  });
+});
