@@ -6,7 +6,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CHANNEL_REDUCTIONS, checkChannel, MAX_DIFF_BOXES } from '../src/diff-options.js';
-import { observeStages, serverTiming } from '../src/metrics.js';
+import { recordTimings } from '../src/http/timing.js';
 import { limitsFrom, multipartToJsonBody, prepareRoi, roiInputFields, ROI_OPS } from '../src/request.js';
 import {
   boxCoverageSchema,
@@ -109,11 +109,6 @@ export type DiffResponse = z.output<typeof diffResponseSchema>;
 
 const diffRoutes: FastifyPluginAsyncZod = async (app) => {
   const limits = limitsFrom(app.config);
-  // Error responses carry the header too (all stages 0 when the work never ran).
-  app.addHook('onSend', async (_request, reply, payload) => {
-    if (!reply.hasHeader('Server-Timing')) reply.header('Server-Timing', serverTiming({}));
-    return payload;
-  });
 
   app.route({
     method: 'POST',
@@ -169,9 +164,9 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
         channel: body.channel,
         format: body.format,
       });
-      observeStages(app.metrics, out.timings);
+      recordTimings(request, app.metrics, out.timings);
       for (const op of ROI_OPS) app.metrics.boxes.inc({ op }, out.boxCount);
-      reply.header('Server-Timing', serverTiming(out.timings)).type(out.contentType);
+      reply.type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `inline; filename="${out.filename}"`);
       if (!out.overlay) reply.header('X-Diff-Overlay', 'none; features input without an image');
       const warnings = warningsHeaderValue(out.warnings);

@@ -1,7 +1,7 @@
 /** `POST /v1/features`: an image in, the backbone's feature map `[1, C, H, W]` out (JSON or `.npy`). */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { observeStages, serverTiming } from '../src/metrics.js';
+import { recordTimings } from '../src/http/timing.js';
 import { multipartToJsonBody } from '../src/request.js';
 import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from '../src/responses.js';
 import { decodeBase64Bytes } from '../src/tensors/base64.js';
@@ -50,8 +50,8 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
       const image = decodeBase64Bytes(request.body.image, 'image');
       // The worker runs the backbone and encodes the body; this thread only sends it.
       const out = await app.work.features(image, request.body.format);
-      observeStages(app.metrics, out.timings);
-      reply.header('Server-Timing', serverTiming(out.timings)).type(out.contentType);
+      recordTimings(request, app.metrics, out.timings);
+      reply.type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);
       // The encoded bytes bypass the serializer; their JSON form is `featuresResponseSchema` (tested).
       return reply.send(out.body as unknown as FeaturesResponse);

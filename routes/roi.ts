@@ -5,7 +5,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { InvalidInputError } from '../src/errors.js';
-import { observeStages, serverTiming } from '../src/metrics.js';
+import { recordTimings } from '../src/http/timing.js';
 import { problemResponse } from '../src/http/openapi.js';
 import {
   limitsFrom,
@@ -42,12 +42,6 @@ export const TINY_FEATURES = { shape: [1, 1, 2, 2], layout: 'NCHW', data: 'AACAP
 
 const roiRoutes: FastifyPluginAsyncZod = async (app) => {
   const limits = limitsFrom(app.config);
-
-  // Error responses carry the header too (all stages 0 when the work never ran).
-  app.addHook('onSend', async (_request, reply, payload) => {
-    if (!reply.hasHeader('Server-Timing')) reply.header('Server-Timing', serverTiming({}));
-    return payload;
-  });
 
   app.route({
     method: 'POST',
@@ -111,9 +105,9 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       }
       // The worker runs the operators and encodes the body; this thread only sends it.
       const out = await app.work.roiEncoded(task, body.format, body.encoding);
-      observeStages(app.metrics, out.timings);
+      recordTimings(request, app.metrics, out.timings);
       for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
-      reply.header('Server-Timing', serverTiming(out.timings)).type(out.contentType);
+      reply.type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);
       // Every format: a .npy body has no room for them, and a client may read only the header.
       const warnings = warningsHeaderValue(out.warnings);

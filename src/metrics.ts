@@ -15,8 +15,11 @@ export interface Metrics {
   requests: Counter<'method' | 'route' | 'status'>;
   /** `roiserve_http_request_duration_seconds{method, route, status}` */
   requestDuration: Histogram<'method' | 'route' | 'status'>;
-  /** `roiserve_stage_duration_seconds{stage}`: decode, backbone, pool, align, warp, encode. */
-  stageDuration: Histogram<'stage'>;
+  /**
+   * `roiserve_stage_duration_seconds{stage, route}`: decode, backbone, pool, align, warp, encode, by
+   * route pattern (a PNG sheet's encode and an `.npy`'s are different histograms).
+   */
+  stageDuration: Histogram<'stage' | 'route'>;
   /** `roiserve_boxes_processed_total{op}`: boxes run through each operator. */
   boxes: Counter<'op'>;
 }
@@ -44,8 +47,8 @@ export function createMetrics(pool: WorkPool): Metrics {
   });
   const stageDuration = new Histogram({
     name: 'roiserve_stage_duration_seconds',
-    help: 'Duration of pipeline stages (decode, backbone, pool, align, warp, encode)',
-    labelNames: ['stage'] as const,
+    help: 'Duration of pipeline stages (decode, backbone, pool, align, warp, encode) by route pattern',
+    labelNames: ['stage', 'route'] as const,
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
@@ -90,15 +93,24 @@ export function createMetrics(pool: WorkPool): Metrics {
   return { registry, requests, requestDuration, stageDuration, boxes };
 }
 
-/** Records stage timings (milliseconds) into the stage histogram; stages that did not run (0) are skipped. */
-export function observeStages(metrics: Metrics, timings: Partial<Record<Stage, number>>): void {
-  for (const stage of STAGES) {
+/**
+ * The stages that ran: the pipeline starts every stage at 0 and sets those it runs, and a stage that
+ * ran always measures more than 0 (performance.now() has sub-microsecond resolution).
+ */
+export function stagesThatRan(timings: Partial<Record<string, number>>): Stage[] {
+  return STAGES.filter((stage) => {
     const ms = timings[stage];
-    if (ms !== undefined && ms > 0) metrics.stageDuration.observe({ stage }, ms / 1000);
-  }
+    return typeof ms === 'number' && ms > 0;
+  });
 }
 
-/** `Server-Timing` header value: `decode;dur=1.2, backbone;dur=30.5, …` for every stage, 0 when skipped. */
-export function serverTiming(timings: Partial<Record<Stage, number>>): string {
-  return STAGES.map((stage) => `${stage};dur=${(timings[stage] ?? 0).toFixed(2)}`).join(', ');
+/** Records stage timings (milliseconds) into the stage histogram, labelled by route; stages that did not run are skipped. */
+export function observeStages(
+  metrics: Metrics,
+  route: string,
+  timings: Partial<Record<string, number>>,
+): void {
+  for (const stage of stagesThatRan(timings)) {
+    metrics.stageDuration.observe({ stage, route }, (timings[stage] as number) / 1000);
+  }
 }

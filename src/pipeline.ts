@@ -33,6 +33,8 @@ export interface RoiTimings {
   pool: number;
   align: number;
   warp: number;
+  /** Wait for a worker, set by the pool (`src/pool.ts`) on the way back; never by the pipeline. */
+  queue?: number;
 }
 
 /** The decoded image, when the input was one. Coordinates of the ops are in `width × height`. */

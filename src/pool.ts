@@ -41,13 +41,16 @@ export type WorkerTask =
 /** A response body the worker encoded, with the stage timings (ms) for `Server-Timing`. */
 export interface EncodedWork extends Omit<EncodedBody, 'body'> {
   body: Buffer;
-  timings: Partial<Record<Stage, number>>;
+  /** Stage timings (ms); `queue` is the wait for a worker, added by the pool. */
+  timings: Partial<Record<Stage | 'queue', number>>;
 }
 
 /** Per-reply bookkeeping: which thread answered and how many tfjs tensors it holds now. */
 export interface WorkerStats {
   threadId: number;
   tensors: number;
+  /** When the worker took the task (`performance.timeOrigin + performance.now()`, ms since the epoch). */
+  startedAt: number;
 }
 
 /** A worker's answer; errors travel as data because structured cloning drops their class. */
@@ -100,6 +103,16 @@ export function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): 
 /** A zero-copy Buffer view of bytes that crossed the thread boundary (they arrive as a Uint8Array). */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Adds `queue` (ms from submission to the worker taking the task) to a result's `timings`, for
+ * `Server-Timing`; results without timings (the backbone description) pass unchanged.
+ */
+function withQueueTime(value: unknown, queueMs: number): unknown {
+  const timings = (value as { timings?: unknown } | null)?.timings;
+  if (timings !== null && typeof timings === 'object') (timings as Record<string, number>).queue = queueMs;
+  return value;
 }
 
 /**
@@ -165,6 +178,8 @@ export class WorkPool {
     }
     this.#inFlight++;
     let reply: WorkerReply;
+    // Wall clock on both sides (each thread has its own performance.timeOrigin).
+    const submittedAt = performance.timeOrigin + performance.now();
     try {
       reply = (await this.#piscina.run(task, { transferList })) as WorkerReply;
     } catch (err) {
@@ -175,7 +190,7 @@ export class WorkPool {
       this.#inFlight--;
     }
     this.#tensors.set(reply.stats.threadId, reply.stats.tensors);
-    if (reply.ok) return reply.value;
+    if (reply.ok) return withQueueTime(reply.value, Math.max(0, reply.stats.startedAt - submittedAt));
     const { status, message, field, expected } = reply.error;
     if (status >= 500) throw new WorkerFailure(message);
     throw new RoiServeError(status, message, field, expected);

@@ -19,6 +19,7 @@ import { requireApiKey } from './http/auth.js';
 import { buildMetricsListener } from './http/metrics-listener.js';
 import { useJsonBodyParser } from './http/json-body.js';
 import { collectRoutes } from './http/route-index.js';
+import { serverTiming } from './http/timing.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
 import backboneRoutes from '../routes/backbone.js';
 import diffRoutes from '../routes/diff.js';
@@ -193,6 +194,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     const body = problem(404, `no route ${request.method} ${path}`, undefined, path);
     void reply.code(404).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   });
+
+  // Server-Timing (total, parse, queue, the stages that ran) on every response, errors included.
+  serverTiming(app);
 
   app.addHook('onResponse', async (request, reply) => {
     const labels = {

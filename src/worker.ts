@@ -88,6 +88,8 @@ function encodedWork(
 
 /** Handles one task from the pool (see `WorkerTask` in `src/pool.ts`). */
 export default async function handle(task: WorkerTask): Promise<WorkerReply> {
+  // When this task left the queue (wall clock, comparable across threads): the pool's `queue` time.
+  const startedAt = performance.timeOrigin + performance.now();
   let value: unknown;
   let transfers: ArrayBuffer[] = [];
   try {
@@ -148,9 +150,9 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
             field: '',
             expected: '',
           };
-    return { ok: false, error, stats: { threadId, tensors: tensorCount() } };
+    return { ok: false, error, stats: { threadId, tensors: tensorCount(), startedAt } };
   }
-  const reply: WorkerReply = { ok: true, value, stats: { threadId, tensors: tensorCount() } };
+  const reply: WorkerReply = { ok: true, value, stats: { threadId, tensors: tensorCount(), startedAt } };
   if (transfers.length === 0) return reply;
   const movable = { [Piscina.transferableSymbol]: transfers, [Piscina.valueSymbol]: reply };
   return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as WorkerReply;

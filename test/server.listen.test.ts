@@ -68,7 +68,9 @@ describe('multipart/form-data', () => {
       ),
     });
     expect(r.status).toBe(200);
-    expect(r.headers.get('server-timing')).toMatch(/^decode;dur=[\d.]+, backbone;dur=[\d.]+/);
+    expect(r.headers.get('server-timing')).toMatch(
+      /^total;dur=[\d.]+, parse;dur=[\d.]+, queue;dur=[\d.]+, decode;dur=[\d.]+, backbone;dur=[\d.]+, warp;dur=[\d.]+, encode;dur=[\d.]+$/,
+    );
     const out = readNpy(new Uint8Array(await r.arrayBuffer()));
     expect(out.shape).toEqual([2, 256, 4, 4]);
     const map: FeatureMap = { data: npyMap.data, shape: [1, 256, 3, 5], layout: 'NCHW' };
