@@ -86,7 +86,7 @@ describe('health, readiness, metrics', () => {
     expect(text).toMatch(
       /roiserve_http_request_duration_seconds_bucket\{le="0.1",method="POST",route="\/v1\/roi"/,
     );
-    expect(text).toMatch(/roiserve_stage_duration_seconds_count\{stage="align"\} \d+/);
+    expect(text).toMatch(/roiserve_stage_duration_seconds_count\{stage="align",route="\/v1\/roi"\} \d+/);
     expect(text).toMatch(/roiserve_boxes_processed_total\{op="warp"\} \d+/);
     expect(text).toMatch(/roiserve_tfjs_tensors [1-9]\d*/);
     expect(text).toMatch(/nodejs_eventloop_lag_seconds \d/);
