@@ -9,6 +9,7 @@ const sections: Record<string, Section> = {
   ops: async () => (await import('./ops.js')).runOpsBench(),
   backbone: async () => (await import('./backbone.js')).runBackboneBench(),
   budget: async () => (await import('./work_budget.js')).runWorkBudgetBench(),
+  render: async () => (await import('./render.js')).runRenderBench(),
 };
 
 async function main(): Promise<void> {

@@ -84,6 +84,8 @@ export async function encodeDiff(
     channel: options.channel,
     maxBoxes: options.maxBoxes,
     notes: resizedNote ? [resizedNote] : [],
+    // The PNG sheet shows the overlay, not the heatmap, when there is an image: do not render it.
+    featureHeatmap: options.format === 'json',
   });
   const common = { overlay: image !== null, boxCount: result.boxes.count, warnings: result.warnings };
 

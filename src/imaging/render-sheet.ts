@@ -13,14 +13,13 @@
  * 4000 px photo and a 200 px icon give sheets of the same legible size. Text is drawn as glyph outlines
  * (see `text.ts`), never with system fonts.
  */
-import sharp, { type OverlayOptions } from 'sharp';
+import sharp from 'sharp';
 import { FILL_OPACITY, PALETTE, hex, type ColormapName, type Rgb } from './colormap.js';
 import {
   colorbarImage,
   formatNumber,
   heatmapImage,
   pairStats,
-  rawInput,
   reduceDifference,
   reduceFeatureMap,
   reducePooled,
@@ -73,6 +72,11 @@ export interface DiffRenderInput {
   maxBoxes?: number;
   /** Extra header lines (e.g. that the image was resized). Default none. */
   notes?: readonly string[];
+  /**
+   * Whether to render the feature heatmap when the sheet does not show it (image input: the sheet shows
+   * the overlay; only the JSON has the heatmap). Default true; the PNG sheet passes false to save its cost.
+   */
+  featureHeatmap?: boolean;
 }
 
 /** Difference statistics of one box (or all boxes) for each pair of ops. */
@@ -87,7 +91,7 @@ export interface DiffRender {
   sheet: RgbImage;
   /** Overlay strip (both overlays and the legend); absent without an image. */
   overlay?: RgbImage;
-  /** Feature heatmap with boxes; absent without a feature map. */
+  /** Feature heatmap with boxes; absent without a feature map, or when not asked for (`featureHeatmap`). */
   featureHeatmap?: RgbImage;
   /** One panel row per shown box. */
   rows: RgbImage[];
@@ -247,22 +251,25 @@ export async function renderOverlay(
     const ly = Math.min(Math.max(box.y1 * sy + 17, 15), dh - 4);
     layers.labels += svgText(label, lx, ly, { size: 14, weight: 'bold', fill: '#ffffff', halo });
   }
-  const svg =
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${dw}" height="${dh}">` +
-    layers.grid +
-    layers.fills +
-    layers.read +
-    layers.box +
-    layers.labels +
-    `</svg>`;
-  const image = await toRgb(
-    sharp(Buffer.from(base.data.buffer, base.data.byteOffset, base.data.byteLength), {
-      raw: { width: base.width, height: base.height, channels: base.channels },
-    })
-      // Upscaling stays nearest (pixels and feature cells stay crisp); downscaling filters properly.
-      .resize(dw, dh, { fit: 'fill', kernel: dw >= base.width && dh >= base.height ? 'nearest' : 'lanczos3' })
-      .composite([{ input: Buffer.from(svg), left: 0, top: 0 }]),
-  );
+  const svg = layers.grid + layers.fills + layers.read + layers.box + layers.labels;
+  // The strip hands a base already at display size (resized once for both overlays); anything else is
+  // resized here. Upscaling stays nearest (pixels and feature cells stay crisp); downscaling filters.
+  const sized: RgbImage =
+    base.width === dw && base.height === dh && base.channels === 3
+      ? {
+          data: Buffer.from(base.data.buffer, base.data.byteOffset, base.data.byteLength),
+          width: dw,
+          height: dh,
+        }
+      : await toRgb(
+          sharp(Buffer.from(base.data.buffer, base.data.byteOffset, base.data.byteLength), {
+            raw: { width: base.width, height: base.height, channels: base.channels },
+          }).resize(dw, dh, {
+            fit: 'fill',
+            kernel: dw >= base.width && dh >= base.height ? 'nearest' : 'lanczos3',
+          }),
+        );
+  const image = await compose(dw, dh, [{ image: sized, left: 0, top: 0 }], svg);
   return { image, gridDrawn };
 }
 
@@ -353,29 +360,63 @@ function solid(width: number, height: number, [r, g, b]: Rgb): RgbImage {
   return { data, width, height };
 }
 
-/** Renders an SVG of size `width × height` over a white canvas with raw rasters placed under it. */
-async function compose(
+/**
+ * Copies `image` into `canvas` with its top-left corner at `(left, top)` (rounded), clipped to the canvas.
+ * Row copies in JS: libvips' composite of raw layers cost ~150 ms for one sheet, this ~1 ms.
+ */
+function blit(canvas: RgbImage, image: RgbImage, left: number, top: number): void {
+  const x0 = Math.round(left);
+  const y0 = Math.round(top);
+  const from = Math.max(0, -x0);
+  const to = Math.min(image.width, canvas.width - x0);
+  if (to <= from) return;
+  for (let y = Math.max(0, -y0); y < image.height && y0 + y < canvas.height; y++) {
+    const src = (y * image.width + from) * 3;
+    image.data.copy(canvas.data, ((y0 + y) * canvas.width + x0 + from) * 3, src, src + (to - from) * 3);
+  }
+}
+
+/**
+ * Renders an SVG body (the markup inside `<svg>`) of size `width × height` over a white canvas with raw
+ * rasters placed under it. The rasters are copied in JS and the SVG, rasterised alone by librsvg, is
+ * blended here with the arithmetic of libvips' `over` for 8-bit images (float32, truncated), so the pixels
+ * are those of `sharp().composite()` (a rare edge value one level apart) at about half the cost: the
+ * composites were the sheet's largest cost (`npm run bench -- render`).
+ */
+export async function compose(
   width: number,
   height: number,
   rasters: readonly { image: RgbImage; left: number; top: number }[],
   svg: string,
 ): Promise<RgbImage> {
-  const layers: OverlayOptions[] = rasters.map(({ image, left, top }) => ({
-    input: image.data,
-    ...rawInput(image),
-    left: Math.round(left),
-    top: Math.round(top),
-  }));
-  if (svg) {
-    layers.push({
-      input: Buffer.from(
-        `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg}</svg>`,
-      ),
-      left: 0,
-      top: 0,
-    });
+  const canvas: RgbImage = { data: Buffer.alloc(width * height * 3, 255), width, height };
+  for (const { image, left, top } of rasters) blit(canvas, image, left, top);
+  if (!svg) return canvas;
+  const { data: layer } = await sharp(
+    Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg}</svg>`),
+  )
+    .ensureAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const out = canvas.data;
+  for (let i = 0, o = 0; o < out.length; i += 4, o += 3) {
+    const a = layer[i + 3];
+    if (a === 0) continue;
+    if (a === 255) {
+      out[o] = layer[i];
+      out[o + 1] = layer[i + 1];
+      out[o + 2] = layer[i + 2];
+    } else {
+      // out = src·α + dst·(1 − α) in float32, truncated, as libvips computes it (tested).
+      const fr = Math.fround;
+      const f = fr(a / 255);
+      const g = fr(1 - f);
+      out[o] = fr(fr(layer[i] * f) + fr(out[o] * g)) | 0;
+      out[o + 1] = fr(fr(layer[i + 1] * f) + fr(out[o + 1] * g)) | 0;
+      out[o + 2] = fr(fr(layer[i + 2] * f) + fr(out[o + 2] * g)) | 0;
+    }
   }
-  return toRgb(sharp({ create: { width, height, channels: 3, background: '#ffffff' } }).composite(layers));
+  return canvas;
 }
 
 function channelLabel(channel: ChannelSelect, channels: number): string {
@@ -668,12 +709,15 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   const K = input.boxes.count;
   const shown = Math.max(0, Math.min(K, maxBoxes));
 
-  // The parts are independent: let libvips rasterise them in parallel.
-  const [overlay, feature, rows] = await Promise.all([
-    input.image ? renderOverlayStrip(input, shown) : undefined,
-    input.features ? renderFeaturePanel(input, channel, shown) : undefined,
-    Promise.all(Array.from({ length: shown }, (_, k) => renderRow(input, k, channel))),
-  ]);
+  // One part after the other: this runs in a worker, next to other workers; rasterising the parts in
+  // parallel only made them wait for each other's libvips threads (slower on 2 cores, not faster).
+  const overlay = input.image ? await renderOverlayStrip(input, shown) : undefined;
+  const feature =
+    input.features && (!input.image || input.featureHeatmap !== false)
+      ? await renderFeaturePanel(input, channel, shown)
+      : undefined;
+  const rows: RgbImage[] = [];
+  for (let k = 0; k < shown; k++) rows.push(await renderRow(input, k, channel));
 
   // Header: what was computed, with which parameters.
   const [PH, PW] = input.params.outputSize;

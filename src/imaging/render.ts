@@ -186,15 +186,21 @@ export function heatmapImage(
   const width = cols * cell;
   const height = rows * cell;
   const data = Buffer.alloc(width * height * 3);
-  for (let py = 0; py < height; py++) {
-    const row = Math.floor(py / cell) * cols;
-    for (let px = 0; px < width; px++) {
-      const li = colormapIndex(values[row + Math.floor(px / cell)], min, max) * 3;
-      const o = (py * width + px) * 3;
-      data[o] = lut[li];
-      data[o + 1] = lut[li + 1];
-      data[o + 2] = lut[li + 2];
+  const rowBytes = width * 3;
+  // Colour each value once, fill its cell across the first pixel row of the block, then copy that row
+  // down the block: a per-pixel colormap lookup made the heatmaps a visible part of a sheet's cost.
+  for (let r = 0; r < rows; r++) {
+    const first = r * cell * rowBytes;
+    for (let c = 0; c < cols; c++) {
+      const li = colormapIndex(values[r * cols + c], min, max) * 3;
+      let o = first + c * cell * 3;
+      for (let i = 0; i < cell; i++, o += 3) {
+        data[o] = lut[li];
+        data[o + 1] = lut[li + 1];
+        data[o + 2] = lut[li + 2];
+      }
     }
+    for (let i = 1; i < cell; i++) data.copy(data, first + i * rowBytes, first, first + rowBytes);
   }
   return { data, width, height };
 }
@@ -205,7 +211,11 @@ export function colorbarImage(width: number, height: number, colormap: ColormapN
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) {
     const li = colormapIndex(height - 1 - y, 0, Math.max(1, height - 1)) * 3;
-    for (let x = 0; x < width; x++) data.set([lut[li], lut[li + 1], lut[li + 2]], (y * width + x) * 3);
+    for (let o = y * width * 3; o < (y + 1) * width * 3; o += 3) {
+      data[o] = lut[li];
+      data[o + 1] = lut[li + 1];
+      data[o + 2] = lut[li + 2];
+    }
   }
   return { data, width, height };
 }
