@@ -73,6 +73,8 @@ export function defaultDiffResult(): RoiResult {
       originalWidth: WIDTH,
       originalHeight: HEIGHT,
       scale: 1,
+      scaleX: 1,
+      scaleY: 1,
       format: 'png',
     },
     rgb: scene(),
@@ -95,6 +97,7 @@ export function defaultDiffResult(): RoiResult {
     coverage: Array.from({ length: BOXES }, (_, k) =>
       coverage(boxAt(boxes, k), { spatialScale, imageSize: [WIDTH, HEIGHT] }),
     ),
+    warnings: [],
     timings: { decode: 0, backbone: 0, pool: 0, align: 0, warp: 0 },
   };
 }
