@@ -60,6 +60,7 @@ export function defaultDiffResult(): RoiResult {
     params: {
       ops: ['pool', 'align', 'warp'],
       boxFormat: 'xyxy',
+      normalized: false,
       outputSize: [OUT, OUT],
       samplingRatio: 2,
       aligned: true,
