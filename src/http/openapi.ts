@@ -12,7 +12,8 @@
  *   both `image` and `features`, which is a 400);
  * - components nobody refers to are dropped, and a request component keeps its plain name
  *   (`RoiRequest`, not the library's `RoiRequestInput`) when no output schema has that name;
- * - an operation without an `operationId` gets one from its method and path.
+ * - an operation without an `operationId` gets one from its method and path;
+ * - zod's ±`MAX_SAFE_INTEGER` bounds of every integer are left out.
  */
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -108,23 +109,34 @@ function isStructured(schema: Json, components: Json): boolean {
  * The `multipart/form-data` schema for a JSON body schema: file parts binary, structured fields as
  * JSON text (a string, documented as such), scalars as they are (busboy hands every field over as
  * text; `src/request.ts` parses `0.25`, `false`, `[[0,0,10,10]]` back).
+ *
+ * Defaults move into the descriptions: swagger-ui sends every field that has a default (`layout=NCHW`
+ * without a `features` part is a 400), while a field left out gets the same default from the server.
+ * Structured fields that the operation's JSON example sets get that value as JSON text for their
+ * example, so the form starts with boxes that work rather than the placeholder `string`.
  */
-export function multipartSchema(jsonBody: Json, components: Json): Json {
+export function multipartSchema(jsonBody: Json, components: Json, example: unknown = undefined): Json {
   const properties: Json = {};
   const jsonProperties = isObject(jsonBody.properties) ? jsonBody.properties : {};
+  const examples = isObject(example) ? example : {};
   for (const [name, raw] of Object.entries(jsonProperties)) {
-    const property = isObject(raw) ? raw : {};
-    const description = typeof property.description === 'string' ? property.description : undefined;
+    const { default: fallback, ...property } = isObject(raw) ? raw : {};
+    const described = [
+      typeof property.description === 'string' ? property.description : '',
+      fallback === undefined ? '' : `(default: \`${JSON.stringify(fallback)}\`)`,
+    ]
+      .filter(Boolean)
+      .join(' ');
     if (name in FILE_PARTS) {
       properties[name] = { type: 'string', format: 'binary', description: FILE_PARTS[name] };
     } else if (isStructured(property, components)) {
       properties[name] = {
         type: 'string',
-        description: `JSON text${description ? `: ${description}` : ''}`,
-        ...(property.default !== undefined ? { default: JSON.stringify(property.default) } : {}),
+        description: `JSON text: ${described}`,
+        ...(examples[name] !== undefined ? { example: JSON.stringify(examples[name]) } : {}),
       };
     } else {
-      properties[name] = property;
+      properties[name] = { ...property, ...(described ? { description: described } : {}) };
     }
   }
   if ('features' in jsonProperties) {
@@ -132,14 +144,40 @@ export function multipartSchema(jsonBody: Json, components: Json): Json {
     properties.layout = {
       type: 'string',
       enum: ['NCHW', 'NHWC'],
-      default: 'NCHW',
-      description: 'memory order of the `features` .npy part: NCHW (PyTorch, ONNX) or NHWC (TensorFlow)',
+      description:
+        'memory order of the `features` .npy part: NCHW (PyTorch, ONNX) or NHWC (TensorFlow); only with ' +
+        '`features` (default: `"NCHW"`)',
     };
   }
   const out: Json = { type: 'object', properties };
   if (Array.isArray(jsonBody.required)) out.required = jsonBody.required;
   if (typeof jsonBody.description === 'string') out.description = jsonBody.description;
   return out;
+}
+
+/**
+ * The form's example: only the fields whose schema has one (`boxes`). Without it swagger-ui fills
+ * every field with a made-up sample (`imageSize=string`, `samplingRatio=9007199254740991`), a 400.
+ */
+function formExample(schema: Json): { example?: Json } {
+  const example: Json = {};
+  for (const [name, property] of Object.entries(isObject(schema.properties) ? schema.properties : {})) {
+    if (isObject(property) && property.example !== undefined) example[name] = property.example;
+  }
+  return Object.keys(example).length > 0 ? { example } : {};
+}
+
+/**
+ * Removes the bounds zod writes for every `.int()` (±`Number.MAX_SAFE_INTEGER`): they say nothing to a
+ * reader, and swagger-ui takes them as sample values (`samplingRatio=9007199254740991`).
+ */
+function dropSafeIntegerBounds(value: unknown): void {
+  if (Array.isArray(value)) for (const v of value) dropSafeIntegerBounds(v);
+  else if (isObject(value)) {
+    if (value.minimum === Number.MIN_SAFE_INTEGER) delete value.minimum;
+    if (value.maximum === Number.MAX_SAFE_INTEGER) delete value.maximum;
+    for (const v of Object.values(value)) dropSafeIntegerBounds(v);
+  }
 }
 
 /** `post /v1/roi` → `postV1Roi`. */
@@ -185,8 +223,9 @@ export function finishDocument(input: Json): Json {
       const content =
         isObject(op.requestBody) && isObject(op.requestBody.content) ? op.requestBody.content : {};
       const json = content['application/json'];
-      if (op['x-example'] !== undefined) {
-        if (isObject(json)) json.example = op['x-example'];
+      const example = op['x-example'];
+      if (example !== undefined) {
+        if (isObject(json)) json.example = example;
         delete op['x-example'];
       }
       const multipart = content['multipart/form-data'];
@@ -194,17 +233,19 @@ export function finishDocument(input: Json): Json {
         const jsonBody = deref(json.schema, components);
         if (jsonBody) {
           const ref = isObject(json.schema) ? json.schema.$ref : undefined;
-          const schema = multipartSchema(jsonBody, components);
+          const schema = multipartSchema(jsonBody, components, example);
           if (typeof ref === 'string') {
             // A named component of its own, so generated clients get a type for the form too.
             const name = `${ref.slice(SCHEMAS.length).replace(/Input$/, '')}Multipart`;
             components[name] = schema;
-            content['multipart/form-data'] = { schema: { $ref: SCHEMAS + name } };
-          } else content['multipart/form-data'] = { schema };
+            content['multipart/form-data'] = { schema: { $ref: SCHEMAS + name }, ...formExample(schema) };
+          } else content['multipart/form-data'] = { schema, ...formExample(schema) };
         }
       }
     }
   }
+
+  dropSafeIntegerBounds(doc);
 
   // fastify-type-provider-zod emits every registered schema twice (`X` as output, `XInput` as input):
   // keep what the document uses, and give request schemas their plain names where free.
