@@ -13,8 +13,12 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 # ---------------------------------------------------------------- deps: everything tsc needs
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-COPY package.json package-lock.json .npmrc ./
+# ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node's install script would download its CUDA provider;
+# the project denies that script in package.json `allowScripts`, which the npm 10 of this base image
+# does not read (npm >= 11.16 does). It is a devDependency, so only a full install could run it.
+ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
+    ONNXRUNTIME_NODE_INSTALL=skip
+COPY package.json package-lock.json ./
 # --ignore-scripts: the compiler needs no native binaries, so no downloads (tfjs-node, onnxruntime-node)
 # are attempted here. The npm cache this fills lets prod-deps install offline from the same tarballs.
 RUN npm ci --ignore-scripts
@@ -22,7 +26,8 @@ RUN npm ci --ignore-scripts
 # ---------------------------------------------------------------- prod-deps: runtime node_modules
 FROM deps AS prod-deps
 # A real `npm ci --omit=dev` with install scripts (npm 10 in the base ignores package.json
-# `allowScripts`; .npmrc keeps onnxruntime-node's download off, and it is a devDependency anyway).
+# `allowScripts`; ONNXRUNTIME_NODE_INSTALL above keeps onnxruntime-node's download off, and it is a
+# devDependency anyway).
 # @tensorflow/tfjs-node is an optionalDependency: its install script downloads libtensorflow. Where the
 # network allows it the image gets the native backend; where it fails npm drops the package and the
 # service uses the wasm backend. Either way the build goes on; the log line below says which.

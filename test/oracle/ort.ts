@@ -7,6 +7,12 @@ import type { onnx as Onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 
 const { onnx } = onnxProto;
+
+// ORT's process-wide logger, set before the first session: kernel constructors log through it, not
+// through the session's `logSeverityLevel`, so without this every RoiAlign session with mode 'max'
+// prints ORT's warning about its pre-1.13 max-mode summation (hundreds of lines in `npm test`). That
+// behaviour is exactly what our `onnx_max` mode reproduces, so the warning tells us nothing.
+ort.env.logLevel = 'error';
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT64 = onnx.TensorProto.DataType.INT64;
 
