@@ -4,7 +4,7 @@
  * `/v1/roi` and `/v1/diff` both return.
  */
 import { z } from 'zod';
-import { TooLargeError } from './errors.js';
+import { InvalidInputError, TooLargeError } from './errors.js';
 import { BOX_FORMATS, type Boxes, type Pooled } from './ops/index.js';
 import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
 import { ROI_OPS, type RoiOp } from './request.js';
@@ -22,7 +22,10 @@ export const tensorSchema = z
     dtype: z.literal('float32'),
     data: z
       .union([z.string(), z.array(z.number())])
-      .describe('base64 of little-endian float32 values in row-major (NCHW) order, or a flat number array'),
+      .describe(
+        'base64 of little-endian float32 values in row-major (NCHW) order, or (encoding "array") a flat ' +
+          'number array: -0 is written -0; an output that is ±Infinity or NaN is refused (400, field encoding)',
+      ),
   })
   .meta({ id: 'Tensor', description: 'a float32 tensor' });
 export type TensorJson = z.output<typeof tensorSchema>;
@@ -133,17 +136,34 @@ export const roiResponseSchema = z
   .meta({ id: 'RoiResponse', description: 'RoI outputs and everything needed to interpret them' });
 export type RoiResponse = z.output<typeof roiResponseSchema>;
 
-/** Encodes one tensor as JSON: base64 float32 by default, or a flat number array. */
-export function tensorJson(
-  data: Float32Array,
-  shape: readonly number[],
-  encoding: 'base64' | 'array',
-): TensorJson {
-  return {
-    shape: [...shape],
-    dtype: 'float32',
-    data: encoding === 'array' ? Array.from(data) : encodeFloat32Base64(data),
-  };
+/**
+ * A flat float32 array as JSON text for `encoding: "array"`. `JSON.stringify` would write `-0` as `0`
+ * and `±Infinity` / `NaN` as `null`, two silent changes of the value; here `-0` keeps its sign (`-0` is
+ * valid JSON and `JSON.parse` gives back -0), and a value JSON has no number for is refused.
+ *
+ * Non-finite outputs do occur from finite inputs: RoI Align/Warp `avg` of values near the float32
+ * limit (±3.4e38) can round past it to ±Infinity.
+ *
+ * @param field - the tensor's name in the response, e.g. `outputs.align`, for the error
+ * @throws InvalidInputError (field `encoding`) for ±Infinity or NaN: use `base64`, `npy` or
+ *   `safetensors`, which carry every float32 bit for bit
+ */
+export function float32ArrayJson(data: Float32Array, field: string): string {
+  const parts = new Array<string>(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v !== 0) {
+      // NaN or ±Infinity (v - v is 0 for every finite v).
+      throw new InvalidInputError(
+        `${field}.data[${i}] is ${v}, which JSON has no number for (encoding "array" would write null); ` +
+          'use encoding "base64" (or format "npy" / "safetensors"), which carries every float32 value bit for bit',
+        'encoding',
+        '"base64" when an output is not finite',
+      );
+    }
+    parts[i] = v === 0 && 1 / v < 0 ? '-0' : String(v);
+  }
+  return `[${parts.join(',')}]`;
 }
 
 /**
@@ -235,19 +255,31 @@ export const SAFETENSORS_CONTENT_TYPE = 'application/octet-stream';
 
 const PLACEHOLDER = (i: number) => `@@roiserve-tensor-${i}@@`;
 
+/** A tensor spliced into the JSON text: base64 of its float32 bytes (a string) or JSON array text. */
+type SplicedTensor = { base64: Float32Array } | { arrayJson: string };
+
 /**
- * `JSON.stringify(value)` as UTF-8 bytes, with each `"@@roiserve-tensor-i@@"` string replaced by the
- * base64 text `tensors[i]`. Base64 needs no escaping, so the large strings are copied as bytes instead
- * of going through `JSON.stringify` (which takes seconds for hundreds of MB).
+ * `JSON.stringify(value)` as UTF-8 bytes, with each `"@@roiserve-tensor-i@@"` string replaced by
+ * `tensors[i]`: the base64 text in quotes, or the JSON array text as is. Base64 needs no escaping, so
+ * the large strings are copied as bytes instead of going through `JSON.stringify` (which takes
+ * seconds for hundreds of MB); arrays are written by `float32ArrayJson` (it keeps `-0`).
  */
-function jsonWithBase64(value: unknown, tensors: readonly Float32Array[]): Buffer {
+function jsonWithTensors(value: unknown, tensors: readonly SplicedTensor[]): Buffer {
   let rest = JSON.stringify(value);
   const parts: Buffer[] = [];
-  tensors.forEach((data, i) => {
+  tensors.forEach((tensor, i) => {
     const token = `"${PLACEHOLDER(i)}"`;
     const at = rest.indexOf(token);
-    if (at < 0) throw new Error(`jsonWithBase64: placeholder ${i} missing`);
-    parts.push(Buffer.from(rest.slice(0, at) + '"'), littleEndianBytesBase64(data), Buffer.from('"'));
+    if (at < 0) throw new Error(`jsonWithTensors: placeholder ${i} missing`);
+    if ('base64' in tensor) {
+      parts.push(
+        Buffer.from(rest.slice(0, at) + '"'),
+        littleEndianBytesBase64(tensor.base64),
+        Buffer.from('"'),
+      );
+    } else {
+      parts.push(Buffer.from(rest.slice(0, at)), Buffer.from(tensor.arrayJson));
+    }
     rest = rest.slice(at + token.length);
   });
   parts.push(Buffer.from(rest));
@@ -299,14 +331,14 @@ export function encodeRoi(
       encoding,
     );
     const tensors: RoiResponse['outputs'] = {};
-    const base64Data: Float32Array[] = [];
+    const spliced: SplicedTensor[] = [];
     for (const [op, pooled] of outputs) {
-      if (encoding === 'array') {
-        tensors[op] = tensorJson(pooled.data, pooled.shape, 'array');
-      } else {
-        tensors[op] = { shape: [...pooled.shape], dtype: 'float32', data: PLACEHOLDER(base64Data.length) };
-        base64Data.push(pooled.data);
-      }
+      tensors[op] = { shape: [...pooled.shape], dtype: 'float32', data: PLACEHOLDER(spliced.length) };
+      spliced.push(
+        encoding === 'array'
+          ? { arrayJson: float32ArrayJson(pooled.data, `outputs.${op}`) }
+          : { base64: pooled.data },
+      );
     }
     const payload: RoiResponse = {
       params: echoedParams(result, 'json', encoding),
@@ -321,7 +353,7 @@ export function encodeRoi(
     // The encode time of the JSON itself is not in the body (it is in Server-Timing); the rest is.
     payload.timings.encode = performance.now() - start;
     payload.timings.total = performance.now() - workStartedAt;
-    encoded = { body: jsonWithBase64(payload, base64Data), contentType: JSON_CONTENT_TYPE, filename: null };
+    encoded = { body: jsonWithTensors(payload, spliced), contentType: JSON_CONTENT_TYPE, filename: null };
   }
   return { ...encoded, encodeMs: performance.now() - start };
 }
@@ -370,7 +402,7 @@ export function encodeFeatures(
     };
     payload.timings.encode = performance.now() - start;
     encoded = {
-      body: jsonWithBase64(payload, [features.data]),
+      body: jsonWithTensors(payload, [{ base64: features.data }]),
       contentType: JSON_CONTENT_TYPE,
       filename: null,
     };

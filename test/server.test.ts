@@ -307,6 +307,50 @@ describe('POST /v1/roi with features', () => {
     );
   });
 
+  it('encoding "array" keeps the sign of -0 (JSON.stringify wrote 0)', async () => {
+    const negZero: FeatureMap = { data: new Float32Array(16).fill(-0), shape: [1, 1, 4, 4], layout: 'NCHW' };
+    const r = await roi({
+      features: featuresField(negZero),
+      spatialScale: 1,
+      boxes: [[0, 0, 2, 2]],
+      ops: ['pool', 'align'],
+      outputSize: 1,
+      mode: 'max',
+      encoding: 'array',
+    });
+    expect(r.statusCode).toBe(200);
+    // RoI Pool's max of -0 cells is -0, and so is RoI Align's max of interpolated -0 samples.
+    expect(r.body).toContain('"pool":{"shape":[1,1,1,1],"dtype":"float32","data":[-0]}');
+    expect(r.body).toContain('"align":{"shape":[1,1,1,1],"dtype":"float32","data":[-0]}');
+    expect(Object.is(r.json().outputs.pool.data[0], -0)).toBe(true);
+  });
+
+  it('encoding "array" refuses an output JSON cannot write (±Infinity), naming encoding; base64 carries it', async () => {
+    // Finite inputs at the float32 limit: the average's rounding passes it (was written as null).
+    const huge: FeatureMap = {
+      data: new Float32Array(36).fill(3.4028234663852886e38),
+      shape: [1, 1, 6, 6],
+      layout: 'NCHW',
+    };
+    const payload = {
+      features: featuresField(huge),
+      spatialScale: 1,
+      boxes: [[0.1, -0.1, 2.5, 2.8]],
+      ops: ['align'],
+      outputSize: 3,
+      samplingRatio: 3,
+    };
+    const r = await roi({ ...payload, encoding: 'array' });
+    expect(r.statusCode).toBe(400);
+    const [e] = r.json().errors;
+    expect(e.field).toBe('encoding');
+    expect(e.message).toMatch(/^outputs\.align\.data\[\d+\] is Infinity, which JSON has no number for/);
+    expect(e.message).toContain('use encoding "base64"');
+    const b64 = await roi(payload);
+    expect(b64.statusCode).toBe(200);
+    expect(tensorData(b64.json().outputs.align)).toContain(Infinity);
+  });
+
   it('format "npy" returns one .npy of [K, C, PH, PW]', async () => {
     const r = await roi({
       features: featuresField(fm),
