@@ -21,6 +21,13 @@ export const backboneDescriptionSchema = z
   .object({
     name: z.string(),
     backend: z.string().describe('tfjs backend: tensorflow, wasm or cpu'),
+    backendReason: z.string().describe('why that backend (TF_BACKEND and what loaded), in words'),
+    tfjsNodeError: z
+      .string()
+      .nullable()
+      .describe(
+        'why @tensorflow/tfjs-node is not in use: its load error when it was tried (TF_BACKEND auto); else null',
+      ),
     inputChannels: z.number().int(),
     outputChannels: z.number().int(),
     stride: z.number(),

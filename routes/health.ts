@@ -12,6 +12,11 @@ const readySchema = z
     status: z.enum(['ready', 'starting', 'failed']),
     backbone: z.string().nullable(),
     backend: z.string().nullable(),
+    backendReason: z.string().nullable().describe('why that tfjs backend, in words; null until ready'),
+    tfjsNodeError: z
+      .string()
+      .nullable()
+      .describe('why @tensorflow/tfjs-node is not in use, when it was tried and failed: its load error'),
     workers: z.number().int(),
   })
   .meta({ id: 'Readiness', description: 'whether the workers have loaded and warmed the backbone' });
@@ -46,6 +51,8 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
         status: state,
         backbone: backbone?.name ?? null,
         backend: backbone?.backend ?? null,
+        backendReason: backbone?.backendReason ?? null,
+        tfjsNodeError: backbone?.tfjsNodeError ?? null,
         workers: app.work.size,
       };
       return reply.code(state === 'ready' ? 200 : 503).send(body);

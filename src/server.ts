@@ -104,7 +104,17 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     (backbone) => {
       readiness.state = 'ready';
       readiness.backbone = backbone;
-      app.log.info({ backbone: backbone.name, backend: backbone.backend }, 'backbone ready');
+      app.log.info(
+        { backbone: backbone.name, backend: backbone.backend, backendReason: backbone.backendReason },
+        'backbone ready',
+      );
+      if (backbone.tfjsNodeError !== null) {
+        // Said at start-up, not only in /readyz: the native backend is several times faster.
+        app.log.info(
+          { tfjsNodeError: backbone.tfjsNodeError },
+          `@tensorflow/tfjs-node is not in use (${backbone.tfjsNodeError}); the ${backbone.backend} backend runs the backbone`,
+        );
+      }
     },
     (err: unknown) => {
       readiness.state = 'failed';

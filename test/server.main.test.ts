@@ -84,6 +84,14 @@ describe('main.ts', () => {
   it('drains the request in flight on SIGTERM and exits 0', async () => {
     const { child, output, exit } = start({});
     const url = await listeningAndReady(output);
+    // Why tfjs-node is not in use is said at start-up too, with its load error (as /readyz says it).
+    const { tfjsNodeError } = (await (await fetch(`${url}/readyz`)).json()) as {
+      tfjsNodeError: string | null;
+    };
+    if (tfjsNodeError !== null) {
+      const line = `@tensorflow/tfjs-node is not in use (${tfjsNodeError})`;
+      await waitFor(() => output().includes(line) || undefined, 'the tfjs-node start-up line');
+    }
     const body = bigAlignRequest();
     const inFlight = fetch(`${url}/v1/roi`, { method: 'POST', body });
     // Wait until the request is running in the worker (the metrics say so), then ask the process to stop.

@@ -58,14 +58,24 @@ describe('health, readiness, metrics', () => {
   it('GET /readyz is 503 while the workers load the backbone, 200 once ready', async () => {
     expect(readyzWhileStarting).toEqual({
       status: 503,
-      body: { status: 'starting', backbone: null, backend: null, workers: 1 },
+      body: {
+        status: 'starting',
+        backbone: null,
+        backend: null,
+        backendReason: null,
+        tfjsNodeError: null,
+        workers: 1,
+      },
     });
     const r = await app.inject({ method: 'GET', url: '/readyz' });
     expect(r.statusCode).toBe(200);
+    // TF_BACKEND auto without tfjs-node (its libtensorflow download is blocked here): wasm, and why.
     expect(r.json()).toEqual({
       status: 'ready',
       backbone: 'builtin-inception-s16',
       backend: 'wasm',
+      backendReason: expect.stringMatching(/^auto: @tensorflow\/tfjs-node unavailable \(.+\); using wasm/),
+      tfjsNodeError: expect.stringMatching(/^@tensorflow\/tfjs-node could not be loaded: \S/),
       workers: 1,
     });
   });
@@ -101,6 +111,8 @@ describe('GET /v1/backbone', () => {
     expect(d).toMatchObject({
       name: 'builtin-inception-s16',
       backend: 'wasm',
+      backendReason: expect.stringMatching(/^auto: @tensorflow\/tfjs-node unavailable/),
+      tfjsNodeError: expect.stringMatching(/^@tensorflow\/tfjs-node could not be loaded: \S/),
       stride: 16,
       outputChannels: 256,
     });

@@ -334,6 +334,10 @@ export interface BackboneDescription {
   name: string;
   /** The tfjs backend in use. */
   backend: string;
+  /** Why that backend, in words (see `TensorFlowBackend.reason`). */
+  backendReason: string;
+  /** Why `@tensorflow/tfjs-node` is not in use, when it was tried: its load error; else null. */
+  tfjsNodeError: string | null;
   inputChannels: number;
   outputChannels: number;
   stride: number;

@@ -149,6 +149,15 @@ export const REFERENCE_INPUT: [number, number] = [224, 224];
 /** The built-in net's input mapping: RGB/255 − 0.5, so each value lies in [−0.5, 0.5]. */
 export const BUILTIN_INPUT_RANGE: [number, number] = [-0.5, 0.5];
 
+/** Why the tfjs backend in use was chosen, and tfjs-node's load error if it was tried and failed. */
+function backendFacts(): { backendReason: string; tfjsNodeError: string | null } {
+  const selected = currentBackend();
+  return {
+    backendReason: selected?.reason ?? `tfjs backend ${tf.getBackend()} (set outside initTensorFlow)`,
+    tfjsNodeError: selected?.tfjsNodeError ?? null,
+  };
+}
+
 /**
  * Loads the backbone; initialises the tfjs backend (`auto`) first if nobody has.
  *
@@ -242,6 +251,7 @@ function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): 
       return {
         name,
         backend: tf.getBackend(),
+        ...backendFacts(),
         inputChannels: 3,
         outputChannels: BUILTIN_CHANNELS,
         stride: BUILTIN_STRIDE,
@@ -325,6 +335,7 @@ async function userBackbone(
       return {
         name,
         backend: tf.getBackend(),
+        ...backendFacts(),
         inputChannels: 3,
         outputChannels: channels,
         stride,

@@ -32,8 +32,14 @@ export interface InitTensorFlowOptions {
 export interface TensorFlowBackend {
   /** The tfjs backend name in use: `tensorflow`, `wasm` or `cpu`. */
   backend: string;
-  /** Why this backend was chosen, in words (shown by the health route). */
+  /** Why this backend was chosen, in words (`/readyz`, `/v1/backbone` and the start-up log). */
   reason: string;
+  /**
+   * Why `@tensorflow/tfjs-node` is not in use when it was tried and failed (`auto`): its load error,
+   * e.g. "Cannot find package '@tensorflow/tfjs-node'" when its libtensorflow download failed at
+   * install. null when tfjs-node is in use or was not tried (`TF_BACKEND` wasm or cpu).
+   */
+  tfjsNodeError: string | null;
   /** wasm only: XNNPACK threads in use. */
   wasmThreads?: number;
 }
@@ -79,23 +85,35 @@ async function select(choice: BackendChoice, opts: InitTensorFlowOptions): Promi
       const failure = await tryTfjsNode();
       if (failure !== undefined)
         throw new Error(`TensorFlow backend 'tensorflow' was requested but ${failure}`);
-      return { backend: 'tensorflow', reason: 'configured: @tensorflow/tfjs-node (native TensorFlow)' };
+      return {
+        backend: 'tensorflow',
+        reason: 'configured: @tensorflow/tfjs-node (native TensorFlow)',
+        tfjsNodeError: null,
+      };
     }
     case 'wasm':
-      return startWasm(opts.wasmThreads, 'configured: wasm');
+      return startWasm(opts.wasmThreads, 'configured: wasm (@tensorflow/tfjs-node not tried)', null);
     case 'cpu': {
       if (!(await tf.setBackend('cpu'))) throw new Error('TensorFlow backend cpu failed to start');
       (opts.warn ?? console.warn)(
         'WARNING: TensorFlow.js is running on the plain JavaScript cpu backend because it was configured ' +
           'explicitly. Convolutions are ~60x slower than on wasm; use it for debugging only.',
       );
-      return { backend: 'cpu', reason: 'configured: cpu (slow pure-JavaScript kernels; debugging only)' };
+      return {
+        backend: 'cpu',
+        reason: 'configured: cpu (slow pure-JavaScript kernels; debugging only)',
+        tfjsNodeError: null,
+      };
     }
     case 'auto': {
       const failure = await tryTfjsNode();
       if (failure === undefined)
-        return { backend: 'tensorflow', reason: 'auto: @tensorflow/tfjs-node loaded' };
-      return startWasm(opts.wasmThreads, `auto: @tensorflow/tfjs-node unavailable (${failure}); using wasm`);
+        return { backend: 'tensorflow', reason: 'auto: @tensorflow/tfjs-node loaded', tfjsNodeError: null };
+      return startWasm(
+        opts.wasmThreads,
+        `auto: @tensorflow/tfjs-node unavailable (${failure}); using wasm`,
+        failure,
+      );
     }
     default:
       throw new Error(
@@ -124,7 +142,11 @@ async function tryTfjsNode(): Promise<string | undefined> {
   }
 }
 
-async function startWasm(threads: number | undefined, reason: string): Promise<TensorFlowBackend> {
+async function startWasm(
+  threads: number | undefined,
+  reason: string,
+  tfjsNodeError: string | null,
+): Promise<TensorFlowBackend> {
   // The .wasm binaries ship in the package's dist/; read them from disk, never fetch.
   const require = createRequire(import.meta.url);
   const distDir = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
@@ -147,6 +169,7 @@ async function startWasm(threads: number | undefined, reason: string): Promise<T
     backend: 'wasm',
     reason: `${reason} (${simd ? 'SIMD' : 'no SIMD'}, ${wasmThreads} thread${wasmThreads === 1 ? '' : 's'})`,
     wasmThreads,
+    tfjsNodeError,
   };
 }
 

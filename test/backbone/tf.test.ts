@@ -15,9 +15,12 @@ describe('initTensorFlow', () => {
     const result = await initTensorFlow({ backend: 'auto' });
     if (await tfjsNodeLoads()) {
       expect(result.backend).toBe('tensorflow');
+      expect(result.tfjsNodeError).toBeNull();
     } else {
       expect(result.backend).toBe('wasm');
       expect(result.reason).toMatch(/tfjs-node unavailable.*using wasm \(SIMD, 1 thread\)/);
+      // Its load error on its own, for /readyz, /v1/backbone and the start-up log.
+      expect(result.tfjsNodeError).toMatch(/^@tensorflow\/tfjs-node could not be loaded: \S/);
       expect(result.wasmThreads).toBe(1);
     }
     expect(tf.getBackend()).toBe(result.backend);
