@@ -2,9 +2,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recordTimings } from '../src/http/timing.js';
-import { multipartToJsonBody } from '../src/request.js';
+import { maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
 import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from '../src/responses.js';
 import { decodeBase64Bytes } from '../src/tensors/base64.js';
+import { WARNINGS_HEADER, warningsHeaderValue } from '../src/warnings.js';
 import { workErrorResponses } from './roi.js';
 
 export const featuresBodySchema = z
@@ -14,6 +15,7 @@ export const featuresBodySchema = z
       .enum(['json', 'npy'])
       .default('json')
       .describe('json (base64 float32) or npy ([1, C, H, W] float32)'),
+    maxSide: maxSideField,
   })
   .meta({ id: 'FeaturesRequest', description: 'the input of POST /v1/features' });
 
@@ -48,8 +50,11 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const image = decodeBase64Bytes(request.body.image, 'image');
+      const { maxSide, warnings } = resolveMaxSide(request.body.maxSide, app.config.maxImageSide);
+      const header = warningsHeaderValue(warnings);
+      if (header !== undefined) reply.header(WARNINGS_HEADER, header);
       // The worker runs the backbone and encodes the body; this thread only sends it.
-      const out = await app.work.features(image, request.body.format);
+      const out = await app.work.features(image, request.body.format, maxSide);
       recordTimings(request, app.metrics, out.timings);
       reply.type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);

@@ -123,19 +123,22 @@ const now = () => performance.now();
 /**
  * Decodes an image (with the configured pixel limit and resize) and runs the backbone on it.
  *
+ * @param maxSide - longest side after resizing, already capped by `MAX_IMAGE_SIDE` (see
+ *   `resolveMaxSide`); undefined: `MAX_IMAGE_SIDE` alone
  * @returns the decoded image, the NHWC feature map `[1, C, H, W]`, and the stage timings
  */
 async function imageToFeatures(
   bytes: Uint8Array,
   ctx: PipelineContext,
   beforeBackbone?: (b: Backbone, size: ImageSize) => void,
+  maxSide: number | undefined = ctx.limits.maxImageSide,
 ) {
   // The backbone first: its limits are checked on the image's header, before anything is decoded.
   const backbone = await ctx.backbone();
   let t = now();
   const decoded = await decodeImage(bytes, {
     limitInputPixels: ctx.limits.maxImagePixels,
-    maxSide: ctx.limits.maxImageSide,
+    maxSide,
     field: 'image',
     checkSize: (size) => checkBackboneInput(backbone.limits, size),
   });
@@ -263,17 +266,22 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
   /** The frame `boxes` are in (input-image pixels): normalized boxes are fractions of it; warnings name it. */
   let frame: BoxFrame;
   if (task.image !== undefined) {
-    const out = await imageToFeatures(task.image, ctx, (backbone, size) => {
-      // Check the output size and the work budget before the (expensive) backbone runs.
-      checkOutputValues(
-        task.boxes.count,
-        backbone.channels,
-        params.outputSize,
-        params.ops.length,
-        ctx.limits,
-      );
-      checkImageRoiWork(task, backbone, size, ctx.limits);
-    });
+    const out = await imageToFeatures(
+      task.image,
+      ctx,
+      (backbone, size) => {
+        // Check the output size and the work budget before the (expensive) backbone runs.
+        checkOutputValues(
+          task.boxes.count,
+          backbone.channels,
+          params.outputSize,
+          params.ops.length,
+          ctx.limits,
+        );
+        checkImageRoiWork(task, backbone, size, ctx.limits);
+      },
+      params.maxSide,
+    );
     ({ fm, image, featureMap } = out);
     timings.decode = out.timings.decode;
     timings.backbone = out.timings.backbone;
@@ -365,10 +373,15 @@ export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<R
  * Runs the backbone on one image: `POST /v1/features`.
  *
  * @param bytes - the encoded image
+ * @param maxSide - the request's `maxSide`, already capped by `MAX_IMAGE_SIDE`; default the cap alone
  * @returns the feature map `[1, C, H, W]` in NCHW order, with the image and backbone facts
  */
-export async function executeFeatures(bytes: Uint8Array, ctx: PipelineContext): Promise<FeaturesResult> {
-  const out = await imageToFeatures(bytes, ctx);
+export async function executeFeatures(
+  bytes: Uint8Array,
+  ctx: PipelineContext,
+  maxSide: number | undefined = ctx.limits.maxImageSide,
+): Promise<FeaturesResult> {
+  const out = await imageToFeatures(bytes, ctx, undefined, maxSide);
   return {
     image: out.image,
     featureMap: out.featureMap,

@@ -35,7 +35,7 @@ export type WorkerTask =
       encoding: 'base64' | 'array';
     }
   | { kind: 'diff'; task: RoiTask; options: DiffOptions }
-  | { kind: 'features'; image: Uint8Array; format: 'json' | 'npy' }
+  | { kind: 'features'; image: Uint8Array; format: 'json' | 'npy'; maxSide?: number }
   | { kind: 'describe' };
 
 /** A response body the worker encoded, with the stage timings (ms) for `Server-Timing`. */
@@ -244,8 +244,11 @@ export class WorkPool {
   }
 
   /** Runs the backbone on an encoded image: the feature map `[1, C, H, W]` (NCHW), encoded as JSON or `.npy`. */
-  async features(image: Uint8Array, format: 'json' | 'npy'): Promise<EncodedWork> {
-    const out = (await this.#run({ kind: 'features', image, format }, ownedBuffers([image]))) as EncodedWork;
+  async features(image: Uint8Array, format: 'json' | 'npy', maxSide?: number): Promise<EncodedWork> {
+    const out = (await this.#run(
+      { kind: 'features', image, format, maxSide },
+      ownedBuffers([image]),
+    )) as EncodedWork;
     return { ...out, body: asBuffer(out.body) };
   }
 

@@ -55,6 +55,15 @@ export const featuresJsonSchema = z
     description: 'a ready feature map (instead of `image`); requires `spatialScale`',
   });
 
+/** `maxSide`: shared by `/v1/roi`, `/v1/diff` and `/v1/features`. */
+export const maxSideField = positiveInt
+  .optional()
+  .describe(
+    'shrink the image so its longer side is at most this many pixels (never enlarges); boxes stay in the ' +
+      "pixels you sent. Capped by the server's MAX_IMAGE_SIDE: a larger value uses the cap, with a " +
+      'max-side-capped warning. Only with `image`',
+  );
+
 /**
  * The input fields shared by `/v1/roi` and `/v1/diff` (spread them into a `z.strictObject`).
  * Defaults are filled in by zod; limits that depend on the config are checked in {@link prepareRoi}.
@@ -112,6 +121,7 @@ export const roiInputFields = {
     .describe(
       'feature-map coordinates per image pixel; required with `features`, fixed to 1/stride with `image`',
     ),
+  maxSide: maxSideField,
   imageSize: z
     .tuple([z.number().positive(), z.number().positive()])
     .optional()
@@ -154,6 +164,11 @@ export interface RoiParams {
   spatialScale: number | undefined;
   /** `[width, height]`, only with `features`. */
   imageSize: [number, number] | undefined;
+  /**
+   * Longest image side after resizing: the request's `maxSide` capped by `MAX_IMAGE_SIDE`, or the cap
+   * alone; undefined when neither is set, and with `features`.
+   */
+  maxSide: number | undefined;
 }
 
 /** Limits a {@link RoiTask} is checked against (from {@link Config}). */
@@ -275,6 +290,14 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
       'no spatialScale with `image` (only with `features`)',
     );
   }
+  if (hasFeatures && body.maxSide !== undefined) {
+    throw new InvalidInputError(
+      'maxSide resizes an image; with features there is no image to resize',
+      'maxSide',
+      'no maxSide with `features` (only with `image`)',
+    );
+  }
+  const maxSide = resolveMaxSide(body.maxSide, limits.maxImageSide);
   if (hasImage && body.imageSize !== undefined) {
     throw new InvalidInputError(
       'imageSize comes from the decoded image when the input is an image',
@@ -331,9 +354,38 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
       mode: body.mode,
       spatialScale: body.spatialScale,
       imageSize: body.imageSize === undefined ? undefined : [body.imageSize[0], body.imageSize[1]],
+      maxSide: hasImage ? maxSide.maxSide : undefined,
     },
     includeImage,
-    warnings: [],
+    warnings: [...maxSide.warnings],
+  };
+}
+
+/**
+ * The longest side an image is shrunk to: the request's `maxSide` capped by the server's
+ * `MAX_IMAGE_SIDE`. A request over the cap is served at the cap with a `max-side-capped` warning rather
+ * than refused: `maxSide` is an upper bound, and an image shrunk to the cap satisfies it too.
+ *
+ * @param requested - the request's `maxSide`, if any
+ * @param cap - `MAX_IMAGE_SIDE`, if set
+ * @returns the side to use (undefined: keep the size) and the warning, if capped
+ */
+export function resolveMaxSide(
+  requested: number | undefined,
+  cap: number | undefined,
+): { maxSide: number | undefined; warnings: RoiWarning[] } {
+  if (requested === undefined || cap === undefined || requested <= cap) {
+    return { maxSide: requested ?? cap, warnings: [] };
+  }
+  return {
+    maxSide: cap,
+    warnings: [
+      {
+        code: 'max-side-capped',
+        field: 'maxSide',
+        message: `maxSide ${requested} is over this server's MAX_IMAGE_SIDE of ${cap}: images are shrunk so their longer side is at most ${cap}`,
+      },
+    ],
   };
 }
 

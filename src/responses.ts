@@ -108,6 +108,13 @@ export const roiParamsSchema = z.object({
   mode: z.enum(['avg', 'max', 'onnx_max']),
   spatialScale: z.number(),
   imageSize: z.tuple([z.number(), z.number()]).nullable(),
+  maxSide: z
+    .number()
+    .int()
+    .nullable()
+    .describe(
+      'longest image side after resizing: maxSide capped by MAX_IMAGE_SIDE; null: no limit, or features',
+    ),
   format: z.enum(['json', 'npy', 'safetensors']),
   encoding: z.enum(['base64', 'array']),
 });
@@ -209,6 +216,7 @@ export function echoedParams(
     mode: p.mode,
     spatialScale: p.spatialScale,
     imageSize: p.imageSize ?? null,
+    maxSide: p.maxSide ?? null,
     format,
     encoding,
   };

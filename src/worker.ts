@@ -130,7 +130,8 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
         break;
       }
       case 'features': {
-        const result = await executeFeatures(task.image, ctx);
+        // undefined: MAX_IMAGE_SIDE alone (the default of executeFeatures).
+        const result = await executeFeatures(task.image, ctx, task.maxSide);
         const encoded = encodeFeatures(result, task.format);
         transfers = ownedBuffers([encoded.body]);
         value = encodedWork(encoded, result.timings);

@@ -184,6 +184,7 @@ describe('POST /v1/roi with features', () => {
       mode: 'avg',
       spatialScale: 0.5,
       imageSize: null,
+      maxSide: null,
       format: 'json',
       encoding: 'base64',
     });

@@ -63,6 +63,22 @@ export interface InputSize {
 }
 
 /**
+ * The largest `maxSide` that brings an `ow × oh` image within the backbone's pixel and side limits,
+ * with the resize's own rounding (`decodeImage`: each side `round(side × maxSide / longer side)`), for
+ * the 413 message.
+ */
+export function fittingMaxSide(ow: number, oh: number, limits: BackboneLimits): number {
+  const long = Math.max(ow, oh);
+  const fits = (m: number) => {
+    const s = m / long;
+    return Math.max(1, Math.round(ow * s)) * Math.max(1, Math.round(oh * s)) <= limits.maxPixels;
+  };
+  let m = Math.min(limits.maxSide, long, Math.floor(long * Math.sqrt(limits.maxPixels / (ow * oh))));
+  while (m > 1 && !fits(m)) m--;
+  return Math.max(1, m);
+}
+
+/**
  * Refuses an image the backbone must not be given, naming the field `image`.
  *
  * @param limits - the backbone's limits
@@ -87,14 +103,14 @@ export function checkBackboneInput(limits: BackboneLimits, size: InputSize): voi
   }
   if (long > limits.maxSide) {
     throw new TooLargeError(
-      `The image is ${shown}: its longer side is over the backbone's limit of ${limits.maxSide} pixels; resize it (maxSide at most ${limits.maxSide})`,
+      `The image is ${shown}: its longer side is over the backbone's limit of ${limits.maxSide} pixels; send maxSide: ${limits.maxSide} (or less) to have it shrunk, boxes staying in its pixels, or resize it`,
       'image',
       `width and height at most ${limits.maxSide} pixels`,
     );
   }
   if (width * height > limits.maxPixels) {
     throw new TooLargeError(
-      `The image is ${shown}: ${width * height} pixels, over the backbone's limit of ${limits.maxPixels}; resize it (maxSide)`,
+      `The image is ${shown}: ${width * height} pixels, over the backbone's limit of ${limits.maxPixels}; send maxSide: ${fittingMaxSide(ow, oh, limits)} (or less) to have it shrunk, boxes staying in its pixels, or resize it`,
       'image',
       `at most ${limits.maxPixels} pixels`,
     );

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, TooLargeError } from '../../src/errors.js';
-import { checkBackboneInput, loadBackbone, type Backbone } from '../../src/backbone/index.js';
+import { checkBackboneInput, fittingMaxSide, loadBackbone, type Backbone } from '../../src/backbone/index.js';
 import {
   BUILTIN_NETWORK,
   CONV1_FILTERS,
@@ -167,7 +167,28 @@ describe('built-in backbone: output', () => {
     expect(side?.field).toBe('image');
     expect(() =>
       checkBackboneInput(limits, { width: 40, height: 30, originalWidth: 400, originalHeight: 300 }),
-    ).toThrow(/400×300 \(40×30 after resizing\): 1200 pixels, over the backbone's limit of 1000; resize it/);
+    ).toThrow(
+      /400×300 \(40×30 after resizing\): 1200 pixels, over the backbone's limit of 1000; send maxSide: 36 \(or less\)/,
+    );
+  });
+
+  it('fittingMaxSide: the largest maxSide whose resize (each side rounded) fits the limits', () => {
+    const limits = { maxPixels: 1000, maxSide: 100, maxAspect: 4 };
+    expect(fittingMaxSide(400, 300, limits)).toBe(36); // 36×27 = 972; 37×28 = 1036
+    expect(fittingMaxSide(300, 400, limits)).toBe(36);
+    expect(fittingMaxSide(1000, 10, { ...limits, maxPixels: 1e6 })).toBe(100); // the side limit
+    for (const [w, h] of [
+      [5000, 4000],
+      [4097, 4097],
+      [9999, 3333],
+    ]) {
+      const big = { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 };
+      const m = fittingMaxSide(w, h, big);
+      const fit = (side: number) =>
+        Math.round((w * side) / Math.max(w, h)) * Math.round((h * side) / Math.max(w, h));
+      expect(fit(m)).toBeLessThanOrEqual(big.maxPixels);
+      expect(fit(m + 1)).toBeGreaterThan(big.maxPixels);
+    }
   });
 
   it('refuses a stride other than 16 for the built-in net', async () => {

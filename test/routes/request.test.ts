@@ -3,8 +3,10 @@
  * stored), warnings, box conventions (`yxyx`, `normalized`) and the per-request `maxSide`.
  */
 import type { FastifyInstance } from 'fastify';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toLayout } from '../../src/ops/index.js';
+import { limitsFrom, prepareRoi, roiBodySchema } from '../../src/request.js';
 import { buildApp } from '../../src/server.js';
 import { writeNpy } from '../../src/tensors/npy.js';
 import { readSafetensors } from '../../src/tensors/safetensors.js';
@@ -321,5 +323,101 @@ describe('box conventions: boxFormat yxyx and normalized', () => {
       field: 'boxes[1]',
       message: expect.stringContaining('did you mean normalized: false?'),
     });
+  });
+});
+
+describe('maxSide', () => {
+  it('shrinks the image so its longer side fits; boxes stay in the pixels sent; echoed in params', async () => {
+    await app.readiness.settled;
+    const image = (await testPng(96, 64)).toString('base64');
+    const [full, half] = await Promise.all([
+      roi({ image, boxes: [[12, 8, 60, 40]], ops: ['align'], outputSize: 2 }),
+      roi({ image, boxes: [[12, 8, 60, 40]], ops: ['align'], outputSize: 2, maxSide: 48 }),
+    ]);
+    expect([full.statusCode, half.statusCode]).toEqual([200, 200]);
+    expect(full.json().params.maxSide).toBeNull();
+    expect(full.json().featureMap.shape).toEqual([1, 256, 4, 6]);
+    const body = half.json();
+    expect(body.params.maxSide).toBe(48);
+    expect(body.image).toMatchObject({
+      width: 48,
+      height: 32,
+      originalWidth: 96,
+      originalHeight: 64,
+      scale: 0.5,
+    });
+    expect(body.featureMap.shape).toEqual([1, 256, 2, 3]);
+    expect(body.boxes).toEqual([[0, 12, 8, 60, 40]]);
+    expect(body.coverage[0].box).toEqual({ x1: 6, y1: 4, x2: 30, y2: 20 });
+    expect(body.warnings).toEqual([]);
+  });
+
+  it('makes the 413 for an image over the backbone limit true: the maxSide it suggests is served', async () => {
+    await app.readiness.settled;
+    const png = await sharp({ create: { width: 8200, height: 300, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer();
+    const image = png.toString('base64');
+    const refused = await roi({ image, boxes: [[0, 0, 100, 100]], ops: ['pool'], outputSize: 1 });
+    expect(refused.statusCode).toBe(413);
+    expect(refused.json().detail).toContain('send maxSide: 8192 (or less)');
+    const served = await roi({
+      image,
+      boxes: [[0, 0, 100, 100]],
+      ops: ['pool'],
+      outputSize: 1,
+      maxSide: 512,
+    });
+    expect(served.statusCode).toBe(200);
+    expect(served.json().image).toMatchObject({ width: 512, height: 19, originalWidth: 8200 });
+  });
+
+  it('/v1/features and /v1/diff take it too', async () => {
+    await app.readiness.settled;
+    const image = (await testPng(96, 64)).toString('base64');
+    const features = await app.inject({
+      method: 'POST',
+      url: '/v1/features',
+      payload: { image, maxSide: 32 },
+    });
+    expect(features.statusCode).toBe(200);
+    expect(features.json().image).toMatchObject({ width: 32, height: 21 });
+    const diff = await app.inject({
+      method: 'POST',
+      url: '/v1/diff',
+      payload: { image, boxes: [[12, 8, 60, 40]], maxSide: 48, format: 'json', maxBoxes: 0 },
+    });
+    expect(diff.statusCode).toBe(200);
+    expect(diff.json().params.maxSide).toBe(48);
+    expect(diff.json().image.width).toBe(48);
+  });
+
+  it('with features: 400 naming maxSide; not a positive integer: 400', async () => {
+    const withFeatures = await roi({ features: featuresField(nchw), spatialScale: 0.5, boxes, maxSide: 10 });
+    expect(withFeatures.statusCode).toBe(400);
+    expect(withFeatures.json().errors[0].field).toBe('maxSide');
+    const bad = await roi({ image: 'AAAA', boxes, maxSide: 0.5 });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().errors[0].field).toBe('maxSide');
+  });
+
+  it('is capped by MAX_IMAGE_SIDE: a larger value uses the cap, with a max-side-capped warning', () => {
+    const limits = limitsFrom(testConfig({ maxImageSide: 64 }));
+    const body = (maxSide?: number) =>
+      roiBodySchema.parse({ image: 'AAAA', boxes: [[0, 0, 1, 1]], ...(maxSide ? { maxSide } : {}) });
+    expect(prepareRoi(body(), limits).params.maxSide).toBe(64);
+    expect(prepareRoi(body(32), limits).params.maxSide).toBe(32);
+    expect(prepareRoi(body(32), limits).warnings).toEqual([]);
+    const capped = prepareRoi(body(1000), limits);
+    expect(capped.params.maxSide).toBe(64);
+    expect(capped.warnings).toEqual([
+      {
+        code: 'max-side-capped',
+        field: 'maxSide',
+        message:
+          "maxSide 1000 is over this server's MAX_IMAGE_SIDE of 64: images are shrunk so their longer side is at most 64",
+      },
+    ]);
+    expect(prepareRoi(body(1000), { ...limits, maxImageSide: undefined }).params.maxSide).toBe(1000);
   });
 });
