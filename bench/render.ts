@@ -67,6 +67,7 @@ export function defaultDiffResult(): RoiResult {
       mode: 'avg',
       spatialScale,
       imageSize: undefined,
+      maxSide: undefined,
     },
     image: {
       width: WIDTH,
