@@ -209,7 +209,9 @@ describe('the OpenAPI document', () => {
 
 /**
  * Typed calls through a client generated from the document. Written as a TypeScript file next to the
- * generated `schema.ts`, type-checked with the compiler (strict), then transpiled and run.
+ * generated `schema.ts`, type-checked with the compiler (strict), then transpiled and run. Besides the
+ * calls below, `examples()` calls every operation with the document's own example, each typed as the
+ * generated request body type (so the examples are checked against the types too).
  */
 const CLIENT = `
 import createClient from 'openapi-fetch';
@@ -241,6 +243,7 @@ export async function run(baseUrl: string) {
   const bad = await client.POST('/v1/roi', { body: { ...body, boxes: [[2, 0, 0, 2]] } });
   const problem: Problem | undefined = bad.error;
   return {
+    examples: await examples(client),
     roiStatus: roi.response.status,
     align: roiData?.outputs.align,
     stride: description?.stride,
@@ -252,6 +255,33 @@ export async function run(baseUrl: string) {
   };
 }
 `;
+
+/** `examples(client)`: each operation called with its example body (typed), statuses by operationId. */
+function exampleCalls(): string {
+  const calls = operations().map(({ method, path, op }) => {
+    const call = `client.${method.toUpperCase()}(${JSON.stringify(path)}`;
+    const example = op.requestBody?.content?.['application/json']?.example;
+    const key = JSON.stringify(op.operationId);
+    if (example === undefined)
+      return `  statuses[${key}] = (await ${call}, { parseAs: 'blob' })).response.status;`;
+    const type = `NonNullable<paths[${JSON.stringify(path)}][${JSON.stringify(method)}]['requestBody']>['content']['application/json']`;
+    return [
+      '  {',
+      `    const body: ${type} = ${JSON.stringify(example)};`,
+      `    statuses[${key}] = (await ${call}, { body, parseAs: 'blob' })).response.status;`,
+      '  }',
+    ].join('\n');
+  });
+  return [
+    '',
+    'async function examples(client: ReturnType<typeof createClient<paths>>) {',
+    '  const statuses: Record<string, number> = {};',
+    ...calls,
+    '  return statuses;',
+    '}',
+    '',
+  ].join('\n');
+}
 
 describe('a typed client generated from /openapi.json', () => {
   let dir: string;
@@ -270,7 +300,8 @@ describe('a typed client generated from /openapi.json', () => {
     // defaultNonNullable off: request fields with defaults stay optional in the generated types.
     const ast = await openapiTS(doc as never, { defaultNonNullable: false, silent: true });
     writeFileSync(join(dir, 'schema.ts'), astToString(ast));
-    writeFileSync(join(dir, 'client.ts'), CLIENT);
+    const source = CLIENT + exampleCalls();
+    writeFileSync(join(dir, 'client.ts'), source);
 
     const program = ts.createProgram([join(dir, 'schema.ts'), join(dir, 'client.ts')], {
       strict: true,
@@ -287,7 +318,7 @@ describe('a typed client generated from /openapi.json', () => {
       .map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
     expect(diagnostics).toEqual([]);
 
-    const js = ts.transpileModule(CLIENT, {
+    const js = ts.transpileModule(source, {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
     }).outputText;
     writeFileSync(join(dir, 'client.mjs'), js);
@@ -304,6 +335,15 @@ describe('a typed client generated from /openapi.json', () => {
       problemType: 'urn:roiserve:problem:invalid-input',
     });
     expect(result.layers).toBeGreaterThan(5);
+    // Every operation, called through the typed client with the document's example: 2xx.
+    const statuses = result.examples as Record<string, number>;
+    expect(Object.keys(statuses).sort()).toEqual(
+      operations()
+        .map(({ op }) => op.operationId as string)
+        .sort(),
+    );
+    for (const [id, status] of Object.entries(statuses)) expect(status, id).toBeGreaterThanOrEqual(200);
+    for (const [id, status] of Object.entries(statuses)) expect(status, id).toBeLessThan(300);
     expect(String(result.problemField)).toMatch(/^boxes/);
   });
 });
