@@ -61,6 +61,11 @@ export const envSchema = z.object({
   QUEUE_LIMIT: nonNegativeInt.default(64),
   /** Worker threads running the CPU-heavy pipeline; each holds its own backbone. */
   WORKERS: optional(positiveInt.max(64)),
+  /**
+   * A worker whose heap + external memory (tfjs-wasm's memory included, which never shrinks) passes
+   * this many MiB after a task is replaced by a fresh one; 0 never replaces.
+   */
+  WORKER_MAX_MEMORY_MB: nonNegativeInt.default(1024),
   TF_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
   BACKBONE_DIR: optional(z.string().min(1)),
   BACKBONE_OUTPUT_NODE: optional(z.string().min(1)),
@@ -89,6 +94,7 @@ export interface Config {
   maxWork: number;
   queueLimit: number;
   workers: number;
+  workerMaxMemoryMb: number;
   tfBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   backboneDir: string | undefined;
   backboneOutputNode: string | undefined;
@@ -142,6 +148,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxWork: e.MAX_WORK,
     queueLimit: e.QUEUE_LIMIT,
     workers: e.WORKERS ?? defaultWorkers(),
+    workerMaxMemoryMb: e.WORKER_MAX_MEMORY_MB,
     tfBackend: e.TF_BACKEND,
     backboneDir: e.BACKBONE_DIR,
     backboneOutputNode: e.BACKBONE_OUTPUT_NODE,

@@ -3,6 +3,7 @@
  * `queueLimit` more requests wait; one more is refused at once with a 503 (`BusyError`). The HTTP
  * thread never runs decode, backbone or kernels, so `/healthz` answers while they run.
  */
+import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
 import type { Config } from './config.js';
@@ -10,6 +11,7 @@ import type { DiffOptions } from './diff-options.js';
 import { BusyError, RoiServeError } from './errors.js';
 import type { Stage } from './metrics.js';
 import type { RoiResult } from './pipeline.js';
+import { RetireBoard, type RetireReason } from './recycle.js';
 import { limitsFrom, type RoiLimits, type RoiOp, type RoiTask } from './request.js';
 import type { EncodedBody } from './responses.js';
 import type { RoiWarning } from './warnings.js';
@@ -23,6 +25,10 @@ export interface WorkerInit {
   /** The backbone refuses images with a larger aspect ratio (`MAX_IMAGE_ASPECT`). */
   maxImageAspect: number;
   limits: RoiLimits;
+  /** A worker whose memory passes this retires after its reply (`WORKER_MAX_MEMORY_MB`); 0: never. */
+  maxMemoryBytes: number;
+  /** The {@link RetireBoard}'s shared memory. */
+  retireBoard: SharedArrayBuffer;
 }
 
 /** A message to a worker. */
@@ -45,12 +51,16 @@ export interface EncodedWork extends Omit<EncodedBody, 'body'> {
   timings: Partial<Record<Stage | 'queue', number>>;
 }
 
-/** Per-reply bookkeeping: which thread answered and how many tfjs tensors it holds now. */
+/**
+ * Per-reply bookkeeping: which thread answered, how many tfjs tensors it holds now, and whether it
+ * retires (the pool then ends it and piscina starts a fresh one; see `src/recycle.ts`).
+ */
 export interface WorkerStats {
   threadId: number;
   tensors: number;
   /** When the worker took the task (`performance.timeOrigin + performance.now()`, ms since the epoch). */
   startedAt: number;
+  retire?: RetireReason;
 }
 
 /** A worker's answer; errors travel as data because structured cloning drops their class. */
@@ -128,6 +138,11 @@ export class WorkPool {
   #piscina: Piscina;
   #inFlight = 0;
   #tensors = new Map<number, number>();
+  /** Threads whose backbone is loaded and warmed, and that are not retiring. */
+  #ready = new Set<number>();
+  #closing = false;
+  /** Workers replaced so far, by reason (`exit`: the thread ended without retiring). */
+  readonly replaced: Record<RetireReason | 'exit', number> = { failure: 0, memory: 0, exit: 0 };
 
   /** @param config - uses `workers`, `queueLimit`, the backbone settings and the limits */
   constructor(config: Config) {
@@ -140,7 +155,10 @@ export class WorkPool {
       backboneStride: config.backboneStride,
       maxImageAspect: config.maxImageAspect,
       limits: limitsFrom(config),
+      maxMemoryBytes: config.workerMaxMemoryMb * 1024 * 1024,
+      retireBoard: RetireBoard.allocate(),
     };
+    const board = new RetireBoard(init.retireBoard);
     this.#piscina = new Piscina({
       ...workerFile(),
       workerData: init,
@@ -149,7 +167,64 @@ export class WorkPool {
       // Workers hold a loaded backbone: never let them idle out.
       idleTimeout: Number.POSITIVE_INFINITY,
       concurrentTasksPerWorker: 1,
+      // With piscina's default ('sync'), an idle worker blocks its thread in Atomics.wait, so nothing
+      // asynchronous progresses there between tasks: a replacement worker would load its backbone
+      // only inside its first task, and never say it is ready. Tasks are long; the latency is noise.
+      atomics: 'disabled',
+      // piscina's least-busy choice, minus retiring workers. It runs as soon as a reply arrives, before
+      // the pool reads the reply, so a retiring worker says so on the shared board, not in the reply.
+      loadBalancer: (_task, workers) => workers.find((w) => w.currentUsage === 0 && !board.has(w.id)) ?? null,
     });
+    // Piscina replaces a thread that exits (minThreads); these keep `readyWorkers` true meanwhile.
+    this.#piscina.on('message', (message: unknown) => {
+      const m = message as { roiserve?: string; threadId?: number } | null;
+      if (m?.roiserve === 'ready' && typeof m.threadId === 'number' && !board.has(m.threadId)) {
+        this.#ready.add(m.threadId);
+      }
+    });
+    this.#piscina.on('workerCreate', (created: { id: number }) => {
+      const id = created.id; // read now: a Worker's threadId reads -1 once it has exited
+      this.#thread(id)?.once('exit', () => {
+        this.#ready.delete(id);
+        if (!board.has(id) && !this.#closing) this.replaced.exit++;
+        this.#tensors.delete(id);
+        board.clear(id);
+      });
+    });
+    // An error thrown in a worker outside any task: piscina has already replaced that worker, and an
+    // 'error' event nobody listens to would end the process.
+    this.#piscina.on('error', () => undefined);
+  }
+
+  #thread(threadId: number): Worker | undefined {
+    return this.#piscina.threads.find((t) => t.threadId === threadId);
+  }
+
+  /**
+   * Workers that have loaded and warmed their backbone and are not retiring. `/readyz` is 503 while
+   * this is 0 (all being replaced).
+   */
+  get readyWorkers(): number {
+    return this.#ready.size;
+  }
+
+  /** Thread ids of the current workers (ready or not). */
+  get threadIds(): number[] {
+    return this.#piscina.threads.map((t) => t.threadId);
+  }
+
+  /**
+   * Ends a worker thread; piscina starts a replacement, which loads and warms its own backbone. The
+   * pool calls it for a worker that retires after its reply; a test can call it to kill one. A task
+   * running in that thread fails (500).
+   *
+   * @returns false when no current worker has that id
+   */
+  async terminate(threadId: number): Promise<boolean> {
+    const thread = this.#thread(threadId);
+    if (thread === undefined) return false;
+    await thread.terminate();
+    return true;
   }
 
   /** Requests running or waiting. */
@@ -189,7 +264,16 @@ export class WorkPool {
     } finally {
       this.#inFlight--;
     }
-    this.#tensors.set(reply.stats.threadId, reply.stats.tensors);
+    const { threadId, tensors, retire } = reply.stats;
+    this.#tensors.set(threadId, tensors);
+    if (retire !== undefined) {
+      // The reply is complete; the balancer already gives this thread nothing (it marked the board).
+      this.replaced[retire]++;
+      this.#ready.delete(threadId);
+      this.terminate(threadId).catch(() => undefined);
+    }
+    // A described backbone is a loaded one (the worker's own 'ready' message may arrive later).
+    if (task.kind === 'describe' && reply.ok && retire === undefined) this.#ready.add(threadId);
     if (reply.ok) return withQueueTime(reply.value, Math.max(0, reply.stats.startedAt - submittedAt));
     const { status, message, field, expected } = reply.error;
     if (status >= 500) throw new WorkerFailure(message);
@@ -268,6 +352,7 @@ export class WorkPool {
 
   /** Stops the workers (after the HTTP server has drained). */
   async close(): Promise<void> {
+    this.#closing = true;
     await this.#piscina.destroy();
   }
 }

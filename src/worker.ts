@@ -6,7 +6,7 @@
  * data (structured cloning drops their class), and whole-buffer Float32Arrays are transferred, not
  * copied.
  */
-import { threadId } from 'node:worker_threads';
+import { parentPort, threadId } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { getTf, initTensorFlow, loadBackbone, type Backbone } from './backbone/index.js';
 import { RoiServeError } from './errors.js';
@@ -19,6 +19,7 @@ import {
   type PipelineContext,
   type RoiResult,
 } from './pipeline.js';
+import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js';
 import type { RoiTask } from './request.js';
 import { encodeFeatures, encodeRoi, type EncodedBody } from './responses.js';
 import {
@@ -26,10 +27,12 @@ import {
   type EncodedWork,
   type WorkerInit,
   type WorkerReply,
+  type WorkerStats,
   type WorkerTask,
 } from './pool.js';
 
 const init = Piscina.workerData as WorkerInit;
+const retireBoard = new RetireBoard(init.retireBoard);
 
 let backend: string | null = null;
 let tensorCount: () => number = () => 0;
@@ -47,13 +50,35 @@ function loadBackboneOnce(): Promise<Backbone> {
       maxInputAspect: init.maxImageAspect,
     });
     await backbone.warmup();
+    // Tells the pool this thread can serve images: `/readyz` counts such workers (src/pool.ts).
+    parentPort?.postMessage({ roiserve: 'ready', threadId });
     return backbone;
   })();
   return backbonePromise;
 }
 
-// Start loading now, so the first image request does not pay for it; failures surface on use.
-loadBackboneOnce().catch(() => undefined);
+/** Set once the backbone has loaded: a failure after that is the thread's state, not the model's. */
+let backboneLoaded = false;
+loadBackboneOnce().then(
+  () => (backboneLoaded = true),
+  () => undefined,
+);
+
+/**
+ * This thread's stats for a reply, and whether it retires (see `src/recycle.ts`): after an unexpected
+ * failure (a wasm abort corrupts the module for every later task; replacing the thread cannot fix a
+ * backbone that never loaded, so that case does not retire), or when its memory is over the bound.
+ * A retiring thread marks the shared board first: the pool's balancer then gives it no more tasks.
+ */
+function replyStats(unexpectedFailure: boolean, startedAt: number): WorkerStats {
+  let retire: RetireReason | undefined;
+  if (unexpectedFailure && backboneLoaded) retire = 'failure';
+  else if (init.maxMemoryBytes > 0 && workerMemoryBytes() > init.maxMemoryBytes) retire = 'memory';
+  if (retire !== undefined) retireBoard.mark(threadId);
+  return { threadId, tensors: tensorCount(), startedAt, ...(retire ? { retire } : {}) };
+}
+
+// (Loading started above, so the first image request does not pay for it; failures surface on use.)
 // Parse the diff sheets' fonts now (~0.5 s) rather than in the first /v1/diff; failures surface on use.
 try {
   loadFont('normal');
@@ -151,9 +176,9 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
             field: '',
             expected: '',
           };
-    return { ok: false, error, stats: { threadId, tensors: tensorCount(), startedAt } };
+    return { ok: false, error, stats: replyStats(!(err instanceof RoiServeError), startedAt) };
   }
-  const reply: WorkerReply = { ok: true, value, stats: { threadId, tensors: tensorCount(), startedAt } };
+  const reply: WorkerReply = { ok: true, value, stats: replyStats(false, startedAt) };
   if (transfers.length === 0) return reply;
   const movable = { [Piscina.transferableSymbol]: transfers, [Piscina.valueSymbol]: reply };
   return Piscina.move(movable as unknown as Parameters<typeof Piscina.move>[0]) as unknown as WorkerReply;

@@ -21,6 +21,7 @@ describe('parseConfig', () => {
       queueLimit: 64,
       // One per core, one left for the HTTP thread, within [1, 4] (README).
       workers: Math.min(4, Math.max(1, availableParallelism() - 1)),
+      workerMaxMemoryMb: 1024,
       tfBackend: 'auto',
       backboneDir: undefined,
       backboneOutputNode: undefined,
@@ -49,6 +50,7 @@ describe('parseConfig', () => {
       MAX_WORK: '2e9',
       QUEUE_LIMIT: '0',
       WORKERS: '3',
+      WORKER_MAX_MEMORY_MB: '0',
       TF_BACKEND: 'wasm',
       BACKBONE_DIR: '/models/x',
       BACKBONE_OUTPUT_NODE: 'conv5',
@@ -73,6 +75,7 @@ describe('parseConfig', () => {
       maxWork: 2e9,
       queueLimit: 0,
       workers: 3,
+      workerMaxMemoryMb: 0,
       tfBackend: 'wasm',
       backboneDir: '/models/x',
       backboneOutputNode: 'conv5',

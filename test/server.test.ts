@@ -65,6 +65,7 @@ describe('health, readiness, metrics', () => {
         backendReason: null,
         tfjsNodeError: null,
         workers: 1,
+        readyWorkers: 0,
       },
     });
     const r = await app.inject({ method: 'GET', url: '/readyz' });
@@ -77,6 +78,7 @@ describe('health, readiness, metrics', () => {
       backendReason: expect.stringMatching(/^auto: @tensorflow\/tfjs-node unavailable \(.+\); using wasm/),
       tfjsNodeError: expect.stringMatching(/^@tensorflow\/tfjs-node could not be loaded: \S/),
       workers: 1,
+      readyWorkers: 1,
     });
   });
 

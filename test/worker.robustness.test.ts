@@ -141,3 +141,57 @@ describe('images the backbone must not be given', () => {
     });
   });
 });
+
+/** Polls `/readyz` until it answers `status` (the test's own timeout bounds the wait). */
+async function readyzUntil(target: FastifyInstance, status: number): Promise<Record<string, unknown>> {
+  for (;;) {
+    const r = await target.inject({ method: 'GET', url: '/readyz' });
+    if (r.statusCode === status) return r.json();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('workers that die or outgrow their memory are replaced', () => {
+  it('a killed worker: /readyz is 503 until its replacement has warmed its backbone, then requests succeed', async () => {
+    const [before] = app.work.threadIds;
+    expect(await app.work.terminate(before)).toBe(true);
+    // Was: nothing noticed, /readyz stayed 200 (and, with piscina's replacement, nobody waited for it).
+    const r = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(r.statusCode).toBe(503);
+    expect(r.json()).toMatchObject({ status: 'replacing', workers: 1, readyWorkers: 0 });
+    expect(await readyzUntil(app, 200)).toMatchObject({ status: 'ready', readyWorkers: 1 });
+    expect(app.work.threadIds).toHaveLength(1);
+    expect(app.work.threadIds[0]).not.toBe(before);
+    expect(app.work.replaced.exit).toBe(1);
+    await expectImagesServed();
+  }, 60_000);
+
+  it('WORKER_MAX_MEMORY_MB: a worker past it after a big image answers, then is replaced; the next request works', async () => {
+    // A fresh worker holds ~0.15 GB (heap + wasm); a 2048² image grows tfjs-wasm's memory to ~0.45 GB.
+    const small = await buildApp(testConfig({ workerMaxMemoryMb: 300 }));
+    try {
+      await small.readiness.settled;
+      const [before] = small.work.threadIds;
+      const image = (await testPng(2048, 2048)).toString('base64');
+      const r = await small.inject({
+        method: 'POST',
+        url: '/v1/roi',
+        payload: { image, boxes, outputSize: 2 },
+      });
+      expect(r.statusCode).toBe(200);
+      expect(small.work.replaced.memory).toBe(1);
+      expect(await readyzUntil(small, 200)).toMatchObject({ readyWorkers: 1 });
+      expect(small.work.threadIds[0]).not.toBe(before);
+      const again = await small.inject({
+        method: 'POST',
+        url: '/v1/roi',
+        payload: { image: (await testPng(64, 48)).toString('base64'), boxes, outputSize: 2 },
+      });
+      expect(again.statusCode).toBe(200);
+      // A small image keeps the fresh worker under the bound: it stays.
+      expect(small.work.replaced.memory).toBe(1);
+    } finally {
+      await small.close();
+    }
+  }, 120_000);
+});
