@@ -127,7 +127,10 @@ export function coverage(box: Rect, opts: CoverageOptions): BoxCoverage {
       '[width, height] > 0',
     );
   }
-  const t = 1 / s;
+  // The stride from the scale as given, not its float32 rounding: 1 / fround(1/7) = 6.9999997 would put a
+  // box that sits exactly on cells (21..42 at stride 7) 1e-6 px off its region (lost/gained > 0, IoU < 1).
+  // The cells themselves come from float32 products, like the operators'.
+  const t = 1 / opts.spatialScale;
   const exact: Rect = { x1: box.x1, y1: box.y1, x2: box.x2, y2: box.y2 };
   const boxArea = area(exact);
 

@@ -90,6 +90,16 @@ describe('coverage', () => {
     expect([free.align.lost, free.align.iou]).toEqual([0, 1]);
   });
 
+  it('a box on cell edges at scale 1/7 or 0.3 is covered exactly (the stride is 1 / the scale given, not its float32)', () => {
+    const c = coverage({ x1: 21, y1: 0, x2: 42, y2: 7 }, { spatialScale: 1 / 7 });
+    expect(c.warp.cells).toEqual({ x1: 3, y1: 0, x2: 6, y2: 1 });
+    expect(c.warp.region).toEqual({ x1: 21, y1: 0, x2: 42, y2: 7 });
+    expect([c.warp.lost, c.warp.gained, c.warp.iou]).toEqual([0, 0, 1]);
+    const d = coverage({ x1: 10, y1: 0, x2: 20, y2: 10 / 3 }, { spatialScale: 0.3 });
+    expect(d.warp.cells).toEqual({ x1: 3, y1: 0, x2: 6, y2: 1 });
+    expect([d.warp.lost, d.warp.gained, d.warp.iou]).toEqual([0, 0, 1]);
+  });
+
   it('refuses bad input naming the field', () => {
     expect(() => coverage({ x1: 5, y1: 0, x2: 1, y2: 1 }, { spatialScale: 1 })).toThrow(InvalidInputError);
     expect(() => coverage({ x1: NaN, y1: 0, x2: 1, y2: 1 }, { spatialScale: 1 })).toThrow(/box\.x1/);
