@@ -15,7 +15,7 @@ import { assertFiniteFeatures, BOX_FORMATS, toCanonicalBoxes, type BoxFormat } f
 import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
 import { readNpy } from './tensors/npy.js';
-import type { RoiWarning } from './warnings.js';
+import { size, type RoiWarning } from './warnings.js';
 import { checkRoiWork } from './work_budget.js';
 
 /** The three operators, in their canonical order. */
@@ -357,8 +357,53 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
       maxSide: hasImage ? maxSide.maxSide : undefined,
     },
     includeImage,
-    warnings: [...maxSide.warnings],
+    warnings: [
+      ...maxSide.warnings,
+      ...(body.features && body.imageSize
+        ? layoutWarnings(
+            body.features.shape,
+            body.features.layout,
+            body.imageSize,
+            body.spatialScale as number,
+          )
+        : []),
+    ],
   };
+}
+
+/** Whether a map of `h × w` cells plausibly covers `imageSize` at `spatialScale` (backbones pad and round). */
+function mapFits(h: number, w: number, imageSize: readonly [number, number], spatialScale: number): boolean {
+  const near = (cells: number, expected: number) => Math.abs(cells - expected) <= Math.max(2, 0.1 * expected);
+  return near(h, imageSize[1] * spatialScale) && near(w, imageSize[0] * spatialScale);
+}
+
+/**
+ * The one cheap check of a mislabelled layout: with `imageSize` the map's H × W is roughly known
+ * (`imageSize × spatialScale`). When the shape read in the declared layout does not fit it and the
+ * shape read in the other layout does, say so (`layout-suspect`). Without `imageSize` nothing tells the
+ * two readings apart, so nothing is said.
+ */
+export function layoutWarnings(
+  shape: readonly [number, number, number, number],
+  layout: Layout,
+  imageSize: readonly [number, number],
+  spatialScale: number,
+): RoiWarning[] {
+  const other: Layout = layout === 'NCHW' ? 'NHWC' : 'NCHW';
+  const [, , h, w] = logicalShape(shape, layout);
+  const [, , oh, ow] = logicalShape(shape, other);
+  if (mapFits(h, w, imageSize, spatialScale) || !mapFits(oh, ow, imageSize, spatialScale)) return [];
+  const expected = size(imageSize[0] * spatialScale, imageSize[1] * spatialScale);
+  return [
+    {
+      code: 'layout-suspect',
+      field: 'features.layout',
+      message:
+        `features.shape [${shape.join(', ')}] read as ${layout} gives a ${w}×${h} map (W×H), but imageSize × ` +
+        `spatialScale expects about ${expected}; read as ${other} it would be ${ow}×${oh}. Did you mean layout ` +
+        `"${other}"? (shape is the array's shape as stored: [N, H, W, C] for NHWC)`,
+    },
+  ];
 }
 
 /**

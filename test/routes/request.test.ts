@@ -119,6 +119,33 @@ describe('features layout: shape is the array shape as stored', () => {
   });
 });
 
+describe('layout-suspect: with imageSize, a shape that fits only in the other layout', () => {
+  const map = toLayout(randomMap([1, 3, 8, 10], 4), 'NHWC'); // H 8, W 10: 40×32 pixels at 1/4
+  const body = { spatialScale: 0.25, imageSize: [40, 32], boxes: [[0, 0, 8, 8]], ops: ['align'] };
+
+  it('NHWC data labelled NCHW: served as sent, with a warning naming features.layout', async () => {
+    const mislabelled = { ...featuresField(map), layout: 'NCHW' }; // shape [1, 8, 10, 3]
+    const r = await roi({ ...body, features: mislabelled });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().featureMap.shape).toEqual([1, 8, 10, 3]);
+    expect(r.json().warnings).toEqual([
+      {
+        code: 'layout-suspect',
+        field: 'features.layout',
+        message: expect.stringContaining('Did you mean layout "NHWC"?'),
+      },
+    ]);
+  });
+
+  it('labelled right, or without imageSize: no warning', async () => {
+    const right = await roi({ ...body, features: featuresField(map) });
+    expect(right.json().warnings).toEqual([]);
+    const { imageSize: _, ...noSize } = body;
+    const unknown = await roi({ ...noSize, features: { ...featuresField(map), layout: 'NCHW' } });
+    expect(unknown.json().warnings).toEqual([]);
+  });
+});
+
 describe('warnings', () => {
   const small = randomMap([1, 2, 10, 12], 5); // spatialScale 0.5: covers 24×20 pixels
   const base = { features: featuresField(small), spatialScale: 0.5, outputSize: 2 };
