@@ -6,7 +6,7 @@ import {
   encodeFloat32Base64,
   float32FromLittleEndian,
 } from '../../src/tensors/base64.js';
-import { readNpy, writeNpy } from '../../src/tensors/npy.js';
+import { MAX_NPY_HEADER_BYTES, parseNpyHeader, readNpy, writeNpy } from '../../src/tensors/npy.js';
 import { readSafetensors, writeSafetensors } from '../../src/tensors/safetensors.js';
 
 // Written by numpy 2.4.6: `np.lib.format.write_array(f, a, version=...)` with
@@ -97,6 +97,67 @@ describe('.npy', () => {
     const truncated = bytes(NUMPY.c_f4).subarray(0, bytes(NUMPY.c_f4).length - 4);
     expect(errorOf(() => readNpy(truncated)).message).toContain('needs 96');
     expect(errorOf(() => readNpy(Buffer.from('hello world'))).message).toContain('magic');
+  });
+});
+
+/** A version-1.0 (or 2.0, for long headers) `.npy` with `header` and `values` float32 data. */
+function npyWith(header: string, values: number[] = []): Buffer {
+  const text = Buffer.from(header, 'latin1');
+  const v2 = text.length > 0xffff;
+  const prefix = Buffer.alloc(v2 ? 12 : 10);
+  prefix.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, v2 ? 2 : 1, 0]);
+  if (v2) prefix.writeUInt32LE(text.length, 8);
+  else prefix.writeUInt16LE(text.length, 8);
+  return Buffer.concat([prefix, text, Buffer.from(Float32Array.from(values).buffer)]);
+}
+
+describe('.npy header, parsed as numpy parses it (a Python literal dict)', () => {
+  const f4 = "'descr': '<f4', 'fortran_order': False";
+
+  it('takes the shapes Python writes: (2,), (2, 3,), (), extra spaces, newlines, " quotes', () => {
+    expect(readNpy(npyWith(`{${f4}, 'shape': (2,), }`, [1, 2])).shape).toEqual([2]);
+    expect(readNpy(npyWith(`{${f4}, 'shape': (2, 3,)}`, [1, 2, 3, 4, 5, 6])).shape).toEqual([2, 3]);
+    expect(readNpy(npyWith(`{${f4}, 'shape': ()}`, [7])).shape).toEqual([]);
+    expect(
+      readNpy(npyWith(`{ "descr" : "<f4" ,\n "fortran_order":False,'shape':( 1 , 2 ) }\n`, [1, 2])).shape,
+    ).toEqual([1, 2]);
+  });
+
+  it('lets the last duplicate key win, as a Python dict does', () => {
+    const header = `{'shape': (5, 5), ${f4}, 'shape': (1, 2), 'descr': '<f8', 'descr': '<f4'}`;
+    expect(readNpy(npyWith(header, [1, 2])).shape).toEqual([1, 2]);
+    expect(parseNpyHeader(header).get('descr')).toBe('<f4');
+  });
+
+  it('refuses floats, negatives, (2) (an int, not a tuple), other keys and malformed text, naming the problem', () => {
+    const refused = (header: string) => errorOf(() => readNpy(npyWith(header, [1, 2]))).message;
+    expect(refused(`{${f4}, 'shape': (2.0,)}`)).toMatch(/'2\.' is not an integer/);
+    expect(refused(`{${f4}, 'shape': (1e3,)}`)).toMatch(/not an integer/);
+    expect(refused(`{${f4}, 'shape': (-2, -1)}`)).toMatch(/shape must be a tuple of integers ≥ 0/);
+    expect(refused(`{${f4}, 'shape': (2)}`)).toMatch(/shape must be a tuple/);
+    expect(refused(`{${f4}, 'shape': [2]}`)).toMatch(/shape must be a tuple/);
+    expect(refused(`{${f4}, 'shape': (2,), 'extra': 1}`)).toMatch(
+      /keys are \[descr, extra, fortran_order, shape\]/,
+    );
+    expect(refused(`{${f4}}`)).toMatch(/expected descr, fortran_order and shape/);
+    expect(refused(`{${f4}, 'shape': (2,)`)).toMatch(/unreadable header/);
+    expect(refused(`{${f4}, 'shape': (2,)} x`)).toMatch(/text after the dict/);
+    expect(refused(`{'descr': '<f4, 'fortran_order': False, 'shape': (2,)}`)).toMatch(/unreadable header/);
+    expect(refused(`{${f4}, 'shape': ((((((((((2,),),),),),),),),),)}`)).toMatch(/nested too deeply/);
+  });
+
+  it("refuses the hostile header of repeated 'shape':( in one pass, and any header over numpy's 10000 bytes unread", () => {
+    // The old regex backtracked quadratically here: 400 KB froze the HTTP thread for 14.6 s.
+    const inside = `{'descr': '<f4', 'fortran_order': False, ${"'shape':(".repeat(900)}`;
+    expect(inside.length).toBeLessThan(MAX_NPY_HEADER_BYTES);
+    expect(errorOf(() => readNpy(npyWith(inside))).message).toMatch(
+      /unreadable header \(expected ',' or '\)'/,
+    );
+    expect(MAX_NPY_HEADER_BYTES).toBe(10_000);
+    const huge = `{${f4}, ${"'shape':(".repeat(120_000)}`; // 1 MB: a version-2.0 header
+    expect(errorOf(() => readNpy(npyWith(huge))).message).toMatch(
+      /header of 1080041 bytes, over the limit of 10000/,
+    );
   });
 });
 
