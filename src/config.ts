@@ -70,6 +70,13 @@ export const envSchema = z.object({
   BACKBONE_DIR: optional(z.string().min(1)),
   BACKBONE_OUTPUT_NODE: optional(z.string().min(1)),
   BACKBONE_STRIDE: optional(positiveInt),
+  /**
+   * Seconds a request's headers and body may take to arrive (a stalled body gets 408 and its socket
+   * closed); 0 disables. Fractions allowed. Work in the workers is not counted.
+   */
+  REQUEST_TIMEOUT_SECONDS: z.coerce.number().nonnegative().default(60),
+  /** Seconds an idle keep-alive connection stays open between requests. */
+  KEEP_ALIVE_TIMEOUT_SECONDS: z.coerce.number().positive().default(72),
   /** Seconds SIGTERM waits for in-flight requests before forcing the exit. */
   SHUTDOWN_GRACE_SECONDS: positiveInt.default(10),
   /** Serve `GET /docs` (swagger-ui). `GET /openapi.json` is always served. */
@@ -100,6 +107,8 @@ export interface Config {
   backboneOutputNode: string | undefined;
   backboneStride: number | undefined;
   shutdownGraceSeconds: number;
+  requestTimeoutSeconds: number;
+  keepAliveTimeoutSeconds: number;
   docs: boolean;
 }
 
@@ -154,6 +163,8 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     backboneOutputNode: e.BACKBONE_OUTPUT_NODE,
     backboneStride: e.BACKBONE_STRIDE,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
+    requestTimeoutSeconds: e.REQUEST_TIMEOUT_SECONDS,
+    keepAliveTimeoutSeconds: e.KEEP_ALIVE_TIMEOUT_SECONDS,
     docs: e.DOCS ?? true,
     ...overrides,
   };

@@ -47,6 +47,7 @@ const KINDS: Record<number, { type: string; title: string }> = {
   413: { type: 'too-large', title: 'Too large' },
   415: { type: 'unsupported-media-type', title: 'Unsupported media type' },
   429: { type: 'too-many-requests', title: 'Too many requests' },
+  431: { type: 'headers-too-large', title: 'Request header fields too large' },
   500: { type: 'internal', title: 'Internal server error' },
   503: { type: 'unavailable', title: 'Service unavailable' },
 };

@@ -19,6 +19,7 @@ import { requireApiKey } from './http/auth.js';
 import { buildMetricsListener } from './http/metrics-listener.js';
 import { useJsonBodyParser } from './http/json-body.js';
 import { collectRoutes } from './http/route-index.js';
+import { timeoutOptions } from './http/timeouts.js';
 import { serverTiming } from './http/timing.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
 import backboneRoutes from '../routes/backbone.js';
@@ -82,6 +83,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     bodyLimit: config.bodyLimitBytes,
     // Requests arriving while the server closes get a 503 (fastify's default); in-flight ones finish.
     return503OnClosing: true,
+    // A body that starts and goes silent is cut (408) after REQUEST_TIMEOUT_SECONDS (src/http/timeouts.ts).
+    ...timeoutOptions(config),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

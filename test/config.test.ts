@@ -27,6 +27,8 @@ describe('parseConfig', () => {
       backboneOutputNode: undefined,
       backboneStride: undefined,
       shutdownGraceSeconds: 10,
+      requestTimeoutSeconds: 60,
+      keepAliveTimeoutSeconds: 72,
       docs: true,
     });
     expect(defaultWorkers()).toBeGreaterThanOrEqual(1);
