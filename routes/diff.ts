@@ -64,6 +64,17 @@ const pairsSchema = z
   .object({ 'align-pool': pairStatsSchema, 'align-warp': pairStatsSchema, 'pool-warp': pairStatsSchema })
   .describe('per pair of ops "a-b"');
 
+const spreadSchema = z.object({ min: z.number(), median: z.number(), max: z.number() });
+
+const opSummarySchema = z.object({
+  iou: spreadSchema.describe('IoU of the read area with the box'),
+  gainedFraction: spreadSchema.describe('gained area / box area'),
+  lostFraction: spreadSchema.describe('lost area / box area'),
+  iouHistogram: z
+    .array(z.number().int())
+    .describe('box counts in 10 IoU bins over [0, 1]: bin i holds [i/10, (i+1)/10), the last also 1'),
+});
+
 const base64Png = z.string().describe('a PNG image, base64');
 
 export const diffResponseSchema = z
@@ -89,6 +100,15 @@ export const diffResponseSchema = z
       .array(z.object({ box: z.number().int().describe('0-based box index'), pairs: pairsSchema }))
       .describe('per box: how far apart the ops outputs are'),
     differencesAll: z.object({ pairs: pairsSchema }).describe('the same over all boxes'),
+    summary: z
+      .object({
+        boxes: z.number().int().describe('K: every box, shown in a row or not'),
+        pool: opSummarySchema,
+        warp: opSummarySchema,
+      })
+      .describe(
+        "how RoI Pool's and RoI Warp's read areas compare with the boxes, over all boxes (the sheet's summary)",
+      ),
     images: z.object({
       overlay: base64Png
         .nullable()

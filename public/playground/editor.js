@@ -5,15 +5,19 @@
  * API's canonical format); the canvas is only a scaled view of them.
  */
 
-/** Okabe–Ito colours: distinguishable with the common colour-vision deficiencies. */
-const BOX_COLOURS = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000'];
+/**
+ * Box colours, distinguishable with the common colour-vision deficiencies (Okabe–Ito and Tol), never the
+ * diff sheet's colours for lost (orange #E69F00), gained (blue #0072B2) or the read outline (sky blue
+ * #56B4E9): a box drawn in one of those would read as a region of the sheet.
+ */
+export const BOX_COLOURS = ['#009E73', '#CC79A7', '#D55E00', '#000000', '#F0E442', '#882255', '#6B6B6B'];
 
 /** Handle hit radius and minimum drawn size, in CSS pixels. */
 const HANDLE_PX = 9;
 const MIN_DRAG_PX = 4;
 
-/** Label text: white on the dark colours (blue, black), black on the others (contrast ≥ 4.5). */
-const WHITE_TEXT_ON = new Set(['#0072B2', '#000000']);
+/** Label text: white on the dark colours (black, wine, grey), black on the others (contrast ≥ 4.5). */
+const WHITE_TEXT_ON = new Set(['#000000', '#882255', '#6B6B6B']);
 
 /** Colour of box `index` (cycles). */
 export function boxColour(index) {

@@ -10,7 +10,7 @@ import type { FeatureMap, Pooled } from '../ops/types.js';
 import type { RoiResult } from '../pipeline.js';
 import { ROI_OPS } from '../request.js';
 import { boxRows, echoedParams, JSON_CONTENT_TYPE, type EncodedBody } from '../responses.js';
-import { diffStats, renderDiff, type PairDiff } from './render-sheet.js';
+import { coverageSummary, diffStats, renderDiff, type PairDiff } from './render-sheet.js';
 import { toPng, type RgbImage } from './render.js';
 import type { RoiWarning } from '../warnings.js';
 
@@ -132,6 +132,7 @@ export async function encodeDiff(
     coverage: result.coverage,
     differences: stats.perBox.map((list, box) => ({ box, pairs: pairsOf(list) })),
     differencesAll: { pairs: pairsOf(stats.total) },
+    summary: coverageSummary(result.coverage),
     images: {
       overlay: overlay ? overlay.toString('base64') : null,
       rows: rows.map((png) => png.toString('base64')),

@@ -95,6 +95,8 @@ export interface DiffRender {
   featureHeatmap?: RgbImage;
   /** One panel row per shown box. */
   rows: RgbImage[];
+  /** The summary over all boxes (coverage spreads, IoU histograms, differences); absent without boxes. */
+  summary?: RgbImage;
   /** Number of boxes with panels, `min(K, maxBoxes)`. */
   boxesShown: number;
 }
@@ -165,6 +167,27 @@ function rectSvg(r: Region, sx: number, sy: number, attrs: string): string {
   return `<rect x="${coord(r.x1 * sx)}" y="${coord(r.y1 * sy)}" width="${coord(w)}" height="${coord(h)}" ${attrs}/>`;
 }
 
+/** Lost / gained areas thinner than this (display px) are hidden by the 4 px outline halos around them. */
+const THIN_REGION = 5;
+/** Thin lost / gained areas are redrawn over the outlines at least this wide (display px). */
+const MIN_REGION_PX = 2;
+
+/**
+ * SVG of a thin lost / gained area redrawn over the outlines, opaque and at least `MIN_REGION_PX` wide and
+ * tall (centred on the area), or `''` when the area is wide enough to show beneath them. Without it a strip
+ * of a few pixels, between the box outline and the read outline, vanished under their halos.
+ */
+function thinRegionSvg(r: Region, sx: number, sy: number, fill: string): string {
+  const w = (r.x2 - r.x1) * sx;
+  const h = (r.y2 - r.y1) * sy;
+  if (!(w > 0 && h > 0) || Math.min(w, h) >= THIN_REGION) return '';
+  const dw = Math.max(w, MIN_REGION_PX);
+  const dh = Math.max(h, MIN_REGION_PX);
+  const x = r.x1 * sx - (dw - w) / 2;
+  const y = r.y1 * sy - (dh - h) / 2;
+  return `<rect x="${coord(x)}" y="${coord(y)}" width="${coord(dw)}" height="${coord(dh)}" fill="${fill}"/>`;
+}
+
 /** SVG of feature-grid lines (cell edges at multiples of `stride` image px) around `area`, one cell beyond. */
 function gridSvg(
   area: Region,
@@ -200,8 +223,8 @@ function gridSvg(
 /**
  * Paints boxes over an image: feature grid (when `drawGrid` and its lines are at least 4 px apart), lost
  * (box minus `read`) and gained (`read` minus box) translucent fills, read-area outline (dashed), exact box
- * outline (solid) and a label; the image scaled to fit 440 × 400 px (upscaled at most 16×, nearest).
- * `frame` is `[width, height]` of the boxes' coordinate frame (image px); `base` is stretched over it.
+ * outline (solid), lost / gained areas thinner than 5 px again over the outlines (opaque, at least 2 px),
+ * and a label; the image scaled to fit 440 × 400 px (upscaled at most 16×, nearest). `frame` is `[width, height]` of the boxes' coordinate frame (image px); `base` is stretched over it.
  *
  * @returns the painted raster, and whether the grid was drawn; display px = image px × `width / frame[0]`
  */
@@ -220,7 +243,7 @@ export async function renderOverlay(
   const sy = dh / fh;
   const gridDrawn = drawGrid && stride * Math.min(sx, sy) >= MIN_GRID_SPACING;
   const halo = hex(PALETTE.halo);
-  const layers = { grid: '', fills: '', read: '', box: '', labels: '' };
+  const layers = { grid: '', fills: '', read: '', box: '', thin: '', labels: '' };
   for (const { label, box, read } of boxes) {
     if (read) {
       if (gridDrawn) {
@@ -234,8 +257,14 @@ export async function renderOverlay(
       }
       const lostAttrs = `fill="${hex(PALETTE.lost)}" fill-opacity="${FILL_OPACITY}"`;
       const gainedAttrs = `fill="${hex(PALETTE.gained)}" fill-opacity="${FILL_OPACITY}"`;
-      for (const r of rectDifference(box, read)) layers.fills += rectSvg(r, sx, sy, lostAttrs);
-      for (const r of rectDifference(read, box)) layers.fills += rectSvg(r, sx, sy, gainedAttrs);
+      for (const r of rectDifference(box, read)) {
+        layers.fills += rectSvg(r, sx, sy, lostAttrs);
+        layers.thin += thinRegionSvg(r, sx, sy, hex(PALETTE.lost));
+      }
+      for (const r of rectDifference(read, box)) {
+        layers.fills += rectSvg(r, sx, sy, gainedAttrs);
+        layers.thin += thinRegionSvg(r, sx, sy, hex(PALETTE.gained));
+      }
       const dashed = `fill="none" stroke-width="2" stroke-dasharray="7 4"`;
       layers.read += rectSvg(
         read,
@@ -251,7 +280,7 @@ export async function renderOverlay(
     const ly = Math.min(Math.max(box.y1 * sy + 17, 15), dh - 4);
     layers.labels += svgText(label, lx, ly, { size: 14, weight: 'bold', fill: '#ffffff', halo });
   }
-  const svg = layers.grid + layers.fills + layers.read + layers.box + layers.labels;
+  const svg = layers.grid + layers.fills + layers.read + layers.box + layers.thin + layers.labels;
   // The strip hands a base already at display size (resized once for both overlays); anything else is
   // resized here. Upscaling stays nearest (pixels and feature cells stay crisp); downscaling filters.
   const sized: RgbImage =
@@ -286,7 +315,8 @@ function howToReadSvg(
   const paragraphs = [
     ...first,
     'Per box: the three pooled outputs on one shared colour scale (viridis), then |Align − Pool| and ' +
-      '|Align − Warp| on their own scale from 0 (cividis).',
+      '|Align − Warp| on their own scale from 0 (cividis); the mean and max under them are of the panel ' +
+      'as drawn, on that scale.',
     'lost / gained: box area the op does not read / reads outside the box, in px² and % of the box area; ' +
       'IoU: read area vs box.',
     'RoI Align samples the exact box, RoI Warp the box snapped to the grid, RoI Pool whole cells (end cell ' +
@@ -464,6 +494,20 @@ function colorbar(
   return { raster: { image, left: x, top: y }, svg };
 }
 
+/**
+ * The two lines under a difference panel: the mean and max of the panel's values as drawn (the channel
+ * reduction of |a − b|), so both are read on the colour bar beside it. They used to be the mean and max
+ * over all channels, a max that could lie above the bar's top.
+ */
+export function panelCaption(map: Float32Array): [string, string] {
+  let sum = 0;
+  for (const v of map) sum += v;
+  return [
+    `mean ${formatNumber(map.length ? sum / map.length : 0)}`,
+    `max ${formatNumber(valueRange(map)[1])}`,
+  ];
+}
+
 /** One row of panels for box `k`. */
 async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSelect): Promise<RgbImage> {
   const { pooled, coverage } = input;
@@ -566,13 +610,13 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
     rasters.push({ image, left: x, top });
     svg += `<rect x="${x - 0.5}" y="${top - 0.5}" width="${pw + 1}" height="${ph + 1}" fill="none" stroke="#999"/>`;
     svg += svgText(d.title, x + pw / 2, TITLE_H, { size: 13, weight: 'bold', fill: INK, anchor: 'middle' });
-    const stats = pairStats(pooled[d.pair[0]], pooled[d.pair[1]], k);
-    svg += svgText(`mean ${formatNumber(stats.meanAbs)}`, x + pw / 2, top + ph + 15, {
+    const caption = panelCaption(d.map);
+    svg += svgText(caption[0], x + pw / 2, top + ph + 15, {
       size: 11,
       fill: MUTED,
       anchor: 'middle',
     });
-    svg += svgText(`max ${formatNumber(stats.maxAbs)}`, x + pw / 2, top + ph + 29, {
+    svg += svgText(caption[1], x + pw / 2, top + ph + 29, {
       size: 11,
       fill: MUTED,
       anchor: 'middle',
@@ -699,6 +743,125 @@ async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promis
   return compose(width, Math.max(bottom, legend.height + 12) + 10, rasters, svg);
 }
 
+/** Min, median (mean of the middle two for an even count) and max of some values; zeros when none. */
+export interface Spread {
+  min: number;
+  median: number;
+  max: number;
+}
+
+export function spread(values: readonly number[]): Spread {
+  if (values.length === 0) return { min: 0, median: 0, max: 0 };
+  const sorted = [...values].sort((a, b) => a - b);
+  const m = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
+  return { min: sorted[0], median, max: sorted[sorted.length - 1] };
+}
+
+/** IoU histogram bins over [0, 1]: bin i holds IoU in [i/10, (i+1)/10) (the last also 1). */
+export const IOU_BINS = 10;
+
+/** How one op's read areas compare with the boxes, over all boxes. */
+export interface OpSummary {
+  iou: Spread;
+  /** Gained area / box area. */
+  gainedFraction: Spread;
+  /** Lost area / box area. */
+  lostFraction: Spread;
+  /** Box counts per IoU bin ({@link IOU_BINS} bins over [0, 1]). */
+  iouHistogram: number[];
+}
+
+/** The distribution over every box (shown in a row or not) of RoI Pool's and RoI Warp's coverage. */
+export interface CoverageSummary {
+  boxes: number;
+  pool: OpSummary;
+  warp: OpSummary;
+}
+
+/** Summarises per-box coverage (all boxes, not only the `maxBoxes` with rows). */
+export function coverageSummary(coverage: readonly BoxCoverage[]): CoverageSummary {
+  const op = (name: 'pool' | 'warp'): OpSummary => {
+    const histogram = new Array<number>(IOU_BINS).fill(0);
+    for (const c of coverage) histogram[Math.min(IOU_BINS - 1, Math.floor(c[name].iou * IOU_BINS))]++;
+    return {
+      iou: spread(coverage.map((c) => c[name].iou)),
+      gainedFraction: spread(coverage.map((c) => c[name].gainedFraction)),
+      lostFraction: spread(coverage.map((c) => c[name].lostFraction)),
+      iouHistogram: histogram,
+    };
+  };
+  return { boxes: coverage.length, pool: op('pool'), warp: op('warp') };
+}
+
+/**
+ * The summary over all boxes: per op (Pool, Warp) IoU, gained and lost fractions as min · median · max,
+ * an IoU histogram, and the differences between the outputs over all boxes and channels.
+ */
+async function renderSummary(input: DiffRenderInput, shown: number): Promise<RgbImage> {
+  const summary = coverageSummary(input.coverage);
+  const K = summary.boxes;
+  const cols = [MARGIN, MARGIN + 84, MARGIN + 290, MARGIN + 420, MARGIN + 650];
+  const spreadText = (sp: Spread, f: (v: number) => string) =>
+    `${f(sp.min)} · ${f(sp.median)} · ${f(sp.max)}`;
+  let svg = svgText(`All ${K} box${K === 1 ? '' : 'es'}`, MARGIN, 22, {
+    size: 15,
+    weight: 'bold',
+    fill: INK,
+  });
+  svg += svgText(
+    shown < K
+      ? `statistics over every box; the first ${shown} have a row of panels below`
+      : 'statistics over every box',
+    MARGIN + measureText(`All ${K} boxes`, 15, 'bold') + 12,
+    22,
+    { size: 12, fill: MUTED },
+  );
+  let y = 46;
+  [
+    '',
+    'IoU  min · median · max',
+    'histogram 0 – 1',
+    'gained  min · median · max',
+    'lost  min · median · max',
+  ].forEach((h, i) => (svg += svgText(h, cols[i], y, { size: 12, weight: 'bold', fill: INK })));
+  svg += `<path d="M${MARGIN} ${y + 5.5}H${cols[4] + 210}" stroke="#ccc"/>`;
+  for (const op of ['pool', 'warp'] as const) {
+    y += 20;
+    const s = summary[op];
+    svg += svgText(OP_TITLE[op], cols[0], y, { size: 12, fill: INK });
+    svg += svgText(
+      spreadText(s.iou, (v) => v.toFixed(3)),
+      cols[1],
+      y,
+      { size: 11.5, fill: MUTED },
+    );
+    svg += svgText(spreadText(s.gainedFraction, percent), cols[3], y, { size: 11.5, fill: MUTED });
+    svg += svgText(spreadText(s.lostFraction, percent), cols[4], y, { size: 11.5, fill: MUTED });
+    // Histogram: 10 bars of 9 px, heights relative to the fullest bin, on a baseline.
+    const most = Math.max(1, ...s.iouHistogram);
+    svg += `<path d="M${cols[2]} ${y + 3.5}h${IOU_BINS * 10}" stroke="#bbb"/>`;
+    s.iouHistogram.forEach((n, i) => {
+      if (n === 0) return;
+      const h = Math.max(1, Math.round((n / most) * 15));
+      svg += `<rect x="${cols[2] + i * 10}" y="${y + 3 - h}" width="9" height="${h}" fill="#6b6b6b"/>`;
+    });
+  }
+  y += 26;
+  const total = diffStats(input.pooled).total;
+  const pair = (a: OpName, b: OpName) => total.find((d) => d.a === a && d.b === b) as PairDiff;
+  const ap = pair('align', 'pool');
+  const aw = pair('align', 'warp');
+  svg += svgText(
+    `Outputs over all boxes and channels: |Align − Pool| mean ${formatNumber(ap.meanAbs)}, max ${formatNumber(ap.maxAbs)} · ` +
+      `|Align − Warp| mean ${formatNumber(aw.meanAbs)}, max ${formatNumber(aw.maxAbs)}`,
+    MARGIN,
+    y,
+    { size: 12, fill: MUTED },
+  );
+  return compose(cols[4] + 210 + MARGIN, y + 14, [], svg);
+}
+
 /**
  * Renders the visual diff of RoI Pool, RoI Align and RoI Warp: the whole sheet and its parts.
  * `input.pooled` must hold all three ops with equal shapes `[K, C, PH, PW]`; `coverage` one entry per box.
@@ -716,6 +879,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
     input.features && (!input.image || input.featureHeatmap !== false)
       ? await renderFeaturePanel(input, channel, shown)
       : undefined;
+  const summary = K > 0 ? await renderSummary(input, shown) : undefined;
   const rows: RgbImage[] = [];
   for (let k = 0; k < shown; k++) rows.push(await renderRow(input, k, channel));
 
@@ -742,7 +906,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
 
   // Stack: header, overlay strip or feature panel (features input), then the box rows.
   const top = input.image ? overlay : feature?.image;
-  const parts = [...(top ? [top] : []), ...rows];
+  const parts = [...(top ? [top] : []), ...(summary ? [summary] : []), ...rows];
   const width = Math.max(
     760,
     ...parts.map((p) => p.width),
@@ -770,7 +934,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
     y += part.height;
   }
   const sheet = await compose(sheetWidth, Math.ceil(y + 14), rasters, '');
-  return { sheet, overlay, featureHeatmap: feature?.image, rows, boxesShown: shown };
+  return { sheet, overlay, featureHeatmap: feature?.image, rows, summary, boxesShown: shown };
 }
 
 /** Per-box and overall difference statistics for each pair in `OP_PAIRS`. */

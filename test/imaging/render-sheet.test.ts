@@ -7,14 +7,17 @@ import { describe, expect, it } from 'vitest';
 import { FILL_OPACITY, hex, PALETTE, type Rgb } from '../../src/imaging/colormap.js';
 import {
   compose,
+  coverageSummary,
   diffStats,
+  panelCaption,
+  spread,
   rectDifference,
   renderDiff,
   renderOverlay,
   type DiffRenderInput,
   type RawImage,
 } from '../../src/imaging/render-sheet.js';
-import { toRgb, type RgbImage } from '../../src/imaging/render.js';
+import { formatNumber, reduceDifference, toRgb, type RgbImage } from '../../src/imaging/render.js';
 import { svgText } from '../../src/imaging/text.js';
 import {
   coverage,
@@ -339,5 +342,81 @@ describe('compose', () => {
     expect(pixel(clipped, 19, 10)).toEqual([255, 255, 255]);
     expect(pixel(clipped, 39, 10)).toEqual([...GREY]);
     expect(pixel(clipped, 25, 2)).toEqual([255, 255, 255]);
+  });
+});
+
+describe('thin lost and gained strips', () => {
+  it('stay visible over the outlines: a 3 px lost strip and a 2 px gained strip', async () => {
+    // 512×512 shown at 440 px (0.86 display px per image px): the strips are 2.6 and 1.7 display px,
+    // narrower than the outline halos (4 px) on both of their edges.
+    const image = quadrants(512, 512, [GREY, GREY, GREY, GREY]);
+    const box = { x1: 100, y1: 100, x2: 300, y2: 300 };
+    const read = { x1: 103, y1: 100, x2: 302, y2: 300 };
+    const { image: out } = await renderOverlay(image, [512, 512], [{ label: '1', box, read }], 64, false);
+    const s = out.width / 512;
+    const near = (rgb: Rgb, x: number, y: number) => {
+      const p = pixel(out, Math.round(x * s - 0.5), y * s);
+      return Math.max(...p.map((v, i) => Math.abs(v - rgb[i])));
+    };
+    expect(near(PALETTE.lost, 101.5, 200)).toBeLessThanOrEqual(40);
+    expect(near(PALETTE.gained, 301, 200)).toBeLessThanOrEqual(40);
+  });
+});
+
+describe('summary over all boxes', () => {
+  const fm = featureMap(1, 4, 16, 16);
+  const rows = [
+    [296, 192, 496, 337],
+    [52, 124, 246, 344],
+    [10, 10, 100, 80],
+    [300, 356, 474, 454],
+    [5, 400, 37, 470],
+  ];
+
+  it('spreads IoU, gained and lost of Pool and Warp over every box, not only the shown ones', () => {
+    const input = inputFor(fm, rows, 1 / 32, [512, 512]);
+    const summary = coverageSummary(input.coverage);
+    expect(summary.boxes).toBe(5);
+    for (const op of ['pool', 'warp'] as const) {
+      const ious = input.coverage.map((c) => c[op].iou).sort((a, b) => a - b);
+      expect(summary[op].iou).toEqual({ min: ious[0], median: ious[2], max: ious[4] });
+      const gained = input.coverage.map((c) => c[op].gainedFraction).sort((a, b) => a - b);
+      expect(summary[op].gainedFraction).toEqual({ min: gained[0], median: gained[2], max: gained[4] });
+      const lost = input.coverage.map((c) => c[op].lostFraction);
+      expect(summary[op].lostFraction.max).toBe(Math.max(...lost));
+      expect(summary[op].iouHistogram.reduce((a, b) => a + b, 0)).toBe(5);
+      ious.forEach((iou) =>
+        expect(summary[op].iouHistogram[Math.min(9, Math.floor(iou * 10))]).toBeGreaterThan(0),
+      );
+    }
+    expect(spread([4, 1, 3, 2])).toEqual({ min: 1, median: 2.5, max: 4 });
+    expect(spread([])).toEqual({ min: 0, median: 0, max: 0 });
+  });
+
+  it('is a part of the sheet, of the same height whether 1 or 5 boxes have rows', async () => {
+    const image = quadrants(512, 512, [GREY, GREY, GREY, FAR]);
+    const one = await renderDiff(inputFor(fm, rows, 1 / 32, [512, 512], image, { maxBoxes: 1 }));
+    const all = await renderDiff(inputFor(fm, rows, 1 / 32, [512, 512], image));
+    expect(one.summary).toBeDefined();
+    expect(one.summary?.height).toBe(all.summary?.height);
+    expect(all.sheet.height - one.sheet.height).toBe(4 * one.rows[0].height);
+    const none = await renderDiff(inputFor(fm, [], 1 / 32, [512, 512], image));
+    expect(none.summary).toBeUndefined();
+  });
+});
+
+describe('numbers under a difference panel', () => {
+  it('are the mean and max of the panel as drawn (on its colour bar), not of all channels', () => {
+    const fm = featureMap(1, 6, 16, 16);
+    const input = inputFor(fm, [[40, 40, 300, 260]], 1 / 32, [512, 512]);
+    const { align, pool } = input.pooled;
+    const shown = reduceDifference(align, pool, 0, 'meanabs');
+    const [mean, max] = panelCaption(shown);
+    const all = diffStats(input.pooled).perBox[0][0];
+    const shownMax = Math.max(...shown);
+    expect(max).toBe(`max ${formatNumber(shownMax)}`);
+    expect(mean).toBe(`mean ${formatNumber(shown.reduce((a, b) => a + b, 0) / shown.length)}`);
+    // The per-channel max is above the panel's colour bar (its top is the larger panel max of the row).
+    expect(all.maxAbs).toBeGreaterThan(shownMax);
   });
 });

@@ -216,6 +216,12 @@ describe('POST /v1/diff, features input', () => {
     expect(body.differences).toHaveLength(3);
     expect(body.params.channel).toBe(2);
     expect(body.notes.join(' ')).toMatch(/first 1 have panels/);
+    // The summary covers all three boxes, not only the shown one.
+    const summary = r.json<{ summary: { boxes: number; pool: { iou: { min: number; max: number } } } }>()
+      .summary;
+    expect(summary.boxes).toBe(3);
+    expect(summary.pool.iou.min).toBe(Math.min(...body.coverage.map((c) => c.pool.iou)));
+    expect(summary.pool.iou.max).toBe(Math.max(...body.coverage.map((c) => c.pool.iou)));
   });
 
   it('refuses a channel the feature map does not have, and bad diff parameters, naming the field', async () => {

@@ -172,3 +172,17 @@ describe('playground request helpers', () => {
     expect(helpers.problemMessage(502, 'Bad gateway')).toBe('502: Bad gateway');
   });
 });
+
+describe('playground box colours', () => {
+  it("never reuse the diff sheet's lost, gained or read-outline colours", async () => {
+    const { boxColour } = (await import(pathToFileURL(join(root, 'playground/editor.js')).href)) as {
+      boxColour(index: number): string;
+    };
+    const { PALETTE, hex } = await import('../../src/imaging/colormap.js');
+    const reserved = [PALETTE.lost, PALETTE.gained, PALETTE.read].map((c) => hex(c).toLowerCase());
+    const colours = Array.from({ length: 14 }, (_, i) => boxColour(i).toLowerCase());
+    for (const c of colours) expect(reserved).not.toContain(c);
+    // Seven distinct colours before they cycle.
+    expect(new Set(colours).size).toBe(7);
+  });
+});
