@@ -8,6 +8,8 @@ import { crc32, deflateSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WorkerFailure } from '../src/pool.js';
+import type { RoiTask } from '../src/request.js';
 import { buildApp } from '../src/server.js';
 import { testConfig, testPng } from './routes/helpers.js';
 
@@ -163,6 +165,19 @@ describe('workers that die or outgrow their memory are replaced', () => {
     expect(app.work.threadIds).toHaveLength(1);
     expect(app.work.threadIds[0]).not.toBe(before);
     expect(app.work.replaced.exit).toBe(1);
+    await expectImagesServed();
+  }, 60_000);
+
+  it('a worker that fails unexpectedly (a 500, as a wasm abort gives) answers, then is replaced', async () => {
+    await readyzUntil(app, 200);
+    const [before] = app.work.threadIds;
+    const failed = app.work.replaced.failure;
+    // Not a request a client can send: a task the pipeline has no branch for throws a plain Error.
+    const broken = { boxes: { data: new Float32Array(0), count: 0 }, params: {}, includeImage: false };
+    await expect(app.work.roi(broken as unknown as RoiTask)).rejects.toBeInstanceOf(WorkerFailure);
+    expect(app.work.replaced.failure).toBe(failed + 1);
+    expect(await readyzUntil(app, 200)).toMatchObject({ status: 'ready', readyWorkers: 1 });
+    expect(app.work.threadIds[0]).not.toBe(before);
     await expectImagesServed();
   }, 60_000);
 
