@@ -7,7 +7,16 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CHANNEL_REDUCTIONS, checkChannel, MAX_DIFF_BOXES } from '../src/diff-options.js';
 import { recordTimings } from '../src/http/timing.js';
-import { limitsFrom, multipartToJsonBody, prepareRoi, roiInputFields, ROI_OPS } from '../src/request.js';
+import { admitWork, slotOf } from '../src/admission.js';
+import {
+  binaryPartsOf,
+  knownFeatureShape,
+  limitsFrom,
+  multipartToJsonBody,
+  prepareRoi,
+  roiInputFields,
+  ROI_OPS,
+} from '../src/request.js';
 import {
   boxCoverageSchema,
   featureMapInfoSchema,
@@ -169,21 +178,25 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
         ...workErrorResponses,
       },
     },
+    // A place in the queue before the body is read: 503 up front when there is none.
+    onRequest: admitWork,
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const body = request.body;
-      const task = prepareRoi({ ...body, ops: [...ROI_OPS] }, limits, true);
+      const task = prepareRoi({ ...body, ops: [...ROI_OPS] }, limits, true, binaryPartsOf(request));
       // Refuse early when the channel count is known (features, or a loaded backbone); the worker checks
       // again once the feature map exists.
-      const knownChannels = task.features?.shape[1] ?? app.readiness.backbone?.outputChannels;
+      const knownChannels = task.features
+        ? knownFeatureShape(task)?.[1]
+        : app.readiness.backbone?.outputChannels;
       if (knownChannels !== undefined) checkChannel(body.channel, knownChannels);
       // The worker runs the operators, renders the pictures and encodes the body; this thread only sends
       // it (rendering a sheet here stalled every other request, /healthz included).
-      const out = await app.work.diff(task, {
-        maxBoxes: body.maxBoxes,
-        channel: body.channel,
-        format: body.format,
-      });
+      const out = await app.work.diff(
+        task,
+        { maxBoxes: body.maxBoxes, channel: body.channel, format: body.format },
+        { slot: slotOf(request) },
+      );
       recordTimings(request, app.metrics, out.timings);
       for (const op of ROI_OPS) app.metrics.boxes.inc({ op }, out.boxCount);
       reply.type(out.contentType);

@@ -2,9 +2,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recordTimings } from '../src/http/timing.js';
-import { maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
+import { admitWork, slotOf } from '../src/admission.js';
+import { binaryPartsOf, maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
 import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from '../src/responses.js';
-import { decodeBase64Bytes } from '../src/tensors/base64.js';
 import { WARNINGS_HEADER, warningsHeaderValue } from '../src/warnings.js';
 import { workErrorResponses } from './roi.js';
 
@@ -47,14 +47,17 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
         ...workErrorResponses,
       },
     },
+    // A place in the queue before the body is read: 503 up front when there is none.
+    onRequest: admitWork,
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
-      const image = decodeBase64Bytes(request.body.image, 'image');
+      // A file part's bytes, or the JSON's base64 text: the worker decodes it.
+      const image = binaryPartsOf(request).image ?? request.body.image;
       const { maxSide, warnings } = resolveMaxSide(request.body.maxSide, app.config.maxImageSide);
       const header = warningsHeaderValue(warnings);
       if (header !== undefined) reply.header(WARNINGS_HEADER, header);
       // The worker runs the backbone and encodes the body; this thread only sends it.
-      const out = await app.work.features(image, request.body.format, maxSide);
+      const out = await app.work.features(image, request.body.format, maxSide, { slot: slotOf(request) });
       recordTimings(request, app.metrics, out.timings);
       reply.type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);

@@ -7,7 +7,10 @@ import { z } from 'zod';
 import { InvalidInputError } from '../src/errors.js';
 import { recordTimings } from '../src/http/timing.js';
 import { problemResponse } from '../src/http/openapi.js';
+import { admitWork, slotOf } from '../src/admission.js';
 import {
+  binaryPartsOf,
+  knownFeatureShape,
   limitsFrom,
   multipartToJsonBody,
   outputValueCount,
@@ -81,6 +84,8 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
         ...workErrorResponses,
       },
     },
+    // A place in the queue before the body is read: 503 up front when there is none.
+    onRequest: admitWork,
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const body = request.body;
@@ -92,10 +97,12 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
           'exactly one op with format "npy" (or format "safetensors" / "json" for several)',
         );
       }
-      const task = prepareRoi(body, limits);
+      const task = prepareRoi(body, limits, false, binaryPartsOf(request));
       if (body.format === 'json' && body.encoding === 'array') {
         // Refuse early when the channel count is known (features, or a loaded backbone).
-        const channels = task.features?.shape[1] ?? app.readiness.backbone?.outputChannels;
+        const channels = task.features
+          ? knownFeatureShape(task)?.[1]
+          : app.readiness.backbone?.outputChannels;
         if (typeof channels === 'number') {
           checkArrayEncoding(
             outputValueCount(task.boxes.count, channels, task.params.outputSize, opCount),
@@ -104,7 +111,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
         }
       }
       // The worker runs the operators and encodes the body; this thread only sends it.
-      const out = await app.work.roiEncoded(task, body.format, body.encoding);
+      const out = await app.work.roiEncoded(task, body.format, body.encoding, { slot: slotOf(request) });
       recordTimings(request, app.metrics, out.timings);
       for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
       reply.type(out.contentType);

@@ -22,7 +22,13 @@ import {
 } from './ops/index.js';
 import { MAX_SAMPLING_GRID } from './ops/params.js';
 import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
-import { checkOutputValues, type RoiLimits, type RoiOp, type RoiParams, type RoiTask } from './request.js';
+import {
+  checkOutputValues,
+  type DecodedRoiTask,
+  type RoiLimits,
+  type RoiOp,
+  type RoiParams,
+} from './request.js';
 import { boxWarnings, size, type BoxFrame, type RoiWarning } from './warnings.js';
 import { checkRoiWork, multiplyAddsPerPixel } from './work_budget.js';
 
@@ -210,7 +216,12 @@ function checkBackboneWork(backbone: Backbone, size: { width: number; height: nu
  * the backbone on `size` pixels plus the ops on the map it will produce (`ceil(side / stride)`), with
  * the boxes in the resized frame.
  */
-function checkImageRoiWork(task: RoiTask, backbone: Backbone, size: ImageSize, limits: RoiLimits): void {
+function checkImageRoiWork(
+  task: DecodedRoiTask,
+  backbone: Backbone,
+  size: ImageSize,
+  limits: RoiLimits,
+): void {
   const { stride } = backbone;
   const mapShape = [
     1,
@@ -248,11 +259,11 @@ function checkAdaptiveGrid(boxes: Boxes, params: RoiParams, spatialScale: number
  * Runs one RoI request: decode + backbone (image input) or the user's map (features input), then the
  * requested operators on the same boxes, then per-box coverage.
  *
- * @param task - from `prepareRoi` (boxes canonical, features checked finite)
+ * @param task - from `prepareRoi`, decoded by `decodeRoiTask` (boxes canonical, features checked finite)
  * @param ctx - the worker's backbone and limits
  * @throws the typed errors of `src/errors.ts` (400/413/415) for bad images, boxes or parameters
  */
-export async function executeRoi(task: RoiTask, ctx: PipelineContext): Promise<RoiResult> {
+export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Promise<RoiResult> {
   const { params } = task;
   const timings: RoiTimings = { decode: 0, backbone: 0, pool: 0, align: 0, warp: 0 };
   let fm: FeatureMap;

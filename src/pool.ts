@@ -8,6 +8,7 @@ import { Piscina } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
 import type { Config } from './config.js';
 import type { DiffOptions } from './diff-options.js';
+import { Admission, type Slot } from './admission.js';
 import { BusyError, RoiServeError } from './errors.js';
 import type { Stage } from './metrics.js';
 import type { RoiResult } from './pipeline.js';
@@ -41,8 +42,13 @@ export type WorkerTask =
       encoding: 'base64' | 'array';
     }
   | { kind: 'diff'; task: RoiTask; options: DiffOptions }
-  | { kind: 'features'; image: Uint8Array; format: 'json' | 'npy'; maxSide?: number }
+  | { kind: 'features'; image: Uint8Array | string; format: 'json' | 'npy'; maxSide?: number }
   | { kind: 'describe' };
+
+/** How a task runs: in the slot its request took on arrival (`slotOf(request)`, `src/admission.ts`). */
+export interface RunOptions {
+  slot?: Slot;
+}
 
 /** A response body the worker encoded, with the stage timings (ms) for `Server-Timing`. */
 export interface EncodedWork extends Omit<EncodedBody, 'body'> {
@@ -110,6 +116,13 @@ export function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): 
   return [...out];
 }
 
+/** The buffers of a task that move to the worker: boxes, and the image or `.npy` bytes when sent as files. */
+function taskTransfers(task: RoiTask): ArrayBuffer[] {
+  const image = typeof task.image === 'string' ? undefined : task.image;
+  const npy = task.features?.encoding === 'npy' ? task.features.bytes : undefined;
+  return ownedBuffers([task.boxes.data, image, npy]);
+}
+
 /** A zero-copy Buffer view of bytes that crossed the thread boundary (they arrive as a Uint8Array). */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -137,6 +150,7 @@ export class WorkPool {
   readonly queueLimit: number;
   #piscina: Piscina;
   #inFlight = 0;
+  #admission: Admission;
   #tensors = new Map<number, number>();
   /** Threads whose backbone is loaded and warmed, and that are not retiring. */
   #ready = new Set<number>();
@@ -148,6 +162,7 @@ export class WorkPool {
   constructor(config: Config) {
     this.size = config.workers;
     this.queueLimit = config.queueLimit;
+    this.#admission = new Admission(this.size + this.queueLimit);
     const init: WorkerInit = {
       tfBackend: config.tfBackend,
       backboneDir: config.backboneDir,
@@ -227,7 +242,30 @@ export class WorkPool {
     return true;
   }
 
-  /** Requests running or waiting. */
+  /**
+   * Takes a place in the queue for a request that will run work: at most `WORKERS + QUEUE_LIMIT` are
+   * taken at once (requests reading their body, waiting and running). The routes take it in
+   * `onRequest` (see `src/admission.ts`), so a request the queue cannot take is refused before its
+   * body is read; pass it to the work method ({@link RunOptions}).
+   *
+   * @throws BusyError (503) when every place is taken
+   */
+  admit(): Slot {
+    return this.#admission.take(
+      () =>
+        new BusyError(
+          `all ${this.size} workers are busy and ${this.queueLimit} requests are already waiting; retry shortly`,
+          1,
+        ),
+    );
+  }
+
+  /** Places taken in the queue (admitted requests, whether reading, waiting or running). */
+  get admitted(): number {
+    return this.#admission.taken;
+  }
+
+  /** Tasks running in a worker or waiting for one. */
   get inFlight(): number {
     return this.#inFlight;
   }
@@ -244,13 +282,11 @@ export class WorkPool {
     return sum;
   }
 
-  async #run(task: WorkerTask, transferList: ArrayBuffer[] = []): Promise<unknown> {
-    if (this.#inFlight >= this.size + this.queueLimit) {
-      throw new BusyError(
-        `all ${this.size} workers are busy and ${this.queueLimit} requests are already waiting; retry shortly`,
-        1,
-      );
-    }
+  async #run(task: WorkerTask, transferList: ArrayBuffer[] = [], options: RunOptions = {}): Promise<unknown> {
+    // A request admitted in `onRequest` runs in its own slot; anything else (describe, warmup, direct
+    // calls) takes a place now, and is refused like a request when none is left.
+    const slot = options.slot !== undefined && !options.slot.free ? options.slot : this.admit();
+    const release = slot === options.slot ? slot.hold() : () => slot.release();
     this.#inFlight++;
     let reply: WorkerReply;
     // Wall clock on both sides (each thread has its own performance.timeOrigin).
@@ -263,6 +299,7 @@ export class WorkPool {
       );
     } finally {
       this.#inFlight--;
+      release();
     }
     const { threadId, tensors, retire } = reply.stats;
     this.#tensors.set(threadId, tensors);
@@ -284,9 +321,8 @@ export class WorkPool {
    * Runs a prepared RoI request in a worker. The task's buffers (boxes, features, image bytes) are
    * moved to the worker: do not use them afterwards.
    */
-  roi(task: RoiTask): Promise<RoiResult> {
-    const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
-    return this.#run({ kind: 'roi', task }, transfers) as Promise<RoiResult>;
+  roi(task: RoiTask, options: RunOptions = {}): Promise<RoiResult> {
+    return this.#run({ kind: 'roi', task }, taskTransfers(task), options) as Promise<RoiResult>;
   }
 
   /**
@@ -297,11 +333,12 @@ export class WorkPool {
     task: RoiTask,
     format: 'json' | 'npy' | 'safetensors',
     encoding: 'base64' | 'array',
+    options: RunOptions = {},
   ): Promise<EncodedWork & { boxCount: number; ops: RoiOp[]; warnings: RoiWarning[] }> {
-    const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
     const out = (await this.#run(
       { kind: 'roiEncoded', task, format, encoding },
-      transfers,
+      taskTransfers(task),
+      options,
     )) as EncodedWork & {
       boxCount: number;
       ops: RoiOp[];
@@ -317,9 +354,13 @@ export class WorkPool {
   async diff(
     task: RoiTask,
     options: DiffOptions,
+    run: RunOptions = {},
   ): Promise<EncodedWork & { boxCount: number; overlay: boolean; warnings: RoiWarning[] }> {
-    const transfers = ownedBuffers([task.boxes.data, task.features?.data, task.image]);
-    const out = (await this.#run({ kind: 'diff', task, options }, transfers)) as EncodedWork & {
+    const out = (await this.#run(
+      { kind: 'diff', task, options },
+      taskTransfers(task),
+      run,
+    )) as EncodedWork & {
       boxCount: number;
       overlay: boolean;
       warnings: RoiWarning[];
@@ -327,11 +368,21 @@ export class WorkPool {
     return { ...out, body: asBuffer(out.body) };
   }
 
-  /** Runs the backbone on an encoded image: the feature map `[1, C, H, W]` (NCHW), encoded as JSON or `.npy`. */
-  async features(image: Uint8Array, format: 'json' | 'npy', maxSide?: number): Promise<EncodedWork> {
+  /**
+   * Runs the backbone on an encoded image: the feature map `[1, C, H, W]` (NCHW), encoded as JSON or
+   * `.npy`. `image` is the file's bytes or its base64 text, decoded in the worker.
+   */
+  async features(
+    image: Uint8Array | string,
+    format: 'json' | 'npy',
+    maxSide?: number,
+    options: RunOptions = {},
+  ): Promise<EncodedWork> {
+    const transfers = typeof image === 'string' ? [] : ownedBuffers([image]);
     const out = (await this.#run(
       { kind: 'features', image, format, maxSide },
-      ownedBuffers([image]),
+      transfers,
+      options,
     )) as EncodedWork;
     return { ...out, body: asBuffer(out.body) };
   }

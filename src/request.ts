@@ -13,8 +13,7 @@ import type { Config } from './config.js';
 import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
 import { assertFiniteFeatures, BOX_FORMATS, toCanonicalBoxes, type BoxFormat } from './ops/index.js';
 import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
-import { decodeBase64Bytes, decodeFloat32Base64, encodeFloat32Base64 } from './tensors/base64.js';
-import { readNpy } from './tensors/npy.js';
+import { decodeFloat32Base64 } from './tensors/base64.js';
 import { size, type RoiWarning } from './warnings.js';
 import { checkRoiWork } from './work_budget.js';
 
@@ -184,17 +183,34 @@ export interface RoiLimits {
 }
 
 /**
+ * A feature map as the client sent it, decoded and checked in the worker (`decodeRoiTask`,
+ * `src/task-input.ts`): base64 text from JSON, with its stored `shape`; or a multipart `.npy` file's bytes.
+ */
+export type FeaturesInput =
+  | {
+      encoding: 'base64';
+      /** As stored, in `layout` order (see {@link logicalShape}). */
+      shape: [number, number, number, number];
+      layout: Layout;
+      data: string;
+    }
+  | { encoding: 'npy'; bytes: Uint8Array; layout: Layout };
+
+/**
  * A unit of work for the pool, structured-cloneable (its buffers are transferred, not copied).
- * Exactly one of `image` and `features` is set.
+ * Exactly one of `image` and `features` is set. The inputs travel as they were sent: base64
+ * decoding, `.npy` parsing and the finiteness check of a feature map grow with the body and run in
+ * the worker, never on the HTTP thread.
  */
 export interface RoiTask {
-  /** Encoded image bytes (decoded in the worker). */
-  image: Uint8Array | undefined;
-  /** A user feature map, already checked finite and consistent with its shape. */
-  features: FeatureMap | undefined;
+  /** The encoded image: a file part's bytes, or base64 text from JSON (decoded in the worker). */
+  image: Uint8Array | string | undefined;
+  /** The user's feature map as sent (decoded and checked in the worker). */
+  features: FeaturesInput | undefined;
   /**
    * Canonical `[K, 5]` boxes in input-image pixels (before any resize); with `params.normalized`, in
-   * fractions of the frame (the pipeline converts them once it knows the image size).
+   * fractions of the frame (the pipeline converts them once it knows the image size). With a feature
+   * map, the batch indices are checked against its `N` in the worker, once it is decoded.
    */
   boxes: Boxes;
   params: RoiParams;
@@ -202,6 +218,23 @@ export interface RoiTask {
   includeImage: boolean;
   /** Warnings found while preparing (the pipeline adds those that need the image or the outputs). */
   warnings: RoiWarning[];
+}
+
+/** A {@link RoiTask} with its inputs decoded and checked: what the pipeline runs (in the worker). */
+export interface DecodedRoiTask extends Omit<RoiTask, 'image' | 'features'> {
+  /** Encoded image bytes (decoded by sharp in the pipeline). */
+  image: Uint8Array | undefined;
+  /** A user feature map, checked finite and consistent with its shape. */
+  features: FeatureMap | undefined;
+}
+
+/**
+ * The logical `[N, C, H, W]` of a task's feature map when it is known without decoding (JSON
+ * features carry their shape; a `.npy` file's is in its header, read in the worker): undefined otherwise.
+ */
+export function knownFeatureShape(task: RoiTask): [number, number, number, number] | undefined {
+  const f = task.features;
+  return f?.encoding === 'base64' ? logicalShape(f.shape, f.layout) : undefined;
 }
 
 /** Picks the {@link RoiLimits} out of a {@link Config}. */
@@ -258,15 +291,23 @@ export function decodeFeatures(features: z.output<typeof featuresJsonSchema>): F
 
 /**
  * Validates the parts of a body zod cannot check alone (one of image/features, limits from the
- * config), converts the boxes to canonical form and decodes the inputs: the main-thread half of the
- * work, cheap, so that bad requests never take a worker slot.
+ * config) and converts the boxes to canonical form: the HTTP-thread half of the work, cheap (it
+ * grows with the box count, never with the image or feature bytes), so that most bad requests never
+ * reach a worker. The inputs stay as sent; the worker decodes and checks them (`decodeRoiTask`).
  *
  * @param body - a body validated by a schema built from {@link roiInputFields}
  * @param limits - from {@link limitsFrom}
  * @param includeImage - ask the worker to return the decoded RGB image; default false
+ * @param binary - a multipart request's file parts ({@link binaryPartsOf}), used instead of the
+ *   body's stand-ins; default none (JSON)
  * @throws InvalidInputError (400) or TooLargeError (413), naming the field
  */
-export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage = false): RoiTask {
+export function prepareRoi(
+  body: RoiInputBody,
+  limits: RoiLimits,
+  includeImage = false,
+  binary: BinaryParts = {},
+): RoiTask {
   const hasImage = body.image !== undefined;
   const hasFeatures = body.features !== undefined;
   if (hasImage === hasFeatures) {
@@ -331,17 +372,27 @@ export function prepareRoi(body: RoiInputBody, limits: RoiLimits, includeImage =
     );
   }
   const ops = ROI_OPS.filter((op) => body.ops.includes(op));
-  const features = body.features === undefined ? undefined : decodeFeatures(body.features);
-  const batchSize = features ? features.shape[0] : 1;
+  const npy = binary.features;
+  const features: FeaturesInput | undefined =
+    npy !== undefined
+      ? { encoding: 'npy', bytes: npy, layout: body.features?.layout ?? 'NCHW' }
+      : body.features === undefined
+        ? undefined
+        : { encoding: 'base64', ...body.features };
+  const task = { features } as RoiTask;
+  const shape = knownFeatureShape(task);
+  // Batch indices are checked against N in the worker, after the map is decoded (a `.npy` map's N is in
+  // its header; and a map's own errors come first, as they always did).
+  const batchSize = features ? Number.MAX_SAFE_INTEGER : 1;
   const boxes = toCanonicalBoxes(body.boxes, { format: body.boxFormat, batchSize, field: 'boxes' });
-  if (features) {
-    const [, c] = features.shape;
-    checkOutputValues(boxes.count, c, outputSize, ops.length, limits);
-    // The shapes are known: refuse an over-budget request here, before it takes a queue slot.
-    checkRoiWork(boxes, features.shape, body.spatialScale as number, { ...body, ops, outputSize }, limits);
+  if (shape) {
+    checkOutputValues(boxes.count, shape[1], outputSize, ops.length, limits);
+    // The shapes are known: refuse an over-budget request here, before it takes a queue slot (a
+    // `.npy` map's shape is in its header: the worker checks it once read, see `decodeRoiTask`).
+    checkRoiWork(boxes, shape, body.spatialScale as number, { ...body, ops, outputSize }, limits);
   }
   return {
-    image: body.image === undefined ? undefined : decodeBase64Bytes(body.image, 'image'),
+    image: binary.image ?? body.image,
     features,
     boxes,
     params: {
@@ -468,12 +519,14 @@ export function checkOutputValues(
 
 /**
  * `preValidation` hook turning a `multipart/form-data` body into the JSON shape, so one zod schema
- * validates both: `image` file → base64 text; `features` `.npy` file → `{ shape, layout, data }`
- * (`shape` as stored in the `.npy`, `layout` from the `layout` field, default NCHW); any other field is parsed as JSON text when it parses (`[[0,0,10,10]]`, `0.25`,
- * `false`) and kept as a string otherwise (`npy`, `xywh`). Repeated fields are refused. Does
- * nothing for other content types.
+ * validates both. The `image` and `features` (`.npy`) file parts are kept as bytes
+ * ({@link binaryPartsOf}) and the body gets stand-ins in their place (the `layout` field goes into
+ * `features`); the worker parses them, never the HTTP thread. Any other field is parsed as JSON text
+ * when it parses (`[[0,0,10,10]]`, `0.25`, `false`) and kept as a string otherwise (`npy`, `xywh`).
+ * Repeated fields are refused. The whole body is bounded by `BODY_LIMIT_BYTES`. Does nothing for
+ * other content types.
  *
- * @throws InvalidInputError for a repeated field or an unreadable `.npy`
+ * @throws InvalidInputError for a repeated field; TooLargeError (field `body`) over the limit
  */
 export async function multipartToJsonBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (!request.isMultipart()) return;
@@ -497,6 +550,25 @@ export async function multipartToJsonBody(request: FastifyRequest, reply: Fastif
   }
 }
 
+/** Multipart file parts kept as bytes: `image` (an encoded image) and `features` (a `.npy` file). */
+export interface BinaryParts {
+  image?: Uint8Array;
+  features?: Uint8Array;
+}
+
+const binaryParts = new WeakMap<FastifyRequest, BinaryParts>();
+
+/** What the validated body holds in place of a multipart `image` file part (its bytes: {@link binaryPartsOf}). */
+const FILE_PART = '(multipart file part)';
+
+/**
+ * The file parts of a multipart request, as bytes (empty for JSON): pass them to {@link prepareRoi},
+ * which prefers them to the body's stand-ins.
+ */
+export function binaryPartsOf(request: FastifyRequest): BinaryParts {
+  return binaryParts.get(request) ?? {};
+}
+
 /**
  * Reads every part, the whole body bounded by `limit` bytes (each part is also bounded by the
  * plugin's per-part limits). Over the limit, reading stops and a 413 (field `body`) is thrown.
@@ -505,6 +577,8 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw bodyTooLarge(limit);
   const body: Record<string, unknown> = {};
+  const files: BinaryParts = {};
+  binaryParts.set(request, files);
   const parts = request.parts()[Symbol.asyncIterator]();
   // The first next() starts busboy (pipes the request into it); only then may the guard listen.
   const first = parts.next();
@@ -518,19 +592,16 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
       }
       if (part.type === 'file') {
         const bytes = await guard.race(part.toBuffer());
+        // Binary parts stay bytes (no base64 round trip); the worker parses and checks them. The body
+        // gets a stand-in the schema accepts, so that presence and `layout` are validated as in JSON.
         if (name === 'features') {
-          const npy = readNpy(bytes, 'features');
-          if (npy.shape.length !== 4) {
-            throw new InvalidInputError(
-              `features .npy has shape [${npy.shape.join(', ')}]`,
-              'features.shape',
-              'a 4-D float32 array [N, C, H, W] (or [N, H, W, C] with layout=NHWC)',
-            );
-          }
+          files.features = bytes;
           // The layout comes from the `layout` field, which may follow this part: merged below.
-          body.features = { shape: npy.shape, data: encodeFloat32Base64(npy.data) };
+          body.features = { shape: [1, 1, 1, 1], data: '' };
         } else if (name === 'image') {
-          body.image = bytes.toString('base64');
+          files.image = bytes;
+          // An empty file is refused by the schema like an empty string (`image`: at least 1 character).
+          body.image = bytes.length === 0 ? '' : FILE_PART;
         } else {
           // A text field sent as a file part (curl -F name=@file.json): treat its contents as the value.
           body[name] = parseFieldText(bytes.toString('utf8'));

@@ -20,8 +20,8 @@ import {
   type RoiResult,
 } from './pipeline.js';
 import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js';
-import type { RoiTask } from './request.js';
 import { encodeFeatures, encodeRoi, type EncodedBody } from './responses.js';
+import { decodeImageInput, decodeRoiTask } from './task-input.js';
 import {
   ownedBuffers,
   type EncodedWork,
@@ -120,7 +120,7 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
   try {
     switch (task.kind) {
       case 'roi': {
-        const result = await executeRoi(task.task as RoiTask, ctx);
+        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx);
         transfers = roiTransfers(result);
         value = result;
         break;
@@ -128,7 +128,7 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
       case 'roiEncoded': {
         // Encoding runs here too: base64 / JSON of hundreds of MB would stall the HTTP thread.
         const started = performance.now();
-        const result = await executeRoi(task.task, ctx);
+        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx);
         const encoded = encodeRoi(result, task.format, task.encoding, started);
         transfers = ownedBuffers([encoded.body]);
         value = {
@@ -142,7 +142,7 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
       case 'diff': {
         // Rendering runs here: a sheet costs hundreds of ms of CPU that the HTTP thread must not spend.
         const started = performance.now();
-        const result = await executeRoi(task.task, ctx);
+        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx);
         const { encodeMs, boxCount, overlay, warnings, ...encoded } = await encodeDiff(
           result,
           task.options,
@@ -156,7 +156,7 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
       }
       case 'features': {
         // undefined: MAX_IMAGE_SIDE alone (the default of executeFeatures).
-        const result = await executeFeatures(task.image, ctx, task.maxSide);
+        const result = await executeFeatures(decodeImageInput(task.image), ctx, task.maxSide);
         const encoded = encodeFeatures(result, task.format);
         transfers = ownedBuffers([encoded.body]);
         value = encodedWork(encoded, result.timings);

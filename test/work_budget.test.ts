@@ -10,6 +10,7 @@ import { TooLargeError } from '../src/errors.js';
 import { toCanonicalBoxes, type AlignMode, type Boxes } from '../src/ops/index.js';
 import { executeRoi, type PipelineContext } from '../src/pipeline.js';
 import { limitsFrom, prepareRoi, roiBodySchema } from '../src/request.js';
+import { decodeRoiTask } from '../src/task-input.js';
 import { alignWork, estimateWork, poolWork, checkRoiWork, type OpsWorkInput } from '../src/work_budget.js';
 import { refBoxes, refRoiAlign, refRoiPool, refRoiWarp, type RefMap } from './reference/roi_reference.js';
 import { testPng } from './routes/helpers.js';
@@ -265,7 +266,7 @@ describe('image input: the budget is checked after decoding, before the backbone
     const ctx: PipelineContext = { backbone: async () => backbone, backend: () => null, limits };
     const png = (await testPng(96, 64)).toString('base64');
     const task = prepareRoi(roiBodySchema.parse({ image: png, boxes: [[0, 0, 96, 64]], ...body }), limits);
-    const error = await executeRoi(task, ctx).catch((err: unknown) => err);
+    const error = await executeRoi(decodeRoiTask(task, limits), ctx).catch((err: unknown) => err);
     return { error, backbone };
   }
 
