@@ -814,6 +814,32 @@ describe('image limits: MAX_IMAGE_PIXELS and MAX_IMAGE_SIDE', () => {
     expect(body.coverage[0].box).toEqual({ x1: 0, y1: 0, x2: 32, y2: 24 });
   });
 
+  it('a request maxSide over MAX_IMAGE_SIDE is served at the cap, with a max-side-capped warning', async () => {
+    const png = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3a6' } })
+      .png()
+      .toBuffer();
+    const image = png.toString('base64');
+    const r = await roi(
+      { image, boxes: [[0, 0, 64, 48]], outputSize: 1, ops: ['align'], maxSide: 48 },
+      strict,
+      auth,
+    );
+    expect(r.statusCode).toBe(200);
+    expect(r.json().image).toMatchObject({ width: 32, height: 24 });
+    expect(r.json().params.maxSide).toBe(32);
+    expect(r.json().warnings).toEqual([
+      expect.objectContaining({ code: 'max-side-capped', field: 'maxSide' }),
+    ]);
+    expect(JSON.parse(r.headers['x-roiserve-warnings'] as string)).toEqual(r.json().warnings);
+    const smaller = await roi(
+      { image, boxes: [[0, 0, 64, 48]], outputSize: 1, ops: ['align'], maxSide: 16 },
+      strict,
+      auth,
+    );
+    expect(smaller.json().image).toMatchObject({ width: 16, height: 12 });
+    expect(smaller.json().warnings).toEqual([]);
+  });
+
   it('scales box x by width / originalWidth and y by height / originalHeight (they differ after rounding)', async () => {
     // 64×27 → 32×14 (13.5 rounds up): x factor 0.5, y factor 14/27. Boxes were scaled by 0.5 on both
     // axes, so the full-image box ended at y 13.5 in a 14-pixel-high image.
