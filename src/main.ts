@@ -29,7 +29,8 @@ try {
   await app.listen({ host: config.host, port: config.port });
   // METRICS_PORT: /metrics lives only there (no key); see routes/metrics.ts.
   if (app.metricsListener && config.metricsPort !== undefined) {
-    await app.metricsListener.listen({ host: config.host, port: config.metricsPort });
+    const address = await app.metricsListener.listen({ host: config.host, port: config.metricsPort });
+    app.log.info(`metrics listening at ${address} (METRICS_PORT: GET /metrics, no key)`);
   }
 } catch (err) {
   app.log.error({ err }, 'could not listen');

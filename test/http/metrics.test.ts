@@ -2,7 +2,10 @@
  * Where `/metrics` is served (issue 11 item 12): behind the API key on the main port when `API_KEY` is
  * set; with `METRICS_PORT`, only on that separate listener and without a key.
  */
+import { spawn } from 'node:child_process';
+import { get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
@@ -60,5 +63,62 @@ describe('/metrics with API_KEY', () => {
     const app = await buildApp(testConfig());
     apps.push(app);
     expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200);
+  });
+});
+
+describe('main.ts with METRICS_PORT', () => {
+  it('listens on both ports: /metrics without a key on METRICS_PORT, not on PORT', async () => {
+    const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', main], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOST: '127.0.0.1',
+        PORT: '0',
+        METRICS_PORT: '0',
+        API_KEY,
+        WORKERS: '1',
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      let urls: { main?: string; metrics?: string } = {};
+      for (let i = 0; i < 1200 && !(urls.main && urls.metrics); i++) {
+        urls = {
+          main: /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1],
+          metrics: /metrics listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1],
+        };
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(urls.main, output).toBeDefined();
+      expect(urls.metrics, output).toBeDefined();
+      expect(urls.metrics).not.toBe(urls.main);
+      // One connection per request (no keep-alive socket left for the shutdown to wait on).
+      const get = (url: string, headers: Record<string, string> = {}) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          httpGet(url, { agent: false, headers }, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          }).on('error', reject);
+        });
+      const scraped = await get(`${urls.metrics}/metrics`);
+      expect(scraped.status).toBe(200);
+      expect(scraped.body).toMatch(/roiserve_workers 1/);
+      const onMain = await get(`${urls.main}/metrics`, { 'x-api-key': API_KEY });
+      expect(onMain.status).toBe(404);
+      // Stop once ready (a SIGTERM while the backbone still loads is a failed start, exit 1).
+      for (let i = 0; i < 1200 && (await get(`${urls.main}/readyz`)).status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exit, output).toBe(0);
   });
 });
