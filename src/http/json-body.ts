@@ -229,7 +229,12 @@ export function parseJsonBody(text: string): unknown {
 /** Replaces fastify's JSON parser with {@link parseJsonBody} (same body limit, same content types). */
 export function useJsonBodyParser(app: FastifyInstance): void {
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    // No route matched: the answer is 404 or 405 whatever the body holds, so it is not parsed.
+    if (request.is404) {
+      done(null, undefined);
+      return;
+    }
     try {
       done(null, parseJsonBody(body as string));
     } catch (err) {

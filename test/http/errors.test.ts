@@ -242,3 +242,17 @@ describe('errors with the fix in them', () => {
     expect(ok.json().errors?.map((e: { field: string }) => e.field)).not.toContain('boxes');
   });
 });
+
+describe('no route, no parsing', () => {
+  it('a malformed or empty JSON body to a path without that method is still 404 / 405, not 400', async () => {
+    const cases = [
+      ['POST', '/nothing', '{bad', 404],
+      ['PUT', '/v1/roi', '{bad', 405],
+      ['DELETE', '/v1/roi', '', 405],
+    ] as const;
+    for (const [method, url, payload, status] of cases) {
+      const r = await app.inject({ method, url, headers: { 'content-type': 'application/json' }, payload });
+      expect(r.statusCode, `${method} ${url}`).toBe(status);
+    }
+  });
+});
