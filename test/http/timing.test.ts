@@ -68,6 +68,28 @@ describe('Server-Timing', () => {
     expect(t.total).toBeGreaterThanOrEqual(t.parse);
   });
 
+  it("queue is the wait for the one worker: the request that waited shows at least the other one's work", async () => {
+    const heavy = randomMap([1, 16, 48, 48], 4);
+    const payload = {
+      features: featuresField(heavy),
+      spatialScale: 1,
+      boxes: Array.from({ length: 4 }, (_, i) => [i, i, 44, 44]),
+      outputSize: 12,
+      samplingRatio: 6,
+      ops: ['align'],
+    };
+    const [a, b] = await Promise.all([
+      app.inject({ method: 'POST', url: '/v1/roi', payload }),
+      app.inject({ method: 'POST', url: '/v1/roi', payload }),
+    ]);
+    expect([a.statusCode, b.statusCode]).toEqual([200, 200]);
+    const [ta, tb] = [a, b].map((r) => Object.fromEntries(timing(r.headers['server-timing'])));
+    // One worker: whichever ran second waited at least for the first one's align and encode.
+    const work = (t: Record<string, number>) => t.align + t.encode;
+    const [first, second] = ta.queue <= tb.queue ? [ta, tb] : [tb, ta];
+    expect(second.queue).toBeGreaterThanOrEqual(work(first) - 0.05);
+  });
+
   it('an image: decode and backbone appear', async () => {
     const png = (await testPng(48, 32)).toString('base64');
     const r = await app.inject({
