@@ -24,6 +24,7 @@ import { MAX_SAMPLING_GRID } from './ops/params.js';
 import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
 import {
   checkOutputValues,
+  layoutWarnings,
   type DecodedRoiTask,
   type RoiLimits,
   type RoiOp,
@@ -276,6 +277,8 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
   let imageSize: [number, number];
   /** The frame `boxes` are in (input-image pixels): normalized boxes are fractions of it; warnings name it. */
   let frame: BoxFrame;
+  /** Warnings about the inputs found here (after the task's, before those about the boxes). */
+  const inputWarnings: RoiWarning[] = [];
   if (task.image !== undefined) {
     const out = await imageToFeatures(
       task.image,
@@ -332,6 +335,12 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
     };
     if (params.normalized) boxes = denormalizeBoxes(task.boxes, frame.width, frame.height);
     opBoxes = boxes;
+    // Here, not on the HTTP thread: a multipart .npy map's shape is known only once it is parsed.
+    if (params.imageSize) {
+      const [n, c] = fm.shape;
+      const stored: [number, number, number, number] = fm.layout === 'NHWC' ? [n, H, W, c] : [n, c, H, W];
+      inputWarnings.push(...layoutWarnings(stored, fm.layout, params.imageSize, s));
+    }
   } else {
     throw new Error('executeRoi: task has neither image nor features');
   }
@@ -375,7 +384,11 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
     opBoxes,
     outputs,
     coverage: boxCoverage,
-    warnings: [...task.warnings, ...boxWarnings(boxes, frame, Object.values(outputs), params.normalized)],
+    warnings: [
+      ...task.warnings,
+      ...inputWarnings,
+      ...boxWarnings(boxes, frame, Object.values(outputs), params.normalized),
+    ],
     timings,
   };
 }

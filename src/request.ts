@@ -408,17 +408,8 @@ export function prepareRoi(
       maxSide: hasImage ? maxSide.maxSide : undefined,
     },
     includeImage,
-    warnings: [
-      ...maxSide.warnings,
-      ...(body.features && body.imageSize
-        ? layoutWarnings(
-            body.features.shape,
-            body.features.layout,
-            body.imageSize,
-            body.spatialScale as number,
-          )
-        : []),
-    ],
+    // layout-suspect warnings come from the pipeline, which knows a .npy map's shape.
+    warnings: [...maxSide.warnings],
   };
 }
 

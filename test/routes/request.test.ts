@@ -137,6 +137,27 @@ describe('layout-suspect: with imageSize, a shape that fits only in the other la
     ]);
   });
 
+  it('multipart: an NHWC .npy sent without layout gets the warning too (its shape is read in the worker)', async () => {
+    const r = await roiMultipart({
+      features: [writeNpy(map.data, [1, 8, 10, 3]), 'map.npy'],
+      spatialScale: '0.25',
+      imageSize: '[40, 32]',
+      boxes: '[[0, 0, 8, 8]]',
+      ops: '["align"]',
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().warnings).toEqual([expect.objectContaining({ code: 'layout-suspect' })]);
+    const right = await roiMultipart({
+      features: [writeNpy(map.data, [1, 8, 10, 3]), 'map.npy'],
+      layout: 'NHWC',
+      spatialScale: '0.25',
+      imageSize: '[40, 32]',
+      boxes: '[[0, 0, 8, 8]]',
+      ops: '["align"]',
+    });
+    expect(right.json().warnings).toEqual([]);
+  });
+
   it('labelled right, or without imageSize: no warning', async () => {
     const right = await roi({ ...body, features: featuresField(map) });
     expect(right.json().warnings).toEqual([]);
