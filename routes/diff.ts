@@ -119,6 +119,9 @@ export const diffResponseSchema = z
         "how RoI Pool's and RoI Warp's read areas compare with the boxes, over all boxes (the sheet's summary)",
       ),
     images: z.object({
+      sheet: base64Png.describe(
+        'the whole sheet, the same PNG bytes as `format: "png"` answers: one request gives both the picture and the data',
+      ),
       overlay: base64Png
         .nullable()
         .describe(

@@ -1,4 +1,4 @@
-/* global window, document, fetch, FormData, URL, performance, navigator, createImageBitmap */
+/* global window, document, fetch, Blob, FormData, URL, performance, navigator, createImageBitmap */
 /**
  * The playground page: wires the box editor, the parameter form and the results to the service's
  * `/v1/diff`, `/v1/roi` and `/v1/backbone` routes (relative URLs, so the page works under any prefix).
@@ -223,20 +223,20 @@ $('controls').addEventListener('submit', async (e) => {
   $('run').disabled = true;
   $('run-status').textContent = 'Running…';
   const image = state.image;
+  // One request per run: the JSON answer has the sheet too (`images.sheet`, the same PNG bytes as
+  // format "png"), so the backbone and the operators run once. The PNG fields are kept for the curl.
   const sheetFields = requestFields('diff', params);
   const jsonFields = requestFields('diff', { ...params, format: 'json' });
   try {
-    const [sheet, data] = await Promise.all([
-      post('v1/diff', sheetFields, image),
-      post('v1/diff', jsonFields, image),
-    ]);
-    const [sheetBlob, json] = await Promise.all([sheet.response.blob(), data.response.json()]);
+    const data = await post('v1/diff', jsonFields, image);
+    const json = await data.response.json();
+    const sheetBlob = new Blob([base64Bytes(json.images.sheet)], { type: 'image/png' });
     state.lastRun = { params, image, sheetFields, jsonFields };
     lastRunKey = runKey();
     $('results').classList.remove('stale');
-    renderResults({ sheet, sheetBlob, data, json });
+    renderResults({ sheetBlob, data, json });
     $('run-status').textContent =
-      `Done: ${params.boxes.length} box${params.boxes.length === 1 ? '' : 'es'}, ${Math.round(Math.max(sheet.ms, data.ms))} ms.`;
+      `Done: ${params.boxes.length} box${params.boxes.length === 1 ? '' : 'es'}, ${Math.round(data.ms)} ms.`;
   } catch (err) {
     showError(err.message);
     $('run-status').textContent = 'Failed.';
@@ -248,7 +248,15 @@ $('controls').addEventListener('submit', async (e) => {
 
 // ---------------------------------------------------------------------------------------------- results
 
-function renderResults({ sheet, sheetBlob, data, json }) {
+/** The bytes of a base64 string. */
+function base64Bytes(text) {
+  const binary = window.atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function renderResults({ sheetBlob, data, json }) {
   $('results-empty').hidden = true;
   $('results-body').hidden = false;
   setUrl('sheet', $('download-sheet'), sheetBlob);
@@ -280,7 +288,7 @@ function renderResults({ sheet, sheetBlob, data, json }) {
 
   renderCoverage(json);
   renderStats(json);
-  renderTimings([sheet, data]);
+  renderTimings(data);
   $('curl-text').value = curlFor(state.lastRun);
 }
 
@@ -369,25 +377,20 @@ function renderStats(json) {
   if (rows.length === 0) tbody.innerHTML = '<tr><td colspan="5">No differences reported.</td></tr>';
 }
 
-/** One row per stage (browser round trip, then the server's `Server-Timing` stages), one column per request. */
-function renderTimings(requests) {
+/** One row per stage: the browser's round trip, then the server's `Server-Timing` stages. */
+function renderTimings({ response, ms }) {
   const tbody = $('timings').tBodies[0];
   tbody.innerHTML = '';
-  const stages = new Map([['round trip (browser)', requests.map(({ ms }) => ms)]]);
-  requests.forEach(({ response }, column) => {
-    for (const metric of parseServerTiming(response.headers.get('server-timing'))) {
-      if (!stages.has(metric.name)) stages.set(metric.name, []);
-      stages.get(metric.name)[column] = metric.dur;
-    }
-  });
-  for (const [stage, values] of stages) {
+  const stages = [
+    { name: 'round trip (browser)', dur: ms },
+    ...parseServerTiming(response.headers.get('server-timing')),
+  ];
+  for (const { name, dur } of stages) {
     const row = tbody.insertRow();
-    row.insertCell().textContent = stage;
-    for (let column = 0; column < requests.length; column += 1) {
-      const cell = row.insertCell();
-      cell.className = 'num';
-      cell.textContent = Number.isFinite(values[column]) ? values[column].toFixed(1) : '–';
-    }
+    row.insertCell().textContent = name;
+    const cell = row.insertCell();
+    cell.className = 'num';
+    cell.textContent = Number.isFinite(dur) ? dur.toFixed(1) : '–';
   }
 }
 

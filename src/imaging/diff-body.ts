@@ -110,7 +110,8 @@ export async function encodeDiff(
       : []),
   ];
   const stats = diffStats(pooled);
-  const [overlay, rows, featureHeatmap] = await Promise.all([
+  const [sheet, overlay, rows, featureHeatmap] = await Promise.all([
+    toPng(rendered.sheet),
     rendered.overlay ? toPng(rendered.overlay) : null,
     Promise.all(rendered.rows.map(toPng)),
     // Always there: the pipeline returns the feature map with includeImage.
@@ -134,6 +135,7 @@ export async function encodeDiff(
     differencesAll: { pairs: pairsOf(stats.total) },
     summary: coverageSummary(result.coverage),
     images: {
+      sheet: sheet.toString('base64'),
       overlay: overlay ? overlay.toString('base64') : null,
       rows: rows.map((png) => png.toString('base64')),
       featureHeatmap: featureHeatmap.toString('base64'),

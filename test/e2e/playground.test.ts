@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page, type Request } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
@@ -181,12 +181,22 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
       await page.fill('#output-w', '4');
       await page.selectOption('#mode', 'max');
 
+      // Every request the page sends to the server during the run (blob: and data: URLs are not requests).
+      const sent: string[] = [];
+      const record = (request: Request) => {
+        if (request.url().startsWith(base))
+          sent.push(`${request.method()} ${request.url().slice(base.length)}`);
+      };
+      page.on('request', record);
       await page.click('#run');
       await page.waitForSelector('#results-body:not([hidden])', { timeout: 180_000 });
       await page.waitForFunction(() => {
         const img = document.getElementById('sheet') as HTMLImageElement | null;
         return img !== null && img.complete && img.naturalWidth > 0;
       });
+      page.off('request', record);
+      // One request per run (the backbone runs once): the JSON answer carries the sheet.
+      expect(sent).toEqual(['POST v1/diff']);
       expect(await page.locator('#error').isHidden()).toBe(true);
       await page.screenshot({ path: join(RESULTS, 'playground-results.png'), fullPage: true });
 
@@ -232,7 +242,7 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
         expect(await cell(op, 'iou')).toBe(c.iou.toFixed(3));
       }
       expect(await row.locator('td').first().textContent()).toBe(drawn.join(', '));
-      // The feature heatmap and the server's stage timings are shown.
+      // The feature heatmap and the server's stage timings (of the one request) are shown.
       expect(
         await page.locator('#feature-heatmap').evaluate((img: HTMLImageElement) => img.naturalWidth),
       ).toBeGreaterThan(0);

@@ -53,7 +53,7 @@ interface DiffJson {
   }[];
   differencesAll: { pairs: Record<string, { meanAbs: number; maxAbs: number; relL2: number | null }> };
   boxesShown: number;
-  images: { overlay: string | null; rows: string[]; featureHeatmap: string };
+  images: { sheet: string; overlay: string | null; rows: string[]; featureHeatmap: string };
   notes: string[];
   timings: Record<string, number>;
 }
@@ -265,6 +265,24 @@ describe('POST /v1/diff, image input', () => {
     expect(body.images.rows).toHaveLength(2);
     expect(body.notes).toEqual([]);
     expect(body.timings.backbone).toBeGreaterThan(0);
+  });
+
+  it('has the whole sheet in the JSON, the same PNG bytes as format "png" (one request gives both)', async () => {
+    const png = await testPng(160, 120);
+    const payload = { image: png.toString('base64'), boxes: [[12, 10, 120, 90]], outputSize: 4 };
+    const [sheet, data] = await Promise.all([diff(payload), diff({ ...payload, format: 'json' })]);
+    expect(sheet.statusCode).toBe(200);
+    expect(data.statusCode).toBe(200);
+    const fromJson = Buffer.from(data.json<DiffJson>().images.sheet, 'base64');
+    expect(fromJson.equals(sheet.rawPayload)).toBe(true);
+    // Features input (the sheet shows the feature panel then): the same.
+    const features = {
+      features: featuresField(randomMap([1, 3, 8, 8], 4)),
+      spatialScale: 0.125,
+      boxes: [[4, 4, 40, 50]],
+    };
+    const [fSheet, fData] = await Promise.all([diff(features), diff({ ...features, format: 'json' })]);
+    expect(Buffer.from(fData.json<DiffJson>().images.sheet, 'base64').equals(fSheet.rawPayload)).toBe(true);
   });
 
   it('takes multipart like /v1/roi (fields as text, image as a file) and gives the same sheet twice', async () => {
