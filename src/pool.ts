@@ -193,9 +193,9 @@ export class WorkPool {
     // Piscina replaces a thread that exits (minThreads); these keep `readyWorkers` true meanwhile.
     this.#piscina.on('message', (message: unknown) => {
       const m = message as { roiserve?: string; threadId?: number } | null;
-      if (m?.roiserve === 'ready' && typeof m.threadId === 'number' && !board.has(m.threadId)) {
-        this.#ready.add(m.threadId);
-      }
+      const id = m?.roiserve === 'ready' ? m.threadId : undefined;
+      // Only a live thread (a late message from one that has exited must not count) that is not retiring.
+      if (typeof id === 'number' && !board.has(id) && this.#thread(id) !== undefined) this.#ready.add(id);
     });
     this.#piscina.on('workerCreate', (created: { id: number }) => {
       const id = created.id; // read now: a Worker's threadId reads -1 once it has exited
