@@ -810,9 +810,11 @@ async function renderSummary(input: DiffRenderInput, shown: number): Promise<Rgb
     fill: INK,
   });
   svg += svgText(
-    shown < K
-      ? `statistics over every box; the first ${shown} have a row of panels below`
-      : 'statistics over every box',
+    shown === 0
+      ? 'statistics over every box; none has a row of panels (maxBoxes 0)'
+      : shown < K
+        ? `statistics over every box; the first ${shown} have a row of panels below`
+        : 'statistics over every box',
     MARGIN + measureText(`All ${K} boxes`, 15, 'bold') + 12,
     22,
     { size: 12, fill: MUTED },
@@ -916,7 +918,8 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   lines.forEach((line, i) => {
     svg += svgText(line, MARGIN, 52 + i * 18, { size: 12.5, fill: MUTED });
   });
-  if (shown === 0)
+  // Only without boxes at all: with maxBoxes 0 the summary below still covers every box.
+  if (K === 0)
     svg += svgText('No boxes in the request: nothing to compare.', MARGIN, headerH + 24, {
       size: 13,
       fill: INK,
@@ -924,7 +927,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   const sheetWidth = Math.ceil(width);
   // Text goes in an SVG as small as the header: rasterising a sheet-sized SVG costs more than the rest.
   const rasters = [
-    { image: await compose(sheetWidth, headerH + (shown === 0 ? 36 : 0), [], svg), left: 0, top: 0 },
+    { image: await compose(sheetWidth, headerH + (K === 0 ? 36 : 0), [], svg), left: 0, top: 0 },
   ];
   let y = rasters[0].image.height;
   const rule = solid(sheetWidth - 2 * MARGIN, 1, [221, 221, 221]);

@@ -402,6 +402,10 @@ describe('summary over all boxes', () => {
     expect(all.sheet.height - one.sheet.height).toBe(4 * one.rows[0].height);
     const none = await renderDiff(inputFor(fm, [], 1 / 32, [512, 512], image));
     expect(none.summary).toBeUndefined();
+    // maxBoxes 0: no rows, the summary, and no "No boxes in the request" block (36 px) under the header.
+    const zero = await renderDiff(inputFor(fm, rows, 1 / 32, [512, 512], image, { maxBoxes: 0 }));
+    expect(zero.rows).toHaveLength(0);
+    expect(zero.sheet.height - (zero.summary?.height ?? 0)).toBe(none.sheet.height - 36);
   });
 });
 
