@@ -43,6 +43,8 @@ export interface BackboneLimits {
   maxSide: number;
   /** max(width, height) / min(width, height) at most this. */
   maxAspect: number;
+  /** A user model with a fixed input size takes only `[width, height]`. Default: any size. */
+  fixedSize?: [number, number];
 }
 
 /** Default {@link BackboneLimits.maxPixels}: 4096² (a 4096² image takes ~11 s and ~1.3 GB on wasm). */
@@ -92,6 +94,14 @@ export function checkBackboneInput(limits: BackboneLimits, size: InputSize): voi
   const oh = size.originalHeight ?? height;
   const resized = ow !== width || oh !== height;
   const shown = `${ow}×${oh}${resized ? ` (${width}×${height} after resizing)` : ''}`;
+  if (limits.fixedSize && (width !== limits.fixedSize[0] || height !== limits.fixedSize[1])) {
+    const [fw, fh] = limits.fixedSize;
+    throw new InvalidInputError(
+      `The backbone model takes ${fw}×${fh} images, got ${shown}`,
+      'image',
+      `a ${fw}×${fh} image`,
+    );
+  }
   const long = Math.max(width, height);
   const short = Math.min(width, height);
   if (long > limits.maxAspect * short) {
@@ -327,24 +337,20 @@ async function userBackbone(
         `the configured stride ${stride} expects ${expected[0]}×${expected[1]}`,
     );
   }
-  const extract = async (image: RgbImage) => {
-    if (model.fixedInput && (image.height !== model.fixedInput[0] || image.width !== model.fixedInput[1])) {
-      throw new InvalidInputError(
-        `The backbone model takes ${model.fixedInput[1]}×${model.fixedInput[0]} images, got ${image.width}×${image.height}`,
-        'image',
-        `a ${model.fixedInput[1]}×${model.fixedInput[0]} image`,
-      );
-    }
-    return readFeatures(
-      tf.tidy(() => model.run(toInput(image, inputRange, limits))),
+  // A fixed input size is one more limit, so an image of another size is refused before decoding too.
+  const ownLimits: BackboneLimits = model.fixedInput
+    ? { ...limits, fixedSize: [model.fixedInput[1], model.fixedInput[0]] }
+    : limits;
+  const extract = async (image: RgbImage) =>
+    readFeatures(
+      tf.tidy(() => model.run(toInput(image, inputRange, ownLimits))),
       name,
     );
-  };
   return {
     name,
     stride,
     channels,
-    limits,
+    limits: ownLimits,
     extract,
     describe: () => {
       const layers = model.describeLayers(probe);

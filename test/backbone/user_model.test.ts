@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
-import { loadBackbone } from '../../src/backbone/index.js';
+import { checkBackboneInput, loadBackbone } from '../../src/backbone/index.js';
 import { initTensorFlow, tf } from '../../src/backbone/tf.js';
 import { maxAbsDiff } from '../routes/helpers.js';
 
@@ -173,6 +173,11 @@ describe('user LayersModel from a directory', () => {
     const backbone = await loadBackbone({ modelDir: fixedDir, stride: 4 });
     expect((await backbone.extract(image(32, 32))).shape).toEqual([1, 16, 8, 8]);
     await expect(backbone.extract(image(40, 32))).rejects.toBeInstanceOf(InvalidInputError);
+    // The fixed size is one of its limits, so the pipeline refuses other sizes from the image header.
+    expect(backbone.limits.fixedSize).toEqual([32, 32]);
+    expect(() =>
+      checkBackboneInput(backbone.limits, { width: 64, height: 64, originalWidth: 640, originalHeight: 640 }),
+    ).toThrow(/takes 32×32 images, got 640×640 \(64×64 after resizing\)/);
     backbone.dispose();
   });
 });
