@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { CHANNEL_REDUCTIONS, checkChannel, MAX_DIFF_BOXES } from '../src/diff-options.js';
 import { recordTimings } from '../src/http/timing.js';
 import { admitWork, slotOf } from '../src/admission.js';
+import { clientGoneSignal } from '../src/cancel.js';
 import {
   binaryPartsOf,
   knownFeatureShape,
@@ -198,7 +199,7 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       const out = await app.work.diff(
         task,
         { maxBoxes: body.maxBoxes, channel: body.channel, format: body.format },
-        { slot: slotOf(request) },
+        { slot: slotOf(request), signal: clientGoneSignal(reply.raw) },
       );
       recordTimings(request, app.metrics, out.timings);
       for (const op of ROI_OPS) app.metrics.boxes.inc({ op }, out.boxCount);

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { recordTimings } from '../src/http/timing.js';
 import { admitWork, slotOf } from '../src/admission.js';
+import { clientGoneSignal } from '../src/cancel.js';
 import { binaryPartsOf, maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
 import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from '../src/responses.js';
 import { WARNINGS_HEADER, warningsHeaderValue } from '../src/warnings.js';
@@ -57,7 +58,10 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
       const header = warningsHeaderValue(warnings);
       if (header !== undefined) reply.header(WARNINGS_HEADER, header);
       // The worker runs the backbone and encodes the body; this thread only sends it.
-      const out = await app.work.features(image, request.body.format, maxSide, { slot: slotOf(request) });
+      const out = await app.work.features(image, request.body.format, maxSide, {
+        slot: slotOf(request),
+        signal: clientGoneSignal(reply.raw),
+      });
       recordTimings(request, app.metrics, out.timings);
       reply.type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);

@@ -8,6 +8,7 @@ import { InvalidInputError } from '../src/errors.js';
 import { recordTimings } from '../src/http/timing.js';
 import { problemResponse } from '../src/http/openapi.js';
 import { admitWork, slotOf } from '../src/admission.js';
+import { clientGoneSignal } from '../src/cancel.js';
 import {
   binaryPartsOf,
   knownFeatureShape,
@@ -111,7 +112,12 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
         }
       }
       // The worker runs the operators and encodes the body; this thread only sends it.
-      const out = await app.work.roiEncoded(task, body.format, body.encoding, { slot: slotOf(request) });
+      // Cancelled (queued: dropped; running: stopped at the next box) if the client goes away.
+      const signal = clientGoneSignal(reply.raw);
+      const out = await app.work.roiEncoded(task, body.format, body.encoding, {
+        slot: slotOf(request),
+        signal,
+      });
       recordTimings(request, app.metrics, out.timings);
       for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
       reply.type(out.contentType);

@@ -57,6 +57,11 @@ export const envSchema = z.object({
    * each): over it, 413 before any work is done.
    */
   MAX_WORK: positiveInt.default(5e10),
+  /**
+   * A task running in a worker longer than this is stopped at its next check (between stages, before
+   * each box) and answered with 504.
+   */
+  TASK_TIMEOUT_SECONDS: positiveInt.default(60),
   /** Requests waiting for a worker beyond the ones running; one more gets 503 + Retry-After. */
   QUEUE_LIMIT: nonNegativeInt.default(64),
   /** Worker threads running the CPU-heavy pipeline; each holds its own backbone. */
@@ -99,6 +104,7 @@ export interface Config {
   maxOutputSide: number;
   maxSamplingGrid: number;
   maxWork: number;
+  taskTimeoutSeconds: number;
   queueLimit: number;
   workers: number;
   workerMaxMemoryMb: number;
@@ -155,6 +161,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxOutputSide: e.MAX_OUTPUT_SIDE,
     maxSamplingGrid: e.MAX_SAMPLING_GRID,
     maxWork: e.MAX_WORK,
+    taskTimeoutSeconds: e.TASK_TIMEOUT_SECONDS,
     queueLimit: e.QUEUE_LIMIT,
     workers: e.WORKERS ?? defaultWorkers(),
     workerMaxMemoryMb: e.WORKER_MAX_MEMORY_MB,

@@ -49,3 +49,21 @@ export class BusyError extends RoiServeError {
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }
+
+/**
+ * 499 (nginx's "client closed request"): the work was stopped because the client went away. Nobody
+ * reads the answer; the status shows up in logs and metrics. The kernels throw it (no reason known
+ * there); the pool sorts out the reason from the task's cancel flag.
+ */
+export class CancelledError extends RoiServeError {
+  constructor(message = 'the work was cancelled: the client closed the connection') {
+    super(499, message);
+  }
+}
+
+/** 504: the task ran past `TASK_TIMEOUT_SECONDS` in its worker and was stopped. */
+export class TaskTimeoutError extends RoiServeError {
+  constructor(message: string) {
+    super(504, message, 'boxes', 'less work per request: fewer boxes, a smaller outputSize or samplingRatio');
+  }
+}

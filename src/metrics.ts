@@ -22,6 +22,13 @@ export interface Metrics {
   stageDuration: Histogram<'stage' | 'route'>;
   /** `roiserve_boxes_processed_total{op}`: boxes run through each operator. */
   boxes: Counter<'op'>;
+  /** `roiserve_tasks_cancelled_total{reason, when}`: tasks stopped (client gone / timeout; queued / running). */
+  cancelled: Counter<'reason' | 'when'>;
+  /**
+   * `roiserve_cancelled_task_boxes_total{count}`: over the tasks stopped while running, the boxes × ops
+   * they asked for (`requested`) and the ones their kernels had started when they stopped (`started`).
+   */
+  cancelledBoxes: Counter<'count'>;
 }
 
 /**
@@ -90,7 +97,36 @@ export function createMetrics(pool: WorkPool): Metrics {
       this.set(pool.size);
     },
   });
-  return { registry, requests, requestDuration, stageDuration, boxes };
+  const cancelled = new Counter({
+    name: 'roiserve_tasks_cancelled_total',
+    help: 'Tasks stopped because the client went away (client_gone) or TASK_TIMEOUT_SECONDS passed (timeout), while queued (never ran) or running',
+    labelNames: ['reason', 'when'] as const,
+    registers: [registry],
+  });
+  const cancelledBoxes = new Counter({
+    name: 'roiserve_cancelled_task_boxes_total',
+    help: 'Tasks stopped while running: boxes × ops they asked for (requested) and had started (started)',
+    labelNames: ['count'] as const,
+    registers: [registry],
+  });
+  new Counter({
+    name: 'roiserve_tasks_started_total',
+    help: 'Tasks handed to a worker (a task cancelled while queued never is)',
+    registers: [registry],
+    collect() {
+      // The pool keeps the count; a counter's value can only be set by resetting it.
+      this.reset();
+      this.inc(pool.started);
+    },
+  });
+  pool.onCancelled = (task) => {
+    cancelled.inc({ reason: task.reason, when: task.when });
+    if (task.when === 'running') {
+      cancelledBoxes.inc({ count: 'requested' }, task.boxesRequested);
+      cancelledBoxes.inc({ count: 'started' }, task.boxesStarted);
+    }
+  };
+  return { registry, requests, requestDuration, stageDuration, boxes, cancelled, cancelledBoxes };
 }
 
 /**

@@ -32,6 +32,7 @@ import {
 } from './request.js';
 import { boxWarnings, size, type BoxFrame, type RoiWarning } from './warnings.js';
 import { checkRoiWork, multiplyAddsPerPixel } from './work_budget.js';
+import type { TaskStop } from './cancel.js';
 
 /** Milliseconds per stage; a stage that did not run is 0. */
 export interface RoiTimings {
@@ -139,6 +140,7 @@ async function imageToFeatures(
   ctx: PipelineContext,
   beforeBackbone?: (b: Backbone, size: ImageSize) => void,
   maxSide: number | undefined = ctx.limits.maxImageSide,
+  stop?: TaskStop,
 ) {
   // The backbone first: its limits are checked on the image's header, before anything is decoded.
   const backbone = await ctx.backbone();
@@ -155,9 +157,12 @@ async function imageToFeatures(
     checkBackboneWork(backbone, decoded, ctx.limits.maxWork);
   }
   beforeBackbone?.(backbone, decoded);
+  // The backbone cannot be interrupted: check just before it, and right after.
+  stop?.check();
   t = now();
   const fm = await backbone.extract(decoded);
   const backboneMs = now() - t;
+  stop?.check();
   const image: ImageInfo = {
     width: decoded.width,
     height: decoded.height,
@@ -262,9 +267,16 @@ function checkAdaptiveGrid(boxes: Boxes, params: RoiParams, spatialScale: number
  *
  * @param task - from `prepareRoi`, decoded by `decodeRoiTask` (boxes canonical, features checked finite)
  * @param ctx - the worker's backbone and limits
- * @throws the typed errors of `src/errors.ts` (400/413/415) for bad images, boxes or parameters
+ * @param stop - the task's cancel flag and time limit (`src/cancel.ts`): checked between stages and
+ *   before each box
+ * @throws the typed errors of `src/errors.ts` (400/413/415) for bad images, boxes or parameters;
+ *   CancelledError once `stop` says so
  */
-export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Promise<RoiResult> {
+export async function executeRoi(
+  task: DecodedRoiTask,
+  ctx: PipelineContext,
+  stop?: TaskStop,
+): Promise<RoiResult> {
   const { params } = task;
   const timings: RoiTimings = { decode: 0, backbone: 0, pool: 0, align: 0, warp: 0 };
   let fm: FeatureMap;
@@ -295,6 +307,7 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
         checkImageRoiWork(task, backbone, size, ctx.limits);
       },
       params.maxSide,
+      stop,
     );
     ({ fm, image, featureMap } = out);
     timings.decode = out.timings.decode;
@@ -346,7 +359,10 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
   }
   const spatialScale = featureMap.spatialScale;
   checkAdaptiveGrid(opBoxes, params, spatialScale, ctx.limits.maxSamplingGrid);
+  // Checked by the kernels before each box (it counts the boxes for the pool).
+  const shouldStop = stop ? () => stop.shouldStop() : undefined;
   const alignParams = {
+    shouldStop,
     spatialScale,
     outputSize: params.outputSize,
     samplingRatio: params.samplingRatio,
@@ -362,6 +378,7 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
         spatialScale,
         outputSize: params.outputSize,
         outputLayout: 'NCHW',
+        shouldStop,
       });
     } else if (op === 'align') {
       outputs.align = roiAlign(fm, opBoxes, alignParams);
@@ -370,6 +387,7 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
     }
     timings[op] = now() - t;
   }
+  stop?.check();
   const boxCoverage: BoxCoverage[] = [];
   for (let k = 0; k < opBoxes.count; k++) {
     boxCoverage.push(coverage(boxAt(opBoxes, k), { spatialScale, imageSize }));
@@ -398,14 +416,16 @@ export async function executeRoi(task: DecodedRoiTask, ctx: PipelineContext): Pr
  *
  * @param bytes - the encoded image
  * @param maxSide - the request's `maxSide`, already capped by `MAX_IMAGE_SIDE`; default the cap alone
+ * @param stop - the task's cancel flag and time limit, checked after decoding and after the backbone
  * @returns the feature map `[1, C, H, W]` in NCHW order, with the image and backbone facts
  */
 export async function executeFeatures(
   bytes: Uint8Array,
   ctx: PipelineContext,
   maxSide: number | undefined = ctx.limits.maxImageSide,
+  stop?: TaskStop,
 ): Promise<FeaturesResult> {
-  const out = await imageToFeatures(bytes, ctx, undefined, maxSide);
+  const out = await imageToFeatures(bytes, ctx, undefined, maxSide, stop);
   return {
     image: out.image,
     featureMap: out.featureMap,

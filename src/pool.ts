@@ -4,12 +4,13 @@
  * thread never runs decode, backbone or kernels, so `/healthz` answers while they run.
  */
 import type { Worker } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import { Piscina, type PiscinaTask } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
 import type { Config } from './config.js';
 import type { DiffOptions } from './diff-options.js';
 import { Admission, type Slot } from './admission.js';
-import { BusyError, RoiServeError } from './errors.js';
+import { boxesStarted, CLIENT_GONE, newCancelFlag, requestStop, stopReason, TIMED_OUT } from './cancel.js';
+import { BusyError, CancelledError, RoiServeError, TaskTimeoutError } from './errors.js';
 import type { Stage } from './metrics.js';
 import type { RoiResult } from './pipeline.js';
 import { RetireBoard, type RetireReason } from './recycle.js';
@@ -48,6 +49,22 @@ export type WorkerTask =
 /** How a task runs: in the slot its request took on arrival (`slotOf(request)`, `src/admission.ts`). */
 export interface RunOptions {
   slot?: Slot;
+  /**
+   * Fires when nobody waits for the answer any more (the client went away, see `clientGoneSignal`):
+   * the task is cancelled (dropped from the queue, or stopped at its worker's next check).
+   */
+  signal?: AbortSignal;
+}
+
+/** A task the pool stopped, as reported to {@link WorkPool.onCancelled} (metrics). */
+export interface CancelledTask {
+  reason: 'client_gone' | 'timeout';
+  /** `queued`: dropped from the queue, it never ran; `running`: stopped at the worker's next check. */
+  when: 'queued' | 'running';
+  /** Boxes its kernels started, summed over the ops (0 when it never ran). */
+  boxesStarted: number;
+  /** Boxes × ops it asked for (0 for tasks without boxes). */
+  boxesRequested: number;
 }
 
 /** A response body the worker encoded, with the stage timings (ms) for `Server-Timing`. */
@@ -157,11 +174,19 @@ export class WorkPool {
   #closing = false;
   /** Workers replaced so far, by reason (`exit`: the thread ended without retiring). */
   readonly replaced: Record<RetireReason | 'exit', number> = { failure: 0, memory: 0, exit: 0 };
+  #taskTimeoutMs: number;
+  /** Tasks waiting or running, by id: what to do when piscina hands one to a worker. */
+  #pending = new Map<number, () => void>();
+  #nextId = 1;
+  #started = 0;
+  /** Called for every task the pool stopped (the server counts them in its metrics). */
+  onCancelled: ((task: CancelledTask) => void) | undefined;
 
   /** @param config - uses `workers`, `queueLimit`, the backbone settings and the limits */
   constructor(config: Config) {
     this.size = config.workers;
     this.queueLimit = config.queueLimit;
+    this.#taskTimeoutMs = config.taskTimeoutSeconds * 1000;
     this.#admission = new Admission(this.size + this.queueLimit);
     const init: WorkerInit = {
       tfBackend: config.tfBackend,
@@ -188,7 +213,13 @@ export class WorkPool {
       atomics: 'disabled',
       // piscina's least-busy choice, minus retiring workers. It runs as soon as a reply arrives, before
       // the pool reads the reply, so a retiring worker says so on the shared board, not in the reply.
-      loadBalancer: (_task, workers) => workers.find((w) => w.currentUsage === 0 && !board.has(w.id)) ?? null,
+      // It also notes which task starts: only a task that has not started may be aborted through
+      // piscina (see `#run`).
+      loadBalancer: (task, workers) => {
+        const candidate = workers.find((w) => w.currentUsage === 0 && !board.has(w.id)) ?? null;
+        if (candidate) this.#starting(task);
+        return candidate;
+      },
     });
     // Piscina replaces a thread that exits (minThreads); these keep `readyWorkers` true meanwhile.
     this.#piscina.on('message', (message: unknown) => {
@@ -209,6 +240,17 @@ export class WorkPool {
     // An error thrown in a worker outside any task: piscina has already replaced that worker, and an
     // 'error' event nobody listens to would end the process.
     this.#piscina.on('error', () => undefined);
+  }
+
+  /** The balancer handed `task` to a worker: it is running from now on. */
+  #starting(task: PiscinaTask): void {
+    const id = (task[Piscina.queueOptionsSymbol as keyof PiscinaTask] as { id?: number } | null)?.id;
+    if (id !== undefined) this.#pending.get(id)?.();
+  }
+
+  /** Tasks handed to a worker so far (a task cancelled while queued never is). */
+  get started(): number {
+    return this.#started;
   }
 
   #thread(threadId: number): Worker | undefined {
@@ -282,23 +324,53 @@ export class WorkPool {
     return sum;
   }
 
+  /**
+   * Runs one task in its slot. Cancelled when `options.signal` fires: a queued task is dropped from
+   * piscina's queue and never runs; a running one is asked to stop through its cancel flag
+   * (`src/cancel.ts`), so that its worker, and the backbone it holds, survive (piscina would
+   * terminate the thread). Its worker stops it after `TASK_TIMEOUT_SECONDS` of running (504).
+   */
   async #run(task: WorkerTask, transferList: ArrayBuffer[] = [], options: RunOptions = {}): Promise<unknown> {
+    const { signal } = options;
+    if (signal?.aborted) throw new CancelledError();
     // A request admitted in `onRequest` runs in its own slot; anything else (describe, warmup, direct
     // calls) takes a place now, and is refused like a request when none is left.
     const slot = options.slot !== undefined && !options.slot.free ? options.slot : this.admit();
     const release = slot === options.slot ? slot.hold() : () => slot.release();
+    const boxesRequested = 'task' in task ? task.task.boxes.count * task.task.params.ops.length : 0;
+    const id = this.#nextId++;
+    const cancel = newCancelFlag();
+    const dequeue = new AbortController();
+    let running = false;
+    this.#pending.set(id, () => {
+      running = true;
+      this.#started++;
+    });
+    const onAbort = () => {
+      if (running) requestStop(cancel, CLIENT_GONE);
+      else dequeue.abort();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    // The worker enforces the time limit itself, from when it starts the task (see `taskStop`).
+    const message = { ...task, cancel, timeoutMs: this.#taskTimeoutMs, [Piscina.queueOptionsSymbol]: { id } };
     this.#inFlight++;
     let reply: WorkerReply;
     // Wall clock on both sides (each thread has its own performance.timeOrigin).
     const submittedAt = performance.timeOrigin + performance.now();
     try {
-      reply = (await this.#piscina.run(task, { transferList })) as WorkerReply;
+      reply = (await this.#piscina.run(message, { transferList, signal: dequeue.signal })) as WorkerReply;
     } catch (err) {
+      if (dequeue.signal.aborted && !running) {
+        this.onCancelled?.({ reason: 'client_gone', when: 'queued', boxesStarted: 0, boxesRequested });
+        throw new CancelledError();
+      }
       throw new WorkerFailure(
         `worker failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
       );
     } finally {
       this.#inFlight--;
+      this.#pending.delete(id);
+      signal?.removeEventListener('abort', onAbort);
       release();
     }
     const { threadId, tensors, retire } = reply.stats;
@@ -312,9 +384,20 @@ export class WorkPool {
     // A described backbone is a loaded one (the worker's own 'ready' message may arrive later).
     if (task.kind === 'describe' && reply.ok && retire === undefined) this.#ready.add(threadId);
     if (reply.ok) return withQueueTime(reply.value, Math.max(0, reply.stats.startedAt - submittedAt));
-    const { status, message, field, expected } = reply.error;
-    if (status >= 500) throw new WorkerFailure(message);
-    throw new RoiServeError(status, message, field, expected);
+    const { status, message: text, field, expected } = reply.error;
+    if (status === 499) {
+      const reason = stopReason(cancel) === TIMED_OUT ? 'timeout' : 'client_gone';
+      const boxes = boxesStarted(cancel);
+      this.onCancelled?.({ reason, when: 'running', boxesStarted: boxes, boxesRequested });
+      if (reason === 'timeout') {
+        throw new TaskTimeoutError(
+          `the request ran for over TASK_TIMEOUT_SECONDS (${this.#taskTimeoutMs / 1000} s) in its worker and was stopped after ${boxes} of ${boxesRequested} boxes × ops; ask for less work per request`,
+        );
+      }
+      throw new CancelledError();
+    }
+    if (status >= 500) throw new WorkerFailure(text);
+    throw new RoiServeError(status, text, field, expected);
   }
 
   /**

@@ -48,8 +48,10 @@ const KINDS: Record<number, { type: string; title: string }> = {
   415: { type: 'unsupported-media-type', title: 'Unsupported media type' },
   429: { type: 'too-many-requests', title: 'Too many requests' },
   431: { type: 'headers-too-large', title: 'Request header fields too large' },
+  499: { type: 'client-closed-request', title: 'Client closed request' },
   500: { type: 'internal', title: 'Internal server error' },
   503: { type: 'unavailable', title: 'Service unavailable' },
+  504: { type: 'task-timeout', title: 'Task timed out' },
 };
 
 /** Builds a problem for `status` (type and title from the status). */
@@ -116,7 +118,8 @@ export function problemFromError(
       internal: false,
     };
   }
-  if (err instanceof RoiServeError && err.status < 500) {
+  // 504 (TaskTimeoutError) is the request's cost, not a bug: its message and field are the client's to see.
+  if (err instanceof RoiServeError && (err.status < 500 || err.status === 504)) {
     const errors = err.field
       ? [{ field: err.field, expected: err.expected, message: err.message }]
       : undefined;

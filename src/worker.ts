@@ -9,6 +9,7 @@
 import { parentPort, threadId } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { getTf, initTensorFlow, loadBackbone, type Backbone } from './backbone/index.js';
+import { taskStop } from './cancel.js';
 import { RoiServeError } from './errors.js';
 import { encodeDiff } from './imaging/diff-body.js';
 import { loadFont } from './imaging/text.js';
@@ -111,16 +112,26 @@ function encodedWork(
   return { body, contentType, filename, timings: { ...timings, encode: encodeMs } };
 }
 
-/** Handles one task from the pool (see `WorkerTask` in `src/pool.ts`). */
-export default async function handle(task: WorkerTask): Promise<WorkerReply> {
+/**
+ * Handles one task from the pool (see `WorkerTask` in `src/pool.ts`). `cancel` is the task's cancel
+ * flag and `timeoutMs` its time limit (`src/cancel.ts`): checked before starting, between stages and
+ * before each box; a stopped task answers with a 499 `CancelledError` and the pool tells why.
+ */
+export default async function handle(
+  task: WorkerTask & { cancel?: Int32Array; timeoutMs?: number },
+): Promise<WorkerReply> {
   // When this task left the queue (wall clock, comparable across threads): the pool's `queue` time.
   const startedAt = performance.timeOrigin + performance.now();
   let value: unknown;
   let transfers: ArrayBuffer[] = [];
+  // The time limit runs from now: waiting in the queue or for this worker to start does not count.
+  const stop = taskStop(task.cancel, task.timeoutMs);
   try {
+    // Cancelled between being handed to this worker and starting: nothing to do.
+    stop.check();
     switch (task.kind) {
       case 'roi': {
-        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx);
+        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop);
         transfers = roiTransfers(result);
         value = result;
         break;
@@ -128,7 +139,8 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
       case 'roiEncoded': {
         // Encoding runs here too: base64 / JSON of hundreds of MB would stall the HTTP thread.
         const started = performance.now();
-        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx);
+        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop);
+        stop.check();
         const encoded = encodeRoi(result, task.format, task.encoding, started);
         transfers = ownedBuffers([encoded.body]);
         value = {
@@ -142,7 +154,8 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
       case 'diff': {
         // Rendering runs here: a sheet costs hundreds of ms of CPU that the HTTP thread must not spend.
         const started = performance.now();
-        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx);
+        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop);
+        stop.check();
         const { encodeMs, boxCount, overlay, warnings, ...encoded } = await encodeDiff(
           result,
           task.options,
@@ -156,7 +169,8 @@ export default async function handle(task: WorkerTask): Promise<WorkerReply> {
       }
       case 'features': {
         // undefined: MAX_IMAGE_SIDE alone (the default of executeFeatures).
-        const result = await executeFeatures(decodeImageInput(task.image), ctx, task.maxSide);
+        const result = await executeFeatures(decodeImageInput(task.image), ctx, task.maxSide, stop);
+        stop.check();
         const encoded = encodeFeatures(result, task.format);
         transfers = ownedBuffers([encoded.body]);
         value = encodedWork(encoded, result.timings);

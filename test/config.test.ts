@@ -18,6 +18,7 @@ describe('parseConfig', () => {
       maxOutputSide: 64,
       maxSamplingGrid: 64,
       maxWork: 5e10,
+      taskTimeoutSeconds: 60,
       queueLimit: 64,
       // One per core, one left for the HTTP thread, within [1, 4] (README).
       workers: Math.min(4, Math.max(1, availableParallelism() - 1)),
@@ -50,6 +51,7 @@ describe('parseConfig', () => {
       MAX_OUTPUT_SIDE: '32',
       MAX_SAMPLING_GRID: '16',
       MAX_WORK: '2e9',
+      TASK_TIMEOUT_SECONDS: '30',
       QUEUE_LIMIT: '0',
       WORKERS: '3',
       WORKER_MAX_MEMORY_MB: '0',
@@ -75,6 +77,7 @@ describe('parseConfig', () => {
       maxOutputSide: 32,
       maxSamplingGrid: 16,
       maxWork: 2e9,
+      taskTimeoutSeconds: 30,
       queueLimit: 0,
       workers: 3,
       workerMaxMemoryMb: 0,

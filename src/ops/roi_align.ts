@@ -1,7 +1,7 @@
 /**
  * RoI Align (He et al., "Mask R-CNN", ICCV 2017, https://arxiv.org/abs/1703.06870).
  */
-import { InvalidInputError } from '../errors.js';
+import { CancelledError, InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
@@ -32,6 +32,11 @@ export interface RoiAlignParams {
   mode?: AlignMode;
   /** Memory layout of the result. Default `'NCHW'`. */
   outputLayout?: Layout;
+  /**
+   * Called before each box; returning true stops the call with a `CancelledError` (the worker uses it
+   * for clients that went away and tasks over their time limit). Default: never stop.
+   */
+  shouldStop?: () => boolean;
 }
 
 /** `aligned`, `samplingRatio` and `mode` after defaults and checks. */
@@ -399,9 +404,10 @@ function writeSamples(
  * @param input feature map `[N, C, H, W]`; must be finite (see `assertFiniteFeatures`).
  * @param boxes `[K, 5]` canonical boxes in image pixels (see `toCanonicalBoxes`).
  * @param params `spatialScale` (required), `outputSize` = 7, `samplingRatio` = 2 (`<= 0` adaptive, at
- *   most 64 per axis), `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`.
+ *   most 64 per axis), `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`, `shouldStop`.
  * @returns pooled `[K, C, PH, PW]`.
- * @throws InvalidInputError naming the field (`features.shape`, `boxes[3][0]`, `samplingRatio`, ...).
+ * @throws InvalidInputError naming the field (`features.shape`, `boxes[3][0]`, `samplingRatio`, ...);
+ *   CancelledError when `shouldStop` returns true.
  */
 export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams): Pooled {
   const cfg = resolveAlignParams(params);
@@ -411,6 +417,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
   assertScaledBoxes(boxes, cfg.scale);
   const { PH, PW, scale, samplingRatio, aligned, mode, layout } = cfg;
   const K = boxes.count;
+  const shouldStop = params.shouldStop;
 
   // Pass 1: grid sizes (the cost guard refuses before any work is done).
   const geo: RoiGeometry = { startY: 0, startX: 0, binH: 0, binW: 0, gridH: 0, gridW: 0 };
@@ -448,6 +455,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
   for (let k0 = 0; k0 < K; k0 += ws.roisPerChunk) {
     const k1 = Math.min(K, k0 + ws.roisPerChunk);
     for (let k = k0; k < k1; k++) {
+      if (shouldStop?.()) throw new CancelledError();
       roiGeometry(boxes.data, k, scale, PH, PW, samplingRatio, aligned, geo);
       const { gridH, gridW } = geo;
       fillAxis(sc.ys, PH, gridH, geo.startY, geo.binH, H);

@@ -1,7 +1,7 @@
 /**
  * RoI Pool (Girshick, "Fast R-CNN", ICCV 2015, https://arxiv.org/abs/1504.08083).
  */
-import { InvalidInputError } from '../errors.js';
+import { CancelledError, InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes, cRound } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
@@ -15,6 +15,8 @@ export interface RoiPoolParams {
   outputSize?: number | readonly [number, number];
   /** Memory layout of the result. Default `'NCHW'`. */
   outputLayout?: Layout;
+  /** Called before each box; true stops the call with a `CancelledError`. Default: never stop. */
+  shouldStop?: () => boolean;
 }
 
 const fround = Math.fround;
@@ -87,8 +89,9 @@ export function poolBinEdges(
  *
  * @param input feature map `[N, C, H, W]`; must be finite (see `assertFiniteFeatures`).
  * @param boxes `[K, 5]` canonical boxes in image pixels.
- * @param params `spatialScale` (required), `outputSize` = 7, `outputLayout` = `'NCHW'`.
+ * @param params `spatialScale` (required), `outputSize` = 7, `outputLayout` = `'NCHW'`, `shouldStop`.
  * @returns pooled `[K, C, PH, PW]`.
+ * @throws CancelledError when `shouldStop` returns true.
  */
 export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams): Pooled {
   if (params === null || typeof params !== 'object') {
@@ -119,6 +122,7 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
   for (let k0 = 0; k0 < K; k0 += ws.roisPerChunk) {
     const k1 = Math.min(K, k0 + ws.roisPerChunk);
     for (let k = k0; k < k1; k++) {
+      if (params.shouldStop?.()) throw new CancelledError();
       const { sx, sy, ex, ey } = poolCells(d[5 * k + 1], d[5 * k + 2], d[5 * k + 3], d[5 * k + 4], scale);
       poolBinEdges(PH, sy, Math.max(ey - sy + 1, 1), H, rowStart, rowEnd);
       poolBinEdges(PW, sx, Math.max(ex - sx + 1, 1), W, colStart, colEnd);

@@ -76,7 +76,7 @@ export function warpCellBoxes(boxes: Boxes, spatialScale: number): Boxes {
  * @param input feature map `[N, C, H, W]`; must be finite.
  * @param boxes `[K, 5]` canonical boxes in image pixels.
  * @param params as `roiAlign`: `spatialScale` (required), `outputSize` = 7, `samplingRatio` = 2,
- *   `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`.
+ *   `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`, `shouldStop` (checked per box).
  * @returns pooled `[K, C, PH, PW]`.
  */
 export function roiWarp(input: FeatureMap, boxes: Boxes, params: RoiAlignParams): Pooled {
