@@ -337,7 +337,8 @@ export class WorkPool {
     // calls) takes a place now, and is refused like a request when none is left.
     const slot = options.slot !== undefined && !options.slot.free ? options.slot : this.admit();
     const release = slot === options.slot ? slot.hold() : () => slot.release();
-    const boxesRequested = 'task' in task ? task.task.boxes.count * task.task.params.ops.length : 0;
+    // Read only when the task is cancelled (boxes × ops: what its box counter would reach).
+    const requested = () => ('task' in task ? task.task.boxes.count * task.task.params.ops.length : 0);
     const id = this.#nextId++;
     const cancel = newCancelFlag();
     const dequeue = new AbortController();
@@ -361,7 +362,12 @@ export class WorkPool {
       reply = (await this.#piscina.run(message, { transferList, signal: dequeue.signal })) as WorkerReply;
     } catch (err) {
       if (dequeue.signal.aborted && !running) {
-        this.onCancelled?.({ reason: 'client_gone', when: 'queued', boxesStarted: 0, boxesRequested });
+        this.onCancelled?.({
+          reason: 'client_gone',
+          when: 'queued',
+          boxesStarted: 0,
+          boxesRequested: requested(),
+        });
         throw new CancelledError();
       }
       throw new WorkerFailure(
@@ -388,6 +394,7 @@ export class WorkPool {
     if (status === 499) {
       const reason = stopReason(cancel) === TIMED_OUT ? 'timeout' : 'client_gone';
       const boxes = boxesStarted(cancel);
+      const boxesRequested = requested();
       this.onCancelled?.({ reason, when: 'running', boxesStarted: boxes, boxesRequested });
       if (reason === 'timeout') {
         throw new TaskTimeoutError(
