@@ -25,7 +25,12 @@ import {
   roiParamsSchema,
   timingsSchema,
 } from '../src/responses.js';
-import { WARNINGS_HEADER, warningsHeaderValue, warningsSchema } from '../src/warnings.js';
+import {
+  WARNINGS_HEADER,
+  warningsHeaderValue,
+  warningsSchema,
+  warningsResponseHeader,
+} from '../src/warnings.js';
 import { workErrorResponses } from './roi.js';
 
 export { MAX_DIFF_BOXES };
@@ -161,6 +166,7 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       security: [{ bearer: [] }, { apiKey: [] }],
       body: diffBodySchema,
       // A 4×4 map (values 0 to 15) at stride 4 and one box off the grid: the PNG sheet.
+      'x-response-headers': { 200: warningsResponseHeader },
       'x-example': {
         features: {
           shape: [1, 1, 4, 4],

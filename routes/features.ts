@@ -6,7 +6,7 @@ import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
 import { binaryPartsOf, maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
 import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from '../src/responses.js';
-import { WARNINGS_HEADER, warningsHeaderValue } from '../src/warnings.js';
+import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
 import { workErrorResponses } from './roi.js';
 
 export const featuresBodySchema = z
@@ -36,6 +36,7 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
       security: [{ bearer: [] }, { apiKey: [] }],
       body: featuresBodySchema,
       // A 32×32 PNG (an orange square on blue, 122 bytes): a 2×2 feature map at stride 16.
+      'x-response-headers': { 200: warningsResponseHeader },
       'x-example': { image: TINY_PNG_BASE64 },
       response: {
         200: {

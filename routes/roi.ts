@@ -25,7 +25,7 @@ import {
   SAFETENSORS_CONTENT_TYPE,
   type RoiResponse,
 } from '../src/responses.js';
-import { WARNINGS_HEADER, warningsHeaderValue } from '../src/warnings.js';
+import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
 
 const binary = z.string().meta({ format: 'binary' });
 
@@ -64,6 +64,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       security: [{ bearer: [] }, { apiKey: [] }],
       body: roiBodySchema,
       // RoI Align of the whole 2×2 map into one cell: the mean, 2.5.
+      'x-response-headers': { 200: warningsResponseHeader },
       'x-example': {
         features: TINY_FEATURES,
         spatialScale: 1,

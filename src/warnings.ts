@@ -52,6 +52,19 @@ export const warningsSchema = z
   .describe('non-fatal warnings (always present; empty when none); also in the X-Roiserve-Warnings header');
 
 /**
+ * {@link WARNINGS_HEADER} for the OpenAPI document: a route's `'x-response-headers'` entry for its 200
+ * response (see `finishDocument` in `src/http/openapi.ts`).
+ */
+export const warningsResponseHeader = {
+  [WARNINGS_HEADER]: {
+    description:
+      'only when there are warnings: the `warnings` array as JSON text, non-ASCII characters escaped ' +
+      '(\\u00d7); sent with every format (a .npy body has no room for them)',
+    schema: { type: 'string' },
+  },
+};
+
+/**
  * Most `box-outside` warnings listed one by one; the rest are counted in one more entry, so that the
  * body and (above all) the header stay small whatever the number of boxes.
  */

@@ -228,6 +228,19 @@ export function finishDocument(input: Json): Json {
         if (isObject(json)) json.example = example;
         delete op['x-example'];
       }
+      // Response headers a route declares (`'x-response-headers': { 200: { Name: { schema, description } } }`):
+      // fastify-type-provider-zod keeps only `description` and `content` of a response.
+      const responseHeaders = op['x-response-headers'];
+      if (isObject(responseHeaders)) {
+        const responses = isObject(op.responses) ? op.responses : {};
+        for (const [status, headers] of Object.entries(responseHeaders)) {
+          const response = responses[status];
+          if (isObject(response) && isObject(headers)) {
+            response.headers = { ...(isObject(response.headers) ? response.headers : {}), ...headers };
+          }
+        }
+        delete op['x-response-headers'];
+      }
       const multipart = content['multipart/form-data'];
       if (isObject(json) && isObject(multipart)) {
         const jsonBody = deref(json.schema, components);

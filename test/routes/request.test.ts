@@ -469,3 +469,15 @@ describe('maxSide', () => {
     expect(prepareRoi(body(1000), { ...limits, maxImageSide: undefined }).params.maxSide).toBe(1000);
   });
 });
+
+describe('OpenAPI', () => {
+  it('documents the X-Roiserve-Warnings header on the 200 of /v1/roi, /v1/diff and /v1/features', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    for (const path of ['/v1/roi', '/v1/diff', '/v1/features']) {
+      expect(doc.paths[path].post.responses['200'].headers['X-Roiserve-Warnings']).toMatchObject({
+        schema: { type: 'string' },
+      });
+      expect(doc.paths[path].post['x-response-headers']).toBeUndefined();
+    }
+  });
+});
