@@ -7,3 +7,5 @@ export * from './roi_align.js';
 export * from './roi_pool.js';
 export * from './roi_warp.js';
 export * from './coverage.js';
+export * from './ps_roi_align.js';
+export * from './ps_roi_pool.js';
