@@ -7,10 +7,10 @@
  * before the backbone and the kernels.
  *
  * **Work units.** One unit is one multiply-add, or one channel of one tap a kernel reads; they were
- * calibrated to cost about the same (≈ 0.3 ns each on one core of the development machine: a tfjs
- * multiply-add of the built-in backbone ≈ 0.35 ns, a SIMD channel-tap of RoI Align ≈ 0.3 ns). Fixed
- * per-tap, per-sample and per-output costs are written in channels' worth of units (the constants
- * below). So `MAX_WORK` = 1e11 means roughly half a minute of one core. The model is an upper bound
+ * calibrated to cost about the same (`npm run bench -- budget`: 0.1 to 1.3 ns each, mostly 0.2 to 0.6,
+ * on one core of the shared development machine, for the backbone's multiply-adds and the kernels'
+ * taps alike). Fixed per-tap, per-sample and per-output costs are written in channels' worth of units
+ * (the constants below). So the default `MAX_WORK` of 5e10 is roughly 10 to 30 seconds of one core. The model is an upper bound
  * for the kernels as implemented (`src/ops`), exact for `max` RoI Align and RoI Pool, and within a
  * small factor for `avg`.
  *
