@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { InferenceSession } from 'onnxruntime-node';
-import { roiAlign, roiPool, roiWarp, warpCellBoxes } from '../src/ops/index.js';
+import { psRoiAlign, psRoiPool, roiAlign, roiPool, roiWarp, warpCellBoxes } from '../src/ops/index.js';
 import type { Boxes, FeatureMap, Pooled } from '../src/ops/index.js';
 import {
   createSession,
@@ -188,4 +188,38 @@ export async function runOpsBench(): Promise<void> {
     `\nworst ratio at R = 1000: wall ${worst.toFixed(2)}, CPU ${worstCpu.toFixed(2)} ` +
       `(acceptance ≤ 0.8, team goal ≤ 0.5; ms are wall-clock medians, CPU = process user+system time)`,
   );
+  psBench(input, rand, rows);
+}
+
+/**
+ * Position-sensitive RoI Align / Pool (issue 13): plain TypeScript loops, no ORT peer (torchvision's
+ * `ps_roi_*` is the oracle in test/oracle, not timed here). Same 256-channel map with a 4×4 output
+ * (`C_out = 256 / 16 = 16`), R = 1000, next to RoI Align's 7×7 rows above (which read all 256 channels
+ * in every bin: 16× the samples of ps_align at the same grid).
+ */
+function psBench(input: FeatureMap, rand: () => number, rows: Row[]): void {
+  const R = 1000;
+  const boxes = benchBoxes(rand, R);
+  const p = { spatialScale: SCALE, outputSize: 4 };
+  const runs: [string, () => Pooled][] = [
+    ['PS RoI Align 4×4, sampling 2', () => psRoiAlign(input, boxes, { ...p, samplingRatio: 2 })],
+    ['PS RoI Align 4×4, adaptive', () => psRoiAlign(input, boxes, { ...p, samplingRatio: 0 })],
+    ['PS RoI Pool 4×4', () => psRoiPool(input, boxes, p)],
+  ];
+  console.log(
+    `\nPosition-sensitive (plain TS, no ORT peer), X ${N}×${C}×${H}×${W}, 4×4 → C_out 16, R = ${R}:`,
+  );
+  for (const [op, run] of runs) {
+    for (let i = 0; i < WARMUP; i++) run();
+    const wall: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const t = performance.now();
+      run();
+      wall.push(performance.now() - t);
+    }
+    console.log(`| ${op.padEnd(40)} | ${median(wall).toFixed(1).padStart(6)} ms |`);
+  }
+  for (const r of rows.filter((row) => row.R === R && row.op.startsWith('RoI Align'))) {
+    console.log(`| ${`${r.op} (7×7, for scale)`.padEnd(40)} | ${r.ours.toFixed(1).padStart(6)} ms |`);
+  }
 }
