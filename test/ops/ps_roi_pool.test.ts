@@ -57,6 +57,18 @@ describe('psRoiPool', () => {
     expect(Array.from(out.data)).toEqual([0, 1]);
   });
 
+  it('rounds the float32 product x·s, as torchvision does for float input (a tie a double product misses)', () => {
+    // x1 = 14.999999046... (a float32) at s = 0.3: float32 x1·s = 4.5 → 5; in float64 it is 4.4999999 → 4.
+    // x2 = 26.666666 → 8: columns [5, 8) clipped to [5, 7) of the ramp x: mean 5.5 (torchvision 0.14: 5.5;
+    // a float64 product would give [4, 7): 5).
+    const input = mapOf(1, 2, 8, (_c, _y, x) => x);
+    const out = psRoiPool(input, rows([0, 14.999999046325684, 0, 26.666666, 3.3333333]), {
+      spatialScale: 0.3,
+      outputSize: 1,
+    });
+    expect(Array.from(out.data)).toEqual([5.5]);
+  });
+
   it('equals the slow reference on random inputs (same cells; means to 1e-6 relative), NCHW and NHWC', () => {
     const rand = mulberry32(4242);
     let values = 0;
