@@ -9,6 +9,7 @@ import { CHANNEL_REDUCTIONS, checkChannel, MAX_DIFF_BOXES } from '../src/diff-op
 import { recordTimings } from '../src/http/timing.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
+import { answerOptionsOf, sendAnswer } from '../src/http/answers.js';
 import {
   binaryPartsOf,
   knownFeatureShape,
@@ -146,6 +147,8 @@ export const diffResponseSchema = z
 export type DiffResponse = z.output<typeof diffResponseSchema>;
 
 const diffRoutes: FastifyPluginAsyncZod = async (app) => {
+  // Answers go out in chunks, counted, and are cut when the client stops reading (src/http/answers.ts).
+  const answerOptions = answerOptionsOf(app);
   const limits = limitsFrom(app.config);
 
   app.route({
@@ -214,8 +217,8 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       if (!out.overlay) reply.header('X-Diff-Overlay', 'none; features input without an image');
       const warnings = warningsHeaderValue(out.warnings);
       if (warnings !== undefined) reply.header(WARNINGS_HEADER, warnings);
-      // The encoded bytes bypass the serializer; their JSON form is `diffResponseSchema` (tested).
-      return reply.send(out.body as unknown as DiffResponse);
+      // The encoded bytes bypass the serializer (streamed); their JSON form is `diffResponseSchema` (tested).
+      return sendAnswer(reply, out.body, answerOptions);
     },
   });
 };

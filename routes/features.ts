@@ -4,8 +4,9 @@ import { z } from 'zod';
 import { recordTimings } from '../src/http/timing.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
+import { answerOptionsOf, sendAnswer } from '../src/http/answers.js';
 import { binaryPartsOf, maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
-import { featuresResponseSchema, NPY_CONTENT_TYPE, type FeaturesResponse } from '../src/responses.js';
+import { featuresResponseSchema, NPY_CONTENT_TYPE } from '../src/responses.js';
 import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
 import { workErrorResponses } from './roi.js';
 
@@ -25,6 +26,8 @@ export const TINY_PNG_BASE64 =
   'iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAMAAABEpIrGAAAABlBMVEXmoB4oWshGLhZuAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAGklEQVQ4y2NgJAAYRpgCBjQwqmBkKxjh+QIANHoDAXgKPAMAAAAASUVORK5CYII=';
 
 const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
+  // Answers go out in chunks, counted, and are cut when the client stops reading (src/http/answers.ts).
+  const answerOptions = answerOptionsOf(app);
   app.route({
     method: 'POST',
     url: '/v1/features',
@@ -66,8 +69,8 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
       recordTimings(request, app.metrics, out.timings);
       reply.type(out.contentType);
       if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);
-      // The encoded bytes bypass the serializer; their JSON form is `featuresResponseSchema` (tested).
-      return reply.send(out.body as unknown as FeaturesResponse);
+      // The encoded bytes bypass the serializer (streamed); their JSON form is `featuresResponseSchema` (tested).
+      return sendAnswer(reply, out.body, answerOptions);
     },
   });
 };

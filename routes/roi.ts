@@ -9,6 +9,7 @@ import { recordTimings } from '../src/http/timing.js';
 import { problemResponse } from '../src/http/openapi.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
+import { answerOptionsOf, sendAnswer } from '../src/http/answers.js';
 import {
   binaryPartsOf,
   knownFeatureShape,
@@ -23,7 +24,6 @@ import {
   NPY_CONTENT_TYPE,
   roiResponseSchema,
   SAFETENSORS_CONTENT_TYPE,
-  type RoiResponse,
 } from '../src/responses.js';
 import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
 
@@ -46,6 +46,8 @@ export const workErrorResponses = {
 export const TINY_FEATURES = { shape: [1, 1, 2, 2], layout: 'NCHW', data: 'AACAPwAAAEAAAEBAAACAQA==' };
 
 const roiRoutes: FastifyPluginAsyncZod = async (app) => {
+  // Answers go out in chunks, counted, and are cut when the client stops reading (src/http/answers.ts).
+  const answerOptions = answerOptionsOf(app);
   const limits = limitsFrom(app.config);
 
   app.route({
@@ -127,8 +129,8 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       // Every format: a .npy body has no room for them, and a client may read only the header.
       const warnings = warningsHeaderValue(out.warnings);
       if (warnings !== undefined) reply.header(WARNINGS_HEADER, warnings);
-      // The encoded bytes bypass the serializer; their JSON form is `roiResponseSchema` (tested).
-      return reply.send(out.body as unknown as RoiResponse);
+      // The encoded bytes bypass the serializer (streamed); their JSON form is `roiResponseSchema` (tested).
+      return sendAnswer(reply, out.body, answerOptions);
     },
   });
 };

@@ -90,9 +90,19 @@ const slots = new WeakMap<FastifyRequest, Slot>();
 
 /**
  * `onRequest` hook of the work routes: takes a slot before the body is read (503 + `Retry-After` when
- * there is none) and gives the request's hold back when its response closes.
+ * there is none, or while the answers being sent hold `MAX_RESPONSE_BYTES_IN_FLIGHT` bytes) and gives
+ * the request's hold back when its response closes.
  */
 export async function admitWork(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const answers = request.server.answers;
+  if (answers.full) {
+    // Answers already computed wait for clients that read slowly (or not at all): more work would
+    // only add to the memory they hold. They drain, or WRITE_TIMEOUT_SECONDS cuts them.
+    throw new BusyError(
+      `${answers.answers} answers (${answers.inFlight} bytes) are still being sent, at the limit of ${answers.max} bytes (MAX_RESPONSE_BYTES_IN_FLIGHT); retry shortly`,
+      1,
+    );
+  }
   const slot = request.server.work.admit();
   slots.set(request, slot);
   reply.raw.once('close', () => slot.release());

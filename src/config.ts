@@ -64,6 +64,16 @@ export const envSchema = z.object({
   TASK_TIMEOUT_SECONDS: positiveInt.default(60),
   /** Requests waiting for a worker beyond the ones running; one more gets 503 + Retry-After. */
   QUEUE_LIMIT: nonNegativeInt.default(64),
+  /**
+   * Bytes of work answers being written to clients at once; at or over it, new work gets 503 on
+   * arrival until some are written (or cut by WRITE_TIMEOUT_SECONDS).
+   */
+  MAX_RESPONSE_BYTES_IN_FLIGHT: positiveInt.default(1024 * 1024 * 1024),
+  /**
+   * Seconds a client may take no part of its answer before its connection is closed and the answer
+   * dropped; 0 disables. Fractions allowed.
+   */
+  WRITE_TIMEOUT_SECONDS: z.coerce.number().nonnegative().default(30),
   /** Worker threads running the CPU-heavy pipeline; each holds its own backbone. */
   WORKERS: optional(positiveInt.max(64)),
   /**
@@ -106,6 +116,8 @@ export interface Config {
   maxWork: number;
   taskTimeoutSeconds: number;
   queueLimit: number;
+  maxResponseBytesInFlight: number;
+  writeTimeoutSeconds: number;
   workers: number;
   workerMaxMemoryMb: number;
   tfBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -163,6 +175,8 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxWork: e.MAX_WORK,
     taskTimeoutSeconds: e.TASK_TIMEOUT_SECONDS,
     queueLimit: e.QUEUE_LIMIT,
+    maxResponseBytesInFlight: e.MAX_RESPONSE_BYTES_IN_FLIGHT,
+    writeTimeoutSeconds: e.WRITE_TIMEOUT_SECONDS,
     workers: e.WORKERS ?? defaultWorkers(),
     workerMaxMemoryMb: e.WORKER_MAX_MEMORY_MB,
     tfBackend: e.TF_BACKEND,

@@ -19,6 +19,7 @@ import { requireApiKey } from './http/auth.js';
 import { buildMetricsListener } from './http/metrics-listener.js';
 import { useJsonBodyParser } from './http/json-body.js';
 import { collectRoutes } from './http/route-index.js';
+import { AnswerBytes } from './http/answers.js';
 import { timeoutOptions } from './http/timeouts.js';
 import { serverTiming } from './http/timing.js';
 import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
@@ -47,6 +48,8 @@ declare module 'fastify' {
     config: Config;
     /** The worker pool running the pipeline: `app.work.roi(task)`. */
     work: WorkPool;
+    /** Bytes of work answers being written (`MAX_RESPONSE_BYTES_IN_FLIGHT`, `src/http/answers.ts`). */
+    answers: AnswerBytes;
     metrics: Metrics;
     readiness: Readiness;
     /**
@@ -127,6 +130,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   );
   app.decorate('config', config);
   app.decorate('work', work);
+  app.decorate('answers', new AnswerBytes(config.maxResponseBytesInFlight));
   app.decorate('metrics', metrics);
   app.decorate('readiness', readiness);
   app.addHook('onClose', async () => {
