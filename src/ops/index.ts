@@ -6,6 +6,7 @@ export * from './params.js';
 export * from './roi_align.js';
 export * from './roi_pool.js';
 export * from './roi_warp.js';
+export * from './rotated_roi_align.js';
 export * from './coverage.js';
 export * from './ps_roi_align.js';
 export * from './ps_roi_pool.js';
