@@ -29,7 +29,7 @@ import {
   type PairStats,
   type RgbImage,
 } from './render.js';
-import { measureText, svgText, wrapText } from './text.js';
+import { drawTextRuns, measureText, takeTextRuns, textToken as svgText, wrapText } from './text.js';
 import { boxAt } from '../ops/boxes.js';
 import type { BoxCoverage, OpCoverage } from '../ops/coverage.js';
 import type { Boxes, FeatureMap, Pooled, Rect } from '../ops/types.js';
@@ -417,11 +417,21 @@ export async function compose(
   width: number,
   height: number,
   rasters: readonly { image: RgbImage; left: number; top: number }[],
-  svg: string,
+  markup: string,
 ): Promise<RgbImage> {
   const canvas: RgbImage = { data: Buffer.alloc(width * height * 3, 255), width, height };
   for (const { image, left, top } of rasters) blit(canvas, image, left, top);
-  if (!svg) return canvas;
+  if (!markup) return canvas;
+  // Text comes out of the SVG and is drawn last from cached glyph masks (see `drawTextRuns`).
+  const { svg, runs } = takeTextRuns(markup);
+  if (svg) await blendSvg(canvas, svg);
+  await drawTextRuns(canvas, runs);
+  return canvas;
+}
+
+/** Rasterises an SVG body of the canvas's size alone and blends it over the canvas. */
+async function blendSvg(canvas: RgbImage, svg: string): Promise<void> {
+  const { width, height } = canvas;
   const { data: layer } = await sharp(
     Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg}</svg>`),
   )
@@ -446,7 +456,6 @@ export async function compose(
       out[o + 2] = fr(fr(layer[i + 2] * f) + fr(out[o + 2] * g)) | 0;
     }
   }
-  return canvas;
 }
 
 function channelLabel(channel: ChannelSelect, channels: number): string {

@@ -21,7 +21,7 @@ import {
   reducePooled,
   toRgb,
 } from '../../src/imaging/render.js';
-import { measureText, svgText } from '../../src/imaging/text.js';
+import { drawTextRuns, measureText, svgText, takeTextRuns, textToken } from '../../src/imaging/text.js';
 import type { Pooled } from '../../src/ops/types.js';
 
 /** `[K, C, PH, PW]` NCHW → the same logical tensor stored NHWC. */
@@ -259,5 +259,60 @@ process.stdout.write((await sharp(Buffer.from(svg)).removeAlpha().raw().toBuffer
     expect(isolated.length).toBe(200 * 40 * 3);
     expect(isolated.equals(here)).toBe(true);
     expect([...isolated].some((v) => v < 100)).toBe(true);
+  });
+});
+
+describe('text from cached glyph masks', () => {
+  it('draws what librsvg draws for svgText: the same ink, in the same place', async () => {
+    const [width, height] = [240, 44];
+    const words = 'RoI Align 0.674 · |Δ| (12.5%)';
+    const options = { size: 15, fill: '#1a1a1a' } as const;
+    const reference = await toRgb(
+      sharp(
+        Buffer.from(
+          `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="${width}" height="${height}" fill="#fff"/>${svgText(words, 8.3, 30, options)}</svg>`,
+        ),
+      ),
+    );
+    const canvas = { data: Buffer.alloc(width * height * 3, 255), width, height };
+    const { svg, runs } = takeTextRuns(`<rect/>${textToken(words, 8.3, 30, options)}<rect/>`);
+    expect(svg).toBe('<rect/><rect/>');
+    expect(runs).toEqual([
+      { text: words, x: 8.3, y: 30, size: 15, weight: 'normal', fill: '#1a1a1a', anchor: 'start' },
+    ]);
+    await drawTextRuns(canvas, runs);
+    // Twice: the second time every mask comes from the cache, and the pixels are the same.
+    const again = { data: Buffer.alloc(width * height * 3, 255), width, height };
+    await drawTextRuns(again, runs);
+    expect(again.data.equals(canvas.data)).toBe(true);
+    let ink = 0;
+    let refInk = 0;
+    let diff = 0;
+    for (let i = 0; i < canvas.data.length; i++) {
+      ink += 255 - canvas.data[i];
+      refInk += 255 - reference.data[i];
+      diff += Math.abs(canvas.data[i] - reference.data[i]);
+    }
+    // Glyphs land within 1/8 px across and 1/2 px down of librsvg's: the same amount of ink, and most
+    // pixels equal or close.
+    expect(Math.abs(ink - refInk) / refInk).toBeLessThan(0.01);
+    expect(diff / refInk).toBeLessThan(0.2);
+    // Ink starts and ends where the measured text does.
+    const columns = (img: { data: Buffer }) => {
+      const xs: number[] = [];
+      for (let x = 0; x < width; x++) {
+        for (let y = 0; y < height; y++) if (img.data[(y * width + x) * 3] < 160) xs.push(x);
+      }
+      return [Math.min(...xs), Math.max(...xs)];
+    };
+    const [a, b] = columns(canvas);
+    const [ra, rb] = columns(reference);
+    expect(Math.abs(a - ra)).toBeLessThanOrEqual(1);
+    expect(Math.abs(b - rb)).toBeLessThanOrEqual(1);
+  });
+
+  it('keeps labels with a halo as SVG (a stroke is not a fill mask)', () => {
+    expect(textToken('1', 5, 5, { halo: '#141414' })).toBe(svgText('1', 5, 5, { halo: '#141414' }));
+    expect(textToken('', 5, 5)).toBe('');
   });
 });
