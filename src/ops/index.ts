@@ -10,3 +10,4 @@ export * from './rotated_roi_align.js';
 export * from './coverage.js';
 export * from './ps_roi_align.js';
 export * from './ps_roi_pool.js';
+export * from './multiscale.js';

@@ -1,0 +1,325 @@
+/**
+ * Multi-level (FPN) pooling: each box is pooled from the one pyramid level that fits its size
+ * (Lin et al., "Feature Pyramid Networks for Object Detection", CVPR 2017,
+ * https://arxiv.org/abs/1612.03144, Eq. 1), as torchvision's `MultiScaleRoIAlign` and detectron2's
+ * `ROIPooler` do. It composes the single-level kernels (`roiAlign`, `roiPool`, `roiWarp`); nothing
+ * here samples a map itself.
+ */
+import { InvalidInputError } from '../errors.js';
+import { assertBoxes } from './boxes.js';
+import { assertFeatureShape } from './features.js';
+import { resolveLayout, resolveOutputSize } from './params.js';
+import type { RoiAlignParams } from './roi_align.js';
+import { roiAlign } from './roi_align.js';
+import { roiPool } from './roi_pool.js';
+import { roiWarp } from './roi_warp.js';
+import type { Boxes, FeatureMap, Pooled } from './types.js';
+
+/** The level rules: torchvision's `LevelMapper` or detectron2's `assign_boxes_to_levels`. */
+export const LEVEL_RULES = ['torchvision', 'detectron2'] as const;
+export type LevelRule = (typeof LEVEL_RULES)[number];
+
+/** How boxes are assigned to pyramid levels (FPN Eq. 1). */
+export interface LevelMapping {
+  /** `'torchvision'` (default) or `'detectron2'`; they differ only at level boundaries. */
+  rule?: LevelRule;
+  /** `S0`: the box size (sqrt of the area, image pixels) that goes to `canonicalLevel`. Default 224. */
+  canonicalBoxSize?: number;
+  /** `L0`: the level of a box of `canonicalBoxSize`. Default 4 (stride 16). */
+  canonicalLevel?: number;
+}
+
+/** The operators `multiScaleRoi` can run per level. */
+export type MultiScaleOp = 'align' | 'pool' | 'warp';
+
+/**
+ * Per-level parameters: those of `roiAlign` without `spatialScale` (each level brings its own).
+ * `'pool'` reads only `outputSize` and `outputLayout`.
+ */
+export type MultiScaleParams = Omit<RoiAlignParams, 'spatialScale'>;
+
+/** The result of `multiScaleRoi`. */
+export interface MultiScalePooled {
+  /** `[K, C, PH, PW]`, row `k` is box `k` (the boxes' order, whatever their levels). */
+  output: Pooled;
+  /** The level `k` (not an index into the maps: scale `2^-k`) each box was pooled from. */
+  levels: Int32Array;
+}
+
+const fround = Math.fround;
+/** torchvision's `eps` and detectron2's, as float32 (both add them to a float32 tensor). */
+const TORCHVISION_EPS = fround(1e-6);
+const DETECTRON2_EPS = fround(1e-8);
+
+interface MappingSettings {
+  rule: LevelRule;
+  s0: number;
+  l0: number;
+}
+
+function resolveMapping(mapping: LevelMapping | undefined): MappingSettings {
+  const m = mapping ?? {};
+  if (m === null || typeof m !== 'object') {
+    throw new InvalidInputError(
+      `levelMapping must be an object, got ${String(m)}`,
+      'levelMapping',
+      '{ rule, canonicalBoxSize, canonicalLevel }',
+    );
+  }
+  const rule = m.rule ?? 'torchvision';
+  if (!LEVEL_RULES.includes(rule)) {
+    throw new InvalidInputError(
+      `levelMapping.rule must be one of ${LEVEL_RULES.join(', ')}, got ${String(rule)}`,
+      'levelMapping.rule',
+      LEVEL_RULES.map((r) => `'${r}'`).join(' or '),
+    );
+  }
+  const s0 = m.canonicalBoxSize ?? 224;
+  if (typeof s0 !== 'number' || !Number.isFinite(s0) || s0 <= 0) {
+    throw new InvalidInputError(
+      `levelMapping.canonicalBoxSize must be a finite number > 0, got ${String(s0)}`,
+      'levelMapping.canonicalBoxSize',
+      'a finite number > 0 (image pixels), default 224',
+    );
+  }
+  const l0 = m.canonicalLevel ?? 4;
+  if (typeof l0 !== 'number' || !Number.isInteger(l0) || Math.abs(l0) > 64) {
+    throw new InvalidInputError(
+      `levelMapping.canonicalLevel must be an integer, got ${String(l0)}`,
+      'levelMapping.canonicalLevel',
+      'an integer level (scale 2^-level), default 4',
+    );
+  }
+  return { rule, s0: fround(s0), l0 };
+}
+
+/**
+ * The FPN level of every box (Lin et al. 2017, Eq. 1): with `s = sqrt((x2 - x1)·(y2 - y1))` in image
+ * pixels (no +1), `S0 = canonicalBoxSize` (224) and `L0 = canonicalLevel` (4):
+ * - `'torchvision'` (default, `LevelMapper`): `k = floor(L0 + log2(s / S0) + 1e-6)`;
+ * - `'detectron2'` (`assign_boxes_to_levels`): `k = floor(L0 + log2(s / S0 + 1e-8))`;
+ *
+ * then `k` is clamped to `[kMin, kMax]`; a zero-area box (`log2(0) = -∞`) goes to `kMin`.
+ *
+ * Every step is rounded to float32 as the libraries compute it on float32 tensors, because that is
+ * where the rules part: for `s = 223.9999`, `s / 224 = 0.99999959`, `log2 = -5.9e-7`, and
+ * `4 - 5.9e-7 = 3.9999994` in float32. torchvision adds 1e-6 after the log (→ 4.0000005, level 4);
+ * detectron2 adds 1e-8 inside the log, below float32's resolution at 1 (→ level 3). The eps only
+ * helps near the canonical size: `s = 111.9999` is level 2 under both.
+ *
+ * Example: a 224×224 box is level 4, 112×112 level 3, 448×448 level 5, 32×32 level 1 → clamped to 2
+ * with maps P2..P5.
+ *
+ * @param boxes `[K, 5]` canonical boxes (image pixels).
+ * @param mapping rule and canonical size/level (defaults above).
+ * @param kMin finest level present (e.g. 2 for a map at scale 1/4).
+ * @param kMax coarsest level present (e.g. 5 for 1/32), `>= kMin`.
+ * @returns the level of each box, `Int32Array` of length K.
+ * @throws InvalidInputError naming `levelMapping.rule`, `levelMapping.canonicalBoxSize`, ...
+ */
+export function mapLevels(
+  boxes: Boxes,
+  mapping: LevelMapping | undefined,
+  kMin: number,
+  kMax: number,
+): Int32Array {
+  const { rule, s0, l0 } = resolveMapping(mapping);
+  if (!Number.isInteger(kMin) || !Number.isInteger(kMax) || kMax < kMin) {
+    throw new InvalidInputError(
+      `level range must be integers kMin <= kMax, got [${kMin}, ${kMax}]`,
+      'spatialScale',
+      'levels kMin <= kMax',
+    );
+  }
+  const d = boxes.data;
+  const K = boxes.count;
+  const levels = new Int32Array(K);
+  for (let k = 0; k < K; k++) {
+    const o = 5 * k;
+    // float32 like torchvision's box_area / detectron2's Boxes.area() on float32 boxes.
+    const w = fround(fround(d[o + 3]) - fround(d[o + 1]));
+    const h = fround(fround(d[o + 4]) - fround(d[o + 2]));
+    const s = fround(Math.sqrt(fround(w * h)));
+    let t: number;
+    if (rule === 'torchvision') {
+      t = fround(fround(l0 + fround(Math.log2(fround(s / s0)))) + TORCHVISION_EPS);
+    } else {
+      t = fround(l0 + fround(Math.log2(fround(fround(s / s0) + DETECTRON2_EPS))));
+    }
+    // NaN (cannot happen for checked boxes, x2 >= x1) and -∞ (zero area) both go to kMin.
+    const lvl = Math.floor(t);
+    levels[k] = !(lvl >= kMin) ? kMin : lvl > kMax ? kMax : lvl;
+  }
+  return levels;
+}
+
+/**
+ * Checks the pyramid: a non-empty list of maps, finest first, with the same `N` and `C`; one scale per
+ * map, each `2^-k` for an integer `k`, consecutive (`spatialScale[i] = spatialScale[i-1] / 2`, as
+ * torchvision's `_setup_scales` assumes), and map sizes consistent with the scales (each map's height
+ * and width over the first map's, rounded in log2 like torchvision's `_infer_scale`, equal to the scale
+ * ratio: catches a pyramid listed coarsest first). Returns the finest level `kMin`.
+ */
+function checkPyramid(features: readonly FeatureMap[], scales: readonly number[]): number {
+  if (!Array.isArray(features) || features.length === 0) {
+    throw new InvalidInputError(
+      'features must be a non-empty list of feature maps, finest first',
+      'features',
+      'a non-empty list of maps [N, C, H, W], finest first',
+    );
+  }
+  const L = features.length;
+  if (!Array.isArray(scales) || scales.length !== L) {
+    throw new InvalidInputError(
+      `spatialScale must be a list of ${L} scales, one per feature map, got ${JSON.stringify(scales)}`,
+      'spatialScale',
+      `${L} powers of two, finest first (e.g. 0.25, 0.125, ...)`,
+    );
+  }
+  features.forEach((fm, i) => assertFeatureShape(fm, `features[${i}]`));
+  const [N, C, H0, W0] = features[0].shape;
+  let kMin = 0;
+  for (let i = 0; i < L; i++) {
+    const s = scales[i];
+    const k = typeof s === 'number' && s > 0 && Number.isFinite(s) ? -Math.log2(s) : NaN;
+    if (!Number.isInteger(k)) {
+      throw new InvalidInputError(
+        `spatialScale[${i}] must be a power of two 2^-k (a map at scale 2^-k is level k), got ${String(s)}`,
+        `spatialScale[${i}]`,
+        'a power of two, e.g. 0.25, 0.125, 0.0625, 0.03125',
+      );
+    }
+    if (i === 0) kMin = k;
+    else if (k !== kMin + i) {
+      throw new InvalidInputError(
+        `spatialScale[${i}] must be spatialScale[${i - 1}] / 2 = ${2 ** -(kMin + i)} ` +
+          `(levels are consecutive, finest first), got ${s}`,
+        `spatialScale[${i}]`,
+        `${2 ** -(kMin + i)}`,
+      );
+    }
+    const [n, c, h, w] = features[i].shape;
+    if (n !== N || c !== C) {
+      throw new InvalidInputError(
+        `features[${i}] has N = ${n}, C = ${c}; every level must have those of features[0]: N = ${N}, C = ${C}`,
+        `features[${i}].shape`,
+        `[${N}, ${C}, H, W]`,
+      );
+    }
+    const ratioH = 2 ** Math.round(Math.log2(h / H0));
+    const ratioW = 2 ** Math.round(Math.log2(w / W0));
+    if (ratioH !== 2 ** -i || ratioW !== 2 ** -i) {
+      throw new InvalidInputError(
+        `features[${i}] is ${h}×${w}, not about 1/${2 ** i} of features[0] (${H0}×${W0}) as its scale ` +
+          `${s} says (maps are listed finest first)`,
+        `features[${i}].shape`,
+        `[${N}, ${C}, ~${H0 / 2 ** i}, ~${W0 / 2 ** i}]`,
+      );
+    }
+  }
+  return kMin;
+}
+
+/**
+ * Rewrites a kernel error about row `j` of a level's subset (`boxes[j]...` in the message or the
+ * field) into one about the request's row `rows[j]`, so that the error points at the box the client
+ * sent. Other errors pass unchanged.
+ */
+function renameRow(e: unknown, rows: Int32Array, level: number): unknown {
+  if (!(e instanceof InvalidInputError)) return e;
+  const row = /^boxes\[(\d+)\]/;
+  const message = e.message.replace(row, (_, j: string) => `boxes[${rows[Number(j)]}] (on level ${level})`);
+  const field = e.field.replace(row, (_, j: string) => `boxes[${rows[Number(j)]}]`);
+  return new InvalidInputError(message, field, e.expected);
+}
+
+/**
+ * Multi-level RoI pooling as torchvision's `MultiScaleRoIAlign`: each box is assigned a level by
+ * `mapLevels` and pooled by `op` (`'align'` = `roiAlign`, `'pool'` = `roiPool`, `'warp'` = `roiWarp`)
+ * from that level's map at that level's scale; row `k` of the output is box `k`.
+ *
+ * The boxes are grouped by level and each kernel runs once per level on its subset (not once per
+ * box: the kernels' setup, the WebAssembly workspace and the layout copy, is per call), then the
+ * rows are scattered back into the boxes' order. A row is `C·PH·PW` contiguous values in either
+ * output layout, so the scatter is one copy per box.
+ *
+ * torchvision's `MultiScaleRoIAlign` calls `roi_align` with `aligned=False`: pass `aligned: false` to
+ * equal it (the default here, as in `roiAlign`, is `true`).
+ *
+ * Example: maps P2..P5 at `[1/4, 1/8, 1/16, 1/32]`, boxes `[0, 0, 224, 224]` and `[0, 0, 112, 112]`:
+ * levels `[4, 3]`; row 0 is `roiAlign(P4, box 0, spatialScale 1/16)`, row 1 `roiAlign(P3, box 1,
+ * spatialScale 1/8)`.
+ *
+ * @param op the per-level operator.
+ * @param features maps `[N, C, H_i, W_i]`, finest first, same `N` and `C` (any layouts).
+ * @param spatialScale one per map, `2^-k` for consecutive integers `k` (e.g. `[1/4, 1/8, 1/16, 1/32]`).
+ * @param boxes `[K, 5]` canonical boxes in image pixels.
+ * @param params the kernel's parameters without `spatialScale` (`outputSize` = 7, `samplingRatio` = 2,
+ *   `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`).
+ * @param mapping the level rule (default torchvision, `S0` = 224, `L0` = 4).
+ * @returns `{ output: [K, C, PH, PW], levels }`.
+ * @throws InvalidInputError naming the field: `features[i].shape`, `spatialScale[i]`, `boxes[k]...`
+ *   (the request's row, even when the kernel that refused it saw a subset), `levelMapping.rule`, ...
+ */
+export function multiScaleRoi(
+  op: MultiScaleOp,
+  features: readonly FeatureMap[],
+  spatialScale: readonly number[],
+  boxes: Boxes,
+  params: MultiScaleParams,
+  mapping?: LevelMapping,
+): MultiScalePooled {
+  if (op !== 'align' && op !== 'pool' && op !== 'warp') {
+    throw new InvalidInputError(
+      `op must be 'align', 'pool' or 'warp', got ${String(op)}`,
+      'op',
+      "'align', 'pool' or 'warp'",
+    );
+  }
+  const p: MultiScaleParams = params ?? {};
+  const [PH, PW] = resolveOutputSize(p.outputSize);
+  const layout = resolveLayout(p.outputLayout);
+  const kMin = checkPyramid(features, spatialScale);
+  const L = features.length;
+  const [N, C] = features[0].shape;
+  assertBoxes(boxes, N);
+  const levels = mapLevels(boxes, mapping, kMin, kMin + L - 1);
+
+  const K = boxes.count;
+  const rowSize = C * PH * PW;
+  const out = new Float32Array(K * rowSize);
+  // Counting sort of the rows by level: rows[start[i] .. start[i + 1]) are those of map i, in order.
+  const start = new Int32Array(L + 1);
+  for (let k = 0; k < K; k++) start[levels[k] - kMin + 1]++;
+  for (let i = 0; i < L; i++) start[i + 1] += start[i];
+  const rows = new Int32Array(K);
+  const fill = start.slice(0, L);
+  for (let k = 0; k < K; k++) rows[fill[levels[k] - kMin]++] = k;
+
+  const d = boxes.data;
+  for (let i = 0; i < L; i++) {
+    const count = start[i + 1] - start[i];
+    // A level with no boxes still runs at K = 0 when no box at all is given, so that the kernel's
+    // parameter checks (samplingRatio, mode, ...) refuse a bad request with K = 0 too.
+    if (count === 0 && !(K === 0 && i === 0)) continue;
+    const mine = rows.subarray(start[i], start[i + 1]);
+    const sub = new Float32Array(5 * count);
+    for (let j = 0; j < count; j++) sub.set(d.subarray(5 * mine[j], 5 * mine[j] + 5), 5 * j);
+    const subParams = { ...p, spatialScale: spatialScale[i] };
+    let pooled: Pooled;
+    try {
+      pooled =
+        op === 'align'
+          ? roiAlign(features[i], { data: sub, count }, subParams)
+          : op === 'pool'
+            ? roiPool(features[i], { data: sub, count }, subParams)
+            : roiWarp(features[i], { data: sub, count }, subParams);
+    } catch (e) {
+      throw renameRow(e, mine, kMin + i);
+    }
+    for (let j = 0; j < count; j++) {
+      out.set(pooled.data.subarray(j * rowSize, (j + 1) * rowSize), mine[j] * rowSize);
+    }
+  }
+  return { output: { data: out, shape: [K, C, PH, PW], layout }, levels };
+}
