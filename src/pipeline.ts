@@ -31,7 +31,7 @@ import {
   type RoiParams,
 } from './request.js';
 import { boxWarnings, size, type BoxFrame, type RoiWarning } from './warnings.js';
-import { checkRoiWork, multiplyAddsPerPixel } from './work_budget.js';
+import { boxesInPixels, checkRoiWork, multiplyAddsPerPixel } from './work_budget.js';
 import type { TaskStop } from './cancel.js';
 
 /** Milliseconds per stage; a stage that did not run is 0. */
@@ -131,6 +131,8 @@ const now = () => performance.now();
 /**
  * Decodes an image (with the configured pixel limit and resize) and runs the backbone on it.
  *
+ * @param beforeDecode - the request's checks that need the image's size (output values, work budget),
+ *   run on the header's size before decoding; default: the work budget of the backbone alone
  * @param maxSide - longest side after resizing, already capped by `MAX_IMAGE_SIDE` (see
  *   `resolveMaxSide`); undefined: `MAX_IMAGE_SIDE` alone
  * @returns the decoded image, the NHWC feature map `[1, C, H, W]`, and the stage timings
@@ -138,7 +140,7 @@ const now = () => performance.now();
 async function imageToFeatures(
   bytes: Uint8Array,
   ctx: PipelineContext,
-  beforeBackbone?: (b: Backbone, size: ImageSize) => void,
+  beforeDecode?: (b: Backbone, size: ImageSize) => void,
   maxSide: number | undefined = ctx.limits.maxImageSide,
   stop?: TaskStop,
 ) {
@@ -149,14 +151,21 @@ async function imageToFeatures(
     limitInputPixels: ctx.limits.maxImagePixels,
     maxSide,
     field: 'image',
-    checkSize: (size) => checkBackboneInput(backbone.limits, size),
+    checkSize: (size) => {
+      checkBackboneInput(backbone.limits, size);
+      // The checks that need the image's size (output values, work budget) run on its header too,
+      // before any pixel is decoded: `decodeImage` resizes to exactly this size.
+      const scaled: ImageSize = {
+        ...size,
+        scaleX: size.width / size.originalWidth,
+        scaleY: size.height / size.originalHeight,
+      };
+      if (beforeDecode) beforeDecode(backbone, scaled);
+      // The budget with only the backbone (`beforeDecode` adds the ops' share to it).
+      else checkBackboneWork(backbone, scaled, ctx.limits.maxWork);
+    },
   });
   const decode = now() - t;
-  // The budget with only the backbone (the ops' share, if any, is added by `beforeBackbone`).
-  if (!beforeBackbone) {
-    checkBackboneWork(backbone, decoded, ctx.limits.maxWork);
-  }
-  beforeBackbone?.(backbone, decoded);
   // The backbone cannot be interrupted: check just before it, and right after.
   stop?.check();
   t = now();
@@ -188,6 +197,9 @@ async function imageToFeatures(
 interface ImageSize {
   width: number;
   height: number;
+  /** Size as sent: the frame of the boxes (normalized boxes are fractions of it). */
+  originalWidth: number;
+  originalHeight: number;
   scaleX: number;
   scaleY: number;
 }
@@ -235,8 +247,10 @@ function checkImageRoiWork(
     Math.ceil(size.height / stride),
     Math.ceil(size.width / stride),
   ] as const;
+  const frame = [size.originalWidth, size.originalHeight] as const;
+  const pixelBoxes = boxesInPixels(task.boxes, task.params.normalized, frame);
   const resized = size.scaleX !== 1 || size.scaleY !== 1;
-  const boxes = resized ? scaleBoxes(task.boxes, size.scaleX, size.scaleY) : task.boxes;
+  const boxes = resized ? scaleBoxes(pixelBoxes, size.scaleX, size.scaleY) : pixelBoxes;
   checkRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneMultiplyAdds(backbone, size));
 }
 
@@ -296,7 +310,7 @@ export async function executeRoi(
       task.image,
       ctx,
       (backbone, size) => {
-        // Check the output size and the work budget before the (expensive) backbone runs.
+        // Check the output size and the work budget before decoding and the (expensive) backbone.
         checkOutputValues(
           task.boxes.count,
           backbone.channels,

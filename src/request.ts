@@ -15,7 +15,7 @@ import { assertFiniteFeatures, BOX_FORMATS, toCanonicalBoxes, type BoxFormat } f
 import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeFloat32Base64 } from './tensors/base64.js';
 import { size, type RoiWarning } from './warnings.js';
-import { checkRoiWork } from './work_budget.js';
+import { boxesInPixels, checkRoiWork, featureMapFrame } from './work_budget.js';
 
 /** The three operators, in their canonical order. */
 export const ROI_OPS = ['pool', 'align', 'warp'] as const;
@@ -389,7 +389,10 @@ export function prepareRoi(
     checkOutputValues(boxes.count, shape[1], outputSize, ops.length, limits);
     // The shapes are known: refuse an over-budget request here, before it takes a queue slot (a
     // `.npy` map's shape is in its header: the worker checks it once read, see `decodeRoiTask`).
-    checkRoiWork(boxes, shape, body.spatialScale as number, { ...body, ops, outputSize }, limits);
+    const s = body.spatialScale as number;
+    const frame = featureMapFrame(shape, s, body.imageSize);
+    const pixelBoxes = boxesInPixels(boxes, body.normalized, frame);
+    checkRoiWork(pixelBoxes, shape, s, { ...body, ops, outputSize }, limits);
   }
   return {
     image: binary.image ?? body.image,

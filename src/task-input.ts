@@ -20,7 +20,7 @@ import {
 } from './request.js';
 import { decodeBase64Bytes } from './tensors/base64.js';
 import { readNpy } from './tensors/npy.js';
-import { checkRoiWork } from './work_budget.js';
+import { boxesInPixels, checkRoiWork, featureMapFrame } from './work_budget.js';
 
 /**
  * An encoded image as sent: file bytes as they are, base64 text decoded.
@@ -77,7 +77,10 @@ export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask 
       // Checked on the HTTP thread when the shape came with the JSON; a `.npy` shape is known only now.
       const { params } = task;
       checkOutputValues(task.boxes.count, c, params.outputSize, params.ops.length, limits);
-      checkRoiWork(task.boxes, features.shape, params.spatialScale as number, params, limits);
+      const s = params.spatialScale as number;
+      const frame = featureMapFrame(features.shape, s, params.imageSize);
+      const pixelBoxes = boxesInPixels(task.boxes, params.normalized, frame);
+      checkRoiWork(pixelBoxes, features.shape, s, params, limits);
     }
   }
   return { ...task, image, features };

@@ -32,6 +32,7 @@
  * Warp is align on the boxes snapped to whole cells (`warpCells`), so its grids are computed on those.
  */
 import { TooLargeError } from './errors.js';
+import { denormalizeBoxes } from './ops/boxes.js';
 import { poolBinEdges, poolCells } from './ops/roi_pool.js';
 import { warpCells } from './ops/roi_warp.js';
 import type { AlignMode, Boxes } from './ops/types.js';
@@ -262,6 +263,26 @@ export function checkRoiWork(
   const estimate = estimateWork(input, backbone);
   checkWork(estimate, input, limits.maxWork);
   return estimate;
+}
+
+/**
+ * The boxes in pixels of their frame, which is what the model counts in: boxes sent `normalized` are
+ * fractions of it (a 0..1 box would otherwise look one pixel wide, and its cost vanish).
+ *
+ * @param frame - `[width, height]` of the frame: the image as sent, or for a feature map its
+ *   `imageSize` (default: the area the map covers, `[W / spatialScale, H / spatialScale]`)
+ */
+export function boxesInPixels(boxes: Boxes, normalized: boolean, frame: readonly [number, number]): Boxes {
+  return normalized ? denormalizeBoxes(boxes, frame[0], frame[1]) : boxes;
+}
+
+/** A feature map's frame: `imageSize` when given, else the area the map covers at `spatialScale`. */
+export function featureMapFrame(
+  mapShape: readonly [number, number, number, number],
+  spatialScale: number,
+  imageSize: readonly [number, number] | undefined,
+): readonly [number, number] {
+  return imageSize ?? [mapShape[3] / spatialScale, mapShape[2] / spatialScale];
 }
 
 const sci = (n: number): string => n.toExponential(1);

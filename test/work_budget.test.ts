@@ -223,6 +223,24 @@ describe('the default MAX_WORK', () => {
     );
   });
 
+  it('normalized boxes are costed in pixels of their frame (a 0..1 box is not one pixel wide)', () => {
+    // RoI Pool reads every cell of its boxes: 10000 whole-map boxes on a 1400² map, sent as fractions.
+    const body = (normalized: boolean, box: number[]) =>
+      roiBodySchema.parse({
+        features: { shape: [1, 1, 1400, 1400], data: Buffer.alloc(4 * 1400 * 1400).toString('base64') },
+        spatialScale: 1,
+        boxes: Array.from({ length: 10_000 }, () => box),
+        ops: ['pool'],
+        outputSize: 1,
+        normalized,
+      });
+    expect(() => prepareRoi(body(false, [0, 0, 1400, 1400]), defaults)).toThrow(/MAX_WORK/);
+    expect(() => prepareRoi(body(true, [0, 0, 1, 1]), defaults)).toThrow(/MAX_WORK/);
+    // and with imageSize, fractions of it
+    const withSize = { ...body(true, [0, 0, 1, 1]), imageSize: [1400, 1400] as [number, number] };
+    expect(() => prepareRoi(withSize, defaults)).toThrow(/MAX_WORK/);
+  });
+
   it('prepareRoi refuses an over-budget features request with 413', () => {
     const body = roiBodySchema.parse({
       features: { shape: [1, 1, 16, 16], data: Buffer.alloc(4 * 256).toString('base64') },
@@ -270,7 +288,7 @@ describe('image input: the budget is checked after decoding, before the backbone
     return { error, backbone };
   }
 
-  it('refuses (413) a request whose ops on the decoded image would exceed the budget; the backbone never runs', async () => {
+  it('refuses (413) from the image header a request whose ops would exceed the budget; the backbone never runs', async () => {
     const { error, backbone } = await run({ mode: 'max', outputSize: 64, samplingRatio: 64 }, 1e9);
     expect(error).toBeInstanceOf(TooLargeError);
     expect((error as Error).message).toMatch(/backbone 7\.7e\+6 multiply-adds; .*align/);
