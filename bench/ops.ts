@@ -9,8 +9,16 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { InferenceSession } from 'onnxruntime-node';
-import { psRoiAlign, psRoiPool, roiAlign, roiPool, roiWarp, warpCellBoxes } from '../src/ops/index.js';
-import type { Boxes, FeatureMap, Pooled } from '../src/ops/index.js';
+import {
+  psRoiAlign,
+  psRoiPool,
+  roiAlign,
+  roiPool,
+  roiWarp,
+  rotatedRoiAlign,
+  warpCellBoxes,
+} from '../src/ops/index.js';
+import type { Boxes, FeatureMap, Pooled, RotatedBoxes } from '../src/ops/index.js';
 import {
   createSession,
   maxRoiPoolModel,
@@ -189,6 +197,7 @@ export async function runOpsBench(): Promise<void> {
       `(acceptance ≤ 0.8, team goal ≤ 0.5; ms are wall-clock medians, CPU = process user+system time)`,
   );
   psBench(input, rand, rows);
+  rotatedBench(input, rand);
 }
 
 /**
@@ -221,5 +230,42 @@ function psBench(input: FeatureMap, rand: () => number, rows: Row[]): void {
   }
   for (const r of rows.filter((row) => row.R === R && row.op.startsWith('RoI Align'))) {
     console.log(`| ${`${r.op} (7×7, for scale)`.padEnd(40)} | ${r.ours.toFixed(1).padStart(6)} ms |`);
+  }
+}
+
+/**
+ * Rotated RoI Align (issue 13) next to RoI Align: no ORT peer (ONNX has no rotated op), so the peer
+ * is our own `align` on the same boxes upright (the bench boxes, then each turned by a random angle
+ * in [-180, 180)), 7×7, R = 1000, the 256-channel map, interleaved runs. The ratio is the price of
+ * the turn: a rotated grid is not separable, so each bin lists its samples' taps.
+ */
+function rotatedBench(input: FeatureMap, rand: () => number): void {
+  const R = 1000;
+  const upright = benchBoxes(rand, R);
+  const rotated: RotatedBoxes = { data: new Float32Array(6 * R), count: R };
+  for (let k = 0; k < R; k++) {
+    const [b, x1, y1, x2, y2] = upright.data.subarray(5 * k, 5 * k + 5);
+    const angle = rand() * 360 - 180;
+    rotated.data.set([b, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, angle], 6 * k);
+  }
+  console.log(`
+Rotated RoI Align vs RoI Align (ours, same boxes upright), 7×7, R = ${R}:`);
+  for (const samplingRatio of [2, 0]) {
+    const p = { spatialScale: SCALE, outputSize: OUT, samplingRatio };
+    const runs = [() => rotatedRoiAlign(input, rotated, p), () => roiAlign(input, upright, p)];
+    for (let i = 0; i < WARMUP; i++) runs.forEach((run) => run());
+    const wall: [number[], number[]] = [[], []];
+    for (let i = 0; i < RUNS; i++) {
+      runs.forEach((run, j) => {
+        const t = performance.now();
+        run();
+        wall[j].push(performance.now() - t);
+      });
+    }
+    const [rot, align] = wall.map(median);
+    const name = `sampling ${samplingRatio === 0 ? 'adaptive' : samplingRatio}`;
+    console.log(
+      `| ${name.padEnd(17)} | rotated_align ${rot.toFixed(1).padStart(6)} ms | align ${align.toFixed(1).padStart(6)} ms | ratio ${(rot / align).toFixed(2)} |`,
+    );
   }
 }
