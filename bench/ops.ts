@@ -10,6 +10,8 @@
 import { performance } from 'node:perf_hooks';
 import type { InferenceSession } from 'onnxruntime-node';
 import {
+  mapLevels,
+  multiScaleRoi,
   psRoiAlign,
   psRoiPool,
   roiAlign,
@@ -198,6 +200,7 @@ export async function runOpsBench(): Promise<void> {
   );
   psBench(input, rand, rows);
   rotatedBench(input, rand);
+  multiScaleBench(input, rand);
 }
 
 /**
@@ -266,6 +269,53 @@ Rotated RoI Align vs RoI Align (ours, same boxes upright), 7×7, R = ${R}:`);
     const name = `sampling ${samplingRatio === 0 ? 'adaptive' : samplingRatio}`;
     console.log(
       `| ${name.padEnd(17)} | rotated_align ${rot.toFixed(1).padStart(6)} ms | align ${align.toFixed(1).padStart(6)} ms | ratio ${(rot / align).toFixed(2)} |`,
+    );
+  }
+}
+
+/**
+ * Multi-level (FPN) RoI Align (issue 13) next to single-level RoI Align: a 4-level pyramid P2..P5 of
+ * the same 800×1088 image (256 channels, 200×272, 100×136, 50×68, 25×34 at strides 4..32), the same
+ * kind of boxes (16–600 px), R = 1000, 7×7, torchvision's level rule; the single-level row pools all
+ * boxes from P4 (the map above). Interleaved runs. Both include the kernels' per-call staging of each
+ * map they read (the NCHW→NHWC copy into WebAssembly memory): P2 alone is 4× P4's size, which is
+ * most of the difference.
+ */
+function multiScaleBench(p4: FeatureMap, rand: () => number): void {
+  const R = 1000;
+  const boxes = benchBoxes(rand, R);
+  const scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32];
+  const levels: FeatureMap[] = scales.map((s) => {
+    const [h, w] = [Math.ceil(H * STRIDE * s), Math.ceil(W * STRIDE * s)];
+    return s === SCALE
+      ? p4
+      : { data: randomMap(rand, N * C * h * w, 0, 1), shape: [N, C, h, w], layout: 'NCHW' };
+  });
+  const counts = [0, 0, 0, 0];
+  for (const k of mapLevels(boxes, undefined, 2, 5)) counts[k - 2]++;
+  console.log(
+    `\nMulti-level RoI Align (P2..P5, ${C} channels, boxes per level ${counts.join(' / ')}) vs RoI Align on P4, ` +
+      `7×7, R = ${R}:`,
+  );
+  for (const samplingRatio of [2, 0]) {
+    const p = { outputSize: OUT, samplingRatio };
+    const runs = [
+      () => multiScaleRoi('align', levels, scales, boxes, p).output,
+      () => roiAlign(p4, boxes, { ...p, spatialScale: SCALE }),
+    ];
+    for (let i = 0; i < WARMUP; i++) runs.forEach((run) => run());
+    const wall: [number[], number[]] = [[], []];
+    for (let i = 0; i < RUNS; i++) {
+      runs.forEach((run, j) => {
+        const t = performance.now();
+        run();
+        wall[j].push(performance.now() - t);
+      });
+    }
+    const [multi, single] = wall.map(median);
+    const name = `sampling ${samplingRatio === 0 ? 'adaptive' : samplingRatio}`;
+    console.log(
+      `| ${name.padEnd(17)} | multi-level ${multi.toFixed(1).padStart(6)} ms | align on P4 ${single.toFixed(1).padStart(6)} ms | ratio ${(multi / single).toFixed(2)} |`,
     );
   }
 }
