@@ -10,6 +10,8 @@ import { assertBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { resolveLayout, resolveOutputSize } from './params.js';
 import type { RoiAlignParams } from './roi_align.js';
+import { psChannelsOut, psRoiAlign } from './ps_roi_align.js';
+import { psRoiPool } from './ps_roi_pool.js';
 import { roiAlign } from './roi_align.js';
 import { roiPool } from './roi_pool.js';
 import { roiWarp } from './roi_warp.js';
@@ -29,18 +31,29 @@ export interface LevelMapping {
   canonicalLevel?: number;
 }
 
-/** The operators `multiScaleRoi` can run per level. */
-export type MultiScaleOp = 'align' | 'pool' | 'warp';
+/** The operators `multiScaleRoi` can run per level (rotated boxes have no level rule here yet). */
+export const MULTI_SCALE_OPS = ['align', 'pool', 'warp', 'ps_align', 'ps_pool'] as const;
+export type MultiScaleOp = (typeof MULTI_SCALE_OPS)[number];
+
+/** The kernel behind each op name; all take `(map, boxes, params with spatialScale)`. */
+const KERNELS: Record<MultiScaleOp, (input: FeatureMap, boxes: Boxes, params: RoiAlignParams) => Pooled> = {
+  align: roiAlign,
+  pool: roiPool,
+  warp: roiWarp,
+  ps_align: psRoiAlign,
+  ps_pool: psRoiPool,
+};
 
 /**
  * Per-level parameters: those of `roiAlign` without `spatialScale` (each level brings its own).
- * `'pool'` reads only `outputSize` and `outputLayout`.
+ * `'pool'` and `'ps_pool'` read only `outputSize` and `outputLayout`, `'ps_align'` also
+ * `samplingRatio` (its half-pixel offset is always on).
  */
 export type MultiScaleParams = Omit<RoiAlignParams, 'spatialScale'>;
 
 /** The result of `multiScaleRoi`. */
 export interface MultiScalePooled {
-  /** `[K, C, PH, PW]`, row `k` is box `k` (the boxes' order, whatever their levels). */
+  /** `[K, C, PH, PW]` (`C / (PH·PW)` channels for the ps ops), row `k` is box `k`, whatever its level. */
   output: Pooled;
   /** The level `k` (not an index into the maps: scale `2^-k`) each box was pooled from. */
   levels: Int32Array;
@@ -235,8 +248,9 @@ function renameRow(e: unknown, rows: Int32Array, level: number): unknown {
 
 /**
  * Multi-level RoI pooling as torchvision's `MultiScaleRoIAlign`: each box is assigned a level by
- * `mapLevels` and pooled by `op` (`'align'` = `roiAlign`, `'pool'` = `roiPool`, `'warp'` = `roiWarp`)
- * from that level's map at that level's scale; row `k` of the output is box `k`.
+ * `mapLevels` and pooled by `op` (`'align'` = `roiAlign`, `'pool'` = `roiPool`, `'warp'` = `roiWarp`,
+ * `'ps_align'` = `psRoiAlign`, `'ps_pool'` = `psRoiPool`) from that level's map at that level's scale;
+ * row `k` of the output is box `k`.
  *
  * The boxes are grouped by level and each kernel runs once per level on its subset (not once per
  * box: the kernels' setup, the WebAssembly workspace and the layout copy, is per call), then the
@@ -257,7 +271,7 @@ function renameRow(e: unknown, rows: Int32Array, level: number): unknown {
  * @param params the kernel's parameters without `spatialScale` (`outputSize` = 7, `samplingRatio` = 2,
  *   `aligned` = true, `mode` = `'avg'`, `outputLayout` = `'NCHW'`).
  * @param mapping the level rule (default torchvision, `S0` = 224, `L0` = 4).
- * @returns `{ output: [K, C, PH, PW], levels }`.
+ * @returns `{ output: [K, C, PH, PW], levels }` (`[K, C / (PH·PW), PH, PW]` for the ps ops).
  * @throws InvalidInputError naming the field: `features[i].shape`, `spatialScale[i]`, `boxes[k]...`
  *   (the request's row, even when the kernel that refused it saw a subset), `levelMapping.rule`, ...
  */
@@ -269,11 +283,11 @@ export function multiScaleRoi(
   params: MultiScaleParams,
   mapping?: LevelMapping,
 ): MultiScalePooled {
-  if (op !== 'align' && op !== 'pool' && op !== 'warp') {
+  if (!MULTI_SCALE_OPS.includes(op)) {
     throw new InvalidInputError(
-      `op must be 'align', 'pool' or 'warp', got ${String(op)}`,
+      `op must be one of ${MULTI_SCALE_OPS.join(', ')}, got ${String(op)}`,
       'op',
-      "'align', 'pool' or 'warp'",
+      MULTI_SCALE_OPS.map((o) => `'${o}'`).join(', '),
     );
   }
   const p: MultiScaleParams = params ?? {};
@@ -286,7 +300,9 @@ export function multiScaleRoi(
   const levels = mapLevels(boxes, mapping, kMin, kMin + L - 1);
 
   const K = boxes.count;
-  const rowSize = C * PH * PW;
+  // The ps ops split C into C / (PH·PW) groups: refuse a C that does not split before any work.
+  const Cout = op === 'ps_align' || op === 'ps_pool' ? psChannelsOut(C, PH, PW, 'features[0]') : C;
+  const rowSize = Cout * PH * PW;
   const out = new Float32Array(K * rowSize);
   // Counting sort of the rows by level: rows[start[i] .. start[i + 1]) are those of map i, in order.
   const start = new Int32Array(L + 1);
@@ -308,12 +324,7 @@ export function multiScaleRoi(
     const subParams = { ...p, spatialScale: spatialScale[i] };
     let pooled: Pooled;
     try {
-      pooled =
-        op === 'align'
-          ? roiAlign(features[i], { data: sub, count }, subParams)
-          : op === 'pool'
-            ? roiPool(features[i], { data: sub, count }, subParams)
-            : roiWarp(features[i], { data: sub, count }, subParams);
+      pooled = KERNELS[op](features[i], { data: sub, count }, subParams);
     } catch (e) {
       throw renameRow(e, mine, kMin + i);
     }
@@ -321,5 +332,5 @@ export function multiScaleRoi(
       out.set(pooled.data.subarray(j * rowSize, (j + 1) * rowSize), mine[j] * rowSize);
     }
   }
-  return { output: { data: out, shape: [K, C, PH, PW], layout }, levels };
+  return { output: { data: out, shape: [K, Cout, PH, PW], layout }, levels };
 }

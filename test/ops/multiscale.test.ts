@@ -3,6 +3,8 @@ import { InvalidInputError } from '../../src/errors.js';
 import {
   mapLevels,
   multiScaleRoi,
+  psRoiAlign,
+  psRoiPool,
   roiAlign,
   roiPool,
   roiWarp,
@@ -121,7 +123,13 @@ function mixedBoxes(rand: () => number, K: number, N: number, imgH: number, imgW
   return toCanonicalBoxes(rows, { batchSize: N });
 }
 
-const single = { align: roiAlign, pool: roiPool, warp: roiWarp } as const;
+const single = {
+  align: roiAlign,
+  pool: roiPool,
+  warp: roiWarp,
+  ps_align: psRoiAlign,
+  ps_pool: psRoiPool,
+} as const;
 
 describe('multiScaleRoi', () => {
   it('worked example of the TSDoc: 224 → P4 at 1/16, 112 → P3 at 1/8, rows in the boxes’ order', () => {
@@ -152,13 +160,17 @@ describe('multiScaleRoi', () => {
     expect(output.data.slice(12, 24)).toEqual(row1.data);
   });
 
-  for (const op of ['align', 'pool', 'warp'] as const) {
+  for (const op of ['align', 'pool', 'warp', 'ps_align', 'ps_pool'] as const) {
     for (const outputLayout of ['NCHW', 'NHWC'] as const) {
       it(`${op}, ${outputLayout} out: each row equals the single-level op on the box's level (seeded)`, () => {
         const rand = mulberry32(op.length * 31 + outputLayout.length);
         for (let trial = 0; trial < 4; trial++) {
           const N = randInt(rand, 1, 2);
-          const C = randInt(rand, 1, 5);
+          const outputSize: [number, number] = [randInt(rand, 1, 4), randInt(rand, 1, 4)];
+          // the ps ops need C = C_out·PH·PW
+          const ps = op === 'ps_align' || op === 'ps_pool';
+          const C = ps ? randInt(rand, 1, 2) * outputSize[0] * outputSize[1] : randInt(rand, 1, 5);
+          const Cout = ps ? C / (outputSize[0] * outputSize[1]) : C;
           const imgH = randInt(rand, 100, 700);
           const imgW = randInt(rand, 100, 700);
           const layouts = [0, 1, 2, 3].map((): 'NCHW' | 'NHWC' => (rand() < 0.5 ? 'NCHW' : 'NHWC'));
@@ -167,17 +179,17 @@ describe('multiScaleRoi', () => {
           const boxes = mixedBoxes(rand, K, N, imgH, imgW);
           const rule = rand() < 0.5 ? 'torchvision' : 'detectron2';
           const p = {
-            outputSize: [randInt(rand, 1, 4), randInt(rand, 1, 4)] as [number, number],
+            outputSize,
             samplingRatio: randInt(rand, 0, 3),
             aligned: rand() < 0.5,
             outputLayout,
           };
           const { output, levels } = multiScaleRoi(op, features, scales, boxes, p, { rule });
           const [PH, PW] = p.outputSize;
-          expect(output.shape).toEqual([K, C, PH, PW]);
+          expect(output.shape).toEqual([K, Cout, PH, PW]);
           expect(output.layout).toBe(outputLayout);
           expect(levels).toEqual(mapLevels(boxes, { rule }, 2, 5));
-          const rowSize = C * PH * PW;
+          const rowSize = Cout * PH * PW;
           for (let k = 0; k < K; k++) {
             const i = levels[k] - 2;
             const one = { data: boxes.data.slice(5 * k, 5 * k + 5), count: 1 };
@@ -270,10 +282,14 @@ describe('multiScaleRoi', () => {
       expect(fieldOf(() => run(features, scales, boxes, {}, { rule: 'x' as never }))).toBe(
         'levelMapping.rule',
       );
-      expect(fieldOf(() => run(features, scales, boxes, {}, undefined, 'ps_align' as never))).toBe('op');
+      expect(fieldOf(() => run(features, scales, boxes, {}, undefined, 'rotated_align' as never))).toBe('op');
       expect(fieldOf(() => run(features, scales, boxes, { outputSize: 0 }))).toBe('outputSize');
       expect(fieldOf(() => run(features, scales, boxes, { outputLayout: 'CHW' }))).toBe('outputLayout');
       expect(fieldOf(() => run(features, scales, boxes, { samplingRatio: 1.5 }))).toBe('samplingRatio');
+      // ps ops: C = 3 does not split into 2×2 bins (refused before any level runs)
+      const ps = (op: MultiScaleOp) => run(features, scales, boxes, { outputSize: 2 }, undefined, op);
+      expect(fieldOf(() => ps('ps_align'))).toBe('features[0].shape');
+      expect(fieldOf(() => ps('ps_pool'))).toBe('features[0].shape');
       // with no boxes at all the kernel's checks still run
       const none = { data: new Float32Array(0), count: 0 };
       expect(fieldOf(() => run(features, scales, none, { samplingRatio: 1.5 }))).toBe('samplingRatio');
