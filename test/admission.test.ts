@@ -73,6 +73,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // close() ends idle keep-alive sockets and waits for their clients to close them (so slow readers
+  // get whole answers); fetch's pooled sockets and the raw ones above may never do so: cut them.
+  for (const socket of serverSockets) socket.destroy();
   await app?.close();
 });
 
