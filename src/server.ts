@@ -30,6 +30,7 @@ import healthRoutes from '../routes/health.js';
 import metricsRoutes from '../routes/metrics.js';
 import playgroundRoutes from '../routes/playground.js';
 import roiRoutes from '../routes/roi.js';
+import v2Routes from '../routes/v2/index.js';
 
 /** Backbone readiness, as `/readyz` reports it. */
 export interface Readiness {
@@ -235,7 +236,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     },
   });
 
-  await registerOpenApi(app, { docs: config.docs, version: await packageVersion() });
+  const version = await packageVersion();
+  await registerOpenApi(app, { docs: config.docs, version });
 
   await app.register(healthRoutes);
   // /metrics: behind the key on this port, or (METRICS_PORT) only on its own listener, without one.
@@ -260,6 +262,9 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     await v1.register(backboneRoutes);
     await v1.register(diffRoutes);
   });
+  // The Open Inference Protocol v2 (KServe / Triton): its own scope, error format, body parsers and key
+  // hook (the health probes open, the rest keyed as /v1); the same pool, queue and limits.
+  await app.register(v2Routes, { prefix: '/v2', version });
   await app.register(playgroundRoutes);
 
   return app;

@@ -41,6 +41,20 @@ function operations(): { method: string; path: string; op: Json }[] {
   );
 }
 
+/** An operation's path parameters, each its documented `example` (e.g. `{ model: 'roi_align' }`). */
+function pathExample(op: Json): Record<string, string> {
+  const params = (op.parameters ?? []) as Json[];
+  return Object.fromEntries(
+    params.filter((p) => p.in === 'path').map((p) => [p.name, String(p.schema?.example)]),
+  );
+}
+
+/** `path` with its `{name}` placeholders filled in from {@link pathExample}. */
+function examplePath(path: string, op: Json): string {
+  const values = pathExample(op);
+  return path.replace(/\{(\w+)\}/g, (_m, name: string) => values[name] ?? `{${name}}`);
+}
+
 /** The component a `$ref` names. */
 function component(ref: string): Json {
   const name = ref.replace('#/components/schemas/', '');
@@ -194,7 +208,7 @@ describe('the OpenAPI document', () => {
         const both = json.example.image !== undefined && json.example.features !== undefined;
         expect(both, `${method} ${path}`).toBe(false);
       }
-      const r = await fetch(`${base}${path}`, {
+      const r = await fetch(`${base}${examplePath(path, op)}`, {
         method: method.toUpperCase(),
         ...(json?.example !== undefined
           ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(json.example) }
@@ -262,13 +276,16 @@ function exampleCalls(): string {
     const call = `client.${method.toUpperCase()}(${JSON.stringify(path)}`;
     const example = op.requestBody?.content?.['application/json']?.example;
     const key = JSON.stringify(op.operationId);
+    const pathParams = pathExample(op);
+    const params =
+      Object.keys(pathParams).length > 0 ? `params: { path: ${JSON.stringify(pathParams)} }, ` : '';
     if (example === undefined)
-      return `  statuses[${key}] = (await ${call}, { parseAs: 'blob' })).response.status;`;
+      return `  statuses[${key}] = (await ${call}, { ${params}parseAs: 'blob' })).response.status;`;
     const type = `NonNullable<paths[${JSON.stringify(path)}][${JSON.stringify(method)}]['requestBody']>['content']['application/json']`;
     return [
       '  {',
       `    const body: ${type} = ${JSON.stringify(example)};`,
-      `    statuses[${key}] = (await ${call}, { body, parseAs: 'blob' })).response.status;`,
+      `    statuses[${key}] = (await ${call}, { ${params}body, parseAs: 'blob' })).response.status;`,
       '  }',
     ].join('\n');
   });

@@ -1,0 +1,343 @@
+/**
+ * The models `/v2` serves and how an inference request for one of them becomes a {@link RoiTask}: the
+ * same task `POST /v1/roi` builds, from typed values (no detour through a `/v1` JSON body), so the
+ * results are the same bit for bit. Errors name the protocol's inputs and parameters (`rois`,
+ * `parameters.output_size`), not `/v1`'s fields.
+ */
+import { InvalidInputError, TooLargeError } from '../errors.js';
+import { toCanonicalBoxes, type AlignMode } from '../ops/index.js';
+import { checkOutputValues, resolveMaxSide, type RoiLimits, type RoiOp, type RoiTask } from '../request.js';
+import { writeNpy } from '../tensors/npy.js';
+import { checkRoiWork } from '../work_budget.js';
+import {
+  bytesValues,
+  float32Values,
+  numericValues,
+  type Datatype,
+  type InferenceRequest,
+  type RequestInput,
+} from './codec.js';
+
+/** A tensor in model metadata; `-1` marks a free dimension. */
+export interface TensorMetadata {
+  name: string;
+  datatype: Datatype;
+  shape: number[];
+}
+
+/** An RoI model: one of the `/v1/roi` operators. */
+export interface RoiModel {
+  name: string;
+  op: RoiOp;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+}
+
+/** The only version of every model. */
+export const MODEL_VERSION = '1';
+
+const ROI_INPUTS: TensorMetadata[] = [
+  { name: 'features', datatype: 'FP32', shape: [-1, -1, -1, -1] },
+  { name: 'image', datatype: 'BYTES', shape: [1] },
+  { name: 'rois', datatype: 'FP32', shape: [-1, 5] },
+  { name: 'batch_indices', datatype: 'INT64', shape: [-1] },
+];
+const POOLED: TensorMetadata[] = [{ name: 'pooled', datatype: 'FP32', shape: [-1, -1, -1, -1] }];
+
+/** The models by name. */
+export const MODELS: ReadonlyMap<string, RoiModel> = new Map(
+  (
+    [
+      ['roi_align', 'align'],
+      ['roi_pool', 'pool'],
+      ['roi_warp', 'warp'],
+    ] as const
+  ).map(([name, op]) => [name, { name, op, inputs: ROI_INPUTS, outputs: POOLED }]),
+);
+
+/** The request parameters a RoI model reads (besides the binary extension's `binary_data_output`). */
+export const ROI_PARAMETERS = [
+  'spatial_scale',
+  'output_size',
+  'output_height',
+  'output_width',
+  'sampling_ratio',
+  'aligned',
+  'mode',
+  'max_side',
+  'binary_data_output',
+] as const;
+
+function bad(message: string, field: string, expected: string): InvalidInputError {
+  return new InvalidInputError(message, field, expected);
+}
+
+/** A positive (or any, with `allowNonPositive`) integer parameter, or `fallback` when absent. */
+function intParameter(
+  parameters: Record<string, unknown>,
+  name: string,
+  fallback: number | undefined,
+  { min }: { min: number | undefined },
+): number | undefined {
+  const v = parameters[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || (min !== undefined && v < min)) {
+    throw bad(
+      `parameters.${name} is ${JSON.stringify(v)}; expected an integer${min === undefined ? '' : ` >= ${min}`}`,
+      `parameters.${name}`,
+      `an integer${min === undefined ? '' : ` >= ${min}`}`,
+    );
+  }
+  return v;
+}
+
+/** The inputs by name, refusing names the model does not have. */
+function inputsByName(request: InferenceRequest, model: RoiModel): Map<string, RequestInput> {
+  const known = new Set(model.inputs.map((i) => i.name));
+  const out = new Map<string, RequestInput>();
+  for (const input of request.inputs) {
+    if (!known.has(input.name)) {
+      throw bad(
+        `model ${model.name} has no input "${input.name}"`,
+        `inputs.${input.name}`,
+        `inputs among ${[...known].join(', ')}`,
+      );
+    }
+    out.set(input.name, input);
+  }
+  return out;
+}
+
+/** `rois` `[K, 5]`, or `[K, 4]` with `batch_indices` `[K]`, as rows `(b, x1, y1, x2, y2)`. */
+function roiRows(inputs: Map<string, RequestInput>): number[][] {
+  const rois = inputs.get('rois');
+  if (rois === undefined) {
+    throw bad(
+      'missing input "rois"',
+      'rois',
+      'rois FP32 [K, 5] (b, x1, y1, x2, y2), or [K, 4] with batch_indices',
+    );
+  }
+  const indices = inputs.get('batch_indices');
+  const [k, width] = rois.shape;
+  const withIndices = indices !== undefined;
+  if (rois.shape.length !== 2 || width !== (withIndices ? 4 : 5)) {
+    throw bad(
+      `input "rois" has shape [${rois.shape.join(', ')}]; ${withIndices ? 'with batch_indices it must be [K, 4]' : 'it must be [K, 5], or [K, 4] with batch_indices'}`,
+      'rois.shape',
+      withIndices
+        ? '[K, 4] (x1, y1, x2, y2)'
+        : '[K, 5] (b, x1, y1, x2, y2), or [K, 4] plus batch_indices [K]',
+    );
+  }
+  const values = numericValues(rois, ['FP32']);
+  let batch: Float64Array | undefined;
+  if (indices !== undefined) {
+    if (indices.shape.length !== 1 || indices.shape[0] !== k) {
+      throw bad(
+        `input "batch_indices" has shape [${indices.shape.join(', ')}]; rois has ${k} rows`,
+        'batch_indices.shape',
+        `[${k}]`,
+      );
+    }
+    batch = numericValues(indices, ['INT64', 'INT32']);
+  }
+  const rows: number[][] = [];
+  for (let i = 0; i < k; i++) {
+    if (batch === undefined) rows.push(Array.from(values.subarray(5 * i, 5 * i + 5)));
+    else rows.push([batch[i], ...values.subarray(4 * i, 4 * i + 4)]);
+  }
+  return rows;
+}
+
+/** The `[N, C, H, W]` shape of the `features` input. */
+function featureShape(features: RequestInput): [number, number, number, number] {
+  const shape = features.shape;
+  if (shape.length !== 4 || shape.some((d) => d < 1)) {
+    throw bad(
+      `input "features" has shape [${shape.join(', ')}]; expected [N, C, H, W] with every dimension >= 1`,
+      'features.shape',
+      '[N, C, H, W]',
+    );
+  }
+  return shape as [number, number, number, number];
+}
+
+/**
+ * Builds the {@link RoiTask} of an inference request for a RoI model: exactly the task `POST /v1/roi`
+ * builds for the same map, boxes and parameters (JSON `features`, `boxFormat: "xyxy"`, one op).
+ *
+ * @param request - the parsed inference request
+ * @param model - the model it was sent to
+ * @param limits - the server's limits (`limitsFrom(config)`), shared with `/v1`
+ * @throws InvalidInputError (400) / TooLargeError (413), the message naming the input or parameter
+ */
+export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiLimits): RoiTask {
+  const p = request.parameters;
+  for (const key of Object.keys(p)) {
+    if (!(ROI_PARAMETERS as readonly string[]).includes(key)) {
+      throw bad(
+        `model ${model.name} has no parameter "${key}"`,
+        `parameters.${key}`,
+        `parameters among ${ROI_PARAMETERS.join(', ')}`,
+      );
+    }
+  }
+  const inputs = inputsByName(request, model);
+  const features = inputs.get('features');
+  const image = inputs.get('image');
+  if ((features === undefined) === (image === undefined)) {
+    throw bad(
+      features
+        ? 'give either the features input or the image input, not both'
+        : 'missing input: give features or image',
+      features ? 'image' : 'features',
+      'features FP32 [N, C, H, W], or image BYTES [1] (an encoded image)',
+    );
+  }
+
+  // Parameters, defaults as /v1 (outputSize 7, samplingRatio 2, aligned true, mode avg).
+  const size = intParameter(p, 'output_size', undefined, { min: 1 });
+  const height = intParameter(p, 'output_height', size ?? 7, { min: 1 }) as number;
+  const width = intParameter(p, 'output_width', size ?? 7, { min: 1 }) as number;
+  const outputSize: [number, number] = [height, width];
+  for (const [name, side] of [
+    ['output_height', height],
+    ['output_width', width],
+  ] as const) {
+    if (side > limits.maxOutputSide) {
+      throw bad(
+        `${p[name] === undefined ? 'parameters.output_size' : `parameters.${name}`} ${side} exceeds the limit ${limits.maxOutputSide}`,
+        p[name] === undefined ? 'parameters.output_size' : `parameters.${name}`,
+        `an integer from 1 to ${limits.maxOutputSide}`,
+      );
+    }
+  }
+  const samplingRatio = intParameter(p, 'sampling_ratio', 2, { min: undefined }) as number;
+  if (samplingRatio > limits.maxSamplingGrid) {
+    throw bad(
+      `parameters.sampling_ratio ${samplingRatio} exceeds the limit ${limits.maxSamplingGrid}`,
+      'parameters.sampling_ratio',
+      `an integer <= ${limits.maxSamplingGrid} (<= 0 = adaptive)`,
+    );
+  }
+  const aligned = p.aligned ?? true;
+  if (typeof aligned !== 'boolean') {
+    throw bad(
+      `parameters.aligned is ${JSON.stringify(aligned)}; expected true or false`,
+      'parameters.aligned',
+      'a boolean',
+    );
+  }
+  const mode = p.mode ?? 'avg';
+  if (mode !== 'avg' && mode !== 'max' && mode !== 'onnx_max') {
+    throw bad(`parameters.mode is ${JSON.stringify(mode)}`, 'parameters.mode', '"avg", "max" or "onnx_max"');
+  }
+  const spatialScale = p.spatial_scale;
+  if (features !== undefined) {
+    if (typeof spatialScale !== 'number' || !(spatialScale > 0) || !Number.isFinite(spatialScale)) {
+      throw bad(
+        spatialScale === undefined
+          ? 'parameters.spatial_scale is required with the features input'
+          : `parameters.spatial_scale is ${JSON.stringify(spatialScale)}; expected a positive number`,
+        'parameters.spatial_scale',
+        'a positive number: feature-map cells per image pixel (1/stride)',
+      );
+    }
+    if (p.max_side !== undefined) {
+      throw bad(
+        'parameters.max_side resizes an image; the input is a feature map',
+        'parameters.max_side',
+        'max_side only with image',
+      );
+    }
+  } else if (spatialScale !== undefined) {
+    throw bad(
+      'parameters.spatial_scale is set by the backbone (1/stride) when the input is an image',
+      'parameters.spatial_scale',
+      'no spatial_scale with image',
+    );
+  }
+
+  const rows = roiRows(inputs);
+  if (rows.length > limits.maxBoxes) {
+    throw new TooLargeError(
+      `${rows.length} rois exceed the limit of ${limits.maxBoxes} per request`,
+      'rois',
+      `at most ${limits.maxBoxes} rows`,
+    );
+  }
+  const ops: RoiOp[] = [model.op];
+  const common = {
+    ops,
+    boxFormat: 'xyxy' as const,
+    normalized: false,
+    outputSize,
+    samplingRatio,
+    aligned,
+    mode: mode as AlignMode,
+  };
+
+  if (features !== undefined) {
+    const shape = featureShape(features);
+    const [n, c] = shape;
+    const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: n, field: 'rois' });
+    checkOutputValues(boxes.count, c, outputSize, 1, limits);
+    checkRoiWork(boxes, shape, spatialScale as number, common, limits);
+    const data = float32Values(features);
+    return {
+      image: undefined,
+      // A .npy file in memory: the worker reads and checks it (finite values) as it does /v1's.
+      features: { encoding: 'npy', bytes: new Uint8Array(writeNpy(data, shape)), layout: 'NCHW' },
+      boxes,
+      params: {
+        ...common,
+        spatialScale: spatialScale as number,
+        imageSize: undefined,
+        maxSide: undefined,
+      },
+      includeImage: false,
+      warnings: [],
+    };
+  }
+
+  const img = image as RequestInput;
+  if (img.shape.length !== 1 || img.shape[0] !== 1) {
+    throw bad(
+      `input "image" has shape [${img.shape.join(', ')}]; one image per request`,
+      'image.shape',
+      '[1]: one encoded image',
+    );
+  }
+  const [bytes] = bytesValues(img);
+  if (bytes.length === 0)
+    throw bad('input "image" is empty', 'image', 'an encoded image (PNG, JPEG, WebP, …)');
+  const maxSideParam = intParameter(p, 'max_side', undefined, { min: 1 });
+  const maxSide = resolveMaxSide(maxSideParam, limits.maxImageSide);
+  const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: 1, field: 'rois' });
+  return {
+    image: new Uint8Array(bytes),
+    features: undefined,
+    boxes,
+    params: { ...common, spatialScale: undefined, imageSize: undefined, maxSide: maxSide.maxSide },
+    includeImage: false,
+    warnings: [...maxSide.warnings],
+  };
+}
+
+/**
+ * The shape and data of a `.npy` file as `writeNpy` writes it (version 1.0, `<f4`, C order): the
+ * worker's encoded `/v1/roi` output, whose bytes become the `pooled` tensor as they are.
+ */
+export function npyParts(npy: Uint8Array): { shape: number[]; data: Uint8Array } {
+  const headerLength = npy[8] | (npy[9] << 8);
+  const header = Buffer.from(npy.buffer, npy.byteOffset + 10, headerLength).toString('latin1');
+  const match = /'shape': \(([^)]*)\)/.exec(header);
+  if (!match) throw new Error(`npyParts: no shape in the header ${header}`);
+  const shape = match[1]
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '')
+    .map(Number);
+  return { shape, data: npy.subarray(10 + headerLength) };
+}

@@ -1,0 +1,465 @@
+/**
+ * The Open Inference Protocol v2 (issue 15) over a real socket. The request bodies are written here
+ * from the protocol documents (kserve/open-inference-protocol `inference_rest.md`, Triton's
+ * `extension_binary_data.md`), not with the server's encoder: a JSON header as text, then the raw
+ * little-endian tensor bytes, with `Inference-Header-Content-Length`, and no `Content-Type` (what
+ * `tritonclient.http` sends) or `application/octet-stream`. Results are compared with `POST /v1/roi`
+ * bit for bit.
+ */
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../../src/server.js';
+import { featuresField, randomMap, tensorData, testConfig } from '../helpers.js';
+
+let app: FastifyInstance;
+let port: number;
+
+beforeAll(async () => {
+  app = await buildApp(testConfig());
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  port = (app.server.address() as AddressInfo).port;
+  await app.readiness.settled;
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** Sends exactly these headers (names as written, no Content-Type unless given) and body bytes. */
+function send(
+  method: string,
+  path: string,
+  body?: Buffer,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        headers: body === undefined ? headers : { ...headers, 'Content-Length': String(body.length) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON read back in assertions
+function json(answer: Answer): any {
+  return JSON.parse(answer.body.toString('utf8'));
+}
+
+/** Little-endian bytes of float32 values, as numpy's `tobytes()` writes them. */
+function f32(values: ArrayLike<number>): Buffer {
+  const out = Buffer.alloc(values.length * 4);
+  for (let i = 0; i < values.length; i++) out.writeFloatLE(values[i], 4 * i);
+  return out;
+}
+
+function i64(values: number[]): Buffer {
+  const out = Buffer.alloc(values.length * 8);
+  values.forEach((v, i) => out.writeBigInt64LE(BigInt(v), 8 * i));
+  return out;
+}
+
+/** POST /v1/roi's output for one op, as float32 values. */
+async function v1(body: Record<string, unknown>, op: string): Promise<Float32Array> {
+  const r = await send('POST', '/v1/roi', Buffer.from(JSON.stringify({ ...body, ops: [op] })), {
+    'Content-Type': 'application/json',
+  });
+  expect(r.status, r.body.toString()).toBe(200);
+  return tensorData(json(r).outputs[op]);
+}
+
+const MAP = randomMap([2, 3, 9, 11], 7);
+// Float32-exact coordinates, so that /v1's float64 JSON numbers and the FP32 rois are the same values.
+const ROIS = [
+  [0, 0.5, 1.25, 30.75, 20.5],
+  [1, 4, 3, 12.5, 33],
+  [0, -3, -2, 50, 40],
+];
+
+describe('POST /v2/models/{model}/infer, JSON tensors (KServe)', () => {
+  it('gives what POST /v1/roi gives, bit for bit, for roi_align, roi_pool and roi_warp; id and model echoed', async () => {
+    for (const [model, op] of [
+      ['roi_align', 'align'],
+      ['roi_pool', 'pool'],
+      ['roi_warp', 'warp'],
+    ]) {
+      // KServe's InferRequest.to_rest(): id, model_name, parameters, inputs with flat data.
+      const text = `{"id": "req-${model}", "model_name": "${model}", "parameters": {"spatial_scale": 0.25, "output_size": 3, "sampling_ratio": 0, "aligned": false},
+        "inputs": [
+          {"name": "features", "shape": [2, 3, 9, 11], "datatype": "FP32", "data": [${Array.from(MAP.data).join(', ')}]},
+          {"name": "rois", "shape": [3, 5], "datatype": "FP32", "data": [${ROIS.flat().join(', ')}]}
+        ]}`;
+      const r = await send('POST', `/v2/models/${model}/infer`, Buffer.from(text), {
+        'Content-Type': 'application/json',
+      });
+      expect(r.status, r.body.toString()).toBe(200);
+      expect(r.headers['content-type']).toBe('application/json');
+      const body = json(r);
+      expect(body).toMatchObject({ model_name: model, model_version: '1', id: `req-${model}` });
+      expect(body.outputs).toHaveLength(1);
+      expect(body.outputs[0]).toMatchObject({ name: 'pooled', datatype: 'FP32', shape: [3, 3, 3, 3] });
+      const expected = await v1(
+        {
+          features: featuresField(MAP),
+          boxes: ROIS,
+          spatialScale: 0.25,
+          outputSize: 3,
+          samplingRatio: 0,
+          aligned: false,
+        },
+        op,
+      );
+      expect(Float32Array.from(body.outputs[0].data as number[])).toEqual(expected);
+    }
+  });
+
+  it('takes nested data and the [K, 4] + batch_indices form; defaults as /v1 (7×7, ratio 2, aligned)', async () => {
+    const nested = [0, 1].map((n) =>
+      [0, 1, 2].map((c) =>
+        Array.from({ length: 9 }, (_, y) =>
+          Array.from(MAP.data.subarray(((n * 3 + c) * 9 + y) * 11, ((n * 3 + c) * 9 + y + 1) * 11)),
+        ),
+      ),
+    );
+    const body = {
+      inputs: [
+        { name: 'features', shape: [2, 3, 9, 11], datatype: 'FP32', data: nested },
+        { name: 'rois', shape: [3, 4], datatype: 'FP32', data: ROIS.map((r) => r.slice(1)) },
+        { name: 'batch_indices', shape: [3], datatype: 'INT32', data: ROIS.map((r) => r[0]) },
+      ],
+      parameters: { spatial_scale: 0.5 },
+    };
+    const r = await send('POST', '/v2/models/roi_align/infer', Buffer.from(JSON.stringify(body)), {
+      'content-type': 'application/json',
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const out = json(r).outputs[0];
+    expect(out.shape).toEqual([3, 3, 7, 7]);
+    expect(json(r).id).toBeUndefined();
+    const expected = await v1({ features: featuresField(MAP), boxes: ROIS, spatialScale: 0.5 }, 'align');
+    expect(Float32Array.from(out.data as number[])).toEqual(expected);
+  });
+});
+
+describe('binary tensor data (Triton extension), both ways', () => {
+  /** A request as tritonclient.http builds it: JSON header, then features and rois bytes. */
+  function binaryRequest(
+    extra = '',
+    outputs = '"outputs": [{"name": "pooled", "parameters": {"binary_data": true}}]',
+  ) {
+    const features = f32(MAP.data);
+    const rois = f32(ROIS.flat());
+    const header =
+      `{"inputs":[{"name":"features","shape":[2,3,9,11],"datatype":"FP32","parameters":{"binary_data_size":${features.length}}},` +
+      `{"name":"rois","shape":[3,5],"datatype":"FP32","parameters":{"binary_data_size":${rois.length}}}],` +
+      `"parameters":{"spatial_scale":0.25,"output_height":2,"output_width":4${extra}}${outputs ? `,${outputs}` : ''}}`;
+    const head = Buffer.from(header);
+    return { head, body: Buffer.concat([head, features, rois]) };
+  }
+
+  /** Splits a binary response into its JSON header and the bytes after it. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON read back in assertions
+  function splitResponse(r: Answer): { header: any; tail: Buffer } {
+    const length = Number(r.headers['inference-header-content-length']);
+    return { header: JSON.parse(r.body.subarray(0, length).toString()), tail: r.body.subarray(length) };
+  }
+
+  it('no Content-Type, lower-case header name: binary output equals /v1 bit for bit', async () => {
+    const { head, body } = binaryRequest();
+    const r = await send('POST', '/v2/models/roi_align/infer', body, {
+      'inference-header-content-length': String(head.length),
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    expect(r.headers['content-type']).toBe('application/octet-stream');
+    const { header, tail } = splitResponse(r);
+    expect(header).toEqual({
+      model_name: 'roi_align',
+      model_version: '1',
+      outputs: [
+        {
+          name: 'pooled',
+          datatype: 'FP32',
+          shape: [3, 3, 2, 4],
+          parameters: { binary_data_size: 3 * 3 * 2 * 4 * 4 },
+        },
+      ],
+    });
+    const expected = await v1(
+      { features: featuresField(MAP), boxes: ROIS, spatialScale: 0.25, outputSize: [2, 4] },
+      'align',
+    );
+    expect(tail.equals(f32(expected))).toBe(true);
+  });
+
+  it('application/octet-stream, upper-case header name, binary_data_output for all outputs', async () => {
+    const { head, body } = binaryRequest(',"binary_data_output":true', '');
+    const r = await send('POST', '/v2/models/roi_pool/versions/1/infer', body, {
+      'Content-Type': 'application/octet-stream',
+      'INFERENCE-HEADER-CONTENT-LENGTH': String(head.length),
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const { header, tail } = splitResponse(r);
+    expect(header.outputs[0].parameters).toEqual({ binary_data_size: tail.length });
+    const expected = await v1(
+      { features: featuresField(MAP), boxes: ROIS, spatialScale: 0.25, outputSize: [2, 4] },
+      'pool',
+    );
+    expect(tail.equals(f32(expected))).toBe(true);
+  });
+
+  it('a per-output binary_data: false wins over binary_data_output: true (JSON answer)', async () => {
+    const { head, body } = binaryRequest(
+      ',"binary_data_output":true',
+      '"outputs":[{"name":"pooled","parameters":{"binary_data":false}}]',
+    );
+    const r = await send('POST', '/v2/models/roi_warp/infer', body, {
+      'Inference-Header-Content-Length': String(head.length),
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    expect(r.headers['content-type']).toBe('application/json');
+    expect(r.headers['inference-header-content-length']).toBeUndefined();
+    expect(json(r).outputs[0].data).toHaveLength(3 * 3 * 2 * 4);
+  });
+
+  it('INT64 batch_indices as binary, rois [K, 4] as JSON, in one request', async () => {
+    const features = f32(MAP.data);
+    const indices = i64(ROIS.map((r) => r[0]));
+    const head = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          {
+            name: 'features',
+            shape: [2, 3, 9, 11],
+            datatype: 'FP32',
+            parameters: { binary_data_size: features.length },
+          },
+          { name: 'rois', shape: [3, 4], datatype: 'FP32', data: ROIS.map((r) => r.slice(1)).flat() },
+          {
+            name: 'batch_indices',
+            shape: [3],
+            datatype: 'INT64',
+            parameters: { binary_data_size: indices.length },
+          },
+        ],
+        parameters: { spatial_scale: 0.25, output_size: 2, binary_data_output: true },
+      }),
+    );
+    const r = await send('POST', '/v2/models/roi_align/infer', Buffer.concat([head, features, indices]), {
+      'Inference-Header-Content-Length': String(head.length),
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const expected = await v1(
+      { features: featuresField(MAP), boxes: ROIS, spatialScale: 0.25, outputSize: 2 },
+      'align',
+    );
+    expect(splitResponse(r).tail.equals(f32(expected))).toBe(true);
+  });
+});
+
+describe('errors: {"error": message} with Content-Type application/json exactly', () => {
+  async function error(r: Answer, status: number): Promise<string> {
+    expect(r.status, r.body.toString()).toBe(status);
+    expect(r.headers['content-type']).toBe('application/json');
+    const body = json(r);
+    expect(Object.keys(body)).toEqual(['error']);
+    return body.error as string;
+  }
+  const post = (path: string, body: unknown) =>
+    send('POST', path, Buffer.from(JSON.stringify(body)), { 'Content-Type': 'application/json' });
+  const features = { name: 'features', shape: [1, 1, 2, 2], datatype: 'FP32', data: [1, 2, 3, 4] };
+  const rois = { name: 'rois', shape: [1, 5], datatype: 'FP32', data: [0, 0, 0, 2, 2] };
+
+  it('404 for an unknown model, an unknown version, an unknown path', async () => {
+    expect(await error(await post('/v2/models/resnet/infer', { inputs: [features] }), 404)).toMatch(
+      /unknown model "resnet"/,
+    );
+    expect(await error(await send('GET', '/v2/models/roi_align/versions/2'), 404)).toMatch(/no version "2"/);
+    expect(await error(await send('GET', '/v2/models/resnet/ready'), 404)).toMatch(/unknown model/);
+    expect(await error(await send('GET', '/v2/nothing/here'), 404)).toMatch(/no route/);
+  });
+
+  it('400 naming the input: shape × datatype against the element count, datatype, missing input', async () => {
+    const short = { ...features, shape: [1, 1, 2, 3] };
+    const msg = await error(
+      await post('/v2/models/roi_align/infer', { inputs: [short, rois], parameters: { spatial_scale: 1 } }),
+      400,
+    );
+    expect(msg).toMatch(/input "features": shape \[1, 1, 2, 3\] has 6 elements, but the data holds 4/);
+    expect(
+      await error(
+        await post('/v2/models/roi_align/infer', {
+          inputs: [features, { ...rois, datatype: 'INT32' }],
+          parameters: { spatial_scale: 1 },
+        }),
+        400,
+      ),
+    ).toMatch(/input "rois" has datatype INT32; this model takes FP32/);
+    expect(
+      await error(
+        await post('/v2/models/roi_align/infer', { inputs: [features], parameters: { spatial_scale: 1 } }),
+        400,
+      ),
+    ).toMatch(/missing input "rois"/);
+    expect(await error(await post('/v2/models/roi_align/infer', { inputs: [features, rois] }), 400)).toMatch(
+      /spatial_scale is required/,
+    );
+    expect(
+      await error(
+        await post('/v2/models/roi_align/infer', {
+          inputs: [features, rois],
+          parameters: { spatial_scale: 1, outputsize: 2 },
+        }),
+        400,
+      ),
+    ).toMatch(/no parameter "outputsize"/);
+    const badBatch = { ...rois, data: [3, 0, 0, 2, 2] };
+    expect(
+      await error(
+        await post('/v2/models/roi_align/infer', {
+          inputs: [features, badBatch],
+          parameters: { spatial_scale: 1 },
+        }),
+        400,
+      ),
+    ).toMatch(/rois/);
+  });
+
+  it('400 for binary sizes that do not add up, and for bad JSON', async () => {
+    const head = Buffer.from(
+      '{"inputs":[{"name":"features","shape":[1,1,2,2],"datatype":"FP32","parameters":{"binary_data_size":12}},' +
+        '{"name":"rois","shape":[1,5],"datatype":"FP32","data":[0,0,0,2,2]}],"parameters":{"spatial_scale":1}}',
+    );
+    const r = await send('POST', '/v2/models/roi_align/infer', Buffer.concat([head, Buffer.alloc(12)]), {
+      'Inference-Header-Content-Length': String(head.length),
+    });
+    expect(await error(r, 400)).toMatch(/needs 16 bytes, but binary_data_size is 12/);
+    const trailing = await send(
+      'POST',
+      '/v2/models/roi_align/infer',
+      Buffer.concat([head, Buffer.alloc(20)]),
+      {
+        'Inference-Header-Content-Length': String(head.length),
+      },
+    );
+    expect(await error(trailing, 400)).toMatch(/8 bytes follow/);
+    expect(
+      await error(await send('POST', '/v2/models/roi_align/infer', Buffer.from('{"inputs": ['), {}), 400),
+    ).toMatch(/not valid JSON/);
+  });
+
+  it('415 for another content type; 413 over the box limit', async () => {
+    const r = await send('POST', '/v2/models/roi_align/infer', Buffer.from('x'), {
+      'Content-Type': 'text/plain',
+    });
+    expect(await error(r, 415)).toMatch(/text\/plain/);
+    const many = {
+      name: 'rois',
+      shape: [app.config.maxBoxes + 1, 5],
+      datatype: 'FP32',
+      data: new Array((app.config.maxBoxes + 1) * 5).fill(0),
+    };
+    expect(
+      await error(
+        await post('/v2/models/roi_align/infer', {
+          inputs: [features, many],
+          parameters: { spatial_scale: 1 },
+        }),
+        413,
+      ),
+    ).toMatch(/rois exceed the limit/);
+  });
+
+  it('/v1 keeps its problem+json and its 415 for a body without Content-Type', async () => {
+    const r = await send('POST', '/v1/roi', Buffer.from('{}'));
+    expect(r.status).toBe(415);
+    expect(r.headers['content-type']).toMatch(/^application\/problem\+json/);
+  });
+});
+
+describe('metadata and health', () => {
+  it('GET /v2, health live / ready, model metadata and readiness', async () => {
+    const server = await send('GET', '/v2');
+    expect(server.status).toBe(200);
+    expect(json(server)).toMatchObject({
+      name: 'roiserve',
+      extensions: expect.arrayContaining(['binary_tensor_data']),
+    });
+    expect(json(await send('GET', '/v2/health/live'))).toEqual({ live: true });
+    const ready = await send('GET', '/v2/health/ready');
+    expect([ready.status, json(ready)]).toEqual([200, { ready: true }]);
+    for (const path of ['/v2/models/roi_pool', '/v2/models/roi_pool/versions/1']) {
+      const meta = await send('GET', path);
+      expect(meta.status).toBe(200);
+      expect(json(meta)).toMatchObject({
+        name: 'roi_pool',
+        versions: ['1'],
+        inputs: expect.arrayContaining([{ name: 'features', datatype: 'FP32', shape: [-1, -1, -1, -1] }]),
+        outputs: [{ name: 'pooled', datatype: 'FP32', shape: [-1, -1, -1, -1] }],
+      });
+    }
+    const modelReady = await send('GET', '/v2/models/roi_warp/versions/1/ready');
+    expect([modelReady.status, json(modelReady)]).toEqual([200, { name: 'roi_warp', ready: true }]);
+  });
+});
+
+describe('API_KEY on /v2', () => {
+  it('health probes open; metadata and inference need the key; the 401 is {"error"}', async () => {
+    const keyed = await buildApp(testConfig({ apiKey: 'v2-key-0123456789' }));
+    try {
+      const live = await keyed.inject({ method: 'GET', url: '/v2/health/live' });
+      expect(live.statusCode).toBe(200);
+      for (const url of ['/v2', '/v2/models/roi_align', '/v2/models/roi_align/ready']) {
+        const r = await keyed.inject({ method: 'GET', url });
+        expect(r.statusCode, url).toBe(401);
+        expect(r.headers['content-type']).toBe('application/json');
+        expect(r.json()).toEqual({ error: expect.stringMatching(/needs an API key/) });
+      }
+      const payload = JSON.stringify({
+        inputs: [
+          { name: 'features', shape: [1, 1, 2, 2], datatype: 'FP32', data: [1, 2, 3, 4] },
+          { name: 'rois', shape: [1, 5], datatype: 'FP32', data: [0, 0, 0, 2, 2] },
+        ],
+        parameters: { spatial_scale: 1, output_size: 1 },
+      });
+      const headers = { 'content-type': 'application/json' };
+      const anonymous = await keyed.inject({
+        method: 'POST',
+        url: '/v2/models/roi_align/infer',
+        payload,
+        headers,
+      });
+      expect(anonymous.statusCode).toBe(401);
+      const ok = await keyed.inject({
+        method: 'POST',
+        url: '/v2/models/roi_align/infer',
+        payload,
+        headers: { ...headers, 'x-api-key': 'v2-key-0123456789' },
+      });
+      expect(ok.statusCode, ok.body).toBe(200);
+      expect(ok.json().outputs[0].data).toEqual([2.5]);
+    } finally {
+      await keyed.close();
+    }
+  });
+});
