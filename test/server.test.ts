@@ -643,16 +643,16 @@ describe('errors: 400 with the field and what was expected', () => {
 });
 
 describe('errors: 404, 413, 415', () => {
-  it('an unknown route is a problem 404', async () => {
-    const r = await app.inject({ method: 'GET', url: '/v2/nothing?x=1' });
+  it('an unknown route is a problem 404 (outside /v2, which answers the protocol {"error"})', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v9/nothing?x=1' });
     expect(r.statusCode).toBe(404);
     expect(r.headers['content-type']).toBe(PROBLEM_TYPE);
     expect(r.json()).toEqual({
       type: 'urn:roiserve:problem:not-found',
       title: 'Not found',
       status: 404,
-      detail: 'no route GET /v2/nothing',
-      instance: '/v2/nothing',
+      detail: 'no route GET /v9/nothing',
+      instance: '/v9/nothing',
     });
   });
 
