@@ -258,17 +258,22 @@ Rotated RoI Align vs RoI Align (ours, same boxes upright), 7×7, R = ${R}:`);
     const runs = [() => rotatedRoiAlign(input, rotated, p), () => roiAlign(input, upright, p)];
     for (let i = 0; i < WARMUP; i++) runs.forEach((run) => run());
     const wall: [number[], number[]] = [[], []];
+    const cpu: [number[], number[]] = [[], []];
     for (let i = 0; i < RUNS; i++) {
       runs.forEach((run, j) => {
+        const c = process.cpuUsage();
         const t = performance.now();
         run();
         wall[j].push(performance.now() - t);
+        cpu[j].push(cpuMs(c));
       });
     }
     const [rot, align] = wall.map(median);
+    const [rotCpu, alignCpu] = cpu.map(median);
     const name = `sampling ${samplingRatio === 0 ? 'adaptive' : samplingRatio}`;
     console.log(
-      `| ${name.padEnd(17)} | rotated_align ${rot.toFixed(1).padStart(6)} ms | align ${align.toFixed(1).padStart(6)} ms | ratio ${(rot / align).toFixed(2)} |`,
+      `| ${name.padEnd(17)} | rotated_align ${rot.toFixed(1).padStart(6)} ms | align ${align.toFixed(1).padStart(6)} ms | ` +
+        `ratio ${(rot / align).toFixed(2)} | CPU ratio ${(rotCpu / alignCpu).toFixed(2)} |`,
     );
   }
 }

@@ -288,16 +288,20 @@ function fillOffsets(out: Float64Array, bins: number, grid: number, start: numbe
   }
 }
 
-/** Reusable buffers of one call: sample offsets and a dense per-cell weight map for merging taps. */
+/**
+ * Reusable buffers of one call: sample offsets, and a small open-addressing hash table (cell index ->
+ * summed weight) that merges the taps of one bin. Its size follows the samples per bin, not the map:
+ * a per-cell array would cost 12 bytes per cell of a large map on every call.
+ */
 interface Scratch {
   yy: Float64Array;
   xx: Float64Array;
   /** Summed weight of each cell of one plane in the current bin. */
-  dense: Float64Array;
-  /** `stamp[cell] === tick` when the cell was touched in the current bin. */
-  stamp: Int32Array;
-  tick: number;
-  /** The cells touched in the current bin, in first-touch order. */
+  /** Hash slots: the cell index, or -1 when free (every slot is freed again after each bin). */
+  keys: Int32Array;
+  /** Summed weight of the cell in the same slot. */
+  sums: Float64Array;
+  /** The slots used in the current bin, in first-touch order. */
   touched: Int32Array;
 }
 
@@ -305,7 +309,7 @@ interface Scratch {
  * Writes the `weightedSum` tables of one RoI (like roiAlign's `avg`): `PH * PW + 1` tap indices at
  * byte `firstAt`, then per bin its distinct cells with weight `Σ w / count` (8-byte taps: cell
  * address, f32 weight) at byte `tapsAt`. A rotated grid is not separable, so each sample's 4 taps
- * are listed and merged per bin through `dense`: neighbouring samples share cells, and merging
+ * are listed and merged per bin through the hash table: neighbouring samples share cells, and merging
  * halves the channel work at sampling 2.
  */
 function writeRotatedTaps(
@@ -324,7 +328,8 @@ function writeRotatedTaps(
   tapsAt: number,
 ): void {
   const { gridH, gridW, cos, sin, centerY, centerX } = g;
-  const { yy, xx, dense, stamp, touched } = sc;
+  const { yy, xx, keys, sums, touched } = sc;
+  const mask = keys.length - 1;
   fillOffsets(yy, PH, gridH, g.startY, g.binH);
   fillOffsets(xx, PW, gridW, g.startX, g.binW);
   const invCount = 1 / Math.max(gridH * gridW, 1);
@@ -333,23 +338,23 @@ function writeRotatedTaps(
   const t0 = t;
   const add = (cell: number, w: number, n: number): number => {
     if (w === 0) return n;
-    if (stamp[cell] !== sc.tick) {
-      stamp[cell] = sc.tick;
-      dense[cell] = w;
-      touched[n++] = cell;
-    } else {
-      dense[cell] += w;
+    // Fibonacci hashing, linear probing; the table is at least twice the cells a bin can touch.
+    let h = (Math.imul(cell, 0x9e3779b1) >>> 16) & mask;
+    while (keys[h] !== cell) {
+      if (keys[h] === -1) {
+        keys[h] = cell;
+        sums[h] = w;
+        touched[n++] = h;
+        return n;
+      }
+      h = (h + 1) & mask;
     }
+    sums[h] += w;
     return n;
   };
   for (let ph = 0; ph < PH; ph++) {
     for (let pw = 0; pw < PW; pw++) {
       i32[first + ph * PW + pw] = (t - t0) >> 1;
-      if (sc.tick === 0x7fffffff) {
-        stamp.fill(0);
-        sc.tick = 0;
-      }
-      sc.tick++;
       let n = 0;
       for (let iy = 0; iy < gridH; iy++) {
         const vy = yy[ph * gridH + iy];
@@ -390,10 +395,12 @@ function writeRotatedTaps(
         }
       }
       for (let j = 0; j < n; j++, t += 2) {
-        const cell = touched[j];
+        const slot = touched[j];
+        const cell = keys[slot];
+        keys[slot] = -1;
         const cy = Math.floor(cell / W);
         i32[t] = batchAt + cy * rowBytes + (cell - cy * W) * cellBytes;
-        f32[t + 1] = dense[cell] * invCount;
+        f32[t + 1] = sums[slot] * invCount;
       }
     }
   }
@@ -501,12 +508,12 @@ export function rotatedRoiAlign(
 
   // Distinct cells of one bin: 4 per sample, and never more than the plane holds.
   const cellsPerBin = Math.min(4 * maxSamples, H * W);
+  const hashSize = 2 ** Math.ceil(Math.log2(2 * cellsPerBin));
   const sc: Scratch = {
     yy: new Float64Array(PH * maxGridH),
     xx: new Float64Array(PW * maxGridW),
-    dense: new Float64Array(H * W),
-    stamp: new Int32Array(H * W),
-    tick: 0,
+    keys: new Int32Array(hashSize).fill(-1),
+    sums: new Float64Array(hashSize),
     touched: new Int32Array(cellsPerBin),
   };
   const bins = PH * PW;
