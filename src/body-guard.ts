@@ -5,7 +5,7 @@
  * arrive and, the moment the count passes the limit, stops reading (no more bytes are pulled off the
  * socket) and settles {@link BodyGuard.exceeded} with a 413, so the route answers at once.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TooLargeError } from './errors.js';
 
 /** The 413 for a body over `limit` bytes: the same words as fastify's own body limit (see `src/problem.ts`). */
@@ -53,7 +53,7 @@ export function guardBody(raw: IncomingMessage, limit: number): BodyGuard {
   const stop = (): void => {
     raw.off('data', onData);
     // Detach every consumer (busboy) and pause: nothing more is read from the socket, so the
-    // rest of a huge body costs nothing; the 413 goes out with `Connection: close`.
+    // rest of a huge body costs nothing (see lingerThenClose for what follows the 413).
     raw.unpipe();
     raw.pause();
     reject(bodyTooLarge(limit));
@@ -78,4 +78,28 @@ export function guardBody(raw: IncomingMessage, limit: number): BodyGuard {
       raw.off('data', onData);
     },
   };
+}
+
+/** How long the rest of a refused body is read (and dropped) after the 413, before the close. */
+export const LINGER_MS = 1000;
+
+/**
+ * What follows a 413 for a body whose rest was not read: once the answer is written, the rest is read
+ * and dropped for up to {@link LINGER_MS}; a body that ends by then leaves the connection open for the
+ * next request, else the socket is destroyed. Closing at once, with the client's bytes still unread,
+ * makes the kernel reset the connection, and a client busy sending may then lose the 413 it was sent.
+ *
+ * @param raw - the request, paused by {@link guardBody} (or never read)
+ * @param res - its response
+ */
+export function lingerThenClose(raw: IncomingMessage, res: ServerResponse): void {
+  res.once('finish', () => {
+    if (raw.readableEnded) return;
+    const socket = raw.socket;
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    raw.once('end', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+    raw.resume();
+  });
 }

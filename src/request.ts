@@ -7,7 +7,7 @@
  * JSON shape by {@link multipartToJsonBody} (a `preValidation` hook), then validated like JSON.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { bodyTooLarge, guardBody } from './body-guard.js';
+import { bodyTooLarge, guardBody, lingerThenClose } from './body-guard.js';
 import { z } from 'zod';
 import type { Config } from './config.js';
 import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
@@ -528,9 +528,9 @@ export async function multipartToJsonBody(request: FastifyRequest, reply: Fastif
     request.body = await readMultipart(request, request.server.config.bodyLimitBytes);
   } catch (err) {
     if (err instanceof RoiServeError && err.status === 413 && err.field === 'body') {
-      // The rest of the body was left unread: close the connection after the 413 instead of
-      // reading (and discarding) what could be gigabytes to keep it alive.
-      reply.header('Connection', 'close');
+      // The rest of the body is left unread: once the 413 is out, the connection is closed (after a
+      // short linger, so that the client reads the 413 before the close resets the connection).
+      lingerThenClose(request.raw, reply.raw);
     }
     if (err instanceof RoiServeError) throw err;
     const status = (err as { statusCode?: unknown }).statusCode;

@@ -14,10 +14,17 @@ let app: FastifyInstance;
 let port: number;
 /** The server side of every accepted connection, to read its `bytesRead`. */
 const serverSockets: Socket[] = [];
+let readAt413 = 0;
 
 beforeAll(async () => {
   app = await buildApp(testConfig({ bodyLimitBytes: LIMIT }));
   app.server.on('connection', (socket: Socket) => serverSockets.push(socket));
+  // What the server had read of the body when it sent its 413 (after it, the rest is read and dropped
+  // for a short linger before the close).
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode === 413) readAt413 = request.raw.socket.bytesRead;
+    return payload;
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as { port: number }).port;
 });
@@ -42,9 +49,8 @@ function filePart(name: string, size: number): Buffer {
  * only counting the bytes can catch it) and resolves with the response head once it arrives.
  * The client never stops writing by itself: only the server's answer ends the exchange.
  */
-function sendChunked(body: Buffer): Promise<{ head: string; serverBytesRead: number }> {
+function sendChunked(body: Buffer): Promise<{ head: string }> {
   return new Promise((resolve, reject) => {
-    const before = serverSockets.length;
     const socket = connect(port, '127.0.0.1');
     let received = '';
     socket.on('error', () => undefined); // the server closes with unread bytes: a reset is expected
@@ -52,9 +58,7 @@ function sendChunked(body: Buffer): Promise<{ head: string; serverBytesRead: num
       received += chunk.toString('latin1');
       const end = received.indexOf('\r\n\r\n');
       if (end < 0) return;
-      // The server has answered: how much of the body did it pull off the wire?
-      const server = serverSockets[before];
-      resolve({ head: received.slice(0, end), serverBytesRead: server.bytesRead });
+      resolve({ head: received.slice(0, end) });
       socket.destroy();
     });
     socket.on('close', () => reject(new Error(`closed without a response: ${received}`)));
@@ -101,12 +105,16 @@ describe('the multipart body as a whole is bounded by BODY_LIMIT_BYTES', () => {
       );
     }
     parts.push(Buffer.from(`--${BOUNDARY}--\r\n`));
-    const { head, serverBytesRead } = await sendChunked(Buffer.concat(parts));
+    readAt413 = 0;
+    const { head } = await sendChunked(Buffer.concat(parts));
     expect(head).toMatch(/^HTTP\/1\.1 413 /);
-    expect(head.toLowerCase()).toContain('connection: close');
     // The server read the limit and what was in flight when it stopped, never the 16 MiB sent.
-    expect(serverBytesRead).toBeGreaterThan(LIMIT);
-    expect(serverBytesRead).toBeLessThan(LIMIT + 2 * 1024 * 1024);
+    expect(readAt413).toBeGreaterThan(LIMIT);
+    expect(readAt413).toBeLessThan(LIMIT + 2 * 1024 * 1024);
+    // The client goes on sending: after a short linger the server closes the connection.
+    const server = serverSockets.at(-1) as Socket;
+    for (let i = 0; i < 500 && !server.destroyed; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(server.destroyed).toBe(true);
   });
 
   it('a multipart body within the limit is still read and answered', async () => {
