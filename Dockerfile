@@ -1,21 +1,27 @@
 # roiserve container image.
 #
-#   docker build -t roiserve .
+#   docker build -t roiserve .                              # Node 24, the current LTS
+#   docker build --build-arg NODE_MAJOR=22 -t roiserve .    # another Node major
 #   docker run --rm -p 8080:8080 roiserve
 #
 # Stages: deps (all packages, no install scripts) -> build (tsc to dist/) and prod-deps
-# (`npm ci --omit=dev` with install scripts, trimmed) -> runtime (node:20-bookworm-slim, non-root).
+# (`npm ci --omit=dev` with install scripts, trimmed) -> runtime (node:<major>-bookworm-slim, non-root).
 # Plain Dockerfile syntax only (no `# syntax=` line, no RUN --mount), so the legacy builder and
 # BuildKit both build it and no frontend image has to be pulled.
 # glibc (bookworm), not alpine: sharp's prebuilt libvips and tfjs-node's libtensorflow need it.
-ARG NODE_IMAGE=node:20-bookworm-slim
+# NODE_MAJOR: the Node.js major the image runs, by default the current LTS (24; Node 20 is out of
+# support since April 2026). It is what CI's smoke test builds and runs (.ci/run passes the same major
+# to the local base tool). NODE_IMAGE overrides the whole base reference (a mirror, a digest pin).
+ARG NODE_MAJOR=24
+ARG NODE_IMAGE=node:${NODE_MAJOR}-bookworm-slim
 
 # ---------------------------------------------------------------- deps: everything tsc needs
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 # ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node's install script would download its CUDA provider;
-# the project denies that script in package.json `allowScripts`, which the npm 10 of this base image
-# does not read (npm >= 11.16 does). It is a devDependency, so only a full install could run it.
+# the project denies that script in package.json `allowScripts`, which npm reads from 11.16 on (Node
+# 24's bundled npm does) but older npm does not (Node 20's and 22's npm 10), so keep the variable for
+# NODE_MAJOR=20/22. It is a devDependency, so only a full install could run it.
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
     ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json ./
@@ -25,9 +31,9 @@ RUN npm ci --ignore-scripts
 
 # ---------------------------------------------------------------- prod-deps: runtime node_modules
 FROM deps AS prod-deps
-# A real `npm ci --omit=dev` with install scripts (npm 10 in the base ignores package.json
-# `allowScripts`; ONNXRUNTIME_NODE_INSTALL above keeps onnxruntime-node's download off, and it is a
-# devDependency anyway).
+# A real `npm ci --omit=dev` with install scripts (as package.json `allowScripts` permits them on npm
+# >= 11.16; npm 10 ignores that field, and ONNXRUNTIME_NODE_INSTALL above keeps onnxruntime-node's
+# download off there, though it is a devDependency anyway).
 # @tensorflow/tfjs-node is an optionalDependency: its install script downloads libtensorflow. Where the
 # network allows it the image gets the native backend; where it fails npm drops the package and the
 # service uses the wasm backend. Either way the build goes on; the log line below says which.

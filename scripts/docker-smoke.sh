@@ -16,6 +16,7 @@
 #   SMOKE_READY_TIMEOUT  seconds to wait for /readyz (default 180)
 #   SMOKE_LOAD_REQUESTS  heavy requests in flight during `docker stop` (default 3)
 #   SMOKE_DIFF           required (default) | if-present: whether a missing /v1/diff route fails the test
+#   SMOKE_NODE_MAJOR     when set, the container's `node --version` must be that major (CI: its Node LTS)
 # The last line is "smoke: N passed, M failed" (checks), also written to $SMOKE_RESULT_FILE when set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -134,6 +135,14 @@ pass "GET /readyz 200 after $(secs $(($(now_ms) - t0))) s: $(cat "$TMP/readyz.js
 
 uid=$(docker exec "$container" id -u 2>/dev/null)
 if [ -n "$uid" ] && [ "$uid" != 0 ]; then pass "process runs as uid $uid"; else fail "process runs as uid '${uid}'"; fi
+node_version=$(docker exec "$container" node --version 2>/dev/null)
+if [ -z "${SMOKE_NODE_MAJOR:-}" ]; then
+  log "container runs Node ${node_version:-(unknown)}"
+elif [[ $node_version == "v$SMOKE_NODE_MAJOR."* ]]; then
+  pass "container runs Node $node_version (SMOKE_NODE_MAJOR=$SMOKE_NODE_MAJOR)"
+else
+  fail "container runs Node '${node_version}', not v$SMOKE_NODE_MAJOR.x (SMOKE_NODE_MAJOR)"
+fi
 
 # ---------------------------------------------------------------- requests
 t0=$(now_ms)
@@ -209,6 +218,6 @@ fi
 [ "$failed" -gt 0 ] && container_logs
 if docker rm "$container" >/dev/null; then pass "container removed"; else fail "docker rm failed"; fi
 container=""
-log "image $IMAGE: ${size_mb} MB, backend ${backend:-unknown}; total $(secs $(($(now_ms) - T_START))) s"
+log "image $IMAGE: ${size_mb} MB, Node ${node_version:-unknown}, backend ${backend:-unknown}; total $(secs $(($(now_ms) - T_START))) s"
 summary
 [ "$failed" = 0 ]
