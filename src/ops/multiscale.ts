@@ -2,8 +2,8 @@
  * Multi-level (FPN) pooling: each box is pooled from the one pyramid level that fits its size
  * (Lin et al., "Feature Pyramid Networks for Object Detection", CVPR 2017,
  * https://arxiv.org/abs/1612.03144, Eq. 1), as torchvision's `MultiScaleRoIAlign` and detectron2's
- * `ROIPooler` do. It composes the single-level kernels (`roiAlign`, `roiPool`, `roiWarp`); nothing
- * here samples a map itself.
+ * `ROIPooler` do. It composes the single-level kernels (`roiAlign`, `roiPool`, `roiWarp`,
+ * `psRoiAlign`, `psRoiPool`, `rotatedRoiAlign`); nothing here samples a map itself.
  */
 import { InvalidInputError } from '../errors.js';
 import { assertBoxes } from './boxes.js';
@@ -15,6 +15,8 @@ import { psRoiPool } from './ps_roi_pool.js';
 import { roiAlign } from './roi_align.js';
 import { roiPool } from './roi_pool.js';
 import { roiWarp } from './roi_warp.js';
+import type { RotatedBoxes, RotatedRoiAlignParams } from './rotated_roi_align.js';
+import { assertRotatedBoxes, rotatedRoiAlign } from './rotated_roi_align.js';
 import type { Boxes, FeatureMap, Pooled } from './types.js';
 
 /** The level rules: torchvision's `LevelMapper` or detectron2's `assign_boxes_to_levels`. */
@@ -136,6 +138,41 @@ export function mapLevels(
   kMin: number,
   kMax: number,
 ): Int32Array {
+  const d = boxes.data;
+  // float32 like torchvision's box_area / detectron2's Boxes.area() on float32 boxes.
+  return levelsBySize(boxes.count, mapping, kMin, kMax, (k) => {
+    const o = 5 * k;
+    const w = fround(fround(d[o + 3]) - fround(d[o + 1]));
+    const h = fround(fround(d[o + 4]) - fround(d[o + 2]));
+    return fround(w * h);
+  });
+}
+
+/**
+ * `mapLevels` for rotated boxes `(b, cx, cy, w, h, angle)`: `s = sqrt(w·h)` (the area does not depend
+ * on the angle; detectron2's `RotatedBoxes.area()`, which its `ROIPooler` uses for
+ * `ROIAlignRotated`), then the same rule, clamp and zero-area case.
+ */
+export function mapRotatedLevels(
+  boxes: RotatedBoxes,
+  mapping: LevelMapping | undefined,
+  kMin: number,
+  kMax: number,
+): Int32Array {
+  const d = boxes.data;
+  return levelsBySize(boxes.count, mapping, kMin, kMax, (k) =>
+    fround(fround(d[6 * k + 3]) * fround(d[6 * k + 4])),
+  );
+}
+
+/** FPN Eq. 1 on `count` boxes whose float32 areas `areaAt(k)` gives (see `mapLevels`). */
+function levelsBySize(
+  count: number,
+  mapping: LevelMapping | undefined,
+  kMin: number,
+  kMax: number,
+  areaAt: (k: number) => number,
+): Int32Array {
   const { rule, s0, l0 } = resolveMapping(mapping);
   if (!Number.isInteger(kMin) || !Number.isInteger(kMax) || kMax < kMin) {
     throw new InvalidInputError(
@@ -144,15 +181,9 @@ export function mapLevels(
       'levels kMin <= kMax',
     );
   }
-  const d = boxes.data;
-  const K = boxes.count;
-  const levels = new Int32Array(K);
-  for (let k = 0; k < K; k++) {
-    const o = 5 * k;
-    // float32 like torchvision's box_area / detectron2's Boxes.area() on float32 boxes.
-    const w = fround(fround(d[o + 3]) - fround(d[o + 1]));
-    const h = fround(fround(d[o + 4]) - fround(d[o + 2]));
-    const s = fround(Math.sqrt(fround(w * h)));
+  const levels = new Int32Array(count);
+  for (let k = 0; k < count; k++) {
+    const s = fround(Math.sqrt(areaAt(k)));
     let t: number;
     if (rule === 'torchvision') {
       t = fround(fround(l0 + fround(Math.log2(fround(s / s0)))) + TORCHVISION_EPS);
@@ -299,32 +330,87 @@ export function multiScaleRoi(
   assertBoxes(boxes, N);
   const levels = mapLevels(boxes, mapping, kMin, kMin + L - 1);
 
-  const K = boxes.count;
   // The ps ops split C into C / (PH·PW) groups: refuse a C that does not split before any work.
   const Cout = op === 'ps_align' || op === 'ps_pool' ? psChannelsOut(C, PH, PW, 'features[0]') : C;
-  const rowSize = Cout * PH * PW;
+  const data = poolPerLevel(boxes.data, 5, levels, kMin, L, Cout * PH * PW, (i, sub) =>
+    KERNELS[op](features[i], sub, { ...p, spatialScale: spatialScale[i] }),
+  );
+  return { output: { data, shape: [boxes.count, Cout, PH, PW], layout }, levels };
+}
+
+/**
+ * Multi-level Rotated RoI Align, as detectron2's `ROIPooler` with `ROIAlignRotated`: each rotated box
+ * `(b, cx, cy, w, h, angle)` goes to its level by `mapRotatedLevels` (`s = sqrt(w·h)`, the same rules
+ * as `mapLevels`) and is pooled by `rotatedRoiAlign` from that level's map at that level's scale; row
+ * `k` of the output is box `k`. Same pyramid checks and grouping by level as `multiScaleRoi`.
+ *
+ * Example: maps P2..P5, a box `(200, 150, 224, 224, 30)` (224×224 turned by 30°) is level 4, pooled
+ * from P4 at `spatialScale` 1/16.
+ *
+ * @param features maps `[N, C, H_i, W_i]`, finest first, same `N` and `C`.
+ * @param spatialScale one per map, `2^-k` for consecutive integers `k`.
+ * @param boxes `[K, 6]` rotated boxes (see `toRotatedBoxes`), image pixels, angle in degrees.
+ * @param params `rotatedRoiAlign`'s without `spatialScale` (`outputSize` = 7, `samplingRatio` = 2,
+ *   `aligned` = true, `clockwise` = false, `outputLayout` = `'NCHW'`).
+ * @param mapping the level rule (default torchvision, `S0` = 224, `L0` = 4; detectron2 uses its rule).
+ * @returns `{ output: [K, C, PH, PW], levels }`.
+ */
+export function multiScaleRotatedRoiAlign(
+  features: readonly FeatureMap[],
+  spatialScale: readonly number[],
+  boxes: RotatedBoxes,
+  params: Omit<RotatedRoiAlignParams, 'spatialScale'>,
+  mapping?: LevelMapping,
+): MultiScalePooled {
+  const p = params ?? {};
+  const [PH, PW] = resolveOutputSize(p.outputSize);
+  const layout = resolveLayout(p.outputLayout);
+  const kMin = checkPyramid(features, spatialScale);
+  const L = features.length;
+  const [N, C] = features[0].shape;
+  // The finest level has the largest scale: boxes whose products stay finite there do everywhere.
+  assertRotatedBoxes(boxes, N, spatialScale[0]);
+  const levels = mapRotatedLevels(boxes, mapping, kMin, kMin + L - 1);
+  const data = poolPerLevel(boxes.data, 6, levels, kMin, L, C * PH * PW, (i, sub) =>
+    rotatedRoiAlign(features[i], sub, { ...p, spatialScale: spatialScale[i] }),
+  );
+  return { output: { data, shape: [boxes.count, C, PH, PW], layout }, levels };
+}
+
+/**
+ * Runs `run(i, subset)` once per map `i` on the rows of `rows` (`cols` values per row) at that level,
+ * and scatters the results (`rowSize` values per box, contiguous in either layout) back into the
+ * rows' order. With no rows at all it still runs map 0 once on the empty subset, so that the
+ * kernel's parameter checks (samplingRatio, mode, ...) refuse a bad request with K = 0 too.
+ */
+function poolPerLevel(
+  rows: Float32Array,
+  cols: number,
+  levels: Int32Array,
+  kMin: number,
+  L: number,
+  rowSize: number,
+  run: (i: number, subset: { data: Float32Array; count: number }) => Pooled,
+): Float32Array {
+  const K = levels.length;
   const out = new Float32Array(K * rowSize);
-  // Counting sort of the rows by level: rows[start[i] .. start[i + 1]) are those of map i, in order.
+  // Counting sort of the rows by level: order[start[i] .. start[i + 1]) are those of map i, in order.
   const start = new Int32Array(L + 1);
   for (let k = 0; k < K; k++) start[levels[k] - kMin + 1]++;
   for (let i = 0; i < L; i++) start[i + 1] += start[i];
-  const rows = new Int32Array(K);
+  const order = new Int32Array(K);
   const fill = start.slice(0, L);
-  for (let k = 0; k < K; k++) rows[fill[levels[k] - kMin]++] = k;
+  for (let k = 0; k < K; k++) order[fill[levels[k] - kMin]++] = k;
 
-  const d = boxes.data;
   for (let i = 0; i < L; i++) {
     const count = start[i + 1] - start[i];
-    // A level with no boxes still runs at K = 0 when no box at all is given, so that the kernel's
-    // parameter checks (samplingRatio, mode, ...) refuse a bad request with K = 0 too.
     if (count === 0 && !(K === 0 && i === 0)) continue;
-    const mine = rows.subarray(start[i], start[i + 1]);
-    const sub = new Float32Array(5 * count);
-    for (let j = 0; j < count; j++) sub.set(d.subarray(5 * mine[j], 5 * mine[j] + 5), 5 * j);
-    const subParams = { ...p, spatialScale: spatialScale[i] };
+    const mine = order.subarray(start[i], start[i + 1]);
+    const sub = new Float32Array(cols * count);
+    for (let j = 0; j < count; j++) sub.set(rows.subarray(cols * mine[j], cols * mine[j] + cols), cols * j);
     let pooled: Pooled;
     try {
-      pooled = KERNELS[op](features[i], { data: sub, count }, subParams);
+      pooled = run(i, { data: sub, count });
     } catch (e) {
       throw renameRow(e, mine, kMin + i);
     }
@@ -332,5 +418,5 @@ export function multiScaleRoi(
       out.set(pooled.data.subarray(j * rowSize, (j + 1) * rowSize), mine[j] * rowSize);
     }
   }
-  return { output: { data: out, shape: [K, Cout, PH, PW], layout }, levels };
+  return out;
 }

@@ -2,13 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import {
   mapLevels,
+  mapRotatedLevels,
   multiScaleRoi,
+  multiScaleRotatedRoiAlign,
   psRoiAlign,
   psRoiPool,
   roiAlign,
   roiPool,
   roiWarp,
+  rotatedRoiAlign,
   toCanonicalBoxes,
+  toRotatedBoxes,
   toLayout,
 } from '../../src/ops/index.js';
 import type { Boxes, FeatureMap, LevelMapping, MultiScaleOp } from '../../src/ops/index.js';
@@ -307,5 +311,90 @@ describe('multiScaleRoi', () => {
         expect((e as Error).message).toMatch(/^boxes\[2\] \(on level 5\) needs an adaptive sampling grid/);
       }
     });
+  });
+});
+
+describe('multi-level Rotated RoI Align', () => {
+  it('mapRotatedLevels: s = sqrt(w·h) whatever the angle, the same rules, clamps and zero size as mapLevels', () => {
+    const sides = [223.9999, 224, 112, 111.9999, 447.9999, 448, 32, 5000, 0];
+    const upright = squares(...sides);
+    for (const angle of [0, 30, -90, 179]) {
+      const rotated = toRotatedBoxes(
+        sides.map((s) => [s / 2, s / 2, s, s, angle]),
+        { batchSize: 1 },
+      );
+      for (const rule of ['torchvision', 'detectron2'] as const) {
+        expect(mapRotatedLevels(rotated, { rule }, 2, 5)).toEqual(mapLevels(upright, { rule }, 2, 5));
+      }
+      expect(Array.from(mapRotatedLevels(rotated, undefined, 2, 5))).toEqual([4, 4, 3, 2, 5, 5, 2, 5, 2]);
+      expect(Array.from(mapRotatedLevels(rotated, { rule: 'detectron2' }, 2, 5))).toEqual([
+        3, 4, 3, 2, 5, 5, 2, 5, 2,
+      ]);
+    }
+  });
+
+  for (const outputLayout of ['NCHW', 'NHWC'] as const) {
+    it(`${outputLayout} out: each row equals rotatedRoiAlign on the box's level (seeded)`, () => {
+      const rand = mulberry32(outputLayout === 'NCHW' ? 41 : 43);
+      for (let trial = 0; trial < 4; trial++) {
+        const N = randInt(rand, 1, 2);
+        const C = randInt(rand, 1, 5);
+        const imgH = randInt(rand, 100, 600);
+        const imgW = randInt(rand, 100, 600);
+        const layouts = [0, 1, 2, 3].map((): 'NCHW' | 'NHWC' => (rand() < 0.5 ? 'NCHW' : 'NHWC'));
+        const { features, scales } = pyramid(rand, N, C, imgH, imgW, layouts);
+        const K = randInt(rand, 0, 20);
+        const rows: number[][] = [];
+        for (let k = 0; k < K; k++) {
+          const side = [0, 20, 80, 150, 223.9999, 224, 300, 500, 900][randInt(rand, 0, 8)];
+          const a = 2 ** (rand() * 2 - 1);
+          rows.push([
+            randInt(rand, 0, N - 1),
+            (rand() * 1.2 - 0.1) * imgW,
+            (rand() * 1.2 - 0.1) * imgH,
+            side * a,
+            side / a,
+            rand() * 360 - 180,
+          ]);
+        }
+        const boxes = toRotatedBoxes(rows, { batchSize: N });
+        const rule = rand() < 0.5 ? 'torchvision' : 'detectron2';
+        const p = {
+          outputSize: [randInt(rand, 1, 4), randInt(rand, 1, 4)] as [number, number],
+          samplingRatio: randInt(rand, 0, 3),
+          aligned: rand() < 0.5,
+          clockwise: rand() < 0.5,
+          outputLayout,
+        };
+        const { output, levels } = multiScaleRotatedRoiAlign(features, scales, boxes, p, { rule });
+        const [PH, PW] = p.outputSize;
+        expect(output.shape).toEqual([K, C, PH, PW]);
+        expect(output.layout).toBe(outputLayout);
+        expect(levels).toEqual(mapRotatedLevels(boxes, { rule }, 2, 5));
+        const rowSize = C * PH * PW;
+        for (let k = 0; k < K; k++) {
+          const i = levels[k] - 2;
+          const one = { data: boxes.data.slice(6 * k, 6 * k + 6), count: 1 };
+          const want = rotatedRoiAlign(features[i], one, { ...p, spatialScale: scales[i] });
+          expect(output.data.slice(k * rowSize, (k + 1) * rowSize)).toEqual(want.data);
+        }
+      }
+    });
+  }
+
+  it('validation names the field: boxes, the pyramid, the kernel parameters', () => {
+    const { features, scales } = pyramid(mulberry32(2), 1, 2, 128, 128);
+    const good = toRotatedBoxes([[50, 50, 100, 40, 30]], { batchSize: 1 });
+    const bad = { data: new Float32Array([0, 50, 50, 100, 40, 30, 0, 50, 50, -1, 40, 0]), count: 2 };
+    expect(fieldOf(() => multiScaleRotatedRoiAlign(features, scales, bad, {}))).toBe('boxes[1][3]');
+    expect(fieldOf(() => multiScaleRotatedRoiAlign(features, [0.25, 0.1, 0.0625, 0.03125], good, {}))).toBe(
+      'spatialScale[1]',
+    );
+    expect(fieldOf(() => multiScaleRotatedRoiAlign(features, scales, good, { clockwise: 1 as never }))).toBe(
+      'clockwise',
+    );
+    const none = { data: new Float32Array(0), count: 0 };
+    const empty = multiScaleRotatedRoiAlign(features, scales, none, { outputSize: 3 });
+    expect(empty.output.shape).toEqual([0, 2, 3, 3]);
   });
 });
