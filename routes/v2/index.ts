@@ -32,7 +32,8 @@ import {
   parseInferenceRequest,
   wantsBinary,
 } from '../../src/oip/codec.js';
-import { MODEL_VERSION, MODELS, npyParts, roiTask, type RoiModel } from '../../src/oip/models.js';
+import { answerOptionsOf, sendAnswer } from '../../src/http/answers.js';
+import { backboneInput, MODEL_VERSION, MODELS, npyParts, roiTask, type Model } from '../../src/oip/models.js';
 import { limitsFrom } from '../../src/request.js';
 
 /** `Content-Type` of every JSON answer and error, exactly (no charset: KServe's client compares it). */
@@ -152,7 +153,7 @@ const INFER_EXAMPLE = {
 /**
  * The model a URL names, or a 404: an unknown model, or a version other than `1`.
  */
-function resolveModel(request: FastifyRequest): RoiModel {
+function resolveModel(request: FastifyRequest): Model {
   const { model, version } = request.params as { model: string; version?: string };
   const found = MODELS.get(model);
   if (found === undefined) {
@@ -225,6 +226,7 @@ export interface V2Options {
 
 const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
   const limits = limitsFrom(app.config);
+  const answerOptions = answerOptionsOf(app);
   useBinaryBodies(app);
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -435,32 +437,43 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
               );
             }
           }
-          const task = roiTask(infer, model, limits);
-          const out = await app.work.roiEncoded(task, 'npy', 'base64', {
-            slot: slotOf(request),
-            signal: clientGoneSignal(reply.raw),
-          });
-          recordTimings(request, app.metrics, out.timings);
-          for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
-          const pooled = npyParts(out.body);
+          const options = { slot: slotOf(request), signal: clientGoneSignal(reply.raw) };
+          let npy: Buffer;
+          if (model.kind === 'backbone') {
+            const { image, maxSide } = backboneInput(infer, model, limits);
+            const out = await app.work.features(image, 'npy', maxSide, options);
+            recordTimings(request, app.metrics, out.timings);
+            npy = out.body;
+          } else {
+            const task = roiTask(infer, model, limits);
+            const out = await app.work.roiEncoded(task, 'npy', 'base64', options);
+            recordTimings(request, app.metrics, out.timings);
+            for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
+            npy = out.body;
+          }
+          // The worker's `.npy`: its data are the output tensor's bytes as they are (bit for bit /v1's).
+          const tensor = npyParts(npy);
+          const name = model.outputs[0].name;
           const encoded = encodeInferenceResponse(
             { model_name: model.name, model_version: MODEL_VERSION, id: infer.id },
             [
               {
-                name: 'pooled',
+                name,
                 datatype: 'FP32',
-                shape: pooled.shape,
-                bytes: pooled.data,
-                binary: wantsBinary(infer, 'pooled'),
+                shape: tensor.shape,
+                bytes: tensor.data,
+                binary: wantsBinary(infer, name),
               },
             ],
           );
-          if (encoded.jsonLength === undefined)
-            return reply.header('content-type', OIP_JSON).send(encoded.body);
-          return reply
-            .header('content-type', 'application/octet-stream')
-            .header('Inference-Header-Content-Length', String(encoded.jsonLength))
-            .send(encoded.body);
+          if (encoded.jsonLength === undefined) reply.header('content-type', OIP_JSON);
+          else {
+            reply
+              .header('content-type', 'application/octet-stream')
+              .header('Inference-Header-Content-Length', String(encoded.jsonLength));
+          }
+          // In chunks with back-pressure, counted against MAX_RESPONSE_BYTES_IN_FLIGHT, as /v1's answers.
+          return sendAnswer(reply, encoded.body, answerOptions);
         },
       );
     }

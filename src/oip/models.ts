@@ -27,11 +27,22 @@ export interface TensorMetadata {
 
 /** An RoI model: one of the `/v1/roi` operators. */
 export interface RoiModel {
+  kind: 'roi';
   name: string;
   op: RoiOp;
   inputs: TensorMetadata[];
   outputs: TensorMetadata[];
 }
+
+/** The `backbone` model: an encoded image in, its feature map out (`POST /v1/features`). */
+export interface BackboneModel {
+  kind: 'backbone';
+  name: string;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+}
+
+export type Model = RoiModel | BackboneModel;
 
 /** The only version of every model. */
 export const MODEL_VERSION = '1';
@@ -44,16 +55,30 @@ const ROI_INPUTS: TensorMetadata[] = [
 ];
 const POOLED: TensorMetadata[] = [{ name: 'pooled', datatype: 'FP32', shape: [-1, -1, -1, -1] }];
 
+const BACKBONE: BackboneModel = {
+  kind: 'backbone',
+  name: 'backbone',
+  inputs: [{ name: 'image', datatype: 'BYTES', shape: [1] }],
+  outputs: [{ name: 'features', datatype: 'FP32', shape: [1, -1, -1, -1] }],
+};
+
 /** The models by name. */
-export const MODELS: ReadonlyMap<string, RoiModel> = new Map(
-  (
+export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
+  ...(
     [
       ['roi_align', 'align'],
       ['roi_pool', 'pool'],
       ['roi_warp', 'warp'],
     ] as const
-  ).map(([name, op]) => [name, { name, op, inputs: ROI_INPUTS, outputs: POOLED }]),
-);
+  ).map(([name, op]): [string, Model] => [
+    name,
+    { kind: 'roi', name, op, inputs: ROI_INPUTS, outputs: POOLED },
+  ]),
+  ['backbone', BACKBONE],
+]);
+
+/** The request parameters the backbone model reads. */
+export const BACKBONE_PARAMETERS = ['max_side', 'binary_data_output'] as const;
 
 /** The request parameters a RoI model reads (besides the binary extension's `binary_data_output`). */
 export const ROI_PARAMETERS = [
@@ -92,7 +117,7 @@ function intParameter(
 }
 
 /** The inputs by name, refusing names the model does not have. */
-function inputsByName(request: InferenceRequest, model: RoiModel): Map<string, RequestInput> {
+function inputsByName(request: InferenceRequest, model: Model): Map<string, RequestInput> {
   const known = new Set(model.inputs.map((i) => i.name));
   const out = new Map<string, RequestInput>();
   for (const input of request.inputs) {
@@ -174,15 +199,7 @@ function featureShape(features: RequestInput): [number, number, number, number] 
  */
 export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiLimits): RoiTask {
   const p = request.parameters;
-  for (const key of Object.keys(p)) {
-    if (!(ROI_PARAMETERS as readonly string[]).includes(key)) {
-      throw bad(
-        `model ${model.name} has no parameter "${key}"`,
-        `parameters.${key}`,
-        `parameters among ${ROI_PARAMETERS.join(', ')}`,
-      );
-    }
-  }
+  checkParameterNames(p, model, ROI_PARAMETERS);
   const inputs = inputsByName(request, model);
   const features = inputs.get('features');
   const image = inputs.get('image');
@@ -301,7 +318,34 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
     };
   }
 
-  const img = image as RequestInput;
+  const bytes = imageBytes(image as RequestInput);
+  const maxSide = resolveMaxSide(intParameter(p, 'max_side', undefined, { min: 1 }), limits.maxImageSide);
+  const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: 1, field: 'rois' });
+  return {
+    image: bytes,
+    features: undefined,
+    boxes,
+    params: { ...common, spatialScale: undefined, imageSize: undefined, maxSide: maxSide.maxSide },
+    includeImage: false,
+    warnings: [...maxSide.warnings],
+  };
+}
+
+/** Refuses request parameters the model does not read (a typo would otherwise be ignored silently). */
+function checkParameterNames(p: Record<string, unknown>, model: Model, known: readonly string[]): void {
+  for (const key of Object.keys(p)) {
+    if (!known.includes(key)) {
+      throw bad(
+        `model ${model.name} has no parameter "${key}"`,
+        `parameters.${key}`,
+        `parameters among ${known.join(', ')}`,
+      );
+    }
+  }
+}
+
+/** The one encoded image of an `image` BYTES `[1]` input. */
+function imageBytes(img: RequestInput): Uint8Array {
   if (img.shape.length !== 1 || img.shape[0] !== 1) {
     throw bad(
       `input "image" has shape [${img.shape.join(', ')}]; one image per request`,
@@ -312,17 +356,26 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
   const [bytes] = bytesValues(img);
   if (bytes.length === 0)
     throw bad('input "image" is empty', 'image', 'an encoded image (PNG, JPEG, WebP, …)');
-  const maxSideParam = intParameter(p, 'max_side', undefined, { min: 1 });
-  const maxSide = resolveMaxSide(maxSideParam, limits.maxImageSide);
-  const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: 1, field: 'rois' });
-  return {
-    image: new Uint8Array(bytes),
-    features: undefined,
-    boxes,
-    params: { ...common, spatialScale: undefined, imageSize: undefined, maxSide: maxSide.maxSide },
-    includeImage: false,
-    warnings: [...maxSide.warnings],
-  };
+  // A copy of its own: the bytes are a view into the body, and a whole buffer moves to the worker.
+  return new Uint8Array(bytes);
+}
+
+/**
+ * The input of a `backbone` inference: the image, and the side it is shrunk to (`max_side` capped by
+ * `MAX_IMAGE_SIDE`, as `POST /v1/features` does).
+ *
+ * @throws InvalidInputError naming the input or parameter
+ */
+export function backboneInput(
+  request: InferenceRequest,
+  model: BackboneModel,
+  limits: RoiLimits,
+): { image: Uint8Array; maxSide: number | undefined } {
+  checkParameterNames(request.parameters, model, BACKBONE_PARAMETERS);
+  const image = inputsByName(request, model).get('image');
+  if (image === undefined) throw bad('missing input "image"', 'image', 'image BYTES [1]: an encoded image');
+  const side = intParameter(request.parameters, 'max_side', undefined, { min: 1 });
+  return { image: imageBytes(image), maxSide: resolveMaxSide(side, limits.maxImageSide).maxSide };
 }
 
 /**

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../../src/server.js';
-import { featuresField, randomMap, tensorData, testConfig } from '../helpers.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from '../helpers.js';
 
 let app: FastifyInstance;
 let port: number;
@@ -461,5 +461,91 @@ describe('API_KEY on /v2', () => {
     } finally {
       await keyed.close();
     }
+  });
+});
+
+describe('image input (BYTES, run through the backbone) and the backbone model', () => {
+  /** A BYTES tensor of one element in binary form: 4-byte little-endian length, then the bytes. */
+  function bytesElement(bytes: Buffer): Buffer {
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(bytes.length);
+    return Buffer.concat([length, bytes]);
+  }
+
+  it('roi_align on an image equals POST /v1/roi on the same image, bit for bit', async () => {
+    const png = await testPng(80, 48);
+    const image = bytesElement(png);
+    const rois = f32([0, 4, 4, 60, 40, 0, 10.5, 2, 30, 20]);
+    const head = Buffer.from(
+      `{"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":${image.length}}},` +
+        `{"name":"rois","shape":[2,5],"datatype":"FP32","parameters":{"binary_data_size":${rois.length}}}],` +
+        `"parameters":{"output_size":3,"binary_data_output":true}}`,
+    );
+    const r = await send('POST', '/v2/models/roi_align/infer', Buffer.concat([head, image, rois]), {
+      'Inference-Header-Content-Length': String(head.length),
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const length = Number(r.headers['inference-header-content-length']);
+    const header = JSON.parse(r.body.subarray(0, length).toString());
+    expect(header.outputs[0].shape).toEqual([2, app.readiness.backbone?.outputChannels, 3, 3]);
+    const expected = await v1(
+      {
+        image: png.toString('base64'),
+        boxes: [
+          [0, 4, 4, 60, 40],
+          [0, 10.5, 2, 30, 20],
+        ],
+        outputSize: 3,
+      },
+      'align',
+    );
+    expect(r.body.subarray(length).equals(f32(expected))).toBe(true);
+  });
+
+  it('backbone: image in, features FP32 [1, C, H, W] out, equal to POST /v1/features', async () => {
+    const png = await testPng(64, 64);
+    // BYTES in JSON is a string per element: base64 text is not the image, so the image goes binary.
+    const image = bytesElement(png);
+    const head = Buffer.from(
+      `{"id":"bb","inputs":[{"name":"image","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":${image.length}}}],` +
+        `"outputs":[{"name":"features","parameters":{"binary_data":true}}]}`,
+    );
+    const r = await send('POST', '/v2/models/backbone/infer', Buffer.concat([head, image]), {
+      'Content-Type': 'application/octet-stream',
+      'Inference-Header-Content-Length': String(head.length),
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const length = Number(r.headers['inference-header-content-length']);
+    const header = JSON.parse(r.body.subarray(0, length).toString());
+    expect(header).toMatchObject({ model_name: 'backbone', model_version: '1', id: 'bb' });
+    const v1r = await send(
+      'POST',
+      '/v1/features',
+      Buffer.from(JSON.stringify({ image: png.toString('base64') })),
+      {
+        'Content-Type': 'application/json',
+      },
+    );
+    const v1Body = json(v1r);
+    expect(header.outputs[0]).toMatchObject({
+      name: 'features',
+      datatype: 'FP32',
+      shape: v1Body.features.shape,
+    });
+    expect(Float32Array.from(new Float32Array(new Uint8Array(r.body.subarray(length)).buffer))).toEqual(
+      tensorData(v1Body.features),
+    );
+  });
+
+  it('an image that is not one is a 4xx {"error"}, not a 500', async () => {
+    const image = bytesElement(Buffer.from('not an image'));
+    const head = Buffer.from(
+      `{"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":${image.length}}}]}`,
+    );
+    const r = await send('POST', '/v2/models/backbone/infer', Buffer.concat([head, image]), {
+      'Inference-Header-Content-Length': String(head.length),
+    });
+    expect([400, 415]).toContain(r.status);
+    expect(Object.keys(json(r))).toEqual(['error']);
   });
 });
