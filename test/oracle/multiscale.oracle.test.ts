@@ -12,7 +12,8 @@
  * torchvision's `MultiScaleRoIAlign` calls `roi_align` with `aligned=False`, so ours runs with
  * `aligned: false`. Tolerance 1e-5 (values in [-2, 2]); the levels exactly equal, torchvision's
  * `LevelMapper` for the default rule and detectron2's `assign_boxes_to_levels` (transcribed in the
- * script, detectron2 is not packaged) for `rule: 'detectron2'`.
+ * script, detectron2 is not packaged) for `rule: 'detectron2'`, also on a sweep of 20000 boxes within
+ * 3e-6 of a level boundary (where the float32 rounding of every step decides).
  *
  * torchvision missing: the test FAILS under CI (`CI` set) and is skipped locally with a message.
  */
@@ -82,8 +83,11 @@ function fromB64(s: string): Float32Array {
   return out;
 }
 
-/** Runs all cases through torchvision in one Python process. */
-function torchvision(cases: Case[]): { version: string; results: Result[] } {
+/** Runs all cases (and the level sweep's boxes, `[M, 4]`) through torchvision in one Python process. */
+function torchvision(
+  cases: Case[],
+  sweep: Float32Array,
+): { version: string; results: Result[]; sweep: { torchvision: number[]; detectron2: number[] } } {
   const dir = mkdtempSync(join(tmpdir(), 'roiserve-multiscale-oracle-'));
   try {
     const inFile = join(dir, 'cases.json');
@@ -94,15 +98,17 @@ function torchvision(cases: Case[]): { version: string; results: Result[] } {
       boxes: b64(c.boxes),
       aligns: c.aligns.map((a) => ({ ...a, boxes: b64(a.boxes) })),
     }));
-    writeFileSync(inFile, JSON.stringify(wire));
+    writeFileSync(inFile, JSON.stringify({ cases: wire, sweep: b64(sweep) }));
     const r = spawnSync(PYTHON, [SCRIPT, inFile, outFile], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`torchvision_multiscale.py failed (${r.status}): ${r.stderr}`);
     const res = JSON.parse(readFileSync(outFile, 'utf8')) as {
       torchvision: string;
       results: (Omit<Result, 'multiscale' | 'aligns'> & { multiscale: string; aligns: string[] })[];
+      sweep: { torchvision: number[]; detectron2: number[] };
     };
     return {
       version: res.torchvision,
+      sweep: res.sweep,
       results: res.results.map((x) => ({
         ...x,
         multiscale: fromB64(x.multiscale),
@@ -174,6 +180,23 @@ function randomCase(rand: () => number, opts: { N?: number; K?: number } = {}): 
   return { imageSize: [imgH, imgW], levels, boxes, outputSize: [PH, PW], samplingRatio, aligns };
 }
 
+/**
+ * `M` boxes `(x1, y1, x2, y2)` whose size is within ±3e-6 (relative) of a level boundary
+ * `224 · 2^j`, j = -4..3, half of them squares, half with aspect ratios up to 4, anywhere in
+ * [-500, 1500]: where the float32 rounding of each step decides the level.
+ */
+function boundarySweep(rand: () => number, M: number): Float32Array {
+  const out = new Float32Array(4 * M);
+  for (let m = 0; m < M; m++) {
+    const s = 224 * 2 ** randInt(rand, -4, 3) * (1 + (rand() * 2 - 1) * 3e-6);
+    const a = m % 2 === 0 ? 1 : 2 ** (rand() * 4 - 2);
+    const x1 = rand() * 2000 - 500;
+    const y1 = rand() * 2000 - 500;
+    out.set([x1, y1, x1 + s * Math.sqrt(a), y1 + s / Math.sqrt(a)], 4 * m);
+  }
+  return out;
+}
+
 function maps(c: Case, rand: () => number): FeatureMap[] {
   return c.levels.map((l) =>
     toLayout({ data: l.features, shape: l.shape, layout: 'NCHW' }, rand() < 0.5 ? 'NCHW' : 'NHWC'),
@@ -184,7 +207,8 @@ describe.skipIf(!haveTorchvision)('multi-level pooling vs torchvision MultiScale
   const rand = mulberry32(0x5eed13);
   const cases: Case[] = [randomCase(rand, { N: 2, K: 0 }), randomCase(rand, { N: 1, K: 0 })];
   for (let i = 0; i < 14; i++) cases.push(randomCase(rand, { N: i % 3 === 0 ? 2 : undefined }));
-  const { version, results } = torchvision(cases);
+  const sweep = boundarySweep(mulberry32(0xb0a7d), 20000);
+  const { version, results, sweep: sweepLevels } = torchvision(cases, sweep);
 
   it('runs torchvision 0.14', () => {
     expect(version).toMatch(/^0\.14\./);
@@ -211,6 +235,18 @@ describe.skipIf(!haveTorchvision)('multi-level pooling vs torchvision MultiScale
         results[i].levelsDetectron2,
       );
     });
+  });
+
+  it('levels of 20000 boxes within 3e-6 of a level boundary: exactly LevelMapper and detectron2 (k 0..9)', () => {
+    const M = sweep.length / 4;
+    const data = new Float32Array(5 * M);
+    for (let m = 0; m < M; m++) data.set(sweep.subarray(4 * m, 4 * m + 4), 5 * m + 1);
+    const boxes = { data, count: M };
+    expect(Array.from(mapLevels(boxes, { rule: 'torchvision' }, 0, 9))).toEqual(sweepLevels.torchvision);
+    expect(Array.from(mapLevels(boxes, { rule: 'detectron2' }, 0, 9))).toEqual(sweepLevels.detectron2);
+    // the sweep does reach the boundaries: the two rules part on many of its boxes
+    const parted = sweepLevels.torchvision.filter((l, m) => l !== sweepLevels.detectron2[m]).length;
+    expect(parted).toBeGreaterThan(M / 50);
   });
 
   it("multiScaleRoi('align', aligned: false) equals MultiScaleRoIAlign within 1e-5, levels exactly", () => {

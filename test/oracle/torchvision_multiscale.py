@@ -1,6 +1,7 @@
 """torchvision oracle for test/oracle/multiscale.oracle.test.ts (run with Debian's /usr/bin/python3).
 
-Reads a JSON list of cases from argv[1]. Each case has `imageSize` [H, W], `levels` (a list of
+Reads from argv[1] a JSON object {`cases`, `sweep`}. `sweep` is base64 float32 [M, 4] boxes whose levels
+only are wanted (LevelMapper with k_min 0, k_max 9, and detectron2's rule). Each case has `imageSize` [H, W], `levels` (a list of
 {`shape` [N, C, H, W], `features`: base64 of little-endian float32 NCHW}, finest first), `boxes`
 (base64 float32 [K, 5], rows grouped by image: all of image 0, then image 1, ...), `outputSize`
 [PH, PW], `samplingRatio`, and `aligns`: a list of plain roi_align runs {`level`, `boxes`,
@@ -12,7 +13,8 @@ and, per case:
 - `levelsDetectron2`: detectron2's assign_boxes_to_levels on the same boxes (detectron2 is not
   packaged in Debian, so its two lines are transcribed here from detectron2/modeling/poolers.py),
   with detectron2's defaults canonical_box_size 224, canonical_level 4 and the same k_min, k_max;
-- `aligns`: torchvision.ops.roi_align's output for each plain run.
+- `aligns`: torchvision.ops.roi_align's output for each plain run;
+and `sweep`: {`torchvision`, `detectron2`}, the levels of the sweep's boxes.
 """
 import base64
 import json
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 import torchvision
 from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops.poolers import LevelMapper
 
 
 def f32(b64, shape):
@@ -45,7 +48,14 @@ def detectron2_levels(boxes, min_level, max_level, canonical_box_size=224, canon
 def main():
     torch.set_num_threads(1)
     with open(sys.argv[1]) as f:
-        cases = json.load(f)
+        request = json.load(f)
+    cases = request["cases"]
+    sweep_boxes = f32(request["sweep"], (-1, 4))
+    with torch.no_grad():
+        sweep = {
+            "torchvision": LevelMapper(0, 9)([sweep_boxes]).tolist(),
+            "detectron2": detectron2_levels(sweep_boxes, 0, 9).tolist(),
+        }
     results = []
     for c in cases:
         maps = [f32(lv["features"], lv["shape"]) for lv in c["levels"]]
@@ -84,7 +94,10 @@ def main():
             }
         )
     with open(sys.argv[2], "w") as f:
-        json.dump({"torchvision": torchvision.__version__, "torch": torch.__version__, "results": results}, f)
+        json.dump(
+            {"torchvision": torchvision.__version__, "torch": torch.__version__, "results": results, "sweep": sweep},
+            f,
+        )
 
 
 if __name__ == "__main__":
