@@ -21,6 +21,7 @@ import {
 } from '../src/request.js';
 import {
   checkArrayEncoding,
+  checkNpyDtype,
   NPY_CONTENT_TYPE,
   roiResponseSchema,
   SAFETENSORS_CONTENT_TYPE,
@@ -80,7 +81,11 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
           description: 'the outputs; JSON by default, `.npy` or safetensors on request',
           content: {
             'application/json': { schema: roiResponseSchema },
-            [NPY_CONTENT_TYPE]: { schema: binary.describe('.npy of [K, C, PH, PW] float32 (format=npy)') },
+            [NPY_CONTENT_TYPE]: {
+              schema: binary.describe(
+                '.npy of [K, C, PH, PW] float32, or float16 with dtype=float16 (format=npy)',
+              ),
+            },
             [SAFETENSORS_CONTENT_TYPE]: {
               schema: binary.describe('safetensors with a tensor per op and the parameters in its metadata'),
             },
@@ -102,6 +107,8 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
           'exactly one op with format "npy" (or format "safetensors" / "json" for several)',
         );
       }
+      // Before any work: bfloat16 has no .npy form (the worker's encoder refuses it too).
+      checkNpyDtype(body.format, body.dtype);
       const task = prepareRoi(body, limits, false, binaryPartsOf(request));
       if (body.format === 'json' && body.encoding === 'array') {
         // Refuse early when the channel count is known (features, or a loaded backbone).
@@ -118,10 +125,13 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       // The worker runs the operators and encodes the body; this thread only sends it.
       // Cancelled (queued: dropped; running: stopped at the next box) if the client goes away.
       const signal = clientGoneSignal(reply.raw);
-      const out = await app.work.roiEncoded(task, body.format, body.encoding, {
-        slot: slotOf(request),
-        signal,
-      });
+      const out = await app.work.roiEncoded(
+        task,
+        body.format,
+        body.encoding,
+        { slot: slotOf(request), signal },
+        body.dtype,
+      );
       recordTimings(request, app.metrics, out.timings);
       for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
       reply.type(out.contentType);

@@ -16,6 +16,7 @@ import type { RoiResult } from './pipeline.js';
 import { RetireBoard, type RetireReason } from './recycle.js';
 import { limitsFrom, type RoiLimits, type RoiOp, type RoiTask } from './request.js';
 import type { EncodedBody } from './responses.js';
+import type { OutputDtype } from './tensors/float16.js';
 import type { RoiWarning } from './warnings.js';
 
 /** Data every worker starts with (`Piscina.workerData`). */
@@ -41,6 +42,8 @@ export type WorkerTask =
       task: RoiTask;
       format: 'json' | 'npy' | 'safetensors';
       encoding: 'base64' | 'array';
+      /** Element type of the outputs (`src/tensors/float16.ts`); float32 when absent. */
+      dtype?: OutputDtype;
     }
   | { kind: 'diff'; task: RoiTask; options: DiffOptions }
   | { kind: 'features'; image: Uint8Array | string; format: 'json' | 'npy'; maxSide?: number }
@@ -424,9 +427,10 @@ export class WorkPool {
     format: 'json' | 'npy' | 'safetensors',
     encoding: 'base64' | 'array',
     options: RunOptions = {},
+    dtype: OutputDtype = 'float32',
   ): Promise<EncodedWork & { boxCount: number; ops: RoiOp[]; warnings: RoiWarning[] }> {
     const out = (await this.#run(
-      { kind: 'roiEncoded', task, format, encoding },
+      { kind: 'roiEncoded', task, format, encoding, dtype },
       taskTransfers(task),
       options,
     )) as EncodedWork & {

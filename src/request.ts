@@ -14,6 +14,7 @@ import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
 import { assertFiniteFeatures, BOX_FORMATS, toCanonicalBoxes, type BoxFormat } from './ops/index.js';
 import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeFloat32Base64 } from './tensors/base64.js';
+import { OUTPUT_DTYPES } from './tensors/float16.js';
 import { size, type RoiWarning } from './warnings.js';
 import { boxesInPixels, checkRoiWork, featureMapFrame } from './work_budget.js';
 
@@ -141,6 +142,14 @@ export const roiBodySchema = z
       .enum(['base64', 'array'])
       .default('base64')
       .describe('how JSON carries tensors: base64 float32, or flat number arrays (only up to 1 M values)'),
+    dtype: z
+      .enum(OUTPUT_DTYPES)
+      .default('float32')
+      .describe(
+        'element type of the outputs in every format: float32; float16 (half the bytes; .npy <f2, ' +
+          'safetensors F16) or bfloat16 (safetensors BF16, JSON; not npy, numpy has no bfloat16), rounded ' +
+          'to nearest, ties to even; float16 beyond ±65504 becomes ±Infinity with a dtype-overflow warning',
+      ),
   })
   .meta({ id: 'RoiRequest', description: 'the input of POST /v1/roi' });
 export type RoiBody = z.output<typeof roiBodySchema>;

@@ -9,9 +9,18 @@ import { BOX_FORMATS, type Boxes, type Pooled } from './ops/index.js';
 import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
 import { ROI_OPS, type RoiOp } from './request.js';
 import { encodeFloat32Base64 } from './tensors/base64.js';
+import {
+  bfloat16BitsToFloat32,
+  float16BitsToFloat32,
+  FLOAT16_MAX,
+  OUTPUT_DTYPES,
+  toHalfBits,
+  uint16LittleEndianBytes,
+  type OutputDtype,
+} from './tensors/float16.js';
 import { writeNpy } from './tensors/npy.js';
-import { writeSafetensors, type NamedTensor } from './tensors/safetensors.js';
-import { warningsSchema } from './warnings.js';
+import { writeSafetensors, type WritableTensor } from './tensors/safetensors.js';
+import { warningsSchema, type RoiWarning } from './warnings.js';
 
 /** Most values `encoding: "array"` may return (JSON numbers are ~10× larger than base64 float32). */
 export const MAX_ARRAY_VALUES = 1_000_000;
@@ -19,15 +28,18 @@ export const MAX_ARRAY_VALUES = 1_000_000;
 export const tensorSchema = z
   .object({
     shape: z.array(z.number().int()).describe('logical shape, e.g. [K, C, PH, PW]'),
-    dtype: z.literal('float32'),
+    dtype: z
+      .enum(OUTPUT_DTYPES)
+      .describe("the element type of `data`: the request's `dtype` (float32 unless asked otherwise)"),
     data: z
       .union([z.string(), z.array(z.number())])
       .describe(
-        'base64 of little-endian float32 values in row-major (NCHW) order, or (encoding "array") a flat ' +
-          'number array: -0 is written -0; an output that is ±Infinity or NaN is refused (400, field encoding)',
+        'base64 of the little-endian values (4 bytes each for float32, 2 for float16 / bfloat16) in ' +
+          'row-major (NCHW) order, or (encoding "array") a flat number array of the values after rounding ' +
+          'to `dtype`: -0 is written -0; an output that is ±Infinity or NaN is refused (400, field encoding)',
       ),
   })
-  .meta({ id: 'Tensor', description: 'a float32 tensor' });
+  .meta({ id: 'Tensor', description: 'a float32, float16 or bfloat16 tensor' });
 export type TensorJson = z.output<typeof tensorSchema>;
 
 export const imageInfoSchema = z
@@ -121,7 +133,9 @@ export const roiParamsSchema = z.object({
 
 export const roiResponseSchema = z
   .object({
-    params: roiParamsSchema.describe('the parameters used, defaults filled in'),
+    params: roiParamsSchema
+      .extend({ dtype: z.enum(OUTPUT_DTYPES) })
+      .describe('the parameters used, defaults filled in'),
     image: imageInfoSchema.nullable().describe('null for features input'),
     featureMap: featureMapInfoSchema,
     boxes: z
@@ -230,23 +244,83 @@ export function pooledOutputs(result: RoiResult): [RoiOp, Pooled][] {
   });
 }
 
+/** An output in its wire type: float32 values, or float16 / bfloat16 bit patterns. */
+type WireTensor =
+  { dtype: 'float32'; data: Float32Array } | { dtype: 'float16' | 'bfloat16'; data: Uint16Array };
+
 /**
- * One safetensors file: a tensor per op (`pool`, `align`, `warp`: `[K, C, PH, PW]` F32) and, in
- * `__metadata__`, JSON text of `params`, `boxes`, `image`, `featureMap`, `warnings` (as in the JSON response).
+ * The outputs of `result` in op order, converted to `dtype` (round to nearest, ties to even: see
+ * `src/tensors/float16.ts`), with a `dtype-overflow` warning per output where finite values became
+ * ±Infinity (float16 past ±65504; bfloat16 only within half a step of float32's largest).
  */
-export function roiSafetensors(result: RoiResult): Buffer {
-  const tensors: Record<string, NamedTensor> = {};
-  for (const [op, pooled] of pooledOutputs(result))
-    tensors[op] = { shape: [...pooled.shape], data: pooled.data };
+function wireOutputs(
+  result: RoiResult,
+  dtype: OutputDtype,
+): { outputs: [RoiOp, Pooled, WireTensor][]; warnings: RoiWarning[] } {
+  const warnings: RoiWarning[] = [];
+  const outputs = pooledOutputs(result).map(([op, pooled]): [RoiOp, Pooled, WireTensor] => {
+    if (dtype === 'float32') return [op, pooled, { dtype, data: pooled.data }];
+    const { bits, overflow } = toHalfBits(pooled.data, dtype);
+    if (overflow > 0) {
+      const range = dtype === 'float16' ? `float16's range (±${FLOAT16_MAX})` : "bfloat16's range";
+      warnings.push({
+        code: 'dtype-overflow',
+        field: 'dtype',
+        message:
+          `${overflow} finite value${overflow === 1 ? '' : 's'} of outputs.${op} lie beyond ${range} and ` +
+          `were sent as ±Infinity; use dtype "float32"` +
+          (dtype === 'float16' ? ' (or "bfloat16", which has float32\'s range)' : ''),
+      });
+    }
+    return [op, pooled, { dtype, data: bits }];
+  });
+  return { outputs, warnings };
+}
+
+/**
+ * One safetensors file: a tensor per op (`pool`, `align`, `warp`: `[K, C, PH, PW]`, `F32`, `F16` or
+ * `BF16` as `dtype` says) and, in `__metadata__`, JSON text of `params`, `boxes`, `image`,
+ * `featureMap`, `warnings` (as in the JSON response).
+ */
+export function roiSafetensors(result: RoiResult, dtype: OutputDtype = 'float32'): Buffer {
+  return roiSafetensorsOf(result, wireOutputs(result, dtype), dtype);
+}
+
+function roiSafetensorsOf(
+  result: RoiResult,
+  wire: ReturnType<typeof wireOutputs>,
+  dtype: OutputDtype,
+): Buffer {
+  const tensors: Record<string, WritableTensor> = {};
+  for (const [op, pooled, t] of wire.outputs) {
+    const shape = [...pooled.shape];
+    tensors[op] = t.dtype === 'float32' ? { shape, data: t.data } : { shape, data: t.data, dtype: t.dtype };
+  }
   const metadata: Record<string, string> = {
     format: 'roiserve',
-    params: JSON.stringify(echoedParams(result, 'safetensors', 'base64')),
+    params: JSON.stringify({ ...echoedParams(result, 'safetensors', 'base64'), dtype }),
     boxes: JSON.stringify(boxRows(result.boxes)),
     image: JSON.stringify(result.image satisfies ImageInfo | null),
     featureMap: JSON.stringify(result.featureMap satisfies FeatureMapInfo),
-    warnings: JSON.stringify(result.warnings),
+    warnings: JSON.stringify([...result.warnings, ...wire.warnings]),
   };
   return writeSafetensors(tensors, metadata);
+}
+
+/**
+ * Refuses `dtype: "bfloat16"` with `format: "npy"`: numpy has no bfloat16 dtype, so no `.npy` header
+ * could name one that `numpy.load` reads (ml_dtypes' bfloat16 saves as an opaque `<V2`).
+ *
+ * @throws InvalidInputError (field `dtype`)
+ */
+export function checkNpyDtype(format: 'json' | 'npy' | 'safetensors', dtype: OutputDtype): void {
+  if (format === 'npy' && dtype === 'bfloat16') {
+    throw new InvalidInputError(
+      'format "npy" cannot hold bfloat16: numpy has no bfloat16 dtype, so numpy.load could not read the file',
+      'dtype',
+      '"float16" or "float32" with format "npy", or format "safetensors" (BF16) / "json" for bfloat16',
+    );
+  }
 }
 
 /** A response body encoded off the HTTP thread (in a worker), ready to send. */
@@ -263,8 +337,8 @@ export const SAFETENSORS_CONTENT_TYPE = 'application/octet-stream';
 
 const PLACEHOLDER = (i: number) => `@@roiserve-tensor-${i}@@`;
 
-/** A tensor spliced into the JSON text: base64 of its float32 bytes (a string) or JSON array text. */
-type SplicedTensor = { base64: Float32Array } | { arrayJson: string };
+/** A tensor spliced into the JSON text: base64 of its little-endian bytes (a string) or JSON array text. */
+type SplicedTensor = { base64: Float32Array | Uint16Array } | { arrayJson: string };
 
 /**
  * `JSON.stringify(value)` as UTF-8 bytes, with each `"@@roiserve-tensor-i@@"` string replaced by
@@ -294,68 +368,82 @@ function jsonWithTensors(value: unknown, tensors: readonly SplicedTensor[]): Buf
   return Buffer.concat(parts);
 }
 
-function littleEndianBytesBase64(data: Float32Array): Buffer {
+function littleEndianBytesBase64(data: Float32Array | Uint16Array): Buffer {
   // Base64 is ASCII: latin1 copies its characters to bytes one to one, without UTF-8 encoding work.
-  return Buffer.from(encodeFloat32Base64(data), 'latin1');
+  const text =
+    data instanceof Float32Array
+      ? encodeFloat32Base64(data)
+      : uint16LittleEndianBytes(data).toString('base64');
+  return Buffer.from(text, 'latin1');
 }
 
 /**
  * Encodes a `/v1/roi` result in the requested format (runs in the worker):
  * - `json`: {@link roiResponseSchema}; tensors as base64 or (`encoding: "array"`) number arrays;
- * - `npy`: the single op's `[K, C, PH, PW]` as `.npy`;
+ * - `npy`: the single op's `[K, C, PH, PW]` as `.npy` (`<f4`, or `<f2` for float16);
  * - `safetensors`: {@link roiSafetensors}.
  *
  * @param result - from `executeRoi`
  * @param format - `json` (default in the API), `npy` (exactly one op) or `safetensors`
  * @param encoding - JSON tensors: `base64` or `array` (≤ {@link MAX_ARRAY_VALUES} values)
+ * @param dtype - the element type sent: float32, or float16 / bfloat16 rounded to nearest even
  * @param workStartedAt - `performance.now()` when the work began (for `timings.total`); default now
- * @throws TooLargeError (field `encoding`) for `array` over the limit
+ * @returns the body, and the warnings it carries: the result's plus any `dtype-overflow`
+ * @throws TooLargeError (field `encoding`) for `array` over the limit; InvalidInputError (field
+ *   `dtype`) for bfloat16 as `.npy`, or for `array` when a value overflowed to ±Infinity in `dtype`
  */
 export function encodeRoi(
   result: RoiResult,
   format: 'json' | 'npy' | 'safetensors',
   encoding: 'base64' | 'array',
+  dtype: OutputDtype = 'float32',
   workStartedAt = performance.now(),
-): EncodedBody & { encodeMs: number } {
+): EncodedBody & { encodeMs: number; warnings: RoiWarning[] } {
   const start = performance.now();
-  const outputs = pooledOutputs(result);
+  checkNpyDtype(format, dtype);
+  if (format === 'json') {
+    // Before converting: the count does not depend on the dtype, and a refusal should cost nothing.
+    checkArrayEncoding(
+      pooledOutputs(result).reduce((sum, [, pooled]) => sum + pooled.data.length, 0),
+      encoding,
+    );
+  }
+  const wire = wireOutputs(result, dtype);
+  const { outputs } = wire;
+  const warnings = [...result.warnings, ...wire.warnings];
   let encoded: EncodedBody;
   if (format === 'npy') {
-    const [op, pooled] = outputs[0];
+    const [op, pooled, t] = outputs[0];
     encoded = {
-      body: writeNpy(pooled.data, pooled.shape),
+      body: writeNpy(t.data, pooled.shape),
       contentType: NPY_CONTENT_TYPE,
       filename: `${op}.npy`,
     };
   } else if (format === 'safetensors') {
     encoded = {
-      body: roiSafetensors(result),
+      body: roiSafetensorsOf(result, wire, dtype),
       contentType: SAFETENSORS_CONTENT_TYPE,
       filename: 'roi.safetensors',
     };
   } else {
-    checkArrayEncoding(
-      outputs.reduce((sum, [, pooled]) => sum + pooled.data.length, 0),
-      encoding,
-    );
     const tensors: RoiResponse['outputs'] = {};
     const spliced: SplicedTensor[] = [];
-    for (const [op, pooled] of outputs) {
-      tensors[op] = { shape: [...pooled.shape], dtype: 'float32', data: PLACEHOLDER(spliced.length) };
+    for (const [op, pooled, t] of outputs) {
+      tensors[op] = { shape: [...pooled.shape], dtype, data: PLACEHOLDER(spliced.length) };
       spliced.push(
         encoding === 'array'
-          ? { arrayJson: float32ArrayJson(pooled.data, `outputs.${op}`) }
-          : { base64: pooled.data },
+          ? { arrayJson: roundedArrayJson(pooled.data, t, `outputs.${op}`) }
+          : { base64: t.data },
       );
     }
     const payload: RoiResponse = {
-      params: echoedParams(result, 'json', encoding),
+      params: { ...echoedParams(result, 'json', encoding), dtype },
       image: result.image,
       featureMap: result.featureMap,
       boxes: boxRows(result.boxes),
       outputs: tensors,
       coverage: result.coverage,
-      warnings: result.warnings,
+      warnings,
       timings: { ...result.timings, encode: 0, total: 0 },
     };
     // The encode time of the JSON itself is not in the body (it is in Server-Timing); the rest is.
@@ -363,7 +451,32 @@ export function encodeRoi(
     payload.timings.total = performance.now() - workStartedAt;
     encoded = { body: jsonWithTensors(payload, spliced), contentType: JSON_CONTENT_TYPE, filename: null };
   }
-  return { ...encoded, encodeMs: performance.now() - start };
+  return { ...encoded, encodeMs: performance.now() - start, warnings };
+}
+
+/**
+ * `encoding: "array"` text of an output in its wire type: the numbers a client reading the float16 /
+ * bfloat16 bytes would get (each exact as a JSON number). A finite float32 that overflowed to ±Infinity
+ * in `dtype` is refused naming `dtype` (JSON has no Infinity, and the cause is the dtype, not the
+ * encoding); non-finite values already in float32 are refused by {@link float32ArrayJson} as before.
+ */
+function roundedArrayJson(float32: Float32Array, t: WireTensor, field: string): string {
+  if (t.dtype === 'float32') return float32ArrayJson(t.data, field);
+  const values = t.dtype === 'float16' ? float16BitsToFloat32(t.data) : bfloat16BitsToFloat32(t.data);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v - v !== 0 && Number.isFinite(float32[i])) {
+      throw new InvalidInputError(
+        `${field}.data[${i}] is ${float32[i]}, beyond ${t.dtype}'s range: it rounds to ${v}, which JSON has ` +
+          'no number for',
+        'dtype',
+        t.dtype === 'float16'
+          ? `"float32" or "bfloat16" when outputs exceed ±${FLOAT16_MAX}, or encoding "base64" (sends ±Infinity)`
+          : '"float32", or encoding "base64" (sends ±Infinity)',
+      );
+    }
+  }
+  return float32ArrayJson(values, field);
 }
 
 export const featuresResponseSchema = z

@@ -141,13 +141,14 @@ export default async function handle(
         const started = performance.now();
         const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop);
         stop.check();
-        const encoded = encodeRoi(result, task.format, task.encoding, started);
+        const encoded = encodeRoi(result, task.format, task.encoding, task.dtype, started);
         transfers = ownedBuffers([encoded.body]);
         value = {
           ...encodedWork(encoded, result.timings),
           boxCount: result.boxes.count,
           ops: result.params.ops,
-          warnings: result.warnings,
+          // The result's warnings and the encoder's (dtype-overflow), for the header.
+          warnings: encoded.warnings,
         };
         break;
       }

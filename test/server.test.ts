@@ -190,6 +190,7 @@ describe('POST /v1/roi with features', () => {
       maxSide: null,
       format: 'json',
       encoding: 'base64',
+      dtype: 'float32',
     });
     expect(body.image).toBeNull();
     expect(body.featureMap).toEqual({

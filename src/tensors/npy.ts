@@ -1,9 +1,10 @@
 /**
- * NumPy `.npy` files (format versions 1.0, 2.0 and 3.0), float32 only: what `numpy.save` writes and
- * `numpy.load` reads. See https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
+ * NumPy `.npy` files (format versions 1.0, 2.0 and 3.0): what `numpy.save` writes and `numpy.load`
+ * reads. float32 is read and written; float16 is written (outputs with `dtype: "float16"`). See https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
  */
 import { InvalidInputError } from '../errors.js';
 import { float32FromLittleEndian, littleEndianBytes } from './base64.js';
+import { uint16LittleEndianBytes } from './float16.js';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 
@@ -156,17 +157,20 @@ export interface NpyArray {
 }
 
 /**
- * Writes a C-order little-endian float32 `.npy` (version 1.0, header padded to 64 bytes).
+ * Writes a C-order little-endian `.npy` (version 1.0, header padded to 64 bytes): float32 (`<f4`), or
+ * float16 (`<f2`) from bit patterns made by `float32ToFloat16Bits` (`src/tensors/float16.ts`).
+ * (bfloat16 has no numpy dtype, so no `.npy` form: `numpy.load` could not read one.)
  *
- * @param data - row-major values, `data.length` = product of `shape`
+ * @param data - row-major values (float32), or float16 bit patterns; `data.length` = product of `shape`
  * @param shape - dimensions, e.g. `[K, C, PH, PW]`
  */
-export function writeNpy(data: Float32Array, shape: readonly number[]): Buffer {
+export function writeNpy(data: Float32Array | Uint16Array, shape: readonly number[]): Buffer {
   const count = shape.reduce((a, b) => a * b, 1);
   if (count !== data.length)
     throw new Error(`writeNpy: shape [${shape.join(', ')}] needs ${count} values, got ${data.length}`);
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  const descr = data instanceof Float32Array ? '<f4' : '<f2';
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
   const unpadded = MAGIC.length + 2 + 2 + header.length + 1;
   header += ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
   const prefix = Buffer.alloc(MAGIC.length + 4);
@@ -174,7 +178,8 @@ export function writeNpy(data: Float32Array, shape: readonly number[]): Buffer {
   prefix[6] = 1;
   prefix[7] = 0;
   prefix.writeUInt16LE(header.length, 8);
-  return Buffer.concat([prefix, Buffer.from(header, 'latin1'), littleEndianBytes(data)]);
+  const body = data instanceof Float32Array ? littleEndianBytes(data) : uint16LittleEndianBytes(data);
+  return Buffer.concat([prefix, Buffer.from(header, 'latin1'), body]);
 }
 
 /**

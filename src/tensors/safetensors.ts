@@ -1,10 +1,11 @@
 /**
  * safetensors files (https://huggingface.co/docs/safetensors): an 8-byte little-endian header length,
  * a JSON header `{ name: { dtype, shape, data_offsets }, __metadata__: { string: string } }`, then the
- * raw little-endian tensor bytes. Only `F32` tensors are written and read here.
+ * raw little-endian tensor bytes. `F32`, `F16` and `BF16` tensors are written; only `F32` is read.
  */
 import { InvalidInputError } from '../errors.js';
 import { float32FromLittleEndian, littleEndianBytes } from './base64.js';
+import { uint16LittleEndianBytes } from './float16.js';
 
 /** One named float32 tensor, row-major. */
 export interface NamedTensor {
@@ -13,7 +14,16 @@ export interface NamedTensor {
 }
 
 /**
- * Writes named float32 tensors and string metadata into one safetensors file. Tensors are laid out
+ * A tensor to write: float32 values, or the 16-bit patterns of float16 / bfloat16 values (from
+ * `src/tensors/float16.ts`), stored as `F16` / `BF16`.
+ */
+export type WritableTensor =
+  NamedTensor | { shape: number[]; data: Uint16Array; dtype: 'float16' | 'bfloat16' };
+
+const SAFETENSORS_DTYPES = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' } as const;
+
+/**
+ * Writes named tensors (float32, float16 or bfloat16) and string metadata into one safetensors file. Tensors are laid out
  * in the order given; the header is padded with spaces to a multiple of 8 bytes, as the format
  * recommends.
  *
@@ -21,7 +31,7 @@ export interface NamedTensor {
  * @param metadata - string → string, stored under `__metadata__`; default none
  */
 export function writeSafetensors(
-  tensors: Record<string, NamedTensor>,
+  tensors: Record<string, WritableTensor>,
   metadata: Record<string, string> = {},
 ): Buffer {
   const header: Record<string, unknown> = {};
@@ -33,8 +43,11 @@ export function writeSafetensors(
     if (count !== tensor.data.length) {
       throw new Error(`writeSafetensors: ${name} shape [${tensor.shape.join(', ')}] needs ${count} values`);
     }
-    const bytes = littleEndianBytes(tensor.data);
-    header[name] = { dtype: 'F32', shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
+    const [bytes, dtype] =
+      'dtype' in tensor
+        ? [uint16LittleEndianBytes(tensor.data), SAFETENSORS_DTYPES[tensor.dtype]]
+        : [littleEndianBytes(tensor.data), SAFETENSORS_DTYPES.float32];
+    header[name] = { dtype, shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
     chunks.push(bytes);
     offset += bytes.length;
   }
