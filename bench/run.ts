@@ -10,6 +10,7 @@ const sections: Record<string, Section> = {
   backbone: async () => (await import('./backbone.js')).runBackboneBench(),
   budget: async () => (await import('./work_budget.js')).runWorkBudgetBench(),
   render: async () => (await import('./render.js')).runRenderBench(),
+  dtype: async () => (await import('./dtype.js')).runDtypeBench(),
 };
 
 async function main(): Promise<void> {
