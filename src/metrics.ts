@@ -22,6 +22,11 @@ export interface Metrics {
   stageDuration: Histogram<'stage' | 'route'>;
   /** `roiserve_boxes_processed_total{op}`: boxes run through each operator. */
   boxes: Counter<'op'>;
+  /**
+   * `roiserve_inference_requests_total{model, status}`: Open Inference Protocol inferences
+   * (`POST /v2/models/{model}/infer`) by model and status code; `model` is one the server has, or `unknown`.
+   */
+  inferences: Counter<'model' | 'status'>;
   /** `roiserve_tasks_cancelled_total{reason, when}`: tasks stopped (client gone / timeout; queued / running). */
   cancelled: Counter<'reason' | 'when'>;
   /**
@@ -63,6 +68,12 @@ export function createMetrics(pool: WorkPool): Metrics {
     name: 'roiserve_boxes_processed_total',
     help: 'Boxes processed, by operator',
     labelNames: ['op'] as const,
+    registers: [registry],
+  });
+  const inferences = new Counter({
+    name: 'roiserve_inference_requests_total',
+    help: 'Open Inference Protocol (/v2) inference requests by model and status code',
+    labelNames: ['model', 'status'] as const,
     registers: [registry],
   });
   new Gauge({
@@ -126,7 +137,7 @@ export function createMetrics(pool: WorkPool): Metrics {
       cancelledBoxes.inc({ count: 'started' }, task.boxesStarted);
     }
   };
-  return { registry, requests, requestDuration, stageDuration, boxes, cancelled, cancelledBoxes };
+  return { registry, requests, requestDuration, stageDuration, boxes, inferences, cancelled, cancelledBoxes };
 }
 
 /**

@@ -415,6 +415,14 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
           validatorCompiler: () => (value: unknown) => ({ value }),
           // A place in the queue before the body is read, as on /v1.
           onRequest: admitWork,
+          // Every answer counted by model (a name the server does not have is `unknown`: bounded labels).
+          onResponse: async (request, reply) => {
+            const { model } = request.params as { model: string };
+            app.metrics.inferences.inc({
+              model: MODELS.has(model) ? model : 'unknown',
+              status: String(reply.statusCode),
+            });
+          },
         },
         async (request, reply) => {
           const model = resolveModel(request);

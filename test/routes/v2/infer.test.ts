@@ -549,3 +549,13 @@ describe('image input (BYTES, run through the backbone) and the backbone model',
     expect(Object.keys(json(r))).toEqual(['error']);
   });
 });
+
+describe('metrics', () => {
+  it('counts inferences by model and status, unknown names as "unknown"', async () => {
+    const text = (await send('GET', '/metrics')).body.toString();
+    expect(text).toMatch(/roiserve_inference_requests_total\{model="roi_align",status="200"\} [1-9]/);
+    expect(text).toMatch(/roiserve_inference_requests_total\{model="backbone",status="200"\} [1-9]/);
+    expect(text).toMatch(/roiserve_inference_requests_total\{model="unknown",status="404"\} [1-9]/);
+    expect(text).not.toMatch(/model="resnet"/);
+  });
+});
