@@ -1,0 +1,67 @@
+/**
+ * The README's `requests` + numpy example of the Open Inference Protocol (the block after
+ * `<!-- v2-python-requests -->`) runs as written against a live server: binary tensors both ways, no
+ * `Content-Type`, what `tritonclient.http` sends. It needs /usr/bin/python3 with Debian's
+ * python3-requests and python3-numpy (`.ci/run` installs them); without them it is skipped, except
+ * under CI, where it fails.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../../src/server.js';
+import { testConfig } from '../helpers.js';
+
+const PYTHON = '/usr/bin/python3';
+const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+const available = spawnSync(PYTHON, ['-c', 'import requests, numpy']).status === 0;
+
+/** The ```python block right after `marker`. */
+function pythonBlock(marker: string): string {
+  const at = readme.indexOf(marker);
+  if (at < 0) throw new Error(`README.md has no ${marker}`);
+  const match = /```python\n([\s\S]*?)\n```/.exec(readme.slice(at));
+  if (!match) throw new Error(`no python block after ${marker}`);
+  return match[1];
+}
+
+/** Runs `code` with python3 (asynchronously: the server answers from this same process). */
+function runPython(code: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, ['-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+    child.stdin.end(code);
+  });
+}
+
+let app: FastifyInstance;
+let port: number;
+
+beforeAll(async () => {
+  app = await buildApp(testConfig());
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  port = (app.server.address() as AddressInfo).port;
+  await app.readiness.settled;
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+describe('README: the Open Inference Protocol from Python (requests + numpy)', () => {
+  it.skipIf(!available && !process.env.CI)('runs as written and prints what its comment says', async () => {
+    const code = pythonBlock('<!-- v2-python-requests -->');
+    const expected = /# → (.*)$/m.exec(code)?.[1];
+    expect(expected).toBeDefined();
+    const r = await runPython(code.replaceAll('localhost:8080', `127.0.0.1:${port}`));
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(expected);
+  });
+});
