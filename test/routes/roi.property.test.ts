@@ -35,6 +35,7 @@ const valid = {
   boxFormat: 'xyxy',
   format: 'json',
   encoding: 'base64',
+  dtype: 'float32',
 };
 
 const statuses = new Map<number, number>();
@@ -70,7 +71,20 @@ const nastyValue = fc.oneof(
   nastyNumber,
   fc.array(nastyNumber, { maxLength: 6 }),
   fc.array(fc.array(nastyNumber, { minLength: 3, maxLength: 6 }), { maxLength: 5 }),
-  fc.constantFrom('', 'npy', 'safetensors', 'array', 'NHWC', 'max', 'onnx_max', 'cxcywh', 'AAAA', 'true'),
+  fc.constantFrom(
+    '',
+    'npy',
+    'safetensors',
+    'array',
+    'NHWC',
+    'max',
+    'onnx_max',
+    'cxcywh',
+    'AAAA',
+    'true',
+    'float16',
+    'bfloat16',
+  ),
 );
 const fieldName = fc.constantFrom(...Object.keys(valid), 'image', 'imageSize', 'unknown');
 const featureField = fc.constantFrom('shape', 'layout', 'data', 'extra');
