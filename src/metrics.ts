@@ -3,6 +3,7 @@
  * Node's default metrics come along, among them `nodejs_eventloop_lag_seconds` (event-loop lag).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AnswerBytes } from './http/answers.js';
 import type { WorkPool } from './pool.js';
 
 /** Stages timed by the pipeline and the encoders (the `Server-Timing` names). */
@@ -40,8 +41,9 @@ export interface Metrics {
  * Creates the registry and the service's metrics.
  *
  * @param pool - read at scrape time for the queue and the workers' tfjs tensor count
+ * @param answers - read at scrape time for the bytes of answers being sent
  */
-export function createMetrics(pool: WorkPool): Metrics {
+export function createMetrics(pool: WorkPool, answers?: AnswerBytes): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
@@ -92,6 +94,24 @@ export function createMetrics(pool: WorkPool): Metrics {
       this.set(pool.inFlight);
     },
   });
+  new Gauge({
+    name: 'roiserve_work_admitted',
+    help: 'Work requests holding a place in the queue (from arrival: reading their body, waiting or running)',
+    registers: [registry],
+    collect() {
+      this.set(pool.admitted);
+    },
+  });
+  if (answers) {
+    new Gauge({
+      name: 'roiserve_answer_bytes_in_flight',
+      help: 'Bytes of work answers being sent to clients (MAX_RESPONSE_BYTES_IN_FLIGHT bounds them)',
+      registers: [registry],
+      collect() {
+        this.set(answers.inFlight);
+      },
+    });
+  }
   new Gauge({
     name: 'roiserve_work_queued',
     help: 'Requests waiting for a worker',

@@ -100,7 +100,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   collectRoutes(app);
 
   const work = new WorkPool(config);
-  const metrics = createMetrics(work);
+  const answers = new AnswerBytes(config.maxResponseBytesInFlight);
+  const metrics = createMetrics(work, answers);
   const readiness: Readiness = {
     state: 'starting',
     backbone: undefined,
@@ -131,7 +132,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   );
   app.decorate('config', config);
   app.decorate('work', work);
-  app.decorate('answers', new AnswerBytes(config.maxResponseBytesInFlight));
+  app.decorate('answers', answers);
   app.decorate('metrics', metrics);
   app.decorate('readiness', readiness);
   app.addHook('onClose', async () => {

@@ -90,6 +90,8 @@ describe('answers to clients that do not read', () => {
     expect(busy.statusCode).toBe(503);
     expect(busy.headers['retry-after']).toBe('1');
     expect(busy.json<{ detail: string }>().detail).toMatch(/MAX_RESPONSE_BYTES_IN_FLIGHT/);
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toContain(`roiserve_answer_bytes_in_flight ${ANSWER_BYTES + 128}`);
 
     // The client never reads: after the write timeout the server destroys its socket and drops the answer.
     await until(() => app.answers.inFlight === 0 && app.answers.answers === 0);
