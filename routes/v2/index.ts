@@ -27,13 +27,23 @@ import { keyMatches, presentedKey } from '../../src/http/auth.js';
 import { recordTimings } from '../../src/http/timing.js';
 import {
   encodeInferenceResponse,
+  outputTensor,
   HEADER_LENGTH,
   headerLength,
   parseInferenceRequest,
   wantsBinary,
 } from '../../src/oip/codec.js';
 import { answerOptionsOf, sendAnswer } from '../../src/http/answers.js';
-import { backboneInput, MODEL_VERSION, MODELS, npyParts, roiTask, type Model } from '../../src/oip/models.js';
+import { type RoiWarning, WARNINGS_HEADER, warningsHeaderValue } from '../../src/warnings.js';
+import {
+  backboneInput,
+  outputDatatype,
+  MODEL_VERSION,
+  MODELS,
+  npyParts,
+  roiTask,
+  type Model,
+} from '../../src/oip/models.js';
 import { limitsFrom } from '../../src/request.js';
 
 /** `Content-Type` of every JSON answer and error, exactly (no charset: KServe's client compares it). */
@@ -107,7 +117,7 @@ const inferenceRequestSchema = z
       .describe(
         'spatial_scale (required with features), output_size or output_height / output_width (7), ' +
           'sampling_ratio (2), aligned (true), mode (avg | max | onnx_max), max_side (image only), ' +
-          'binary_data_output',
+          'dtype (FP32 | FP16 | BF16: the output datatype), binary_data_output',
       ),
     inputs: z.array(requestTensor),
     outputs: z
@@ -446,7 +456,9 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
             }
           }
           const options = { slot: slotOf(request), signal: clientGoneSignal(reply.raw) };
+          const datatype = outputDatatype(infer.parameters);
           let npy: Buffer;
+          const warnings: RoiWarning[] = [];
           if (model.kind === 'backbone') {
             const { image, maxSide } = backboneInput(infer, model, limits);
             const out = await app.work.features(image, 'npy', maxSide, options);
@@ -457,23 +469,27 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
             const out = await app.work.roiEncoded(task, 'npy', 'base64', options);
             recordTimings(request, app.metrics, out.timings);
             for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
+            warnings.push(...out.warnings);
             npy = out.body;
           }
           // The worker's `.npy`: its data are the output tensor's bytes as they are (bit for bit /v1's).
-          const tensor = npyParts(npy);
+          const parts = npyParts(npy);
           const name = model.outputs[0].name;
+          const { tensor, overflow } = outputTensor(name, parts.shape, parts.data, datatype);
+          if (overflow > 0) {
+            warnings.push({
+              code: 'dtype-overflow',
+              field: 'parameters.dtype',
+              message: `${overflow} finite values of "${name}" are outside ${datatype}'s range and were sent as ±Infinity; use FP32${datatype === 'FP16' ? " (or BF16, which has float32's range)" : ''}`,
+            });
+          }
           const encoded = encodeInferenceResponse(
             { model_name: model.name, model_version: MODEL_VERSION, id: infer.id },
-            [
-              {
-                name,
-                datatype: 'FP32',
-                shape: tensor.shape,
-                bytes: tensor.data,
-                binary: wantsBinary(infer, name),
-              },
-            ],
+            [{ ...tensor, binary: wantsBinary(infer, name) }],
           );
+          // The same warnings header as /v1 (max-side-capped, dtype-overflow, …).
+          const warningsHeader = warningsHeaderValue(warnings);
+          if (warningsHeader !== undefined) reply.header(WARNINGS_HEADER, warningsHeader);
           if (encoded.jsonLength === undefined) reply.header('content-type', OIP_JSON);
           else {
             reply

@@ -14,6 +14,7 @@
  * Pure (no fastify): every failure is an {@link InvalidInputError} whose message names the input.
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
+import { float16BitsToFloat32, toHalfBits } from '../tensors/float16.js';
 
 /** The tensor data types of the protocol, with their element size in bytes (BYTES: variable). */
 export const DATATYPE_SIZES = {
@@ -446,10 +447,38 @@ export function bytesValues(input: RequestInput): Uint8Array[] {
 /** An output tensor ready to send. */
 export interface ResponseTensor {
   name: string;
-  datatype: 'FP32';
+  datatype: 'FP32' | 'FP16' | 'BF16';
   shape: number[];
-  /** Little-endian float32 bytes, row-major. */
+  /** The binary form: little-endian elements of `datatype`, row-major. */
   bytes: Uint8Array;
+  /** The JSON form: each element's exact value (every FP16 / BF16 value is a float32). */
+  values: Float32Array;
+}
+
+/**
+ * A float32 output as a tensor of `datatype`: FP32 as it is; FP16 / BF16 rounded to nearest, ties to
+ * even, by the converters `/v1`'s `dtype` uses (`src/tensors/float16.ts`), so the bits are `/v1`'s.
+ *
+ * @param bytes - little-endian float32 values (the worker's output)
+ * @returns the tensor, and how many finite values became ±Infinity (FP16 past ±65504)
+ */
+export function outputTensor(
+  name: string,
+  shape: number[],
+  bytes: Uint8Array,
+  datatype: ResponseTensor['datatype'],
+): { tensor: ResponseTensor; overflow: number } {
+  // A copy: the bytes may sit at any offset, and a Float32Array needs 4-byte alignment.
+  const values = new Float32Array(bytes.length / 4);
+  new Uint8Array(values.buffer).set(bytes);
+  if (datatype === 'FP32') return { tensor: { name, datatype, shape, bytes, values }, overflow: 0 };
+  const { bits, overflow } = toHalfBits(values, datatype === 'FP16' ? 'float16' : 'bfloat16');
+  const exact =
+    datatype === 'FP16'
+      ? float16BitsToFloat32(bits)
+      : new Float32Array(Uint32Array.from(bits, (b) => b << 16).buffer);
+  const wire = new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
+  return { tensor: { name, datatype, shape, bytes: wire, values: exact }, overflow };
 }
 
 /** Values JSON `data` may carry (the same bound as `/v1`'s `encoding: "array"`). */
@@ -482,7 +511,7 @@ export function encodeInferenceResponse(
       entry.parameters = { binary_data_size: out.bytes.length };
       tail.push(out.bytes);
     } else {
-      const count = out.bytes.length / 4;
+      const count = out.values.length;
       if (count > MAX_JSON_OUTPUT_VALUES) {
         throw new TooLargeError(
           `output "${out.name}" holds ${count} values, over the ${MAX_JSON_OUTPUT_VALUES} that JSON data may carry; ask for it as binary data`,
@@ -490,8 +519,7 @@ export function encodeInferenceResponse(
           'parameters.binary_data: true on the output, or binary_data_output: true on the request',
         );
       }
-      const values = new Float32Array(count);
-      new Uint8Array(values.buffer).set(out.bytes);
+      const values = out.values;
       const parts = new Array<string>(count);
       for (let i = 0; i < count; i++) {
         const v = values[i];

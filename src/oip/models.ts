@@ -78,7 +78,29 @@ export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
 ]);
 
 /** The request parameters the backbone model reads. */
-export const BACKBONE_PARAMETERS = ['max_side', 'binary_data_output'] as const;
+export const BACKBONE_PARAMETERS = ['max_side', 'dtype', 'binary_data_output'] as const;
+
+/** `parameters.dtype` → the output datatype; `/v1`'s names are accepted too. */
+const DTYPES: Record<string, 'FP32' | 'FP16' | 'BF16'> = {
+  FP32: 'FP32',
+  FP16: 'FP16',
+  BF16: 'BF16',
+  float32: 'FP32',
+  float16: 'FP16',
+  bfloat16: 'BF16',
+};
+
+/**
+ * The datatype of the output (`parameters.dtype`, FP32 by default): FP16 / BF16 halve the bytes, with
+ * the same rounding as `/v1`'s `dtype`.
+ *
+ * @throws InvalidInputError (parameters.dtype) for another value
+ */
+export function outputDatatype(parameters: Record<string, unknown>): 'FP32' | 'FP16' | 'BF16' {
+  const value = parameters.dtype ?? 'FP32';
+  if (typeof value === 'string' && Object.hasOwn(DTYPES, value)) return DTYPES[value];
+  throw bad(`parameters.dtype is ${JSON.stringify(value)}`, 'parameters.dtype', '"FP32", "FP16" or "BF16"');
+}
 
 /** The request parameters a RoI model reads (besides the binary extension's `binary_data_output`). */
 export const ROI_PARAMETERS = [
@@ -90,6 +112,7 @@ export const ROI_PARAMETERS = [
   'aligned',
   'mode',
   'max_side',
+  'dtype',
   'binary_data_output',
 ] as const;
 

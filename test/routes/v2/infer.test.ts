@@ -559,3 +559,64 @@ describe('metrics', () => {
     expect(text).not.toMatch(/model="resnet"/);
   });
 });
+
+describe('parameters.dtype: FP16 / BF16 outputs, the bits of /v1 dtype float16 / bfloat16', () => {
+  it('binary FP16 and BF16 equal /v1 base64 float16 / bfloat16 bit for bit; JSON values are exact', async () => {
+    for (const [datatype, dtype] of [
+      ['FP16', 'float16'],
+      ['BF16', 'bfloat16'],
+    ]) {
+      const features = f32(MAP.data);
+      const rois = f32(ROIS.flat());
+      const head = Buffer.from(
+        `{"inputs":[{"name":"features","shape":[2,3,9,11],"datatype":"FP32","parameters":{"binary_data_size":${features.length}}},` +
+          `{"name":"rois","shape":[3,5],"datatype":"FP32","parameters":{"binary_data_size":${rois.length}}}],` +
+          `"parameters":{"spatial_scale":0.25,"output_size":2,"dtype":"${datatype}","binary_data_output":true}}`,
+      );
+      const r = await send('POST', '/v2/models/roi_align/infer', Buffer.concat([head, features, rois]), {
+        'Inference-Header-Content-Length': String(head.length),
+      });
+      expect(r.status, r.body.toString()).toBe(200);
+      const n = Number(r.headers['inference-header-content-length']);
+      const header = JSON.parse(r.body.subarray(0, n).toString());
+      expect(header.outputs[0]).toMatchObject({
+        datatype,
+        shape: [3, 3, 2, 2],
+        parameters: { binary_data_size: 72 },
+      });
+      const v1r = await send(
+        'POST',
+        '/v1/roi',
+        Buffer.from(
+          JSON.stringify({
+            features: featuresField(MAP),
+            boxes: ROIS,
+            spatialScale: 0.25,
+            outputSize: 2,
+            ops: ['align'],
+            dtype,
+          }),
+        ),
+        { 'Content-Type': 'application/json' },
+      );
+      expect(v1r.status, v1r.body.toString()).toBe(200);
+      const v1Bits = Buffer.from(json(v1r).outputs.align.data as string, 'base64');
+      expect(r.body.subarray(n).equals(v1Bits)).toBe(true);
+    }
+  });
+
+  it('refuses another dtype, naming the parameter', async () => {
+    const body = {
+      inputs: [
+        { name: 'features', shape: [1, 1, 2, 2], datatype: 'FP32', data: [1, 2, 3, 4] },
+        { name: 'rois', shape: [1, 5], datatype: 'FP32', data: [0, 0, 0, 2, 2] },
+      ],
+      parameters: { spatial_scale: 1, dtype: 'INT8' },
+    };
+    const r = await send('POST', '/v2/models/roi_align/infer', Buffer.from(JSON.stringify(body)), {
+      'Content-Type': 'application/json',
+    });
+    expect(r.status).toBe(400);
+    expect(json(r).error).toMatch(/parameters.dtype is "INT8"/);
+  });
+});
