@@ -3,6 +3,7 @@
  * `queueLimit` more requests wait; one more is refused at once with a 503 (`BusyError`). The HTTP
  * thread never runs decode, backbone or kernels, so `/healthz` answers while they run.
  */
+import type { PsRoiResult, PsRoiTask } from './oip/ps-task.js';
 import type { Worker } from 'node:worker_threads';
 import { Piscina, type PiscinaTask } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
@@ -47,7 +48,8 @@ export type WorkerTask =
     }
   | { kind: 'diff'; task: RoiTask; options: DiffOptions }
   | { kind: 'features'; image: Uint8Array | string; format: 'json' | 'npy'; maxSide?: number }
-  | { kind: 'describe' };
+  | { kind: 'describe' }
+  | { kind: 'psRoi'; ps: PsRoiTask };
 
 /** How a task runs: in the slot its request took on arrival (`slotOf(request)`, `src/admission.ts`). */
 export interface RunOptions {
@@ -479,6 +481,19 @@ export class WorkPool {
       options,
     )) as EncodedWork;
     return { ...out, body: asBuffer(out.body) };
+  }
+
+  /**
+   * Runs a position-sensitive RoI Align / Pool task (`ps_roi_align`, `ps_roi_pool` under `/v2`). Its
+   * buffers (boxes, the map's `.npy` bytes) move to the worker.
+   */
+  psRoi(task: PsRoiTask, options: RunOptions = {}): Promise<PsRoiResult> {
+    const npy = task.features.encoding === 'npy' ? task.features.bytes : undefined;
+    return this.#run(
+      { kind: 'psRoi', ps: task },
+      ownedBuffers([task.boxes.data, npy]),
+      options,
+    ) as Promise<PsRoiResult>;
   }
 
   /** The backbone description (waits until a worker has loaded it). */

@@ -23,6 +23,7 @@ import {
 import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js';
 import { encodeFeatures, encodeRoi, type EncodedBody } from './responses.js';
 import { decodeImageInput, decodeRoiTask } from './task-input.js';
+import { runPsRoi } from './oip/ps-task.js';
 import {
   ownedBuffers,
   type EncodedWork,
@@ -180,6 +181,12 @@ export default async function handle(
       case 'describe':
         value = await describeBackbone(ctx);
         break;
+      case 'psRoi': {
+        const result = runPsRoi(task.ps, () => stop.check());
+        transfers = ownedBuffers([result.data]);
+        value = result;
+        break;
+      }
     }
   } catch (err) {
     const error =

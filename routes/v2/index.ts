@@ -38,6 +38,7 @@ import { type RoiWarning, WARNINGS_HEADER, warningsHeaderValue } from '../../src
 import {
   backboneInput,
   outputDatatype,
+  psTask,
   MODEL_VERSION,
   MODELS,
   npyParts,
@@ -457,25 +458,31 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
           }
           const options = { slot: slotOf(request), signal: clientGoneSignal(reply.raw) };
           const datatype = outputDatatype(infer.parameters);
-          let npy: Buffer;
+          // The output as float32 bytes: the worker's `.npy` data as they are (bit for bit /v1's).
+          let output: { shape: number[]; data: Uint8Array };
           const warnings: RoiWarning[] = [];
           if (model.kind === 'backbone') {
             const { image, maxSide } = backboneInput(infer, model, limits);
             const out = await app.work.features(image, 'npy', maxSide, options);
             recordTimings(request, app.metrics, out.timings);
-            npy = out.body;
+            output = npyParts(out.body);
+          } else if (model.kind === 'ps') {
+            const out = await app.work.psRoi(psTask(infer, model, limits), options);
+            recordTimings(request, app.metrics, out.timings);
+            output = {
+              shape: out.shape,
+              data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength),
+            };
           } else {
             const task = roiTask(infer, model, limits);
             const out = await app.work.roiEncoded(task, 'npy', 'base64', options);
             recordTimings(request, app.metrics, out.timings);
             for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
             warnings.push(...out.warnings);
-            npy = out.body;
+            output = npyParts(out.body);
           }
-          // The worker's `.npy`: its data are the output tensor's bytes as they are (bit for bit /v1's).
-          const parts = npyParts(npy);
           const name = model.outputs[0].name;
-          const { tensor, overflow } = outputTensor(name, parts.shape, parts.data, datatype);
+          const { tensor, overflow } = outputTensor(name, output.shape, output.data, datatype);
           if (overflow > 0) {
             warnings.push({
               code: 'dtype-overflow',

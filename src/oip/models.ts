@@ -5,7 +5,7 @@
  * `parameters.output_size`), not `/v1`'s fields.
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
-import { toCanonicalBoxes, type AlignMode } from '../ops/index.js';
+import { psChannelsOut, toCanonicalBoxes, type AlignMode } from '../ops/index.js';
 import { checkOutputValues, resolveMaxSide, type RoiLimits, type RoiOp, type RoiTask } from '../request.js';
 import { writeNpy } from '../tensors/npy.js';
 import { checkRoiWork } from '../work_budget.js';
@@ -17,6 +17,7 @@ import {
   type InferenceRequest,
   type RequestInput,
 } from './codec.js';
+import type { PsOp, PsRoiTask } from './ps-task.js';
 
 /** A tensor in model metadata; `-1` marks a free dimension. */
 export interface TensorMetadata {
@@ -42,7 +43,16 @@ export interface BackboneModel {
   outputs: TensorMetadata[];
 }
 
-export type Model = RoiModel | BackboneModel;
+/** A position-sensitive model (R-FCN): `ps_roi_align`, `ps_roi_pool`, run outside the `/v1` pipeline. */
+export interface PsModel {
+  kind: 'ps';
+  name: string;
+  op: PsOp;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+}
+
+export type Model = RoiModel | BackboneModel | PsModel;
 
 /** The only version of every model. */
 export const MODEL_VERSION = '1';
@@ -75,7 +85,27 @@ export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
     { kind: 'roi', name, op, inputs: ROI_INPUTS, outputs: POOLED },
   ]),
   ['backbone', BACKBONE],
+  ...(
+    [
+      ['ps_roi_align', 'ps_align'],
+      ['ps_roi_pool', 'ps_pool'],
+    ] as const
+  ).map(([name, op]): [string, Model] => [
+    name,
+    { kind: 'ps', name, op, inputs: ROI_INPUTS.filter((i) => i.name !== 'image'), outputs: POOLED },
+  ]),
 ]);
+
+/** The request parameters the position-sensitive models read. */
+export const PS_PARAMETERS = [
+  'spatial_scale',
+  'output_size',
+  'output_height',
+  'output_width',
+  'sampling_ratio',
+  'dtype',
+  'binary_data_output',
+] as const;
 
 /** The request parameters the backbone model reads. */
 export const BACKBONE_PARAMETERS = ['max_side', 'dtype', 'binary_data_output'] as const;
@@ -351,6 +381,96 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
     params: { ...common, spatialScale: undefined, imageSize: undefined, maxSide: maxSide.maxSide },
     includeImage: false,
     warnings: [...maxSide.warnings],
+  };
+}
+
+/**
+ * Builds the {@link PsRoiTask} of an inference request for `ps_roi_align` / `ps_roi_pool`: `features`
+ * FP32 `[N, C, H, W]` with `C = C_out·PH·PW`, `rois` as for the RoI models. Defaults: output 7×7,
+ * sampling ratio 2 (as `roi_align`). The work budget (`MAX_WORK`) is checked as for RoI Align / Pool
+ * over `C_out` channels: each output value reads one channel's bin.
+ *
+ * @throws InvalidInputError (400) / TooLargeError (413), naming the input or parameter
+ */
+export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLimits): PsRoiTask {
+  const p = request.parameters;
+  checkParameterNames(p, model, PS_PARAMETERS);
+  const inputs = inputsByName(request, model);
+  const features = inputs.get('features');
+  if (features === undefined) {
+    throw bad('missing input "features"', 'features', 'features FP32 [N, C, H, W], C = C_out·PH·PW');
+  }
+  const size = intParameter(p, 'output_size', undefined, { min: 1 });
+  const outputSize: [number, number] = [
+    intParameter(p, 'output_height', size ?? 7, { min: 1 }) as number,
+    intParameter(p, 'output_width', size ?? 7, { min: 1 }) as number,
+  ];
+  if (Math.max(...outputSize) > limits.maxOutputSide) {
+    throw bad(
+      `output size ${outputSize.join('×')} exceeds the limit ${limits.maxOutputSide} a side`,
+      'parameters.output_size',
+      `an integer from 1 to ${limits.maxOutputSide}`,
+    );
+  }
+  const samplingRatio = intParameter(p, 'sampling_ratio', 2, { min: undefined }) as number;
+  if (model.op === 'ps_pool' && p.sampling_ratio !== undefined) {
+    throw bad(
+      'ps_roi_pool does not sample: parameters.sampling_ratio is for ps_roi_align',
+      'parameters.sampling_ratio',
+      'no sampling_ratio with ps_roi_pool',
+    );
+  }
+  if (samplingRatio > limits.maxSamplingGrid) {
+    throw bad(
+      `parameters.sampling_ratio ${samplingRatio} exceeds the limit ${limits.maxSamplingGrid}`,
+      'parameters.sampling_ratio',
+      `an integer <= ${limits.maxSamplingGrid} (<= 0 = adaptive)`,
+    );
+  }
+  const spatialScale = p.spatial_scale;
+  if (typeof spatialScale !== 'number' || !(spatialScale > 0) || !Number.isFinite(spatialScale)) {
+    throw bad(
+      spatialScale === undefined
+        ? 'parameters.spatial_scale is required'
+        : `parameters.spatial_scale is ${JSON.stringify(spatialScale)}; expected a positive number`,
+      'parameters.spatial_scale',
+      'a positive number: feature-map cells per image pixel (1/stride)',
+    );
+  }
+  const shape = featureShape(features);
+  const [n, c, h, w] = shape;
+  const channelsOut = psChannelsOut(c, outputSize[0], outputSize[1], 'features');
+  const rows = roiRows(inputs);
+  if (rows.length > limits.maxBoxes) {
+    throw new TooLargeError(
+      `${rows.length} rois exceed the limit of ${limits.maxBoxes} per request`,
+      'rois',
+      `at most ${limits.maxBoxes} rows`,
+    );
+  }
+  const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: n, field: 'rois' });
+  checkOutputValues(boxes.count, channelsOut, outputSize, 1, limits);
+  checkRoiWork(
+    boxes,
+    [n, channelsOut, h, w],
+    spatialScale,
+    {
+      ops: [model.op === 'ps_align' ? 'align' : 'pool'],
+      outputSize,
+      samplingRatio,
+      aligned: false,
+      mode: 'avg',
+    },
+    limits,
+  );
+  const data = float32Values(features);
+  return {
+    op: model.op,
+    features: { encoding: 'npy', bytes: new Uint8Array(writeNpy(data, shape)), layout: 'NCHW' },
+    boxes,
+    spatialScale,
+    outputSize,
+    samplingRatio,
   };
 }
 

@@ -10,6 +10,7 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { psRoiAlign, psRoiPool, toCanonicalBoxes } from '../../../src/ops/index.js';
 import { buildApp } from '../../../src/server.js';
 import { featuresField, randomMap, tensorData, testConfig, testPng } from '../helpers.js';
 
@@ -618,5 +619,51 @@ describe('parameters.dtype: FP16 / BF16 outputs, the bits of /v1 dtype float16 /
     });
     expect(r.status).toBe(400);
     expect(json(r).error).toMatch(/parameters.dtype is "INT8"/);
+  });
+});
+
+describe('ps_roi_align and ps_roi_pool (R-FCN), run in the worker pool', () => {
+  const PS_MAP = randomMap([2, 8, 9, 11], 11); // C = C_out 2 · PH 2 · PW 2
+
+  it('give the kernels of src/ops bit for bit ([K, C_out, PH, PW]), binary and JSON', async () => {
+    const boxes = toCanonicalBoxes(ROIS, { format: 'xyxy', batchSize: 2 });
+    for (const [model, run] of [
+      [
+        'ps_roi_align',
+        () => psRoiAlign(PS_MAP, boxes, { spatialScale: 0.25, outputSize: 2, samplingRatio: 0 }),
+      ],
+      ['ps_roi_pool', () => psRoiPool(PS_MAP, boxes, { spatialScale: 0.25, outputSize: 2 })],
+    ] as const) {
+      const expected = run();
+      const features = f32(PS_MAP.data);
+      const params = model === 'ps_roi_align' ? ',"sampling_ratio":0' : '';
+      const head = Buffer.from(
+        `{"inputs":[{"name":"features","shape":[2,8,9,11],"datatype":"FP32","parameters":{"binary_data_size":${features.length}}},` +
+          `{"name":"rois","shape":[3,5],"datatype":"FP32","data":${JSON.stringify(ROIS)}}],` +
+          `"parameters":{"spatial_scale":0.25,"output_size":2${params}},"outputs":[{"name":"pooled","parameters":{"binary_data":true}}]}`,
+      );
+      const r = await send('POST', `/v2/models/${model}/infer`, Buffer.concat([head, features]), {
+        'Inference-Header-Content-Length': String(head.length),
+      });
+      expect(r.status, r.body.toString()).toBe(200);
+      const n = Number(r.headers['inference-header-content-length']);
+      expect(JSON.parse(r.body.subarray(0, n).toString()).outputs[0].shape).toEqual([3, 2, 2, 2]);
+      expect(r.body.subarray(n).equals(f32(expected.data))).toBe(true);
+    }
+  });
+
+  it('a channel count that is not C_out·PH·PW is a 400 naming features', async () => {
+    const body = {
+      inputs: [
+        { name: 'features', shape: [1, 3, 2, 2], datatype: 'FP32', data: new Array(12).fill(1) },
+        { name: 'rois', shape: [1, 5], datatype: 'FP32', data: [0, 0, 0, 2, 2] },
+      ],
+      parameters: { spatial_scale: 1, output_size: 2 },
+    };
+    const r = await send('POST', '/v2/models/ps_roi_pool/infer', Buffer.from(JSON.stringify(body)), {
+      'Content-Type': 'application/json',
+    });
+    expect(r.status).toBe(400);
+    expect(json(r).error).toMatch(/features has C = 3 channels, not a multiple of/);
   });
 });
