@@ -86,12 +86,56 @@ export class Admission {
   }
 }
 
+/**
+ * Bytes of request bodies admitted and not yet answered, against a bound. A request is charged its
+ * declared `Content-Length` (capped at `BODY_LIMIT_BYTES`), or `BODY_LIMIT_BYTES` when it declares none
+ * (chunked): the most it may bring.
+ */
+export class BodyBytes {
+  /** The bound (`MAX_BODY_BYTES_IN_FLIGHT`). */
+  readonly max: number;
+  #inFlight = 0;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  /** Bytes charged now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Charges `bytes`, or returns undefined when they do not fit. One body always fits when nothing else
+   * is charged, so a body larger than the bound alone (it is within `BODY_LIMIT_BYTES`) still runs.
+   *
+   * @returns the release (idempotent)
+   */
+  take(bytes: number): (() => void) | undefined {
+    if (this.#inFlight > 0 && this.#inFlight + bytes > this.max) return undefined;
+    this.#inFlight += bytes;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#inFlight -= bytes;
+    };
+  }
+}
+
+/** What a request may bring: its declared length, capped at `limit`; `limit` when it declares none. */
+export function chargedBodyBytes(headers: FastifyRequest['headers'], limit: number): number {
+  const declared = Number(headers['content-length']);
+  return Number.isFinite(declared) && declared >= 0 ? Math.min(declared, limit) : limit;
+}
+
 const slots = new WeakMap<FastifyRequest, Slot>();
 
 /**
  * `onRequest` hook of the work routes: takes a slot before the body is read (503 + `Retry-After` when
- * there is none, or while the answers being sent hold `MAX_RESPONSE_BYTES_IN_FLIGHT` bytes) and gives
- * the request's hold back when its response closes.
+ * there is none, while the answers being sent hold `MAX_RESPONSE_BYTES_IN_FLIGHT` bytes, or when the
+ * body would take the bodies in flight past `MAX_BODY_BYTES_IN_FLIGHT`) and gives it all back when the
+ * response closes.
  */
 export async function admitWork(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const answers = request.server.answers;
@@ -103,9 +147,29 @@ export async function admitWork(request: FastifyRequest, reply: FastifyReply): P
       1,
     );
   }
-  const slot = request.server.work.admit();
+  // Bodies are read and parsed on this thread: a burst of large ones, all admitted, took 3–4 GB and
+  // stalled /healthz for seconds. Their bytes in flight are bounded like the answers'.
+  const { bodies, config } = request.server;
+  const charged = chargedBodyBytes(request.headers, config.bodyLimitBytes);
+  const releaseBody = bodies.take(charged);
+  if (releaseBody === undefined) {
+    throw new BusyError(
+      `the request bodies being read or waiting hold ${bodies.inFlight} bytes; ${charged} more would pass the limit of ${bodies.max} bytes (MAX_BODY_BYTES_IN_FLIGHT); retry shortly`,
+      1,
+    );
+  }
+  let slot: Slot;
+  try {
+    slot = request.server.work.admit();
+  } catch (err) {
+    releaseBody();
+    throw err;
+  }
   slots.set(request, slot);
-  reply.raw.once('close', () => slot.release());
+  reply.raw.once('close', () => {
+    slot.release();
+    releaseBody();
+  });
 }
 
 /** The slot {@link admitWork} took for `request`, if any (the pool runs the request's work in it). */

@@ -65,6 +65,11 @@ export const envSchema = z.object({
   /** Requests waiting for a worker beyond the ones running; one more gets 503 + Retry-After. */
   QUEUE_LIMIT: nonNegativeInt.default(64),
   /**
+   * Bytes of work-request bodies admitted and not yet answered (each charged its Content-Length, or
+   * BODY_LIMIT_BYTES when chunked); a request that would pass it gets 503 before its body is read.
+   */
+  MAX_BODY_BYTES_IN_FLIGHT: positiveInt.default(128 * 1024 * 1024),
+  /**
    * Bytes of work answers being written to clients at once; at or over it, new work gets 503 on
    * arrival until some are written (or cut by WRITE_TIMEOUT_SECONDS).
    */
@@ -116,6 +121,7 @@ export interface Config {
   maxWork: number;
   taskTimeoutSeconds: number;
   queueLimit: number;
+  maxBodyBytesInFlight: number;
   maxResponseBytesInFlight: number;
   writeTimeoutSeconds: number;
   workers: number;
@@ -175,6 +181,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxWork: e.MAX_WORK,
     taskTimeoutSeconds: e.TASK_TIMEOUT_SECONDS,
     queueLimit: e.QUEUE_LIMIT,
+    maxBodyBytesInFlight: e.MAX_BODY_BYTES_IN_FLIGHT,
     maxResponseBytesInFlight: e.MAX_RESPONSE_BYTES_IN_FLIGHT,
     writeTimeoutSeconds: e.WRITE_TIMEOUT_SECONDS,
     workers: e.WORKERS ?? defaultWorkers(),

@@ -19,6 +19,7 @@ import { requireApiKey } from './http/auth.js';
 import { buildMetricsListener } from './http/metrics-listener.js';
 import { useJsonBodyParser } from './http/json-body.js';
 import { collectRoutes } from './http/route-index.js';
+import { BodyBytes } from './admission.js';
 import { AnswerBytes } from './http/answers.js';
 import { timeoutOptions } from './http/timeouts.js';
 import { serverTiming } from './http/timing.js';
@@ -51,6 +52,8 @@ declare module 'fastify' {
     work: WorkPool;
     /** Bytes of work answers being written (`MAX_RESPONSE_BYTES_IN_FLIGHT`, `src/http/answers.ts`). */
     answers: AnswerBytes;
+    /** Bytes of work-request bodies admitted (`MAX_BODY_BYTES_IN_FLIGHT`, `src/admission.ts`). */
+    bodies: BodyBytes;
     metrics: Metrics;
     readiness: Readiness;
     /**
@@ -133,6 +136,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   app.decorate('config', config);
   app.decorate('work', work);
   app.decorate('answers', answers);
+  app.decorate('bodies', new BodyBytes(config.maxBodyBytesInFlight));
   app.decorate('metrics', metrics);
   app.decorate('readiness', readiness);
   app.addHook('onClose', async () => {

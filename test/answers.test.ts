@@ -7,6 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BodyBytes, chargedBodyBytes } from '../src/admission.js';
 import { AnswerBytes } from '../src/http/answers.js';
 import { buildApp } from '../src/server.js';
 import { readNpy } from '../src/tensors/npy.js';
@@ -34,7 +35,12 @@ const serverSockets: Socket[] = [];
 
 beforeAll(async () => {
   app = await buildApp(
-    testConfig({ writeTimeoutSeconds: 1, maxResponseBytesInFlight: 4 * 1024 * 1024, queueLimit: 4 }),
+    testConfig({
+      writeTimeoutSeconds: 1,
+      maxResponseBytesInFlight: 4 * 1024 * 1024,
+      maxBodyBytesInFlight: 1024 * 1024,
+      queueLimit: 4,
+    }),
   );
   app.server.on('connection', (socket: Socket) => serverSockets.push(socket));
   await app.listen({ host: '127.0.0.1', port: 0 });
@@ -118,5 +124,48 @@ describe('answers to clients that do not read', () => {
     const npy = readNpy(new Uint8Array(await r.arrayBuffer()));
     expect(npy.shape).toEqual([2000, 16, 16, 16]);
     await until(() => app.answers.inFlight === 0);
+  });
+});
+
+describe('bodies in flight (MAX_BODY_BYTES_IN_FLIGHT)', () => {
+  it('BodyBytes: a body that would pass the bound is refused, unless it is the only one', () => {
+    const bodies = new BodyBytes(100);
+    const alone = bodies.take(500);
+    expect(alone).toBeDefined();
+    expect(bodies.take(1)).toBeUndefined();
+    alone?.();
+    const a = bodies.take(60);
+    expect(bodies.take(50)).toBeUndefined();
+    expect(bodies.take(40)).toBeDefined();
+    a?.();
+    expect(chargedBodyBytes({ 'content-length': '10' }, 32)).toBe(10);
+    expect(chargedBodyBytes({ 'content-length': '1000' }, 32)).toBe(32);
+    expect(chargedBodyBytes({ 'transfer-encoding': 'chunked' }, 32)).toBe(32);
+  });
+
+  it('a request whose body would pass it gets 503 before the body is read; small ones still run', async () => {
+    // A client declares 900 KB and stalls after a few bytes: its body is charged in full.
+    const stalled = connect(port, '127.0.0.1');
+    stalled.on('error', () => undefined);
+    stalled.write(
+      'POST /v1/roi HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n{"boxes":',
+    );
+    await until(() => app.bodies.inFlight === 900_000);
+    const big = await app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: { features: { shape: [1, 1, 1, 1], data: 'A'.repeat(200_000) }, spatialScale: 1, boxes: [] },
+    });
+    expect(big.statusCode).toBe(503);
+    expect(big.headers['retry-after']).toBe('1');
+    expect(big.json<{ detail: string }>().detail).toMatch(/MAX_BODY_BYTES_IN_FLIGHT/);
+    const small = await app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: { features: featuresField(randomMap([1, 1, 2, 2])), spatialScale: 1, boxes: [] },
+    });
+    expect(small.statusCode).toBe(200);
+    stalled.destroy();
+    await until(() => app.bodies.inFlight === 0);
   });
 });

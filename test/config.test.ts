@@ -20,6 +20,7 @@ describe('parseConfig', () => {
       maxWork: 5e10,
       taskTimeoutSeconds: 60,
       queueLimit: 64,
+      maxBodyBytesInFlight: 134_217_728,
       maxResponseBytesInFlight: 1_073_741_824,
       writeTimeoutSeconds: 30,
       // One per core, one left for the HTTP thread, within [1, 4] (README).
@@ -55,6 +56,7 @@ describe('parseConfig', () => {
       MAX_WORK: '2e9',
       TASK_TIMEOUT_SECONDS: '30',
       QUEUE_LIMIT: '0',
+      MAX_BODY_BYTES_IN_FLIGHT: '5e7',
       MAX_RESPONSE_BYTES_IN_FLIGHT: '1e8',
       WRITE_TIMEOUT_SECONDS: '2.5',
       WORKERS: '3',
@@ -83,6 +85,7 @@ describe('parseConfig', () => {
       maxWork: 2e9,
       taskTimeoutSeconds: 30,
       queueLimit: 0,
+      maxBodyBytesInFlight: 50_000_000,
       maxResponseBytesInFlight: 100_000_000,
       writeTimeoutSeconds: 2.5,
       workers: 3,
