@@ -3,7 +3,7 @@
  * `queueLimit` more requests wait; one more is refused at once with a 503 (`BusyError`). The HTTP
  * thread never runs decode, backbone or kernels, so `/healthz` answers while they run.
  */
-import type { PsRoiResult, PsRoiTask } from './oip/ps-task.js';
+import type { KernelResult, KernelTask } from './oip/kernel-task.js';
 import type { Worker } from 'node:worker_threads';
 import { Piscina, type PiscinaTask } from 'piscina';
 import type { BackboneDescription } from './backbone/index.js';
@@ -49,7 +49,7 @@ export type WorkerTask =
   | { kind: 'diff'; task: RoiTask; options: DiffOptions }
   | { kind: 'features'; image: Uint8Array | string; format: 'json' | 'npy'; maxSide?: number }
   | { kind: 'describe' }
-  | { kind: 'psRoi'; ps: PsRoiTask };
+  | { kind: 'kernel'; kernel: KernelTask };
 
 /** How a task runs: in the slot its request took on arrival (`slotOf(request)`, `src/admission.ts`). */
 export interface RunOptions {
@@ -484,16 +484,17 @@ export class WorkPool {
   }
 
   /**
-   * Runs a position-sensitive RoI Align / Pool task (`ps_roi_align`, `ps_roi_pool` under `/v2`). Its
-   * buffers (boxes, the map's `.npy` bytes) move to the worker.
+   * Runs a kernel outside the `/v1` pipeline (`ps_roi_align`, `ps_roi_pool`, `rotated_roi_align`,
+   * `multiscale_roi_align` under `/v2`). Its buffers (boxes, the maps' `.npy` bytes) move to the worker.
    */
-  psRoi(task: PsRoiTask, options: RunOptions = {}): Promise<PsRoiResult> {
-    const npy = task.features.encoding === 'npy' ? task.features.bytes : undefined;
+  kernel(task: KernelTask, options: RunOptions = {}): Promise<KernelResult> {
+    const maps = Array.isArray(task.features) ? task.features : [task.features];
+    const npys = maps.map((f) => (f.encoding === 'npy' ? f.bytes : undefined));
     return this.#run(
-      { kind: 'psRoi', ps: task },
-      ownedBuffers([task.boxes.data, npy]),
+      { kind: 'kernel', kernel: task },
+      ownedBuffers([task.boxes.data, ...npys]),
       options,
-    ) as Promise<PsRoiResult>;
+    ) as Promise<KernelResult>;
   }
 
   /** The backbone description (waits until a worker has loaded it). */

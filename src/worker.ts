@@ -23,7 +23,7 @@ import {
 import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js';
 import { encodeFeatures, encodeRoi, type EncodedBody } from './responses.js';
 import { decodeImageInput, decodeRoiTask } from './task-input.js';
-import { runPsRoi } from './oip/ps-task.js';
+import { runKernel } from './oip/kernel-task.js';
 import {
   ownedBuffers,
   type EncodedWork,
@@ -181,9 +181,9 @@ export default async function handle(
       case 'describe':
         value = await describeBackbone(ctx);
         break;
-      case 'psRoi': {
-        const result = runPsRoi(task.ps, () => stop.check());
-        transfers = ownedBuffers([result.data]);
+      case 'kernel': {
+        const result = runKernel(task.kernel, () => stop.check());
+        transfers = ownedBuffers([result.data, result.levels]);
         value = result;
         break;
       }

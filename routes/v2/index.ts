@@ -27,6 +27,7 @@ import { keyMatches, presentedKey } from '../../src/http/auth.js';
 import { recordTimings } from '../../src/http/timing.js';
 import {
   encodeInferenceResponse,
+  int64Tensor,
   outputTensor,
   HEADER_LENGTH,
   headerLength,
@@ -38,7 +39,9 @@ import { type RoiWarning, WARNINGS_HEADER, warningsHeaderValue } from '../../src
 import {
   backboneInput,
   outputDatatype,
+  multiScaleTask,
   psTask,
+  rotatedTask,
   MODEL_VERSION,
   MODELS,
   npyParts,
@@ -460,15 +463,23 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
           const datatype = outputDatatype(infer.parameters);
           // The output as float32 bytes: the worker's `.npy` data as they are (bit for bit /v1's).
           let output: { shape: number[]; data: Uint8Array };
+          let levels: Int32Array | undefined;
           const warnings: RoiWarning[] = [];
           if (model.kind === 'backbone') {
             const { image, maxSide } = backboneInput(infer, model, limits);
             const out = await app.work.features(image, 'npy', maxSide, options);
             recordTimings(request, app.metrics, out.timings);
             output = npyParts(out.body);
-          } else if (model.kind === 'ps') {
-            const out = await app.work.psRoi(psTask(infer, model, limits), options);
+          } else if (model.kind !== 'roi') {
+            const task =
+              model.kind === 'ps'
+                ? psTask(infer, model, limits)
+                : model.kind === 'rotated'
+                  ? rotatedTask(infer, model, limits)
+                  : multiScaleTask(infer, model, limits);
+            const out = await app.work.kernel(task, options);
             recordTimings(request, app.metrics, out.timings);
+            levels = out.levels;
             output = {
               shape: out.shape,
               data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength),
@@ -490,9 +501,15 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
               message: `${overflow} finite values of "${name}" are outside ${datatype}'s range and were sent as ±Infinity; use FP32${datatype === 'FP16' ? " (or BF16, which has float32's range)" : ''}`,
             });
           }
+          const tensors = [tensor];
+          if (levels !== undefined) tensors.push(int64Tensor('levels', levels));
+          // Only the outputs asked for, when the request names some (the protocol's `outputs`).
+          const asked = infer.outputs?.map((o) => o.name);
           const encoded = encodeInferenceResponse(
             { model_name: model.name, model_version: MODEL_VERSION, id: infer.id },
-            [{ ...tensor, binary: wantsBinary(infer, name) }],
+            tensors
+              .filter((t) => asked === undefined || asked.includes(t.name))
+              .map((t) => ({ ...t, binary: wantsBinary(infer, t.name) })),
           );
           // The same warnings header as /v1 (max-side-capped, dtype-overflow, …).
           const warningsHeader = warningsHeaderValue(warnings);

@@ -447,12 +447,20 @@ export function bytesValues(input: RequestInput): Uint8Array[] {
 /** An output tensor ready to send. */
 export interface ResponseTensor {
   name: string;
-  datatype: 'FP32' | 'FP16' | 'BF16';
+  datatype: 'FP32' | 'FP16' | 'BF16' | 'INT64';
   shape: number[];
   /** The binary form: little-endian elements of `datatype`, row-major. */
   bytes: Uint8Array;
   /** The JSON form: each element's exact value (every FP16 / BF16 value is a float32). */
-  values: Float32Array;
+  values: Float32Array | Int32Array;
+}
+
+/** An INT64 `[K]` tensor of small integers (the pyramid level of each box). */
+export function int64Tensor(name: string, values: Int32Array): ResponseTensor {
+  const bytes = new Uint8Array(values.length * 8);
+  const view = new DataView(bytes.buffer);
+  values.forEach((v, i) => view.setBigInt64(8 * i, BigInt(v), true));
+  return { name, datatype: 'INT64', shape: [values.length], bytes, values };
 }
 
 /**

@@ -5,7 +5,7 @@
  * `parameters.output_size`), not `/v1`'s fields.
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
-import { psChannelsOut, toCanonicalBoxes, type AlignMode } from '../ops/index.js';
+import { mapLevels, psChannelsOut, toCanonicalBoxes, toRotatedBoxes, type AlignMode } from '../ops/index.js';
 import { checkOutputValues, resolveMaxSide, type RoiLimits, type RoiOp, type RoiTask } from '../request.js';
 import { writeNpy } from '../tensors/npy.js';
 import { checkRoiWork } from '../work_budget.js';
@@ -17,7 +17,7 @@ import {
   type InferenceRequest,
   type RequestInput,
 } from './codec.js';
-import type { PsOp, PsRoiTask } from './ps-task.js';
+import type { KernelTask } from './kernel-task.js';
 
 /** A tensor in model metadata; `-1` marks a free dimension. */
 export interface TensorMetadata {
@@ -47,12 +47,31 @@ export interface BackboneModel {
 export interface PsModel {
   kind: 'ps';
   name: string;
-  op: PsOp;
+  op: 'ps_align' | 'ps_pool';
   inputs: TensorMetadata[];
   outputs: TensorMetadata[];
 }
 
-export type Model = RoiModel | BackboneModel | PsModel;
+/** `rotated_roi_align`: oriented boxes `(b, cx, cy, w, h, angle)`, run outside the `/v1` pipeline. */
+export interface RotatedModel {
+  kind: 'rotated';
+  name: string;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+}
+
+/** `multiscale_roi_align`: a pyramid `features_0` (finest) … `features_{L-1}`, each box pooled from its level. */
+export interface MultiScaleModel {
+  kind: 'multiscale';
+  name: string;
+  inputs: TensorMetadata[];
+  outputs: TensorMetadata[];
+}
+
+export type Model = RoiModel | BackboneModel | PsModel | RotatedModel | MultiScaleModel;
+
+/** Pyramid levels `multiscale_roi_align` takes at most (`features_0` … `features_7`). */
+export const MAX_LEVELS = 8;
 
 /** The only version of every model. */
 export const MODEL_VERSION = '1';
@@ -95,6 +114,62 @@ export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
     { kind: 'ps', name, op, inputs: ROI_INPUTS.filter((i) => i.name !== 'image'), outputs: POOLED },
   ]),
 ]);
+
+const ROTATED: RotatedModel = {
+  kind: 'rotated',
+  name: 'rotated_roi_align',
+  inputs: [
+    { name: 'features', datatype: 'FP32', shape: [-1, -1, -1, -1] },
+    { name: 'rois', datatype: 'FP32', shape: [-1, 6] },
+    { name: 'batch_indices', datatype: 'INT64', shape: [-1] },
+  ],
+  outputs: POOLED,
+};
+
+const MULTISCALE: MultiScaleModel = {
+  kind: 'multiscale',
+  name: 'multiscale_roi_align',
+  inputs: [
+    ...Array.from({ length: MAX_LEVELS }, (_, i): TensorMetadata => ({
+      name: `features_${i}`,
+      datatype: 'FP32',
+      shape: [-1, -1, -1, -1],
+    })),
+    { name: 'rois', datatype: 'FP32', shape: [-1, 5] },
+    { name: 'batch_indices', datatype: 'INT64', shape: [-1] },
+  ],
+  outputs: [...POOLED, { name: 'levels', datatype: 'INT64', shape: [-1] }],
+};
+
+(MODELS as Map<string, Model>).set(ROTATED.name, ROTATED).set(MULTISCALE.name, MULTISCALE);
+
+/** The request parameters `rotated_roi_align` reads. */
+export const ROTATED_PARAMETERS = [
+  'spatial_scale',
+  'output_size',
+  'output_height',
+  'output_width',
+  'sampling_ratio',
+  'aligned',
+  'clockwise',
+  'dtype',
+  'binary_data_output',
+] as const;
+
+/** The request parameters `multiscale_roi_align` reads. */
+export const MULTISCALE_PARAMETERS = [
+  'spatial_scale',
+  'output_size',
+  'output_height',
+  'output_width',
+  'sampling_ratio',
+  'aligned',
+  'level_rule',
+  'canonical_box_size',
+  'canonical_level',
+  'dtype',
+  'binary_data_output',
+] as const;
 
 /** The request parameters the position-sensitive models read. */
 export const PS_PARAMETERS = [
@@ -187,25 +262,26 @@ function inputsByName(request: InferenceRequest, model: Model): Map<string, Requ
 }
 
 /** `rois` `[K, 5]`, or `[K, 4]` with `batch_indices` `[K]`, as rows `(b, x1, y1, x2, y2)`. */
-function roiRows(inputs: Map<string, RequestInput>): number[][] {
+function roiRows(inputs: Map<string, RequestInput>, columns = 5): number[][] {
+  // (b, x1, y1, x2, y2), or (b, cx, cy, w, h, angle) for rotated boxes.
+  const what = columns === 5 ? '(b, x1, y1, x2, y2)' : '(b, cx, cy, w, h, angle)';
   const rois = inputs.get('rois');
   if (rois === undefined) {
     throw bad(
       'missing input "rois"',
       'rois',
-      'rois FP32 [K, 5] (b, x1, y1, x2, y2), or [K, 4] with batch_indices',
+      `rois FP32 [K, ${columns}] ${what}, or [K, ${columns - 1}] with batch_indices`,
     );
   }
   const indices = inputs.get('batch_indices');
   const [k, width] = rois.shape;
   const withIndices = indices !== undefined;
-  if (rois.shape.length !== 2 || width !== (withIndices ? 4 : 5)) {
+  const expected = withIndices ? columns - 1 : columns;
+  if (rois.shape.length !== 2 || width !== expected) {
     throw bad(
-      `input "rois" has shape [${rois.shape.join(', ')}]; ${withIndices ? 'with batch_indices it must be [K, 4]' : 'it must be [K, 5], or [K, 4] with batch_indices'}`,
+      `input "rois" has shape [${rois.shape.join(', ')}]; ${withIndices ? `with batch_indices it must be [K, ${expected}]` : `it must be [K, ${columns}], or [K, ${columns - 1}] with batch_indices`}`,
       'rois.shape',
-      withIndices
-        ? '[K, 4] (x1, y1, x2, y2)'
-        : '[K, 5] (b, x1, y1, x2, y2), or [K, 4] plus batch_indices [K]',
+      `[K, ${columns}] ${what}, or [K, ${columns - 1}] plus batch_indices [K]`,
     );
   }
   const values = numericValues(rois, ['FP32']);
@@ -222,8 +298,8 @@ function roiRows(inputs: Map<string, RequestInput>): number[][] {
   }
   const rows: number[][] = [];
   for (let i = 0; i < k; i++) {
-    if (batch === undefined) rows.push(Array.from(values.subarray(5 * i, 5 * i + 5)));
-    else rows.push([batch[i], ...values.subarray(4 * i, 4 * i + 4)]);
+    if (batch === undefined) rows.push(Array.from(values.subarray(columns * i, columns * (i + 1))));
+    else rows.push([batch[i], ...values.subarray((columns - 1) * i, (columns - 1) * (i + 1))]);
   }
   return rows;
 }
@@ -392,7 +468,7 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
  *
  * @throws InvalidInputError (400) / TooLargeError (413), naming the input or parameter
  */
-export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLimits): PsRoiTask {
+export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLimits): KernelTask {
   const p = request.parameters;
   checkParameterNames(p, model, PS_PARAMETERS);
   const inputs = inputsByName(request, model);
@@ -471,6 +547,220 @@ export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLim
     spatialScale,
     outputSize,
     samplingRatio,
+  };
+}
+
+/** `output_size` or `output_height` / `output_width` (7), within `MAX_OUTPUT_SIDE`. */
+function outputSizeOf(p: Record<string, unknown>, limits: RoiLimits): [number, number] {
+  const size = intParameter(p, 'output_size', undefined, { min: 1 });
+  const outputSize: [number, number] = [
+    intParameter(p, 'output_height', size ?? 7, { min: 1 }) as number,
+    intParameter(p, 'output_width', size ?? 7, { min: 1 }) as number,
+  ];
+  if (Math.max(...outputSize) > limits.maxOutputSide) {
+    throw bad(
+      `output size ${outputSize.join('×')} exceeds the limit ${limits.maxOutputSide} a side`,
+      'parameters.output_size',
+      `an integer from 1 to ${limits.maxOutputSide}`,
+    );
+  }
+  return outputSize;
+}
+
+/** `sampling_ratio` (2; `<= 0` adaptive), within `MAX_SAMPLING_GRID`. */
+function samplingOf(p: Record<string, unknown>, limits: RoiLimits): number {
+  const samplingRatio = intParameter(p, 'sampling_ratio', 2, { min: undefined }) as number;
+  if (samplingRatio > limits.maxSamplingGrid) {
+    throw bad(
+      `parameters.sampling_ratio ${samplingRatio} exceeds the limit ${limits.maxSamplingGrid}`,
+      'parameters.sampling_ratio',
+      `an integer <= ${limits.maxSamplingGrid} (<= 0 = adaptive)`,
+    );
+  }
+  return samplingRatio;
+}
+
+/** The required positive `spatial_scale`. */
+function scaleOf(p: Record<string, unknown>): number {
+  const spatialScale = p.spatial_scale;
+  if (typeof spatialScale !== 'number' || !(spatialScale > 0) || !Number.isFinite(spatialScale)) {
+    throw bad(
+      spatialScale === undefined
+        ? 'parameters.spatial_scale is required'
+        : `parameters.spatial_scale is ${JSON.stringify(spatialScale)}; expected a positive number`,
+      'parameters.spatial_scale',
+      'a positive number: feature-map cells per image pixel (1/stride)',
+    );
+  }
+  return spatialScale;
+}
+
+/** A boolean parameter, or `fallback`. */
+function boolParameter(p: Record<string, unknown>, name: string, fallback: boolean): boolean {
+  const v = p[name] ?? fallback;
+  if (typeof v !== 'boolean') {
+    throw bad(
+      `parameters.${name} is ${JSON.stringify(v)}; expected true or false`,
+      `parameters.${name}`,
+      'a boolean',
+    );
+  }
+  return v;
+}
+
+/** Refuses more rows than `MAX_BOXES`. */
+function checkRowCount(rows: readonly unknown[], limits: RoiLimits): void {
+  if (rows.length > limits.maxBoxes) {
+    throw new TooLargeError(
+      `${rows.length} rois exceed the limit of ${limits.maxBoxes} per request`,
+      'rois',
+      `at most ${limits.maxBoxes} rows`,
+    );
+  }
+}
+
+/**
+ * Builds the task of `rotated_roi_align`: `features` FP32 `[N, C, H, W]`, `rois` FP32 `[K, 6]`
+ * `(b, cx, cy, w, h, angle)` (degrees, counter-clockwise as seen in the image) or `[K, 5]` plus
+ * `batch_indices`. The work budget is checked as RoI Align of the upright boxes of the same size (the
+ * sampling grid follows the box's own frame).
+ *
+ * @throws InvalidInputError (400) / TooLargeError (413), naming the input or parameter
+ */
+export function rotatedTask(request: InferenceRequest, model: RotatedModel, limits: RoiLimits): KernelTask {
+  const p = request.parameters;
+  checkParameterNames(p, model, ROTATED_PARAMETERS);
+  const inputs = inputsByName(request, model);
+  const features = inputs.get('features');
+  if (features === undefined) throw bad('missing input "features"', 'features', 'features FP32 [N, C, H, W]');
+  const outputSize = outputSizeOf(p, limits);
+  const samplingRatio = samplingOf(p, limits);
+  const spatialScale = scaleOf(p);
+  const aligned = boolParameter(p, 'aligned', true);
+  const clockwise = boolParameter(p, 'clockwise', false);
+  const shape = featureShape(features);
+  const [n, c] = shape;
+  const rows = roiRows(inputs, 6);
+  checkRowCount(rows, limits);
+  const boxes = toRotatedBoxes(rows, { batchSize: n, field: 'rois' });
+  checkOutputValues(boxes.count, c, outputSize, 1, limits);
+  const upright = toCanonicalBoxes(
+    rows.map(([b, cx, cy, w, h]) => [b, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]),
+    { format: 'xyxy', batchSize: n, field: 'rois' },
+  );
+  checkRoiWork(
+    upright,
+    shape,
+    spatialScale,
+    { ops: ['align'], outputSize, samplingRatio, aligned, mode: 'avg' },
+    limits,
+  );
+  const data = float32Values(features);
+  return {
+    op: 'rotated_align',
+    features: { encoding: 'npy', bytes: new Uint8Array(writeNpy(data, shape)), layout: 'NCHW' },
+    boxes,
+    spatialScale,
+    outputSize,
+    samplingRatio,
+    aligned,
+    clockwise,
+  };
+}
+
+/**
+ * Builds the task of `multiscale_roi_align`: `features_0` (finest) … `features_{L-1}`, same N and C,
+ * each level half the scale of the one before (`spatial_scale` is that of `features_0`, e.g. 1/4 for
+ * P2); each box is pooled (RoI Align) from the level FPN's rule assigns it (`level_rule` `torchvision`
+ * or `detectron2`, `canonical_box_size` 224, `canonical_level` 4). Outputs `pooled` and `levels`.
+ * The work budget is checked as RoI Align on `features_0` of the boxes scaled to their level.
+ *
+ * @throws InvalidInputError (400) / TooLargeError (413), naming the input or parameter
+ */
+export function multiScaleTask(
+  request: InferenceRequest,
+  model: MultiScaleModel,
+  limits: RoiLimits,
+): KernelTask {
+  const p = request.parameters;
+  checkParameterNames(p, model, MULTISCALE_PARAMETERS);
+  const inputs = inputsByName(request, model);
+  const levels: RequestInput[] = [];
+  for (let i = 0; inputs.has(`features_${i}`); i++) levels.push(inputs.get(`features_${i}`) as RequestInput);
+  const stray = [...inputs.keys()].find(
+    (k) => k.startsWith('features_') && !levels.some((l) => l.name === k),
+  );
+  if (levels.length === 0 || stray !== undefined) {
+    throw bad(
+      stray === undefined ? 'missing input "features_0"' : `input "${stray}" without the levels before it`,
+      stray ?? 'features_0',
+      'features_0, features_1, … (finest first), consecutive',
+    );
+  }
+  const outputSize = outputSizeOf(p, limits);
+  const samplingRatio = samplingOf(p, limits);
+  const scale0 = scaleOf(p);
+  const aligned = boolParameter(p, 'aligned', true);
+  const rule = p.level_rule ?? 'torchvision';
+  if (rule !== 'torchvision' && rule !== 'detectron2') {
+    throw bad(
+      `parameters.level_rule is ${JSON.stringify(rule)}`,
+      'parameters.level_rule',
+      '"torchvision" or "detectron2"',
+    );
+  }
+  const canonicalBoxSize = p.canonical_box_size ?? 224;
+  if (typeof canonicalBoxSize !== 'number' || !(canonicalBoxSize > 0)) {
+    throw bad(
+      `parameters.canonical_box_size is ${JSON.stringify(canonicalBoxSize)}`,
+      'parameters.canonical_box_size',
+      'a positive number (224)',
+    );
+  }
+  const canonicalLevel = intParameter(p, 'canonical_level', 4, { min: 0 }) as number;
+  const shapes = levels.map(featureShape);
+  const [n, c] = shapes[0];
+  const scales = shapes.map((_, i) => scale0 / 2 ** i);
+  const rows = roiRows(inputs);
+  checkRowCount(rows, limits);
+  const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: n, field: 'rois' });
+  checkOutputValues(boxes.count, c, outputSize, 1, limits);
+  const mapping = { rule, canonicalBoxSize, canonicalLevel } as const;
+  const kMin = Math.round(-Math.log2(scale0));
+  if (Math.abs(2 ** -kMin - scale0) > 1e-12 * scale0) {
+    throw bad(
+      `parameters.spatial_scale is ${scale0}; a pyramid level's scale is a power of two`,
+      'parameters.spatial_scale',
+      'a power of two: 0.25 for P2, 0.125 for P3, …',
+    );
+  }
+  // Each box at its level costs what the box scaled to that level costs on features_0.
+  const assigned = mapLevels(boxes, mapping, kMin, kMin + levels.length - 1);
+  const scaled = new Float32Array(boxes.data);
+  for (let k = 0; k < boxes.count; k++) {
+    const f = 2 ** (kMin - assigned[k]);
+    for (let j = 1; j < 5; j++) scaled[5 * k + j] *= f;
+  }
+  checkRoiWork(
+    { data: scaled, count: boxes.count },
+    shapes[0],
+    scale0,
+    { ops: ['align'], outputSize, samplingRatio, aligned, mode: 'avg' },
+    limits,
+  );
+  return {
+    op: 'multiscale_align',
+    features: levels.map((input, i) => ({
+      encoding: 'npy' as const,
+      bytes: new Uint8Array(writeNpy(float32Values(input), shapes[i])),
+      layout: 'NCHW' as const,
+    })),
+    boxes,
+    spatialScales: scales,
+    outputSize,
+    samplingRatio,
+    aligned,
+    mapping,
   };
 }
 

@@ -10,7 +10,14 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { psRoiAlign, psRoiPool, toCanonicalBoxes } from '../../../src/ops/index.js';
+import {
+  multiScaleRoi,
+  psRoiAlign,
+  psRoiPool,
+  rotatedRoiAlign,
+  toCanonicalBoxes,
+  toRotatedBoxes,
+} from '../../../src/ops/index.js';
 import { buildApp } from '../../../src/server.js';
 import { featuresField, randomMap, tensorData, testConfig, testPng } from '../helpers.js';
 
@@ -665,5 +672,98 @@ describe('ps_roi_align and ps_roi_pool (R-FCN), run in the worker pool', () => {
     });
     expect(r.status).toBe(400);
     expect(json(r).error).toMatch(/features has C = 3 channels, not a multiple of/);
+  });
+});
+
+describe('rotated_roi_align and multiscale_roi_align, run in the worker pool', () => {
+  it('rotated_roi_align gives the kernel of src/ops bit for bit', async () => {
+    const rows = [
+      [0, 12, 10, 16, 8, 30],
+      [1, 20.5, 14, 10, 20, -45],
+    ];
+    const expected = rotatedRoiAlign(MAP, toRotatedBoxes(rows, { batchSize: 2 }), {
+      spatialScale: 0.5,
+      outputSize: 3,
+      samplingRatio: 0,
+      aligned: true,
+      clockwise: true,
+    });
+    const body = {
+      inputs: [
+        { name: 'features', shape: [2, 3, 9, 11], datatype: 'FP32', data: Array.from(MAP.data) },
+        { name: 'rois', shape: [2, 5], datatype: 'FP32', data: rows.map((r) => r.slice(1)) },
+        { name: 'batch_indices', shape: [2], datatype: 'INT64', data: [0, 1] },
+      ],
+      parameters: { spatial_scale: 0.5, output_size: 3, sampling_ratio: 0, clockwise: true },
+    };
+    const r = await send('POST', '/v2/models/rotated_roi_align/infer', Buffer.from(JSON.stringify(body)), {
+      'Content-Type': 'application/json',
+    });
+    expect(r.status, r.body.toString()).toBe(200);
+    const out = json(r).outputs[0];
+    expect(out.shape).toEqual([2, 3, 3, 3]);
+    expect(Float32Array.from(out.data as number[])).toEqual(expected.data);
+  });
+
+  it('multiscale_roi_align: pooled and levels equal multiScaleRoi; outputs filter what comes back', async () => {
+    const p2 = randomMap([1, 2, 32, 32], 3);
+    const p3 = randomMap([1, 2, 16, 16], 4);
+    const p4 = randomMap([1, 2, 8, 8], 5);
+    const rows = [
+      [0, 0, 0, 120, 120],
+      [0, 10, 10, 30, 40],
+      [0, 0, 0, 126, 127],
+    ];
+    const expected = multiScaleRoi(
+      'align',
+      [p2, p3, p4],
+      [0.25, 0.125, 0.0625],
+      toCanonicalBoxes(rows, { format: 'xyxy', batchSize: 1 }),
+      { outputSize: 2, samplingRatio: 2, aligned: false },
+      { rule: 'torchvision', canonicalBoxSize: 224, canonicalLevel: 4 },
+    );
+    const tensor = (name: string, fm: typeof p2) => ({
+      name,
+      shape: [...fm.shape],
+      datatype: 'FP32',
+      data: Array.from(fm.data),
+    });
+    const body = {
+      inputs: [
+        tensor('features_0', p2),
+        tensor('features_1', p3),
+        tensor('features_2', p4),
+        { name: 'rois', shape: [3, 5], datatype: 'FP32', data: rows.flat() },
+      ],
+      parameters: {
+        spatial_scale: 0.25,
+        output_size: 2,
+        aligned: false,
+        canonical_box_size: 224,
+        canonical_level: 4,
+      },
+    };
+    const post = (extra: object) =>
+      send(
+        'POST',
+        '/v2/models/multiscale_roi_align/infer',
+        Buffer.from(JSON.stringify({ ...body, ...extra })),
+        {
+          'Content-Type': 'application/json',
+        },
+      );
+    const r = await post({});
+    expect(r.status, r.body.toString()).toBe(200);
+    const [pooled, levels] = json(r).outputs;
+    expect(pooled.shape).toEqual([3, 2, 2, 2]);
+    expect(Float32Array.from(pooled.data as number[])).toEqual(expected.output.data);
+    expect(levels).toEqual({
+      name: 'levels',
+      datatype: 'INT64',
+      shape: [3],
+      data: Array.from(expected.levels),
+    });
+    const only = await post({ outputs: [{ name: 'levels' }] });
+    expect(json(only).outputs.map((o: { name: string }) => o.name)).toEqual(['levels']);
   });
 });
