@@ -432,8 +432,8 @@ describe('metadata and health', () => {
 });
 
 describe('API_KEY on /v2', () => {
-  it('health probes open; metadata and inference need the key; the 401 is {"error"}', async () => {
-    const keyed = await buildApp(testConfig({ apiKey: 'v2-key-0123456789' }));
+  it('health probes open; metadata and inference need the key; the 401 is {"error"}; a body over BODY_LIMIT_BYTES is a 413 {"error"}', async () => {
+    const keyed = await buildApp(testConfig({ apiKey: 'v2-key-0123456789', bodyLimitBytes: 4096 }));
     try {
       const live = await keyed.inject({ method: 'GET', url: '/v2/health/live' });
       expect(live.statusCode).toBe(200);
@@ -466,6 +466,15 @@ describe('API_KEY on /v2', () => {
       });
       expect(ok.statusCode, ok.body).toBe(200);
       expect(ok.json().outputs[0].data).toEqual([2.5]);
+      const big = await keyed.inject({
+        method: 'POST',
+        url: '/v2/models/roi_align/infer',
+        payload: Buffer.alloc(5000, 32),
+        headers: { 'content-type': 'application/octet-stream', 'x-api-key': 'v2-key-0123456789' },
+      });
+      expect(big.statusCode).toBe(413);
+      expect(big.headers['content-type']).toBe('application/json');
+      expect(Object.keys(big.json())).toEqual(['error']);
     } finally {
       await keyed.close();
     }
