@@ -2,7 +2,9 @@
  * The models `/v2` serves and how an inference request for one of them becomes a {@link RoiTask}: the
  * same task `POST /v1/roi` builds, from typed values (no detour through a `/v1` JSON body), so the
  * results are the same bit for bit. Errors name the protocol's inputs and parameters (`rois`,
- * `parameters.output_size`), not `/v1`'s fields.
+ * `parameters.output_size`), not `/v1`'s fields. The `backbone` model is `POST /v1/features`'s work;
+ * `ps_roi_align`, `ps_roi_pool`, `rotated_roi_align` and `multiscale_roi_align` become a
+ * {@link KernelTask} (`src/oip/kernel-task.ts`), which runs outside the `/v1` pipeline.
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
 import { mapLevels, psChannelsOut, toCanonicalBoxes, toRotatedBoxes, type AlignMode } from '../ops/index.js';
@@ -91,30 +93,6 @@ const BACKBONE: BackboneModel = {
   outputs: [{ name: 'features', datatype: 'FP32', shape: [1, -1, -1, -1] }],
 };
 
-/** The models by name. */
-export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
-  ...(
-    [
-      ['roi_align', 'align'],
-      ['roi_pool', 'pool'],
-      ['roi_warp', 'warp'],
-    ] as const
-  ).map(([name, op]): [string, Model] => [
-    name,
-    { kind: 'roi', name, op, inputs: ROI_INPUTS, outputs: POOLED },
-  ]),
-  ['backbone', BACKBONE],
-  ...(
-    [
-      ['ps_roi_align', 'ps_align'],
-      ['ps_roi_pool', 'ps_pool'],
-    ] as const
-  ).map(([name, op]): [string, Model] => [
-    name,
-    { kind: 'ps', name, op, inputs: ROI_INPUTS.filter((i) => i.name !== 'image'), outputs: POOLED },
-  ]),
-]);
-
 const ROTATED: RotatedModel = {
   kind: 'rotated',
   name: 'rotated_roi_align',
@@ -141,7 +119,31 @@ const MULTISCALE: MultiScaleModel = {
   outputs: [...POOLED, { name: 'levels', datatype: 'INT64', shape: [-1] }],
 };
 
-(MODELS as Map<string, Model>).set(ROTATED.name, ROTATED).set(MULTISCALE.name, MULTISCALE);
+/** The models by name. */
+export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
+  ...(
+    [
+      ['roi_align', 'align'],
+      ['roi_pool', 'pool'],
+      ['roi_warp', 'warp'],
+    ] as const
+  ).map(([name, op]): [string, Model] => [
+    name,
+    { kind: 'roi', name, op, inputs: ROI_INPUTS, outputs: POOLED },
+  ]),
+  ['backbone', BACKBONE],
+  ...(
+    [
+      ['ps_roi_align', 'ps_align'],
+      ['ps_roi_pool', 'ps_pool'],
+    ] as const
+  ).map(([name, op]): [string, Model] => [
+    name,
+    { kind: 'ps', name, op, inputs: ROI_INPUTS.filter((i) => i.name !== 'image'), outputs: POOLED },
+  ]),
+  [ROTATED.name, ROTATED],
+  [MULTISCALE.name, MULTISCALE],
+]);
 
 /** The request parameters `rotated_roi_align` reads. */
 export const ROTATED_PARAMETERS = [
@@ -225,7 +227,7 @@ function bad(message: string, field: string, expected: string): InvalidInputErro
   return new InvalidInputError(message, field, expected);
 }
 
-/** A positive (or any, with `allowNonPositive`) integer parameter, or `fallback` when absent. */
+/** An integer parameter (at least `min`, when given), or `fallback` when absent. */
 function intParameter(
   parameters: Record<string, unknown>,
   name: string,
