@@ -568,7 +568,7 @@ async function main(): Promise<void> {
   console.log(
     `\n5xx other than 503: ${fiveHundreds.length}${fiveHundreds.length ? ` (${fiveHundreds.join(', ')})` : ''}`,
   );
-  console.log(`503 (queue full / answers in flight, Retry-After): ${busy}`);
+  console.log(`503 (queue full, bodies or answers in flight; Retry-After): ${busy}`);
   console.log(
     `dropped connections (no answer where one was due): ${dropped}` +
       (dropped ? ` (${[...droppedBy].map(([k, n]) => `${k}: ${n}`).join(', ')})` : ''),
