@@ -11,6 +11,7 @@ const sections: Record<string, Section> = {
   budget: async () => (await import('./work_budget.js')).runWorkBudgetBench(),
   render: async () => (await import('./render.js')).runRenderBench(),
   dtype: async () => (await import('./dtype.js')).runDtypeBench(),
+  v2: async () => (await import('./v2.js')).runV2Bench(),
 };
 
 async function main(): Promise<void> {
