@@ -34,6 +34,7 @@ Errors answered by the server raise :class:`RoiserveError` with the problem+json
 import io
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -208,8 +209,9 @@ class Client:
                 problem = {"title": e.reason, "detail": raw.decode("utf-8", "replace")[:500]}
             raise RoiserveError(e.code, problem) from None
         if header:
+            level = _caller_level()
             for w in json.loads(header):
-                warnings.warn(f"{w.get('code')}: {w.get('message')}", RoiserveWarning, stacklevel=4)
+                warnings.warn(f"{w.get('code')}: {w.get('message')}", RoiserveWarning, stacklevel=level)
         return data
 
     def _roi(self, op, features, boxes, output_size, spatial_scale, sampling_ratio=None, aligned=None):
@@ -301,6 +303,14 @@ class Client:
             "format": "png",
         }
         return self._post("/v1/diff", fields, files)
+
+
+def _caller_level():
+    """``stacklevel`` of the first frame outside this file: a warning points at the caller's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _read(image):

@@ -24,9 +24,12 @@ except ImportError:  # the HTTP parts still run
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures")
 needs_torch = unittest.skipIf(torch is None, "torch / torchvision not installed")
 
-# Random boxes reach past the map on purpose: keep the server's box-outside warnings out of the log
-# (test_server_warnings_become_python_warnings checks them).
-warnings.simplefilter("ignore", rs.RoiserveWarning)
+
+def setUpModule():
+    # Random boxes reach past the map on purpose: keep the server's box-outside warnings out of the log
+    # (test_server_warnings_become_python_warnings checks them). Here, not at import: unittest's runner
+    # resets the filters when it starts.
+    warnings.simplefilter("ignore", rs.RoiserveWarning)
 
 
 def random_case(seed, n=2, c=3, h=13, w=17, k=12, scale=0.5):
@@ -153,7 +156,25 @@ class Http(unittest.TestCase):
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             rs.roi_align(x, np.array([[0, 500, 500, 600, 600]], np.float32), 2, 0.5)
-        self.assertTrue(any(issubclass(w.category, rs.RoiserveWarning) and "box-outside" in str(w.message) for w in seen))
+        ours = [w for w in seen if issubclass(w.category, rs.RoiserveWarning)]
+        self.assertTrue(any("box-outside" in str(w.message) for w in ours))
+        self.assertEqual(ours[0].filename, __file__)  # points at the caller's line, not the client's
+
+    def test_every_optional_field_is_accepted_by_the_server(self):
+        # the server refuses unknown fields (400): each name the client sends must be the API's
+        photo = os.path.join(FIXTURES, "photo.jpg")
+        out = rs.from_image(
+            photo, [[0.1, 0.1, 0.5, 0.5]], op="warp", output_size=(2, 3), sampling_ratio=0, aligned=True,
+            box_format="xywh", normalized=True, max_side=320,
+        )
+        self.assertEqual(out.shape, (1, 256, 2, 3))
+        fmap = rs.image_features(photo, max_side=320)
+        self.assertEqual(fmap.shape[:2], (1, 256))
+        png = rs.diff(
+            fmap, [[0, 40, 60, 300, 280], [0, 0, 0, 100, 100]], output_size=3, spatial_scale=1 / 16,
+            sampling_ratio=1, aligned=False, channel=5, max_boxes=1, image_size=(320, 240),
+        )
+        self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
 
 
 if __name__ == "__main__":
