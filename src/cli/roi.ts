@@ -1,0 +1,291 @@
+/**
+ * `roiserve roi`: RoI Pool / Align / Warp of an image or a `.npy` feature map, written to `.npy`,
+ * `.safetensors` or `.json`; or a folder of images with a JSONL of boxes (batch, `./batch.ts`).
+ *
+ * In-process by default: the body is validated with the route's own schema (`roiBodySchema`), turned
+ * into a task by the route's `prepareRoi`, and run and encoded by the service's `WorkPool.roiEncoded`
+ * (same workers, backbone and encoders), so the file holds the bytes `POST /v1/roi` would answer.
+ * `--url` sends the same fields as multipart to a running server instead.
+ */
+import { writeFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { Command, Option } from 'commander';
+import { InvalidInputError } from '../errors.js';
+import type { WorkPool } from '../pool.js';
+import { limitsFrom, prepareRoi, roiBodySchema, ROI_OPS, type RoiBody, type RoiLimits } from '../request.js';
+import { checkNpyDtype } from '../responses.js';
+import { OUTPUT_DTYPES } from '../tensors/float16.js';
+import {
+  CliError,
+  cliConfig,
+  cliErrorOf,
+  EXIT_USAGE,
+  numberArg,
+  parseBody,
+  postForm,
+  printWarnings,
+  printWarningsHeader,
+  readInput,
+  sizeArg,
+  withPool,
+  type RemoteOptions,
+} from './common.js';
+
+/** The CLI's options of `roi` (commander's camelCase of the kebab-case flags = the API's field names). */
+export interface RoiCliOptions {
+  boxes: string;
+  output: string;
+  op?: string[];
+  outputSize?: number | [number, number];
+  samplingRatio?: number;
+  aligned?: boolean;
+  mode?: string;
+  spatialScale?: number;
+  boxFormat?: string;
+  normalized?: boolean;
+  maxSide?: number;
+  imageSize?: number | [number, number];
+  layout?: string;
+  format?: string;
+  dtype?: string;
+  url?: string;
+  apiKey?: string;
+}
+
+/** `.npy` → npy, `.safetensors` → safetensors, `.json` → json; `--format` wins. */
+export function formatOf(output: string, explicit: string | undefined): RoiBody['format'] {
+  if (explicit !== undefined) return explicit as RoiBody['format'];
+  const ext = extname(output).toLowerCase();
+  if (ext === '.npy') return 'npy';
+  if (ext === '.safetensors') return 'safetensors';
+  if (ext === '.json') return 'json';
+  throw new CliError(
+    `-o ${output}: cannot tell the format from the extension: use .npy, .safetensors or .json, or --format`,
+  );
+}
+
+/**
+ * Reads a boxes file: a JSON array of rows (`[[x1, y1, x2, y2], …]`), or an object with `boxes`
+ * (a `/v1/roi` body's field).
+ *
+ * @throws CliError (exit 2) when the file is unreadable or not JSON
+ */
+export async function readBoxesFile(path: string): Promise<unknown> {
+  const text = (await readInput(path, '--boxes')).toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new CliError(`--boxes ${path}: not JSON (${(err as Error).message})`);
+  }
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && 'boxes' in value) {
+    return (value as { boxes: unknown }).boxes;
+  }
+  return value;
+}
+
+/** The input kind from the file name: a `.npy` file is a feature map, anything else an image. */
+export function isFeatureFile(path: string): boolean {
+  return extname(path).toLowerCase() === '.npy';
+}
+
+/**
+ * The JSON-shape body of `/v1/roi` for these options, validated by the route's schema. The input's
+ * bytes travel beside it (as multipart file parts do); the body holds a stand-in.
+ */
+export function roiBody(opts: RoiCliOptions, boxes: unknown, features: boolean): RoiBody {
+  const format = formatOf(opts.output, opts.format);
+  // `.npy` holds one tensor: without --op, RoI Align (the API's default, all three, has no .npy form).
+  const ops = opts.op ?? (format === 'npy' ? ['align'] : [...ROI_OPS]);
+  const body: Record<string, unknown> = {
+    boxes,
+    ops,
+    outputSize: opts.outputSize,
+    samplingRatio: opts.samplingRatio,
+    aligned: opts.aligned,
+    mode: opts.mode,
+    spatialScale: opts.spatialScale,
+    boxFormat: opts.boxFormat,
+    normalized: opts.normalized,
+    maxSide: opts.maxSide,
+    imageSize: typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize,
+    format,
+    dtype: opts.dtype,
+  };
+  if (features) body.features = { shape: [1, 1, 1, 1], data: '', layout: opts.layout };
+  else {
+    if (opts.layout !== undefined) {
+      throw new CliError('--layout describes a .npy feature map; the input is an image');
+    }
+    body.image = '(file)';
+  }
+  for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
+  const parsed = parseBody(roiBodySchema, body);
+  const opCount = new Set(parsed.ops).size;
+  if (parsed.format === 'npy' && opCount !== 1) {
+    throw new InvalidInputError(
+      `format "npy" holds one tensor, but ${opCount} ops were asked for`,
+      'ops',
+      'exactly one --op with .npy output (or .safetensors / .json for several)',
+    );
+  }
+  checkNpyDtype(parsed.format, parsed.dtype);
+  return parsed;
+}
+
+/**
+ * Runs one input in-process: the route's `prepareRoi`, then the pool's `roiEncoded`, exactly as
+ * `POST /v1/roi` does. Returns the encoded body and prints the warnings.
+ */
+export async function runRoiLocal(
+  pool: WorkPool,
+  limits: RoiLimits,
+  body: RoiBody,
+  bytes: Uint8Array,
+  features: boolean,
+  prefix = '',
+): Promise<Buffer> {
+  // A fresh, whole ArrayBuffer: the pool moves it to the worker instead of copying it.
+  const owned = new Uint8Array(bytes);
+  const task = prepareRoi(body, limits, false, features ? { features: owned } : { image: owned });
+  const out = await pool.roiEncoded(task, body.format, body.encoding, {}, body.dtype);
+  printWarnings(out.warnings, prefix);
+  return out.body;
+}
+
+/** The same request as multipart to a running server (`--url`). */
+export async function runRoiRemote(
+  remote: RemoteOptions,
+  body: RoiBody,
+  bytes: Uint8Array,
+  features: boolean,
+  name: string,
+  prefix = '',
+): Promise<Buffer> {
+  const form = new FormData();
+  form.append(features ? 'features' : 'image', new Blob([new Uint8Array(bytes)]), name);
+  for (const [key, value] of Object.entries(body)) {
+    if (key === 'image' || value === undefined) continue;
+    if (key === 'features') {
+      form.append('layout', (value as { layout: string }).layout);
+      continue;
+    }
+    form.append(key, typeof value === 'string' ? value : JSON.stringify(value));
+  }
+  const res = await postForm(remote, 'v1/roi', form);
+  printWarningsHeader(res.warnings, prefix);
+  return res.body;
+}
+
+/** The `roi` command. */
+export function roiCommand(): Command {
+  return new Command('roi')
+    .summary('RoI Pool / Align / Warp of an image, a .npy feature map, or a folder of images')
+    .description(
+      "Runs the operators of POST /v1/roi, in-process (the service's own workers and encoders: the same " +
+        'bytes) or, with --url, on a running server. INPUT is an image (PNG, JPEG, WebP, GIF, TIFF, AVIF), a ' +
+        'float32 .npy feature map [N, C, H, W] (needs --spatial-scale), or a folder of images with --boxes ' +
+        'a .jsonl file of {"image": "a.jpg", "boxes": [[...]]} lines and -o a folder (one output per image). ' +
+        "The options are the API's fields in kebab case, with its defaults.",
+    )
+    .argument('<input>', 'image, .npy feature map, or folder of images')
+    .requiredOption(
+      '--boxes <file>',
+      'JSON file: [[x1, y1, x2, y2], ...] (or {"boxes": [...]}); .jsonl for a folder',
+    )
+    .requiredOption('-o, --output <file>', 'out.npy, out.safetensors or out.json; a folder for a batch')
+    .addOption(
+      new Option(
+        '--op <op...>',
+        'operators (repeatable); default align for .npy, all three otherwise',
+      ).choices(ROI_OPS),
+    )
+    .option('--output-size <n>', 'PH = PW, or PH,PW (default 7)', sizeArg('--output-size'))
+    .option(
+      '--sampling-ratio <n>',
+      'samples per bin and axis; <= 0 adaptive (default 2)',
+      numberArg('--sampling-ratio'),
+    )
+    .option('--aligned', 'half-pixel offset (the default)')
+    .option('--no-aligned', "no half-pixel offset (torchvision's aligned=False)")
+    .addOption(
+      new Option('--mode <mode>', 'bin reduction of align and warp (default avg)').choices([
+        'avg',
+        'max',
+        'onnx_max',
+      ]),
+    )
+    .option(
+      '--spatial-scale <s>',
+      'feature-map cells per image pixel; required with a .npy map',
+      numberArg('--spatial-scale'),
+    )
+    .addOption(
+      new Option('--box-format <f>', 'coordinate order (default xyxy)').choices([
+        'xyxy',
+        'xywh',
+        'cxcywh',
+        'yxyx',
+      ]),
+    )
+    .option('--normalized', 'box coordinates are fractions of the image size')
+    .option(
+      '--max-side <n>',
+      'shrink the image so its longer side is at most n pixels',
+      numberArg('--max-side'),
+    )
+    .option('--image-size <w,h>', 'the image a .npy map came from, [width, height]', sizeArg('--image-size'))
+    .addOption(
+      new Option('--layout <layout>', 'memory order of a .npy map (default NCHW)').choices(['NCHW', 'NHWC']),
+    )
+    .addOption(
+      new Option('--format <format>', "output format (default: from -o's extension)").choices([
+        'npy',
+        'safetensors',
+        'json',
+      ]),
+    )
+    .addOption(
+      new Option('--dtype <dtype>', 'element type of the outputs (default float32)').choices(OUTPUT_DTYPES),
+    )
+    .option('--url <url>', 'send the work to a running server (e.g. http://localhost:8080) instead')
+    .option('--api-key <key>', "the server's API_KEY (with --url)")
+    .addHelpText(
+      'after',
+      `
+Examples:
+  roiserve roi fixtures/photo.jpg --boxes boxes.json --op align --no-aligned -o align.npy
+  roiserve roi fixtures/features.npy --spatial-scale 0.5 --boxes boxes.json --output-size 2 -o roi.safetensors
+  roiserve roi images/ --boxes boxes.jsonl -o out/             # one .npy per image, all cores
+  roiserve roi fixtures/photo.jpg --boxes boxes.json -o align.npy --url http://localhost:8080`,
+    )
+    .action(async (input: string, opts: RoiCliOptions) => {
+      const { stat } = await import('node:fs/promises');
+      const info = await stat(input).catch(() => {
+        throw new CliError(`INPUT: cannot read ${input} (no such file or folder)`, EXIT_USAGE);
+      });
+      if (info.isDirectory()) {
+        const { runBatch } = await import('./batch.js');
+        process.exitCode = await runBatch(input, opts);
+        return;
+      }
+      const features = isFeatureFile(input);
+      const boxes = await readBoxesFile(opts.boxes);
+      const body = roiBody(opts, boxes, features);
+      const bytes = await readInput(input, 'INPUT');
+      let out: Buffer;
+      if (opts.url !== undefined) {
+        out = await runRoiRemote({ url: opts.url, apiKey: opts.apiKey }, body, bytes, features, input);
+      } else {
+        const config = cliConfig();
+        // Checked before the workers start: a bad request costs no backbone load.
+        prepareRoi(body, limitsFrom(config), false, features ? { features: bytes } : { image: bytes });
+        out = await withPool(config, 1, (pool) =>
+          runRoiLocal(pool, limitsFrom(config), body, bytes, features),
+        );
+      }
+      await writeFile(opts.output, out).catch((err: unknown) => {
+        throw cliErrorOf(new CliError(`-o ${opts.output}: ${(err as Error).message}`, 1));
+      });
+    });
+}

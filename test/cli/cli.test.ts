@@ -1,0 +1,245 @@
+/**
+ * The built `roiserve` CLI (dist/src/cli/index.js, what `bin` points at) run on `fixtures/`: its
+ * files are the service's answers byte for byte, in-process and with `--url`; bad input exits 2 with
+ * the field named; a folder batch writes one file per good image, lists the bad one and exits 1.
+ */
+import { spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/server.js';
+import { testConfig } from '../routes/helpers.js';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const cli = join(repo, 'dist/src/cli/index.js');
+const photo = join(repo, 'fixtures/photo.jpg');
+const featuresNpy = join(repo, 'fixtures/features.npy');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI in `cwd` with a bare environment (one worker, no inherited service settings). */
+function roiserve(args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, WORKERS: '1' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Builds dist (the CLI as `npx roiserve` runs it) once, in the worktree this test runs from. */
+function build(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(repo, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+      {
+        cwd: repo,
+        stdio: 'inherit',
+      },
+    );
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited ${code}`))));
+  });
+}
+
+let app: FastifyInstance;
+let url: string;
+let dir: string;
+
+/** The service's answer to a multipart POST /v1/roi with these fields. */
+async function service(file: { field: 'image' | 'features'; path: string }, fields: Record<string, string>) {
+  const form = new FormData();
+  form.append(file.field, new Blob([readFileSync(file.path)]), 'input');
+  for (const [k, v] of Object.entries(fields)) form.append(k, v);
+  const res = await fetch(`${url}/v1/roi`, { method: 'POST', body: form });
+  expect(res.status).toBe(200);
+  return Buffer.from(await res.arrayBuffer());
+}
+
+beforeAll(async () => {
+  await build();
+  app = await buildApp(testConfig());
+  url = await app.listen({ host: '127.0.0.1', port: 0 });
+  dir = mkdtempSync(join(tmpdir(), 'roiserve-cli-'));
+  writeFileSync(
+    join(dir, 'boxes.json'),
+    JSON.stringify([
+      [96, 56, 224, 144],
+      [0, 0, 320, 240],
+    ]),
+  );
+  writeFileSync(
+    join(dir, 'map-boxes.json'),
+    JSON.stringify({
+      boxes: [
+        [0, 2, 2, 10, 12],
+        [1, 0, 0, 16, 16],
+      ],
+    }),
+  );
+}, 240_000);
+
+afterAll(async () => {
+  await app?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('roiserve roi', () => {
+  it('an image in-process: the .npy is the service answer byte for byte', async () => {
+    const run = await roiserve(
+      ['roi', photo, '--boxes', 'boxes.json', '--op', 'align', '--no-aligned', '-o', 'align.npy'],
+      dir,
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const expected = await service(
+      { field: 'image', path: photo },
+      { boxes: '[[96,56,224,144],[0,0,320,240]]', ops: '["align"]', aligned: 'false', format: 'npy' },
+    );
+    expect(readFileSync(join(dir, 'align.npy')).equals(expected)).toBe(true);
+  }, 60_000);
+
+  it('a .npy feature map in-process and with --url: safetensors equal to the service answer', async () => {
+    const args = [
+      'roi',
+      featuresNpy,
+      '--spatial-scale',
+      '0.5',
+      '--boxes',
+      'map-boxes.json',
+      '--output-size',
+      '2',
+    ];
+    const local = await roiserve([...args, '-o', 'roi.safetensors'], dir);
+    expect(local.code).toBe(0);
+    const remote = await roiserve([...args, '-o', 'remote.safetensors', '--url', url], dir);
+    expect(remote.code).toBe(0);
+    const expected = await service(
+      { field: 'features', path: featuresNpy },
+      { boxes: '[[0,2,2,10,12],[1,0,0,16,16]]', spatialScale: '0.5', outputSize: '2', format: 'safetensors' },
+    );
+    expect(readFileSync(join(dir, 'roi.safetensors')).equals(expected)).toBe(true);
+    expect(readFileSync(join(dir, 'remote.safetensors')).equals(expected)).toBe(true);
+  }, 60_000);
+
+  it('an image with --url: the same .npy as in-process', async () => {
+    const args = ['roi', photo, '--boxes', 'boxes.json', '--op', 'pool', '--output-size', '3'];
+    const local = await roiserve([...args, '-o', 'pool-local.npy'], dir);
+    const remote = await roiserve([...args, '-o', 'pool-remote.npy', '--url', url], dir);
+    expect([local.code, remote.code]).toEqual([0, 0]);
+    expect(readFileSync(join(dir, 'pool-local.npy')).equals(readFileSync(join(dir, 'pool-remote.npy')))).toBe(
+      true,
+    );
+  }, 60_000);
+
+  it('a bad box file: exit 2, the field named, nothing written', async () => {
+    writeFileSync(join(dir, 'bad.json'), '[[10, 10, 50]]');
+    const run = await roiserve(['roi', photo, '--boxes', 'bad.json', '-o', 'bad.npy'], dir);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/boxes\[0\]/);
+    expect(existsSync(join(dir, 'bad.npy'))).toBe(false);
+    // the same file through a server: the problem+json's field, the same exit code
+    const remote = await roiserve(['roi', photo, '--boxes', 'bad.json', '-o', 'bad.npy', '--url', url], dir);
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toMatch(/boxes\[0\]/);
+    writeFileSync(join(dir, 'notjson.json'), '[[10, 10,');
+    const notJson = await roiserve(['roi', photo, '--boxes', 'notjson.json', '-o', 'bad.npy'], dir);
+    expect(notJson.code).toBe(2);
+    expect(notJson.stderr).toMatch(/--boxes notjson\.json: not JSON/);
+  }, 60_000);
+
+  it('usage errors exit 2; --help shows an example', async () => {
+    const missing = await roiserve(['roi', photo, '-o', 'x.npy'], dir);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--boxes/);
+    const help = await roiserve(['roi', '--help'], dir);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/Examples:\n\s+roiserve roi /);
+  }, 60_000);
+});
+
+describe('roiserve features, diff, backbone', () => {
+  it('write what /v1/features, /v1/diff and /v1/backbone answer', async () => {
+    const features = await roiserve(['features', photo, '-o', 'photo-features.npy'], dir);
+    const diff = await roiserve(
+      ['diff', photo, '--boxes', 'boxes.json', '--max-boxes', '1', '-o', 'sheet.png'],
+      dir,
+    );
+    const backbone = await roiserve(['backbone'], dir);
+    expect([features.code, diff.code, backbone.code]).toEqual([0, 0, 0]);
+    const form = (fields: Record<string, string>) => {
+      const f = new FormData();
+      f.append('image', new Blob([readFileSync(photo)]), 'photo.jpg');
+      for (const [k, v] of Object.entries(fields)) f.append(k, v);
+      return f;
+    };
+    const post = async (path: string, body: FormData) =>
+      Buffer.from(await (await fetch(`${url}${path}`, { method: 'POST', body })).arrayBuffer());
+    const expectedFeatures = await post('/v1/features', form({ format: 'npy' }));
+    const expectedSheet = await post(
+      '/v1/diff',
+      form({ boxes: '[[96,56,224,144],[0,0,320,240]]', maxBoxes: '1' }),
+    );
+    expect(readFileSync(join(dir, 'photo-features.npy')).equals(expectedFeatures)).toBe(true);
+    expect(readFileSync(join(dir, 'sheet.png')).equals(expectedSheet)).toBe(true);
+    const described = JSON.parse(backbone.stdout) as { name: string; stride: number; layers: unknown[] };
+    const served = (await (await fetch(`${url}/v1/backbone`)).json()) as typeof described;
+    expect({ ...described, backendReason: undefined }).toMatchObject({
+      name: served.name,
+      stride: served.stride,
+    });
+    expect(described.layers).toEqual(served.layers);
+  }, 90_000);
+});
+
+describe('roiserve roi DIR (batch)', () => {
+  it('two good images and a corrupt one: two outputs, the failure listed, exit 1', async () => {
+    const images = join(dir, 'images');
+    mkdirSync(images);
+    copyFileSync(photo, join(images, 'a.jpg'));
+    copyFileSync(photo, join(images, 'b.jpg'));
+    writeFileSync(join(images, 'broken.jpg'), Buffer.from('definitely not a JPEG'));
+    const lines = ['a.jpg', 'broken.jpg', 'b.jpg'].map((image) =>
+      JSON.stringify({ image, boxes: [[96, 56, 224, 144]] }),
+    );
+    writeFileSync(join(dir, 'boxes.jsonl'), `${lines.join('\n')}\n`);
+    const run = await roiserve(
+      ['roi', 'images', '--boxes', 'boxes.jsonl', '--op', 'align', '-o', 'out'],
+      dir,
+    );
+    expect(run.code).toBe(1);
+    expect(existsSync(join(dir, 'out/a.npy'))).toBe(true);
+    expect(existsSync(join(dir, 'out/b.npy'))).toBe(true);
+    expect(existsSync(join(dir, 'out/broken.npy'))).toBe(false);
+    expect(run.stderr).toMatch(/2 of 3 done/);
+    expect(run.stderr).toMatch(/broken\.jpg \(line 2\): image/);
+    // the batch's files are the single-image command's
+    const single = await roiserve(
+      ['roi', 'images/a.jpg', '--boxes', 'single.json', '--op', 'align', '-o', 'a-single.npy'],
+      (writeFileSync(join(dir, 'single.json'), '[[96, 56, 224, 144]]'), dir),
+    );
+    expect(single.code).toBe(0);
+    expect(readFileSync(join(dir, 'out/a.npy')).equals(readFileSync(join(dir, 'a-single.npy')))).toBe(true);
+  }, 90_000);
+});
