@@ -11,6 +11,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -242,4 +243,51 @@ describe('roiserve roi DIR (batch)', () => {
     expect(single.code).toBe(0);
     expect(readFileSync(join(dir, 'out/a.npy')).equals(readFileSync(join(dir, 'a-single.npy')))).toBe(true);
   }, 90_000);
+});
+
+describe("README's CLI example", () => {
+  /** The ```sh block of the README's "Command line (`roiserve`)" section. */
+  function cliBlock(): string {
+    const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### Command line (`roiserve`)'));
+    const match = /```sh\n([\s\S]*?)\n```/.exec(section);
+    if (!match) throw new Error('README.md: no sh block in the "Command line (`roiserve`)" section');
+    return match[1];
+  }
+
+  it('runs as written, with the built CLI for npx roiserve and the live server for localhost:8080', async () => {
+    const block = cliBlock();
+    expect(block).toMatch(/npx roiserve /);
+    const work = join(dir, 'readme');
+    mkdirSync(work);
+    symlinkSync(join(repo, 'fixtures'), join(work, 'fixtures'));
+    const script = [
+      'set -euo pipefail',
+      block.replace(/npx roiserve /g, `node ${cli} `).replace(/http:\/\/localhost:8080/g, url),
+    ].join('\n');
+    const run = await new Promise<Run>((resolve, reject) => {
+      const child = spawn('bash', ['-c', script], {
+        cwd: work,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, WORKERS: '1' },
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(run.code, run.stderr).toBe(0);
+    // Every `# → OUTPUT` is in stdout, in order, whitespace ignored.
+    const squash = (text: string) => text.replace(/\s+/g, '');
+    let from = 0;
+    for (const [, expected] of block.matchAll(/#\s*→\s*(.+)$/gm)) {
+      const at = squash(run.stdout).indexOf(squash(expected), from);
+      expect(at, `"# → ${expected}" not in\n${run.stdout}`).toBeGreaterThanOrEqual(0);
+      from = at;
+    }
+    for (const file of ['align-cli.npy', 'roi-cli.safetensors', 'out/a.npy', 'out/b.npy', 'sheet-cli.png']) {
+      expect(existsSync(join(work, file)), file).toBe(true);
+    }
+  }, 120_000);
 });
