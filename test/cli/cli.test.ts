@@ -9,8 +9,10 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -49,17 +51,29 @@ function roiserve(args: string[], cwd: string): Promise<Run> {
   });
 }
 
-/** Builds dist (the CLI as `npx roiserve` runs it) once, in the worktree this test runs from. */
-function build(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [join(repo, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
-      {
-        cwd: repo,
-        stdio: 'inherit',
-      },
+/** Whether dist is older than any source file it is built from (or missing). */
+function distIsStale(): boolean {
+  if (!existsSync(cli)) return true;
+  const built = statSync(cli).mtimeMs;
+  const newer = (folder: string): boolean =>
+    readdirSync(join(repo, folder), { recursive: true, encoding: 'utf8' }).some(
+      (file) => file.endsWith('.ts') && statSync(join(repo, folder, file)).mtimeMs > built,
     );
+  return newer('src') || newer('routes');
+}
+
+/**
+ * Builds dist (the CLI as `npx roiserve` runs it) when it is stale. Only then: other test files read
+ * dist (test/clients/typescript.test.ts), and tsc rewriting it under them could race; CI builds first.
+ */
+function build(): Promise<void> {
+  if (!distIsStale()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const tsc = join(repo, 'node_modules/typescript/bin/tsc');
+    const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.build.json'], {
+      cwd: repo,
+      stdio: 'inherit',
+    });
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited ${code}`))));
   });
 }
@@ -234,6 +248,9 @@ describe('roiserve roi DIR (batch)', () => {
     expect(existsSync(join(dir, 'out/b.npy'))).toBe(true);
     expect(existsSync(join(dir, 'out/broken.npy'))).toBe(false);
     expect(run.stderr).toMatch(/2 of 3 done/);
+    // stderr is a pipe here: plain progress lines (done/total, rate, ETA), no terminal bar
+    expect(run.stderr).toMatch(/^roiserve: 3\/3 +[\d.]+ images\/s +ETA /m);
+    expect(run.stderr).not.toContain(String.fromCharCode(27));
     expect(run.stderr).toMatch(/broken\.jpg \(line 2\): image/);
     // the batch's files are the single-image command's
     const single = await roiserve(
@@ -242,6 +259,18 @@ describe('roiserve roi DIR (batch)', () => {
     );
     expect(single.code).toBe(0);
     expect(readFileSync(join(dir, 'out/a.npy')).equals(readFileSync(join(dir, 'a-single.npy')))).toBe(true);
+    // and the same batch sent to the server: the same files, the same failure
+    const remote = await roiserve(
+      ['roi', 'images', '--boxes', 'boxes.jsonl', '--op', 'align', '-o', 'out-url', '--url', url],
+      dir,
+    );
+    expect(remote.code).toBe(1);
+    expect(remote.stderr).toMatch(/broken\.jpg \(line 2\): image/);
+    for (const name of ['a.npy', 'b.npy']) {
+      expect(readFileSync(join(dir, 'out-url', name)).equals(readFileSync(join(dir, 'out', name)))).toBe(
+        true,
+      );
+    }
   }, 90_000);
 });
 
