@@ -23,12 +23,25 @@ Semantics (checked against torchvision 0.14 by ``test_roiserve_client.py``):
 - The server computes in float32: float64 inputs are sent as float32 and the result is cast back to
   the input's dtype.
 
-Not exposed: ``ps_roi_align``, ``ps_roi_pool`` and ``multi_scale_roi_align``. roiserve has the kernels
-(TypeScript, ``roiserve/ops``) but no HTTP route reaches them yet, so this client cannot offer them.
+``ps_roi_align`` and ``ps_roi_pool`` (R-FCN) also take torchvision.ops' names, order and defaults;
+``multi_scale_roi_align`` is a function form of ``torchvision.ops.MultiScaleRoIAlign`` (FPN):
+
+    pooled = rs.multi_scale_roi_align([p2, p3, p4, p5], boxes, 7, spatial_scale=1 / 4, sampling_ratio=2)
+
+``features`` is the list of pyramid maps, finest first (or a dict, in its order, as torchvision takes
+it), each half the scale of the one before; ``spatial_scale`` is the finest map's, a power of two
+(torchvision infers the scales from ``image_shapes``; here they are given). Defaults are torchvision's:
+``canonical_scale=224``, ``canonical_level=4``, ``aligned=False``; ``return_levels=True`` also returns
+each box's level ``k`` (its map's scale is ``2**-k``). These three run over the server's Open Inference
+Protocol v2 (``/v2/models/<model>/infer``, binary tensors both ways; ``/v1`` does not run them).
+- ``ps_roi_align``: half-pixel offset always on, as torchvision's; a zero-size box with adaptive
+  sampling (empty grid) gives 0 where torchvision gives NaN. ``ps_roi_pool``: mean of whole cells.
+  The input has ``C_out * PH * PW`` channels; the output is ``[K, C_out, PH, PW]``.
 
 Module-level functions use a default client at ``$ROISERVE_URL`` (default ``http://127.0.0.1:8080``,
 key from ``$ROISERVE_API_KEY``); ``Client(url, api_key=None)`` has the same functions as methods.
-Errors answered by the server raise :class:`RoiserveError` with the problem+json fields.
+Errors answered by the server raise :class:`RoiserveError` with the problem+json fields (for the /v2
+functions: ``status`` and ``detail``, the protocol's ``{"error": "..."}`` message).
 """
 
 import io
@@ -49,6 +62,9 @@ __all__ = [
     "roi_align",
     "roi_pool",
     "roi_warp",
+    "ps_roi_align",
+    "ps_roi_pool",
+    "multi_scale_roi_align",
     "from_image",
     "image_features",
     "diff",
@@ -63,14 +79,16 @@ class RoiserveError(Exception):
     Attributes: ``status`` (HTTP status), ``type`` (``urn:roiserve:problem:…``), ``title``,
     ``detail`` (names the field and what was expected), ``errors`` (a list of
     ``{"field", "expected", "message"}``, possibly empty), ``instance`` and ``body`` (the parsed body).
+    The Open Inference Protocol (``/v2``) answers ``{"error": "<message>"}``: that message is ``detail``,
+    the HTTP reason ``title``, and ``type`` / ``instance`` are None.
     """
 
-    def __init__(self, status, body):
+    def __init__(self, status, body, reason=None):
         body = body if isinstance(body, dict) else {}
         self.status = status
         self.type = body.get("type")
-        self.title = body.get("title")
-        self.detail = body.get("detail")
+        self.title = body.get("title") or reason
+        self.detail = body.get("detail") or body.get("error")
         self.errors = body.get("errors") or []
         self.instance = body.get("instance")
         self.body = body
@@ -140,6 +158,22 @@ def _boxes_rows(boxes, need_batch):
     return rows
 
 
+_DATATYPES = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2", "INT64": "<i8", "INT32": "<i4", "UINT8": "u1"}
+
+
+def _rois(boxes):
+    """``[K, 5]`` float32 rows ``(b, x1, y1, x2, y2)`` for a /v2 ``rois`` input."""
+    rows = _boxes_rows(boxes, need_batch=True)
+    return np.asarray(rows, dtype="<f4").reshape(len(rows), 5)
+
+
+def _oip_size(size):
+    """``output_size`` as /v2 parameters: ``output_size`` (square) or ``output_height`` / ``output_width``."""
+    if isinstance(size, list):
+        return {"output_height": size[0], "output_width": size[1]}
+    return {"output_size": size}
+
+
 def _npy_bytes(a):
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(a, dtype="<f4"), allow_pickle=False)
@@ -197,22 +231,78 @@ class Client:
         return self._send(req)
 
     def _send(self, req):
+        return self._exchange(req)[0]
+
+    def _exchange(self, req):
+        """The answer's body and headers; an HTTP error raises :class:`RoiserveError`."""
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 data = r.read()
-                header = r.headers.get("X-Roiserve-Warnings")
+                headers = r.headers
         except urllib.error.HTTPError as e:
             raw = e.read()
             try:
                 problem = json.loads(raw.decode("utf-8"))
             except ValueError:
                 problem = {"title": e.reason, "detail": raw.decode("utf-8", "replace")[:500]}
-            raise RoiserveError(e.code, problem) from None
+            raise RoiserveError(e.code, problem, e.reason) from None
+        header = headers.get("X-Roiserve-Warnings")
         if header:
             level = _caller_level()
             for w in json.loads(header):
                 warnings.warn(f"{w.get('code')}: {w.get('message')}", RoiserveWarning, stacklevel=level)
-        return data
+        return data, headers
+
+    def _infer(self, model, inputs, parameters):
+        """``POST /v2/models/<model>/infer`` with binary tensors both ways (Triton's extension).
+
+        ``inputs``: ``[(name, little-endian numpy array, datatype)]``. Returns ``{output name: numpy
+        array}``. The body is the JSON header, then each input's raw bytes in order; the header's
+        length goes in ``Inference-Header-Content-Length`` (what ``tritonclient.http`` sends).
+        """
+        parameters = {k: v for k, v in parameters.items() if v is not None}
+        parameters["binary_data_output"] = True
+        header = {"parameters": parameters, "inputs": []}
+        blobs = []
+        for name, array, datatype in inputs:
+            raw = np.ascontiguousarray(array).tobytes()
+            header["inputs"].append(
+                {"name": name, "shape": list(array.shape), "datatype": datatype,
+                 "parameters": {"binary_data_size": len(raw)}}
+            )
+            blobs.append(raw)
+        head = json.dumps(header).encode("utf-8")
+        headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head))}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(
+            f"{self.url}/v2/models/{model}/infer", data=head + b"".join(blobs), headers=headers, method="POST"
+        )
+        data, answer_headers = self._exchange(req)
+        n = answer_headers.get("Inference-Header-Content-Length")
+        n = len(data) if n is None else int(n)
+        answer = json.loads(data[:n].decode("utf-8"))
+        out, offset = {}, n
+        for o in answer.get("outputs", []):
+            dtype = np.dtype(_DATATYPES[o["datatype"]])
+            size = (o.get("parameters") or {}).get("binary_data_size")
+            if size is None:  # sent as JSON numbers (a server that ignored binary_data_output)
+                out[o["name"]] = np.asarray(o["data"], dtype=dtype).reshape(o["shape"])
+                continue
+            out[o["name"]] = np.frombuffer(data, dtype=dtype, count=size // dtype.itemsize, offset=offset).reshape(
+                o["shape"]
+            ).astype(dtype.newbyteorder("="))
+            offset += size
+        return out
+
+    def _v2_roi(self, model, features, boxes, parameters):
+        """A /v2 RoI model on a ``[N, C, H, W]`` map (``features``) and boxes: its ``pooled`` output."""
+        x = _as_numpy(features)
+        if x.ndim != 4:
+            raise ValueError(f"input: expected a 4-D [N, C, H, W] map, got shape {list(x.shape)}")
+        rois = _rois(boxes)
+        out = self._infer(model, [("features", x.astype("<f4"), "FP32"), ("rois", rois, "FP32")], parameters)
+        return _like(out["pooled"], features)
 
     def _roi(self, op, features, boxes, output_size, spatial_scale, sampling_ratio=None, aligned=None):
         x = _as_numpy(features)
@@ -250,6 +340,68 @@ class Client:
         Not in torchvision; same arguments and defaults as :meth:`roi_align` so the two swap.
         """
         return self._roi("warp", input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+
+    def ps_roi_align(self, input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1):
+        """torchvision.ops.ps_roi_align (R-FCN): ``[K, C / (PH * PW), PH, PW]``.
+
+        Bin ``(ph, pw)`` of output channel ``c`` reads input channel ``(c * PH + ph) * PW + pw``; the box
+        is shifted by -0.5 (always, as torchvision). ``sampling_ratio <= 0`` is adaptive.
+        """
+        size = _size(output_size)
+        return self._v2_roi(
+            "ps_roi_align",
+            input,
+            boxes,
+            {"spatial_scale": float(spatial_scale), **_oip_size(size), "sampling_ratio": int(sampling_ratio)},
+        )
+
+    def ps_roi_pool(self, input, boxes, output_size, spatial_scale=1.0):
+        """torchvision.ops.ps_roi_pool (R-FCN): mean of each bin's whole cells, ``[K, C / (PH * PW), PH, PW]``."""
+        return self._v2_roi(
+            "ps_roi_pool", input, boxes, {"spatial_scale": float(spatial_scale), **_oip_size(_size(output_size))}
+        )
+
+    def multi_scale_roi_align(self, features, boxes, output_size, spatial_scale, sampling_ratio=-1,
+                              canonical_scale=224, canonical_level=4, aligned=False, level_rule="torchvision",
+                              return_levels=False):
+        """RoI Align over a feature pyramid (FPN), as ``torchvision.ops.MultiScaleRoIAlign``: ``[K, C, PH, PW]``.
+
+        ``features``: the maps ``[N, C, Hi, Wi]``, finest first (a list, or a dict in its order), each
+        half the scale of the one before; ``spatial_scale``: the finest map's, a power of two (1/4 for
+        P2). Box ``k`` is pooled from level ``floor(canonical_level + log2(sqrt(area) / canonical_scale)
+        + 1e-6)``, clamped to the levels given (``level_rule="detectron2"``: detectron2's
+        ``assign_boxes_to_levels``). ``aligned=False`` as torchvision's. ``return_levels=True`` returns
+        ``(pooled, levels)``, ``levels`` the int64 ``k`` of each box (its map's scale is ``2**-k``).
+        """
+        maps = list(features.values()) if isinstance(features, dict) else list(features)
+        if not maps:
+            raise ValueError("features: expected a list of [N, C, H, W] maps, finest first; got none")
+        inputs = []
+        for i, m in enumerate(maps):
+            a = _as_numpy(m)
+            if a.ndim != 4:
+                raise ValueError(f"features[{i}]: expected a 4-D [N, C, H, W] map, got shape {list(a.shape)}")
+            inputs.append((f"features_{i}", a.astype("<f4"), "FP32"))
+        inputs.append(("rois", _rois(boxes), "FP32"))
+        parameters = {
+            "spatial_scale": float(spatial_scale),
+            **_oip_size(_size(output_size)),
+            "sampling_ratio": int(sampling_ratio),
+            "aligned": bool(aligned),
+            "canonical_box_size": float(canonical_scale),
+            "canonical_level": int(canonical_level),
+            "level_rule": level_rule,
+        }
+        out = self._infer("multiscale_roi_align", inputs, parameters)
+        pooled = _like(out["pooled"], maps[0])
+        if not return_levels:
+            return pooled
+        levels = out["levels"].astype(np.int64)
+        if _is_torch(maps[0]):
+            import torch
+
+            levels = torch.from_numpy(levels).to(device=maps[0].device)
+        return pooled, levels
 
     # --- images ------------------------------------------------------------------------------------
 
@@ -344,6 +496,21 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
 def roi_warp(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """:meth:`Client.roi_warp` on the default client (``$ROISERVE_URL``)."""
     return _client().roi_warp(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def ps_roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1):
+    """:meth:`Client.ps_roi_align` on the default client (``$ROISERVE_URL``)."""
+    return _client().ps_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio)
+
+
+def ps_roi_pool(input, boxes, output_size, spatial_scale=1.0):
+    """:meth:`Client.ps_roi_pool` on the default client (``$ROISERVE_URL``)."""
+    return _client().ps_roi_pool(input, boxes, output_size, spatial_scale)
+
+
+def multi_scale_roi_align(features, boxes, output_size, spatial_scale, sampling_ratio=-1, **kwargs):
+    """:meth:`Client.multi_scale_roi_align` on the default client (``$ROISERVE_URL``)."""
+    return _client().multi_scale_roi_align(features, boxes, output_size, spatial_scale, sampling_ratio, **kwargs)
 
 
 def from_image(image, boxes, **kwargs):

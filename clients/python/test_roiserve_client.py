@@ -1,7 +1,8 @@
 """Tests of roiserve_client against a live server at $ROISERVE_URL (run by test/clients/python.test.ts).
 
-The results must equal torchvision.ops.roi_align (<= 1e-5) and roi_pool (exactly) on the same seeded
-inputs; torch parts are skipped when torch / torchvision are not installed.
+The results must equal torchvision.ops.roi_align (<= 1e-5) and roi_pool (exactly), ps_roi_align (<= 1e-5),
+ps_roi_pool (exactly) and MultiScaleRoIAlign (<= 1e-5, and its levels) on the same seeded inputs; torch
+parts are skipped when torch / torchvision are not installed.
 """
 
 import os
@@ -91,6 +92,122 @@ class AgainstTorchvision(unittest.TestCase):
         # float64 in: computed in float32, returned as float64
         got64 = rs.roi_pool(xt.double(), bt.double(), 2, 0.5)
         self.assertEqual(got64.dtype, torch.float64)
+
+
+def pyramid_case(seed, n=2, c=3, image=(512, 640), levels=4, k=40):
+    """Seeded maps P2.. (scale 1/4, 1/8, …) of an ``image`` (h, w) and [k, 5] boxes of 4..600 px sides."""
+    rng = np.random.default_rng(seed)
+    ih, iw = image
+    maps = [
+        rng.uniform(-2, 2, size=(n, c, ih // 2 ** (2 + i), iw // 2 ** (2 + i))).astype(np.float32)
+        for i in range(levels)
+    ]
+    side = np.exp(rng.uniform(np.log(4), np.log(600), k))
+    aspect = np.exp(rng.uniform(-0.7, 0.7, k))
+    bw, bh = side * aspect, side / aspect
+    x1, y1 = rng.uniform(-20, iw - 20, k), rng.uniform(-20, ih - 20, k)
+    b = np.stack([rng.integers(0, n, k), x1, y1, x1 + bw, y1 + bh], axis=1).astype(np.float32)
+    b[0, 1:] = [10, 20, 234, 244]  # 224 x 224: level 4
+    b[1, 1:] = [0, 0, 112, 112]  # level 3
+    return maps, b
+
+
+class PositionSensitiveAndPyramid(unittest.TestCase):
+    """ps_roi_align, ps_roi_pool and multi_scale_roi_align (over /v2) against torchvision.ops."""
+
+    @needs_torch
+    def test_ps_roi_align_equals_torchvision(self):
+        for seed, (sampling, size, scale) in enumerate([(-1, 3, 0.5), (2, (2, 3), 0.25), (1, 1, 1.0), (0, 2, 0.125)]):
+            with self.subTest(sampling_ratio=sampling, output_size=size, spatial_scale=scale):
+                ph, pw = (size, size) if isinstance(size, int) else size
+                x, b = random_case(200 + seed, c=2 * ph * pw, scale=scale)
+                got = rs.ps_roi_align(x, b, size, spatial_scale=scale, sampling_ratio=sampling)
+                want = tv.ps_roi_align(torch.from_numpy(x), torch.from_numpy(b), size, scale, sampling).numpy()
+                self.assertIsInstance(got, np.ndarray)
+                self.assertEqual(got.shape, (len(b), 2, ph, pw))
+                # An empty adaptive grid (the zero-size box) is 0/0 in torchvision (NaN); the server gives 0.
+                empty = np.isnan(want)
+                np.testing.assert_array_equal(got[empty], 0)
+                self.assertLessEqual(float(np.abs(got - want)[~empty].max()), 1e-5)
+
+    @needs_torch
+    def test_ps_roi_pool_equals_torchvision_exactly(self):
+        for seed, (size, scale) in enumerate([(3, 0.5), ((2, 3), 0.25), (2, 1.0), (1, 0.0625)]):
+            with self.subTest(output_size=size, spatial_scale=scale):
+                ph, pw = (size, size) if isinstance(size, int) else size
+                x, b = random_case(300 + seed, c=3 * ph * pw, scale=scale)
+                got = rs.ps_roi_pool(x, b, size, scale)
+                want = tv.ps_roi_pool(torch.from_numpy(x), torch.from_numpy(b), size, scale).numpy()
+                self.assertEqual(got.shape, want.shape)
+                np.testing.assert_array_equal(got, want)
+
+    @needs_torch
+    def test_multi_scale_roi_align_equals_torchvision(self):
+        for seed, (size, sampling, canonical) in enumerate([(7, 2, (224, 4)), ((3, 5), -1, (224, 4)), (2, 1, (64, 3))]):
+            with self.subTest(output_size=size, sampling_ratio=sampling, canonical=canonical):
+                maps, b = pyramid_case(400 + seed)
+                n = maps[0].shape[0]
+                names = [f"p{i + 2}" for i in range(len(maps))]
+                tmaps = {name: torch.from_numpy(m) for name, m in zip(names, maps)}
+                per_image = [torch.from_numpy(b[b[:, 0] == i, 1:]) for i in range(n)]
+                pooler = tv.MultiScaleRoIAlign(
+                    names, size, sampling, canonical_scale=canonical[0], canonical_level=canonical[1]
+                )
+                want = pooler(tmaps, per_image, [(512, 640)] * n)
+                # torch in, torch out; a dict is read in its order, like torchvision's
+                got, levels = rs.multi_scale_roi_align(
+                    tmaps, per_image, size, 1 / 4, sampling, canonical_scale=canonical[0],
+                    canonical_level=canonical[1], return_levels=True,
+                )
+                self.assertIsInstance(got, torch.Tensor)
+                self.assertEqual(got.shape, want.shape)
+                self.assertLessEqual(float((got - want).abs().max()), 1e-5)
+                # levels are absolute (P2 = 2): torchvision's LevelMapper gives indices from the finest
+                want_levels = pooler.map_levels(per_image) + 2
+                self.assertTrue(torch.equal(levels, want_levels.to(torch.int64)), (levels, want_levels))
+                self.assertGreater(len(set(levels.tolist())), 2)  # the boxes do span the pyramid
+
+    def test_numpy_in_numpy_out_and_per_image_lists(self):
+        x, b = random_case(9, c=2 * 4)
+        per_image = [b[b[:, 0] == i, 1:] for i in range(x.shape[0])]
+        grouped = np.concatenate([b[b[:, 0] == i] for i in range(x.shape[0])])
+        got = rs.ps_roi_pool(x, per_image, 2, 0.5)
+        self.assertIsInstance(got, np.ndarray)
+        self.assertEqual(got.dtype, np.float32)
+        self.assertEqual(got.shape, (len(b), 2, 2, 2))
+        np.testing.assert_array_equal(got, rs.ps_roi_pool(x, grouped, 2, 0.5))
+        client = rs.Client(os.environ.get("ROISERVE_URL"))
+        got = client.ps_roi_align(x.astype(np.float64), b, (2, 2), 0.5, 2)
+        self.assertEqual(got.dtype, np.float64)
+        maps, pb = pyramid_case(10, levels=3, k=6)
+        pooled, levels = client.multi_scale_roi_align(maps, pb, 2, 0.25, 2, return_levels=True)
+        self.assertIsInstance(pooled, np.ndarray)
+        self.assertEqual(pooled.shape, (6, maps[0].shape[1], 2, 2))
+        self.assertEqual(levels.dtype, np.int64)
+        self.assertTrue(set(levels.tolist()) <= {2, 3, 4})
+        self.assertEqual(levels[0], 4)  # the 224 x 224 box
+        # one level only: RoI Align on it (aligned=False by default, as torchvision's pooler)
+        only = rs.multi_scale_roi_align(maps[:1], pb, 2, 0.25, 2)
+        np.testing.assert_allclose(only, rs.roi_align(maps[0], pb, 2, 0.25, 2, aligned=False), atol=1e-6)
+
+    def test_v2_errors_raise_with_status_and_detail(self):
+        x, b = random_case(11, c=5)  # 5 channels: not a multiple of 2 x 2
+        with self.assertRaises(rs.RoiserveError) as ctx:
+            rs.ps_roi_align(x, b, 2, 0.5)
+        e = ctx.exception
+        self.assertEqual(e.status, 400)
+        self.assertIn("features", e.detail)
+        self.assertIn(e.detail, str(e))
+        maps, pb = pyramid_case(12, levels=2, k=3)
+        with self.assertRaises(rs.RoiserveError) as ctx:
+            rs.multi_scale_roi_align(maps, pb, 2, 0.3)  # not a power of two
+        self.assertEqual(ctx.exception.status, 400)
+        self.assertIn("spatial_scale", ctx.exception.detail)
+        pb[0, 0] = 7  # batch index past N
+        with self.assertRaises(rs.RoiserveError) as ctx:
+            rs.ps_roi_pool(x[:, :4], pb, 2, 0.5)
+        self.assertEqual(ctx.exception.status, 400)
+        self.assertIn("rois", ctx.exception.detail)
 
 
 class Http(unittest.TestCase):
