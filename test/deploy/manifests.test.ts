@@ -4,6 +4,10 @@
  * - every YAML document parses, and every Kubernetes resource validates against the Kubernetes API
  *   JSON schemas with `kubernetes-models` (its `.validate()`: ajv on the schemas generated from the
  *   API's OpenAPI document); a deliberately broken copy must fail, so the validator is really run;
+ * - no field name is unknown: the schemas allow extra properties (a typo such as `readinesProbe` would
+ *   pass them, and the API server drops or refuses it), so each resource is also compiled by TypeScript
+ *   as an object literal of kubernetes-models' interface for its kind, whose excess-property check
+ *   names any field the API does not have, at any depth;
  * - each kustomization lists exactly the other YAML files of its folder (a new manifest that is not
  *   listed would silently not be applied by `kubectl apply -k`);
  * - the Deployment agrees with the app: its probe paths answer 200 / 503 (not 404) on the app built
@@ -15,7 +19,7 @@
  *   reference requires (https://kserve.github.io/website/latest/modelserving/servingruntimes/), and
  *   the runtime's container validates as a Kubernetes Container.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -25,9 +29,10 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBu
 import { Container } from 'kubernetes-models/v1/Container';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { parseConfig } from '../../src/config.js';
+import { envSchema, parseConfig } from '../../src/config.js';
 import { buildApp } from '../../src/server.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -81,6 +86,64 @@ function validateKubernetes(doc: Doc): void {
   const make = kubernetesModels[`${doc.apiVersion}/${doc.kind}`];
   if (!make) throw new Error(`no schema for ${doc.apiVersion} ${doc.kind}`);
   make(doc).validate();
+}
+
+/** kubernetes-models' TypeScript interface for each kind, as `[module, interface]`. */
+const kubernetesTypes: Record<string, [string, string]> = {
+  'apps/v1/Deployment': ['kubernetes-models/apps/v1/Deployment', 'IDeployment'],
+  'v1/Service': ['kubernetes-models/v1/Service', 'IService'],
+  'v1/Secret': ['kubernetes-models/v1/Secret', 'ISecret'],
+  'autoscaling/v2/HorizontalPodAutoscaler': [
+    'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler',
+    'IHorizontalPodAutoscaler',
+  ],
+  'policy/v1/PodDisruptionBudget': [
+    'kubernetes-models/policy/v1/PodDisruptionBudget',
+    'IPodDisruptionBudget',
+  ],
+  Container: ['kubernetes-models/v1/Container', 'IContainer'],
+};
+
+/**
+ * Field names the Kubernetes API does not know, per object: each object is compiled by TypeScript as
+ * an object literal typed with kubernetes-models' interface for its kind (`kind` is `apiVersion/kind`,
+ * or `Container`), and the excess-property errors are returned, `[]` for an object without any. The
+ * source file goes under node_modules/.cache so that `kubernetes-models` resolves; it is removed after.
+ */
+function unknownFields(objects: Array<{ kind: string; doc: Doc }>): string[][] {
+  const cache = join(repo, 'node_modules', '.cache');
+  mkdirSync(cache, { recursive: true });
+  const dir = mkdtempSync(join(cache, 'roiserve-deploy-fields-'));
+  try {
+    const lines: string[] = [];
+    objects.forEach(({ kind }, i) => {
+      const [module, type] = kubernetesTypes[kind];
+      lines.push(`import type { ${type} as T${i} } from '${module}';`);
+    });
+    const first = lines.length;
+    // One object per line, so that each diagnostic's line says which object it is about.
+    objects.forEach(({ doc }, i) => lines.push(`export const o${i}: T${i} = ${JSON.stringify(doc)};`));
+    const file = join(dir, 'check.mts');
+    writeFileSync(file, lines.join('\n') + '\n');
+    const program = ts.createProgram([file], {
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      types: [],
+    });
+    const found: string[][] = objects.map(() => []);
+    for (const d of ts.getPreEmitDiagnostics(program)) {
+      const text = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+      const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : -1;
+      if (line < first) throw new Error(`type check of deploy/ failed: ${text}`);
+      found[line - first].push(text);
+    }
+    return found;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A CPU quantity (`2`, `1.5`, `1500m`) in cores. */
@@ -180,6 +243,27 @@ describe('deploy/: every manifest', () => {
     expect(() => validateKubernetes(service)).toThrow(/ports must be array/);
   });
 
+  it('no resource has a field the Kubernetes API does not know (and a typo is caught)', () => {
+    const checked = manifests.filter((m) => kubernetesTypes[`${m.doc.apiVersion}/${m.doc.kind}`]);
+    expect(checked.length).toBe(4);
+    const typo = structuredClone(one('Deployment'));
+    const c = typo.spec.template.spec.containers[0];
+    c.readinesProbe = c.readinessProbe;
+    delete c.readinessProbe;
+    const objects = [
+      ...checked.map((m) => ({ kind: `${m.doc.apiVersion}/${m.doc.kind}`, doc: m.doc })),
+      // The KServe runtime's container is a Kubernetes Container.
+      { kind: 'Container', doc: one('ServingRuntime').spec.containers[0] },
+      { kind: 'apps/v1/Deployment', doc: typo },
+    ];
+    const found = unknownFields(objects);
+    const named = (i: number) => (i < checked.length ? checked[i].file : objects[i].kind);
+    for (let i = 0; i < objects.length - 1; i++) expect(found[i], named(i)).toEqual([]);
+    expect(found[objects.length - 1]).toEqual([
+      expect.stringMatching(/readinesProbe\W* does not exist in type 'IContainer'/),
+    ]);
+  });
+
   it('each kustomization lists exactly the other YAML files of its folder', () => {
     const kustomizations = byKind('Kustomization');
     expect(kustomizations.map((k) => k.file).sort()).toEqual([
@@ -245,6 +329,13 @@ describe('deploy/kubernetes: the Deployment agrees with the app', () => {
     }
     // And a value it would refuse is refused loudly, not ignored.
     expect(() => parseConfig({ ...env, WORKERS: '1.5' })).toThrow(/WORKERS/);
+  });
+
+  it('every environment variable the manifests set is one roiserve reads (a misspelt one would be ignored)', () => {
+    const known = Object.keys(envSchema.shape);
+    const containers = [container, one('ServingRuntime').spec.containers[0]];
+    for (const c of containers)
+      for (const e of c.env) expect(known, `${c.name}: ${e.name}`).toContain(e.name);
   });
 
   it('requests and limits are set for CPU and memory', () => {
