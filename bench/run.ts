@@ -12,6 +12,7 @@ const sections: Record<string, Section> = {
   render: async () => (await import('./render.js')).runRenderBench(),
   dtype: async () => (await import('./dtype.js')).runDtypeBench(),
   v2: async () => (await import('./v2.js')).runV2Bench(),
+  throughput: async () => (await import('./throughput.js')).runThroughputBench(),
 };
 
 async function main(): Promise<void> {

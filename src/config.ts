@@ -2,7 +2,8 @@
  * Service configuration. This is the ONLY module that reads environment variables: everything else
  * receives the parsed {@link Config} object (tests build one with {@link parseConfig} and overrides).
  */
-import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
 import { z } from 'zod';
 
 /** Accepts a positive integer written in decimal or exponent form (`40e6`), like the defaults below. */
@@ -18,9 +19,88 @@ const booleanText = z
 const optional = <T extends z.ZodType>(schema: T) =>
   z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
-/** Default worker count: one per core, leaving one for the HTTP thread, at least 1 and at most 4. */
-export function defaultWorkers(): number {
-  return Math.min(4, Math.max(1, availableParallelism() - 1));
+/** MiB kept for the HTTP thread (fastify, parsing, answers being written) when sizing the pool. */
+export const HTTP_RESERVE_MB = 512;
+
+/** Per-worker memory assumed when `WORKER_MAX_MEMORY_MB` is 0 (never recycled): the default bound. */
+const UNBOUNDED_WORKER_MB = 1024;
+
+/** What the default worker count is computed from; {@link readWorkerLimits} reads it from the host. */
+export interface WorkerLimits {
+  /** CPUs Node may run on (`os.availableParallelism()`: affinity, not CFS quotas). */
+  cores: number;
+  /** Text of cgroup v2 `cpu.max` (`"max 100000"` or `"200000 100000"`), undefined when absent. */
+  cpuMax?: string | undefined;
+  /** Physical memory in bytes (`os.totalmem()`). */
+  memoryBytes: number;
+  /** Text of cgroup v2 `memory.max` (`"max"` or bytes), undefined when absent. */
+  memoryMax?: string | undefined;
+  /** `WORKER_MAX_MEMORY_MB`: a worker is recycled beyond it, so it is what one worker may hold. */
+  workerMaxMemoryMb: number;
+}
+
+/**
+ * CPUs granted by a cgroup v2 `cpu.max` quota, rounded up (1.5 CPUs still lets two threads make
+ * progress), or undefined when there is no quota or the text is not understood.
+ */
+export function cpuQuota(cpuMax: string | undefined): number | undefined {
+  const [quota, period] = (cpuMax ?? '').trim().split(/\s+/);
+  if (quota === undefined || quota === 'max') return undefined;
+  const q = Number(quota);
+  const p = Number(period ?? 100_000);
+  if (!Number.isFinite(q) || !Number.isFinite(p) || q <= 0 || p <= 0) return undefined;
+  return Math.max(1, Math.ceil(q / p));
+}
+
+/** Bytes of a cgroup v2 `memory.max`, or undefined for `max`, absent or unreadable text. */
+export function memoryLimit(memoryMax: string | undefined): number | undefined {
+  const text = (memoryMax ?? '').trim();
+  if (!/^\d+$/.test(text)) return undefined;
+  return Number(text);
+}
+
+/**
+ * Default worker count: one per core, bounded by memory. Cores are the CPUs Node sees, lowered to a
+ * cgroup CPU quota (Node does not see `docker run --cpus`). Each worker holds a backbone and may grow
+ * to `WORKER_MAX_MEMORY_MB` before it is recycled, so the workers get what memory (physical, or the
+ * cgroup limit when lower) is left after {@link HTTP_RESERVE_MB} for the HTTP thread:
+ * `min(cores, floor((memory MiB − 512) / WORKER_MAX_MEMORY_MB))`, at least 1, at most 64 (the most
+ * `WORKERS` accepts). The HTTP thread gets no core of its own: it mostly waits on sockets, so a core
+ * kept for it sat mostly idle (on 2 cores the old `cores − 1` computed on one).
+ */
+export function workersFor(limits: WorkerLimits): number {
+  const quota = cpuQuota(limits.cpuMax);
+  const cores = Math.max(1, Math.min(limits.cores, quota ?? Infinity));
+  const cgroupBytes = memoryLimit(limits.memoryMax);
+  const memoryMb = Math.min(limits.memoryBytes, cgroupBytes ?? Infinity) / 2 ** 20;
+  const perWorkerMb = limits.workerMaxMemoryMb > 0 ? limits.workerMaxMemoryMb : UNBOUNDED_WORKER_MB;
+  const byMemory = Math.floor((memoryMb - HTTP_RESERVE_MB) / perWorkerMb);
+  return Math.max(1, Math.min(64, cores, byMemory));
+}
+
+/** A cgroup v2 file's text, or undefined off Linux, on cgroup v1, or outside a limited cgroup. */
+function readCgroup(name: string): string | undefined {
+  try {
+    return readFileSync(`/sys/fs/cgroup/${name}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads {@link WorkerLimits} from this host (cores, cgroup v2 `cpu.max` / `memory.max`, memory). */
+export function readWorkerLimits(workerMaxMemoryMb: number): WorkerLimits {
+  return {
+    cores: availableParallelism(),
+    cpuMax: readCgroup('cpu.max'),
+    memoryBytes: totalmem(),
+    memoryMax: readCgroup('memory.max'),
+    workerMaxMemoryMb,
+  };
+}
+
+/** Default worker count on this host ({@link workersFor}); `WORKERS` overrides it. */
+export function defaultWorkers(workerMaxMemoryMb = 1024): number {
+  return workersFor(readWorkerLimits(workerMaxMemoryMb));
 }
 
 /**
@@ -184,7 +264,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxBodyBytesInFlight: e.MAX_BODY_BYTES_IN_FLIGHT,
     maxResponseBytesInFlight: e.MAX_RESPONSE_BYTES_IN_FLIGHT,
     writeTimeoutSeconds: e.WRITE_TIMEOUT_SECONDS,
-    workers: e.WORKERS ?? defaultWorkers(),
+    workers: e.WORKERS ?? defaultWorkers(e.WORKER_MAX_MEMORY_MB),
     workerMaxMemoryMb: e.WORKER_MAX_MEMORY_MB,
     tfBackend: e.TF_BACKEND,
     backboneDir: e.BACKBONE_DIR,

@@ -1,6 +1,13 @@
-import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, defaultWorkers, parseConfig } from '../src/config.js';
+import {
+  ConfigError,
+  cpuQuota,
+  defaultWorkers,
+  memoryLimit,
+  parseConfig,
+  readWorkerLimits,
+  workersFor,
+} from '../src/config.js';
 
 describe('parseConfig', () => {
   it('has the documented defaults for an empty environment', () => {
@@ -23,8 +30,8 @@ describe('parseConfig', () => {
       maxBodyBytesInFlight: 134_217_728,
       maxResponseBytesInFlight: 1_073_741_824,
       writeTimeoutSeconds: 30,
-      // One per core, one left for the HTTP thread, within [1, 4] (README).
-      workers: Math.min(4, Math.max(1, availableParallelism() - 1)),
+      // One per core (cgroup CPU quota included), bounded by memory (README).
+      workers: workersFor(readWorkerLimits(1024)),
       workerMaxMemoryMb: 1024,
       tfBackend: 'auto',
       backboneDir: undefined,
@@ -36,7 +43,6 @@ describe('parseConfig', () => {
       docs: true,
     });
     expect(defaultWorkers()).toBeGreaterThanOrEqual(1);
-    expect(defaultWorkers()).toBeLessThanOrEqual(4);
   });
 
   it('reads every variable, accepting exponent notation and treating empty as unset', () => {
@@ -122,5 +128,53 @@ describe('parseConfig', () => {
 
   it('applies overrides last', () => {
     expect(parseConfig({ PORT: '1' }, { port: 2, workers: 1 })).toMatchObject({ port: 2, workers: 1 });
+  });
+});
+
+describe('default WORKERS', () => {
+  const GB = 2 ** 30;
+  const host = { cores: 2, memoryBytes: 24 * GB, workerMaxMemoryMb: 1024 };
+
+  it('is one per core, the HTTP thread getting none of its own', () => {
+    // The old rule (cores − 1, at most 4) gave 1 here and 4 on 32 cores.
+    expect(workersFor(host)).toBe(2);
+    expect(workersFor({ ...host, cores: 32, memoryBytes: 256 * GB })).toBe(32);
+    expect(workersFor({ ...host, cores: 1 })).toBe(1);
+  });
+
+  it('follows a cgroup v2 cpu.max quota, which os.availableParallelism() does not see', () => {
+    const big = { ...host, cores: 32, memoryBytes: 256 * GB };
+    expect(workersFor({ ...big, cpuMax: '200000 100000\n' })).toBe(2);
+    expect(workersFor({ ...big, cpuMax: 'max 100000\n' })).toBe(32);
+    expect(workersFor({ ...host, cpuMax: '800000 100000' })).toBe(2); // a quota never adds cores
+    expect(cpuQuota('150000 100000')).toBe(2); // rounded up
+    expect(cpuQuota('50000 100000')).toBe(1);
+    expect(cpuQuota('max 100000')).toBeUndefined();
+    expect(cpuQuota(undefined)).toBeUndefined();
+    expect(cpuQuota('garbage')).toBeUndefined();
+  });
+
+  it('is bounded by memory: (memory − 512 MiB) / WORKER_MAX_MEMORY_MB, the cgroup limit if lower', () => {
+    const eight = { ...host, cores: 8, memoryBytes: 64 * GB };
+    expect(workersFor({ ...eight, memoryMax: `${3 * GB}\n` })).toBe(2); // (3072 − 512) / 1024
+    expect(workersFor({ ...eight, memoryMax: 'max\n' })).toBe(8);
+    expect(workersFor({ ...eight, memoryBytes: 3 * GB })).toBe(2); // no cgroup: physical memory
+    expect(workersFor({ ...eight, memoryMax: `${3 * GB}`, workerMaxMemoryMb: 512 })).toBe(5);
+    // WORKER_MAX_MEMORY_MB=0 (never recycled) still assumes 1024 MiB per worker.
+    expect(workersFor({ ...eight, memoryMax: `${3 * GB}`, workerMaxMemoryMb: 0 })).toBe(2);
+    expect(memoryLimit('max')).toBeUndefined();
+    expect(memoryLimit('1073741824\n')).toBe(GB);
+  });
+
+  it('is at least 1 with tiny memory and at most 64, what WORKERS accepts', () => {
+    expect(workersFor({ ...host, memoryBytes: 256 * 2 ** 20 })).toBe(1);
+    expect(workersFor({ ...host, memoryMax: `${600 * 2 ** 20}` })).toBe(1);
+    expect(workersFor({ ...host, cores: 256, memoryBytes: 2048 * GB })).toBe(64);
+  });
+
+  it('uses WORKER_MAX_MEMORY_MB from the environment, and WORKERS overrides it all', () => {
+    expect(parseConfig({ WORKER_MAX_MEMORY_MB: '4096' }).workers).toBe(workersFor(readWorkerLimits(4096)));
+    expect(parseConfig({ WORKERS: '7' }).workers).toBe(7);
+    expect(parseConfig({ WORKERS: '1', WORKER_MAX_MEMORY_MB: '1' }).workers).toBe(1);
   });
 });

@@ -1,0 +1,88 @@
+/**
+ * Throughput benchmark: image requests per second with the default `WORKERS` (one per core, bounded
+ * by memory: `src/config.ts`) against `WORKERS=1`, each on a live server over loopback. The request is
+ * `fixtures/photo.jpg` (640×480) with two boxes to `/v1/roi` (RoI Align 7×7, JSON), sent by
+ * CONCURRENCY clients back to back for SECONDS each; the two servers are measured in turn, twice
+ * (default, 1, default, 1), so load from other jobs hits both alike. Both servers start first (their
+ * idle workers use no CPU). The load average is printed because shared machines vary.
+ * Knobs: `BENCH_SECONDS` (default 20), `BENCH_CONCURRENCY` (default 4).
+ */
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { defaultWorkers, parseConfig } from '../src/config.js';
+import { buildApp } from '../src/server.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const BOXES = '[[96,56,224,144],[0,0,320,240]]';
+
+/** Runs CONCURRENCY clients against `url` for SECONDS; returns completed requests per second. */
+async function measure(url: string, photo: Buffer): Promise<number> {
+  const end = performance.now() + SECONDS * 1000;
+  let done = 0;
+  const client = async () => {
+    while (performance.now() < end) {
+      const form = new FormData();
+      form.append('image', new Blob([new Uint8Array(photo)], { type: 'image/jpeg' }), 'photo.jpg');
+      form.append('boxes', BOXES);
+      const r = await fetch(`${url}/v1/roi`, { method: 'POST', body: form });
+      const body = await r.arrayBuffer();
+      if (r.status !== 200) throw new Error(`${r.status} ${Buffer.from(body).toString()}`);
+      done++;
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, client));
+  return done / ((performance.now() - start) / 1000);
+}
+
+export async function runThroughputBench(): Promise<void> {
+  const photo = readFileSync(new URL('../fixtures/photo.jpg', import.meta.url));
+  const counts = [defaultWorkers(), 1];
+  const apps = await Promise.all(
+    counts.map((workers) => buildApp(parseConfig({}, { logLevel: 'silent', workers }))),
+  );
+  try {
+    const urls: string[] = [];
+    for (const app of apps) {
+      await app.readiness.settled;
+      urls.push(await app.listen({ host: '127.0.0.1', port: 0 }));
+    }
+    // Warm-up: a few requests each, so first-request costs (JIT, lazy loads) are not measured.
+    for (const url of urls)
+      for (let i = 0; i < 3; i++) {
+        const form = new FormData();
+        form.append('image', new Blob([new Uint8Array(photo)]), 'photo.jpg');
+        form.append('boxes', BOXES);
+        await (await fetch(`${url}/v1/roi`, { method: 'POST', body: form })).arrayBuffer();
+      }
+    const rates: number[][] = counts.map(() => []);
+    console.log(
+      `${CONCURRENCY} clients, ${SECONDS} s per run, photo.jpg 640×480, 2 boxes, /v1/roi; load average before: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
+    for (let round = 0; round < 2; round++)
+      for (let i = 0; i < counts.length; i++) {
+        const rate = await measure(urls[i], photo);
+        rates[i].push(rate);
+        console.log(
+          `  round ${round + 1}, WORKERS=${counts[i]}: ${rate.toFixed(2)} req/s (load ${loadavg()[0].toFixed(2)})`,
+        );
+      }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    console.log('\n| WORKERS | req/s (run 1, run 2) | mean | vs WORKERS=1 |\n|---|---|---|---|');
+    for (let i = 0; i < counts.length; i++)
+      console.log(
+        `| ${counts[i]}${i === 0 ? ' (default)' : ''} | ${rates[i].map((r) => r.toFixed(2)).join(', ')} | ${mean(rates[i]).toFixed(2)} | ${(mean(rates[i]) / mean(rates[1])).toFixed(2)}× |`,
+      );
+    console.log(
+      `\nload average after: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
+  } finally {
+    await Promise.all(apps.map((app) => app.close()));
+  }
+}
