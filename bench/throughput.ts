@@ -2,43 +2,70 @@
  * Throughput benchmark: image requests per second with the default `WORKERS` (one per core, bounded
  * by memory: `src/config.ts`) against `WORKERS=1`, each on a live server over loopback. The request is
  * `fixtures/photo.jpg` (640×480) with two boxes to `/v1/roi` (RoI Align 7×7, JSON), sent by
- * CONCURRENCY clients back to back for SECONDS each; the two servers are measured in turn, twice
+ * CONCURRENCY clients (in a separate node process) back to back for SECONDS each; the two servers are measured in turn, twice
  * (default, 1, default, 1), so load from other jobs hits both alike. Both servers start first (their
  * idle workers use no CPU). The load average is printed because shared machines vary.
  * Knobs: `BENCH_SECONDS` (default 20), `BENCH_CONCURRENCY` (default 4).
  */
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { defaultWorkers, parseConfig } from '../src/config.js';
 import { buildApp } from '../src/server.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const BOXES = '[[96,56,224,144],[0,0,320,240]]';
+const execFileAsync = promisify(execFile);
 
-/** Runs CONCURRENCY clients against `url` for SECONDS; returns completed requests per second. */
-async function measure(url: string, photo: Buffer): Promise<number> {
-  const end = performance.now() + SECONDS * 1000;
-  let done = 0;
-  const client = async () => {
-    while (performance.now() < end) {
-      const form = new FormData();
-      form.append('image', new Blob([new Uint8Array(photo)], { type: 'image/jpeg' }), 'photo.jpg');
-      form.append('boxes', BOXES);
-      const r = await fetch(`${url}/v1/roi`, { method: 'POST', body: form });
-      const body = await r.arrayBuffer();
-      if (r.status !== 200) throw new Error(`${r.status} ${Buffer.from(body).toString()}`);
-      done++;
-    }
-  };
-  const start = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, client));
-  return done / ((performance.now() - start) / 1000);
+/**
+ * The load generator, plain JavaScript run in its own node process so that the clients' HTTP work
+ * does not share the server's event loop (in-process, it took CPU from the HTTP thread being measured).
+ * argv: url, seconds, concurrency, image path, boxes; prints requests per second.
+ */
+const CLIENT = `
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+const [url, seconds, concurrency, path, boxes] = process.argv.slice(1);
+const photo = readFileSync(path);
+const end = performance.now() + Number(seconds) * 1000;
+let done = 0;
+const client = async () => {
+  while (performance.now() < end) {
+    const form = new FormData();
+    form.append('image', new Blob([photo], { type: 'image/jpeg' }), 'photo.jpg');
+    form.append('boxes', boxes);
+    const r = await fetch(url + '/v1/roi', { method: 'POST', body: form });
+    const body = await r.arrayBuffer();
+    if (r.status !== 200) throw new Error(r.status + ' ' + Buffer.from(body).toString());
+    done++;
+  }
+};
+const start = performance.now();
+await Promise.all(Array.from({ length: Number(concurrency) }, client));
+console.log(done / ((performance.now() - start) / 1000));
+`;
+
+/** Runs CONCURRENCY clients (another process) against `url` for SECONDS; returns requests per second. */
+async function measure(url: string, photoPath: string): Promise<number> {
+  const { stdout } = await execFileAsync(process.execPath, [
+    '--input-type=module',
+    '-e',
+    CLIENT,
+    url,
+    String(SECONDS),
+    String(CONCURRENCY),
+    photoPath,
+    BOXES,
+  ]);
+  return Number(stdout.trim());
 }
 
 export async function runThroughputBench(): Promise<void> {
-  const photo = readFileSync(new URL('../fixtures/photo.jpg', import.meta.url));
+  const photoPath = fileURLToPath(new URL('../fixtures/photo.jpg', import.meta.url));
+  const photo = readFileSync(photoPath);
   const counts = [defaultWorkers(), 1];
   const apps = await Promise.all(
     counts.map((workers) => buildApp(parseConfig({}, { logLevel: 'silent', workers }))),
@@ -58,6 +85,8 @@ export async function runThroughputBench(): Promise<void> {
         await (await fetch(`${url}/v1/roi`, { method: 'POST', body: form })).arrayBuffer();
       }
     const rates: number[][] = counts.map(() => []);
+    const cores: number[][] = counts.map(() => []);
+    const cpuMs: number[][] = counts.map(() => []);
     console.log(
       `${CONCURRENCY} clients, ${SECONDS} s per run, photo.jpg 640×480, 2 boxes, /v1/roi; load average before: ${loadavg()
         .map((l) => l.toFixed(2))
@@ -65,17 +94,26 @@ export async function runThroughputBench(): Promise<void> {
     );
     for (let round = 0; round < 2; round++)
       for (let i = 0; i < counts.length; i++) {
-        const rate = await measure(urls[i], photo);
+        const cpuBefore = process.cpuUsage();
+        const rate = await measure(urls[i], photoPath);
+        // This process is the servers alone (HTTP threads + workers; the clients run in another):
+        // the cores it kept busy show whether the machine gave the extra worker a core to run on.
+        const cpu = process.cpuUsage(cpuBefore);
+        const cpuSeconds = (cpu.user + cpu.system) / 1e6;
         rates[i].push(rate);
+        cores[i].push(cpuSeconds / SECONDS);
+        cpuMs[i].push((cpuSeconds * 1000) / (rate * SECONDS));
         console.log(
-          `  round ${round + 1}, WORKERS=${counts[i]}: ${rate.toFixed(2)} req/s (load ${loadavg()[0].toFixed(2)})`,
+          `  round ${round + 1}, WORKERS=${counts[i]}: ${rate.toFixed(2)} req/s, server busy ${(cpuSeconds / SECONDS).toFixed(2)} cores (load ${loadavg()[0].toFixed(2)})`,
         );
       }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    console.log('\n| WORKERS | req/s (run 1, run 2) | mean | vs WORKERS=1 |\n|---|---|---|---|');
+    console.log(
+      '\n| WORKERS | req/s (run 1, run 2) | mean | vs WORKERS=1 | server busy (cores) | CPU ms / request |\n|---|---|---|---|---|---|',
+    );
     for (let i = 0; i < counts.length; i++)
       console.log(
-        `| ${counts[i]}${i === 0 ? ' (default)' : ''} | ${rates[i].map((r) => r.toFixed(2)).join(', ')} | ${mean(rates[i]).toFixed(2)} | ${(mean(rates[i]) / mean(rates[1])).toFixed(2)}× |`,
+        `| ${counts[i]}${i === 0 ? ' (default)' : ''} | ${rates[i].map((r) => r.toFixed(2)).join(', ')} | ${mean(rates[i]).toFixed(2)} | ${(mean(rates[i]) / mean(rates[1])).toFixed(2)}× | ${mean(cores[i]).toFixed(2)} | ${mean(cpuMs[i]).toFixed(0)} |`,
       );
     console.log(
       `\nload average after: ${loadavg()
