@@ -65,8 +65,9 @@ export function memoryLimit(memoryMax: string | undefined): number | undefined {
  * to `WORKER_MAX_MEMORY_MB` before it is recycled, so the workers get what memory (physical, or the
  * cgroup limit when lower) is left after {@link HTTP_RESERVE_MB} for the HTTP thread:
  * `min(cores, floor((memory MiB − 512) / WORKER_MAX_MEMORY_MB))`, at least 1, at most 64 (the most
- * `WORKERS` accepts). The HTTP thread gets no core of its own: it mostly waits on sockets, so a core
- * kept for it sat mostly idle (on 2 cores the old `cores − 1` computed on one).
+ * `WORKERS` accepts). The HTTP thread gets no core of its own: it mostly waits on sockets (parsing
+ * and sending are a small part of a request's CPU), while a core kept for it left half of a 2-core
+ * machine's compute unused (the old `cores − 1` ran one worker there).
  */
 export function workersFor(limits: WorkerLimits): number {
   const quota = cpuQuota(limits.cpuMax);
