@@ -1,4 +1,4 @@
-/** Parameter checks shared by the three RoI operators (errors name the parameter). */
+/** Parameter checks shared by the RoI operators (errors name the parameter). */
 import { InvalidInputError } from '../errors.js';
 import type { Layout } from './types.js';
 
@@ -36,6 +36,22 @@ export function resolveSpatialScale(spatialScale: number): number {
     );
   }
   return s;
+}
+
+/**
+ * Checks `samplingRatio` (default 2): an integer, `<= 0` for adaptive, at most `MAX_SAMPLING_GRID`
+ * (the adaptive grid is bounded per box where the box is known).
+ */
+export function resolveSamplingRatio(samplingRatio: number | undefined): number {
+  const r = samplingRatio ?? 2;
+  if (typeof r !== 'number' || !Number.isInteger(r) || r > MAX_SAMPLING_GRID) {
+    throw new InvalidInputError(
+      `samplingRatio must be an integer <= ${MAX_SAMPLING_GRID} (<= 0 = adaptive), got ${String(r)}`,
+      'samplingRatio',
+      `an integer <= ${MAX_SAMPLING_GRID}; <= 0 for adaptive`,
+    );
+  }
+  return r;
 }
 
 /** Checks `outputLayout` (default `'NCHW'`). */

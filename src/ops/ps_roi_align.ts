@@ -6,7 +6,13 @@
 import { InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
-import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import {
+  MAX_SAMPLING_GRID,
+  resolveLayout,
+  resolveOutputSize,
+  resolveSamplingRatio,
+  resolveSpatialScale,
+} from './params.js';
 import type { Boxes, FeatureMap, Layout, Pooled } from './types.js';
 
 export interface PsRoiAlignParams {
@@ -201,18 +207,7 @@ export function psRoiAlign(input: FeatureMap, boxes: Boxes, params: PsRoiAlignPa
   }
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
-  const samplingRatio = params.samplingRatio ?? 2;
-  if (
-    typeof samplingRatio !== 'number' ||
-    !Number.isInteger(samplingRatio) ||
-    samplingRatio > MAX_SAMPLING_GRID
-  ) {
-    throw new InvalidInputError(
-      `samplingRatio must be an integer <= ${MAX_SAMPLING_GRID} (<= 0 = adaptive), got ${String(samplingRatio)}`,
-      'samplingRatio',
-      `an integer <= ${MAX_SAMPLING_GRID}; <= 0 for adaptive`,
-    );
-  }
+  const samplingRatio = resolveSamplingRatio(params.samplingRatio);
   const layout = resolveLayout(params.outputLayout);
   assertFeatureShape(input);
   const [N, C, H, W] = input.shape;

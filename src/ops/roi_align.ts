@@ -4,7 +4,13 @@
 import { CancelledError, InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
-import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import {
+  MAX_SAMPLING_GRID,
+  resolveLayout,
+  resolveOutputSize,
+  resolveSamplingRatio,
+  resolveSpatialScale,
+} from './params.js';
 import type { AlignMode, Boxes, FeatureMap, Layout, Pooled } from './types.js';
 import { align16, Workspace } from './wasm/workspace.js';
 
@@ -56,18 +62,7 @@ function resolveAlignParams(params: RoiAlignParams): AlignSettings {
   }
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
-  const samplingRatio = params.samplingRatio ?? 2;
-  if (
-    typeof samplingRatio !== 'number' ||
-    !Number.isInteger(samplingRatio) ||
-    samplingRatio > MAX_SAMPLING_GRID
-  ) {
-    throw new InvalidInputError(
-      `samplingRatio must be an integer <= ${MAX_SAMPLING_GRID} (<= 0 = adaptive), got ${String(samplingRatio)}`,
-      'samplingRatio',
-      `an integer <= ${MAX_SAMPLING_GRID}; <= 0 for adaptive`,
-    );
-  }
+  const samplingRatio = resolveSamplingRatio(params.samplingRatio);
   const aligned = params.aligned ?? true;
   if (typeof aligned !== 'boolean') {
     throw new InvalidInputError(

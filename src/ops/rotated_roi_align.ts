@@ -11,7 +11,13 @@
 import { InvalidInputError } from '../errors.js';
 import { FLOAT32_MAX } from './boxes.js';
 import { assertFeatureShape } from './features.js';
-import { MAX_SAMPLING_GRID, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import {
+  MAX_SAMPLING_GRID,
+  resolveLayout,
+  resolveOutputSize,
+  resolveSamplingRatio,
+  resolveSpatialScale,
+} from './params.js';
 import type { FeatureMap, Layout, Pooled } from './types.js';
 import { align16, Workspace } from './wasm/workspace.js';
 
@@ -208,18 +214,7 @@ function resolveRotatedParams(params: RotatedRoiAlignParams): RotatedSettings {
   }
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
-  const samplingRatio = params.samplingRatio ?? 2;
-  if (
-    typeof samplingRatio !== 'number' ||
-    !Number.isInteger(samplingRatio) ||
-    samplingRatio > MAX_SAMPLING_GRID
-  ) {
-    throw new InvalidInputError(
-      `samplingRatio must be an integer <= ${MAX_SAMPLING_GRID} (<= 0 = adaptive), got ${String(samplingRatio)}`,
-      'samplingRatio',
-      `an integer <= ${MAX_SAMPLING_GRID}; <= 0 for adaptive`,
-    );
-  }
+  const samplingRatio = resolveSamplingRatio(params.samplingRatio);
   return {
     PH,
     PW,
