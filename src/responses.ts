@@ -8,14 +8,13 @@ import { InvalidInputError, TooLargeError } from './errors.js';
 import { BOX_FORMATS, type Boxes, type Pooled } from './ops/index.js';
 import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
 import { ROI_OPS, type RoiOp } from './request.js';
-import { encodeFloat32Base64 } from './tensors/base64.js';
+import { littleEndianBytes } from './tensors/base64.js';
 import {
   bfloat16BitsToFloat32,
   float16BitsToFloat32,
   FLOAT16_MAX,
   OUTPUT_DTYPES,
   toHalfBits,
-  uint16LittleEndianBytes,
   type OutputDtype,
 } from './tensors/float16.js';
 import { writeNpy } from './tensors/npy.js';
@@ -370,11 +369,7 @@ function jsonWithTensors(value: unknown, tensors: readonly SplicedTensor[]): Buf
 
 function littleEndianBytesBase64(data: Float32Array | Uint16Array): Buffer {
   // Base64 is ASCII: latin1 copies its characters to bytes one to one, without UTF-8 encoding work.
-  const text =
-    data instanceof Float32Array
-      ? encodeFloat32Base64(data)
-      : uint16LittleEndianBytes(data).toString('base64');
-  return Buffer.from(text, 'latin1');
+  return Buffer.from(littleEndianBytes(data).toString('base64'), 'latin1');
 }
 
 /**

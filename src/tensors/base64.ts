@@ -25,11 +25,18 @@ export function float32FromLittleEndian(bytes: Uint8Array, field = 'data'): Floa
   return out;
 }
 
-/** The little-endian bytes of `values`, as a Buffer sharing memory when the host is little-endian. */
-export function littleEndianBytes(values: Float32Array): Buffer {
+/**
+ * The little-endian bytes of float32 values or of 16-bit patterns (float16 / bfloat16), as a Buffer
+ * sharing memory when the host is little-endian.
+ */
+export function littleEndianBytes(values: Float32Array | Uint16Array): Buffer {
   if (littleEndianHost) return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   const out = Buffer.alloc(values.byteLength);
-  for (let i = 0; i < values.length; i++) out.writeFloatLE(values[i], i * 4);
+  if (values instanceof Float32Array) {
+    for (let i = 0; i < values.length; i++) out.writeFloatLE(values[i], i * 4);
+  } else {
+    for (let i = 0; i < values.length; i++) out.writeUInt16LE(values[i], i * 2);
+  }
   return out;
 }
 

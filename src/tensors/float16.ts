@@ -152,13 +152,3 @@ export function bfloat16BitsToFloat32(bits: Uint16Array, out = new Float32Array(
   for (let i = 0; i < bits.length; i++) dst[i] = (bits[i] << 16) >>> 0;
   return out;
 }
-
-/** 16-bit values → their little-endian bytes (shared memory on a little-endian host). */
-export function uint16LittleEndianBytes(bits: Uint16Array): Buffer {
-  if (littleEndianHost) return Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength);
-  const out = Buffer.alloc(bits.byteLength);
-  for (let i = 0; i < bits.length; i++) out.writeUInt16LE(bits[i], i * 2);
-  return out;
-}
-
-const littleEndianHost = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

@@ -4,7 +4,6 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { float32FromLittleEndian, littleEndianBytes } from './base64.js';
-import { uint16LittleEndianBytes } from './float16.js';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 
@@ -178,7 +177,7 @@ export function writeNpy(data: Float32Array | Uint16Array, shape: readonly numbe
   prefix[6] = 1;
   prefix[7] = 0;
   prefix.writeUInt16LE(header.length, 8);
-  const body = data instanceof Float32Array ? littleEndianBytes(data) : uint16LittleEndianBytes(data);
+  const body = littleEndianBytes(data);
   return Buffer.concat([prefix, Buffer.from(header, 'latin1'), body]);
 }
 

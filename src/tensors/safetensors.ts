@@ -5,7 +5,6 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { float32FromLittleEndian, littleEndianBytes } from './base64.js';
-import { uint16LittleEndianBytes } from './float16.js';
 
 /** One named float32 tensor, row-major. */
 export interface NamedTensor {
@@ -45,7 +44,7 @@ export function writeSafetensors(
     }
     const [bytes, dtype] =
       'dtype' in tensor
-        ? [uint16LittleEndianBytes(tensor.data), SAFETENSORS_DTYPES[tensor.dtype]]
+        ? [littleEndianBytes(tensor.data), SAFETENSORS_DTYPES[tensor.dtype]]
         : [littleEndianBytes(tensor.data), SAFETENSORS_DTYPES.float32];
     header[name] = { dtype, shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
     chunks.push(bytes);
