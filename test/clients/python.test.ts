@@ -8,7 +8,7 @@
  * script skips its torch parts (CI installs python3-torchvision, see .ci/run), and this test fails
  * under CI then too, so the torchvision comparison cannot silently drop out of CI.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,13 +16,16 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
 import { testConfig } from '../routes/helpers.js';
+import { PYTHON, debianPython, pythonCan } from '../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const clientDir = join(repo, 'clients', 'python');
-const can = (code: string): boolean => spawnSync(PYTHON, ['-c', code], { stdio: 'ignore' }).status === 0;
-const haveNumpy = can('import numpy');
-const haveTorchvision = haveNumpy && can('import torch, torchvision.ops');
+const haveNumpy = debianPython({
+  modules: ['numpy'],
+  packages: ['python3-numpy'],
+  what: 'Python client test',
+});
+const haveTorchvision = haveNumpy && pythonCan(['torch', 'torchvision.ops']);
 
 /** Runs a Python file with ROISERVE_URL set; resolves with its exit code and output (async: the server answers meanwhile). */
 function runPython(file: string, url: string): Promise<{ code: number | null; out: string }> {
@@ -49,16 +52,6 @@ describe('README', () => {
     expect(block?.[1]).toBe(readFileSync(join(clientDir, 'example.py'), 'utf8'));
   });
 });
-
-if (!haveNumpy && process.env.CI) {
-  it('has numpy for the Python client', () => {
-    throw new Error(`${PYTHON} cannot import numpy: CI must install Debian's python3-numpy (see .ci/run)`);
-  });
-} else if (!haveNumpy) {
-  console.warn(
-    `Python client test skipped: ${PYTHON} cannot import numpy (apt-get install -y python3-numpy)`,
-  );
-}
 
 describe.runIf(haveNumpy)('Python client against a live server', () => {
   let app: FastifyInstance;

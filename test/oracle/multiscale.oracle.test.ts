@@ -27,22 +27,14 @@ import { mapLevels, multiScaleRoi, roiAlign, toLayout } from '../../src/ops/inde
 import type { FeatureMap } from '../../src/ops/index.js';
 import { maxAbsDiff } from '../ops/helpers.js';
 import { mulberry32, randInt, randomMap } from './random.js';
+import { PYTHON, debianPython } from '../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'torchvision_multiscale.py');
-const haveTorchvision = spawnSync(PYTHON, ['-c', 'import torchvision.ops'], { stdio: 'ignore' }).status === 0;
-
-if (!haveTorchvision && process.env.CI) {
-  it('has torchvision to compare with', () => {
-    throw new Error(
-      `${PYTHON} cannot import torchvision: CI must install Debian's python3-torchvision (see .ci/run)`,
-    );
-  });
-} else if (!haveTorchvision) {
-  console.warn(
-    `multiscale oracle skipped: ${PYTHON} cannot import torchvision (apt-get install -y python3-torchvision)`,
-  );
-}
+const haveTorchvision = debianPython({
+  modules: ['torchvision.ops'],
+  packages: ['python3-torchvision'],
+  what: 'multiscale oracle',
+});
 
 const SCALES = [1 / 4, 1 / 8, 1 / 16, 1 / 32];
 const K_MIN = 2;

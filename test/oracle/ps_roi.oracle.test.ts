@@ -18,22 +18,14 @@ import { describe, expect, it } from 'vitest';
 import { psRoiAlign, psRoiPool, toLayout } from '../../src/ops/index.js';
 import type { FeatureMap, Pooled } from '../../src/ops/index.js';
 import { mulberry32, randInt, randomBox, randomMap } from './random.js';
+import { PYTHON, debianPython } from '../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'torchvision_ps.py');
-const haveTorchvision = spawnSync(PYTHON, ['-c', 'import torchvision.ops'], { stdio: 'ignore' }).status === 0;
-
-if (!haveTorchvision && process.env.CI) {
-  it('has torchvision to compare with', () => {
-    throw new Error(
-      `${PYTHON} cannot import torchvision: CI must install Debian's python3-torchvision (see .ci/run)`,
-    );
-  });
-} else if (!haveTorchvision) {
-  console.warn(
-    `ps_roi oracle skipped: ${PYTHON} cannot import torchvision (apt-get install -y python3-torchvision)`,
-  );
-}
+const haveTorchvision = debianPython({
+  modules: ['torchvision.ops'],
+  packages: ['python3-torchvision'],
+  what: 'ps_roi oracle',
+});
 
 interface Case {
   op: 'ps_align' | 'ps_pool';

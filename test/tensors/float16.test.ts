@@ -23,22 +23,14 @@ import {
   float32ToFloat16Bits,
 } from '../../src/tensors/float16.js';
 import { mulberry32 } from '../oracle/random.js';
+import { PYTHON, debianPython } from '../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'half_oracle.py');
-const haveOracle = spawnSync(PYTHON, ['-c', 'import numpy, torch'], { stdio: 'ignore' }).status === 0;
-
-if (!haveOracle && process.env.CI) {
-  it('has numpy and torch to compare with', () => {
-    throw new Error(
-      `${PYTHON} cannot import numpy and torch: CI must install Debian's python3-numpy and python3-torch`,
-    );
-  });
-} else if (!haveOracle) {
-  console.warn(
-    `float16 oracle skipped: ${PYTHON} cannot import numpy and torch (apt-get install -y python3-torch)`,
-  );
-}
+const haveOracle = debianPython({
+  modules: ['numpy', 'torch'],
+  packages: ['python3-numpy', 'python3-torch'],
+  what: 'float16 oracle',
+});
 
 /** The float32 inputs, as bit patterns: edge cases first, then seeded random ones. */
 function inputBits(): Uint32Array {

@@ -5,18 +5,22 @@
  * python3-requests and python3-numpy (`.ci/run` installs them); without them it is skipped, except
  * under CI, where it fails.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../../src/server.js';
+import { PYTHON, debianPython } from '../../support/python.js';
 import { testConfig } from '../helpers.js';
 
-const PYTHON = '/usr/bin/python3';
 const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
-const available = spawnSync(PYTHON, ['-c', 'import requests, numpy']).status === 0;
+const available = debianPython({
+  modules: ['requests', 'numpy'],
+  packages: ['python3-requests', 'python3-numpy'],
+  what: 'README Open Inference Protocol Python example',
+});
 
 /** The ```python block right after `marker`. */
 function pythonBlock(marker: string): string {
@@ -56,7 +60,7 @@ afterAll(async () => {
 });
 
 describe('README: the Open Inference Protocol from Python (requests + numpy)', () => {
-  it.skipIf(!available && !process.env.CI)('runs as written and prints what its comment says', async () => {
+  it.skipIf(!available)('runs as written and prints what its comment says', async () => {
     const code = pythonBlock('<!-- v2-python-requests -->');
     const expected = /# → (.*)$/m.exec(code)?.[1];
     expect(expected).toBeDefined();
