@@ -361,22 +361,8 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
       );
     }
   }
-  const samplingRatio = intParameter(p, 'sampling_ratio', 2, { min: undefined }) as number;
-  if (samplingRatio > limits.maxSamplingGrid) {
-    throw bad(
-      `parameters.sampling_ratio ${samplingRatio} exceeds the limit ${limits.maxSamplingGrid}`,
-      'parameters.sampling_ratio',
-      `an integer <= ${limits.maxSamplingGrid} (<= 0 = adaptive)`,
-    );
-  }
-  const aligned = p.aligned ?? true;
-  if (typeof aligned !== 'boolean') {
-    throw bad(
-      `parameters.aligned is ${JSON.stringify(aligned)}; expected true or false`,
-      'parameters.aligned',
-      'a boolean',
-    );
-  }
+  const samplingRatio = samplingOf(p, limits);
+  const aligned = boolParameter(p, 'aligned', true);
   const mode = p.mode ?? 'avg';
   if (mode !== 'avg' && mode !== 'max' && mode !== 'onnx_max') {
     throw bad(`parameters.mode is ${JSON.stringify(mode)}`, 'parameters.mode', '"avg", "max" or "onnx_max"');
@@ -408,13 +394,7 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
   }
 
   const rows = roiRows(inputs);
-  if (rows.length > limits.maxBoxes) {
-    throw new TooLargeError(
-      `${rows.length} rois exceed the limit of ${limits.maxBoxes} per request`,
-      'rois',
-      `at most ${limits.maxBoxes} rows`,
-    );
-  }
+  checkRowCount(rows, limits);
   const ops: RoiOp[] = [model.op];
   const common = {
     ops,
@@ -478,19 +458,7 @@ export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLim
   if (features === undefined) {
     throw bad('missing input "features"', 'features', 'features FP32 [N, C, H, W], C = C_out·PH·PW');
   }
-  const size = intParameter(p, 'output_size', undefined, { min: 1 });
-  const outputSize: [number, number] = [
-    intParameter(p, 'output_height', size ?? 7, { min: 1 }) as number,
-    intParameter(p, 'output_width', size ?? 7, { min: 1 }) as number,
-  ];
-  if (Math.max(...outputSize) > limits.maxOutputSide) {
-    throw bad(
-      `output size ${outputSize.join('×')} exceeds the limit ${limits.maxOutputSide} a side`,
-      'parameters.output_size',
-      `an integer from 1 to ${limits.maxOutputSide}`,
-    );
-  }
-  const samplingRatio = intParameter(p, 'sampling_ratio', 2, { min: undefined }) as number;
+  const outputSize = outputSizeOf(p, limits);
   if (model.op === 'ps_pool' && p.sampling_ratio !== undefined) {
     throw bad(
       'ps_roi_pool does not sample: parameters.sampling_ratio is for ps_roi_align',
@@ -498,34 +466,13 @@ export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLim
       'no sampling_ratio with ps_roi_pool',
     );
   }
-  if (samplingRatio > limits.maxSamplingGrid) {
-    throw bad(
-      `parameters.sampling_ratio ${samplingRatio} exceeds the limit ${limits.maxSamplingGrid}`,
-      'parameters.sampling_ratio',
-      `an integer <= ${limits.maxSamplingGrid} (<= 0 = adaptive)`,
-    );
-  }
-  const spatialScale = p.spatial_scale;
-  if (typeof spatialScale !== 'number' || !(spatialScale > 0) || !Number.isFinite(spatialScale)) {
-    throw bad(
-      spatialScale === undefined
-        ? 'parameters.spatial_scale is required'
-        : `parameters.spatial_scale is ${JSON.stringify(spatialScale)}; expected a positive number`,
-      'parameters.spatial_scale',
-      'a positive number: feature-map cells per image pixel (1/stride)',
-    );
-  }
+  const samplingRatio = samplingOf(p, limits);
+  const spatialScale = scaleOf(p);
   const shape = featureShape(features);
   const [n, c, h, w] = shape;
   const channelsOut = psChannelsOut(c, outputSize[0], outputSize[1], 'features');
   const rows = roiRows(inputs);
-  if (rows.length > limits.maxBoxes) {
-    throw new TooLargeError(
-      `${rows.length} rois exceed the limit of ${limits.maxBoxes} per request`,
-      'rois',
-      `at most ${limits.maxBoxes} rows`,
-    );
-  }
+  checkRowCount(rows, limits);
   const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: n, field: 'rois' });
   checkOutputValues(boxes.count, channelsOut, outputSize, 1, limits);
   checkRoiWork(
