@@ -6,10 +6,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CHANNEL_REDUCTIONS, checkChannel, MAX_DIFF_BOXES } from '../src/diff-options.js';
-import { recordTimings } from '../src/http/timing.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
-import { answerOptionsOf, sendAnswer } from '../src/http/answers.js';
+import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
 import {
   binaryPartsOf,
   knownFeatureShape,
@@ -26,12 +25,7 @@ import {
   roiParamsSchema,
   timingsSchema,
 } from '../src/responses.js';
-import {
-  WARNINGS_HEADER,
-  warningsHeaderValue,
-  warningsSchema,
-  warningsResponseHeader,
-} from '../src/warnings.js';
+import { warningsSchema, warningsResponseHeader } from '../src/warnings.js';
 import { workErrorResponses } from './roi.js';
 
 export { MAX_DIFF_BOXES };
@@ -210,15 +204,10 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
         { maxBoxes: body.maxBoxes, channel: body.channel, format: body.format },
         { slot: slotOf(request), signal: clientGoneSignal(reply.raw) },
       );
-      recordTimings(request, app.metrics, out.timings);
       for (const op of ROI_OPS) app.metrics.boxes.inc({ op }, out.boxCount);
-      reply.type(out.contentType);
-      if (out.filename) reply.header('Content-Disposition', `inline; filename="${out.filename}"`);
       if (!out.overlay) reply.header('X-Diff-Overlay', 'none; features input without an image');
-      const warnings = warningsHeaderValue(out.warnings);
-      if (warnings !== undefined) reply.header(WARNINGS_HEADER, warnings);
-      // The encoded bytes bypass the serializer (streamed); their JSON form is `diffResponseSchema` (tested).
-      return sendAnswer(reply, out.body, answerOptions);
+      // Streamed, warnings in a header; its JSON form is `diffResponseSchema` (tested).
+      return sendEncoded(request, reply, out, answerOptions, 'inline');
     },
   });
 };

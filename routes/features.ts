@@ -1,10 +1,9 @@
 /** `POST /v1/features`: an image in, the backbone's feature map `[1, C, H, W]` out (JSON or `.npy`). */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { recordTimings } from '../src/http/timing.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
-import { answerOptionsOf, sendAnswer } from '../src/http/answers.js';
+import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
 import { binaryPartsOf, maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
 import { featuresResponseSchema, NPY_CONTENT_TYPE } from '../src/responses.js';
 import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
@@ -66,11 +65,8 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
         slot: slotOf(request),
         signal: clientGoneSignal(reply.raw),
       });
-      recordTimings(request, app.metrics, out.timings);
-      reply.type(out.contentType);
-      if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);
-      // The encoded bytes bypass the serializer (streamed); their JSON form is `featuresResponseSchema` (tested).
-      return sendAnswer(reply, out.body, answerOptions);
+      // Streamed; its JSON form is `featuresResponseSchema` (tested).
+      return sendEncoded(request, reply, out, answerOptions);
     },
   });
 };

@@ -5,11 +5,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { InvalidInputError } from '../src/errors.js';
-import { recordTimings } from '../src/http/timing.js';
 import { problemResponse } from '../src/http/openapi.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
-import { answerOptionsOf, sendAnswer } from '../src/http/answers.js';
+import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
 import {
   binaryPartsOf,
   knownFeatureShape,
@@ -26,7 +25,7 @@ import {
   roiResponseSchema,
   SAFETENSORS_CONTENT_TYPE,
 } from '../src/responses.js';
-import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
+import { warningsResponseHeader } from '../src/warnings.js';
 
 const binary = z.string().meta({ format: 'binary' });
 
@@ -132,15 +131,9 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
         { slot: slotOf(request), signal },
         body.dtype,
       );
-      recordTimings(request, app.metrics, out.timings);
       for (const op of out.ops) app.metrics.boxes.inc({ op }, out.boxCount);
-      reply.type(out.contentType);
-      if (out.filename) reply.header('Content-Disposition', `attachment; filename="${out.filename}"`);
-      // Every format: a .npy body has no room for them, and a client may read only the header.
-      const warnings = warningsHeaderValue(out.warnings);
-      if (warnings !== undefined) reply.header(WARNINGS_HEADER, warnings);
-      // The encoded bytes bypass the serializer (streamed); their JSON form is `roiResponseSchema` (tested).
-      return sendAnswer(reply, out.body, answerOptions);
+      // Streamed, warnings in a header; its JSON form is `roiResponseSchema` (tested).
+      return sendEncoded(request, reply, out, answerOptions);
     },
   });
 };

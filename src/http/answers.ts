@@ -12,7 +12,10 @@
  *   `MAX_RESPONSE_BYTES_IN_FLIGHT`, new work is refused with 503 on arrival (see `src/admission.ts`).
  */
 import { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { EncodedWork } from '../pool.js';
+import { WARNINGS_HEADER, warningsHeaderValue, type RoiWarning } from '../warnings.js';
+import { recordTimings } from './timing.js';
 
 /** Bytes of answers being written to their clients, against a bound. */
 export class AnswerBytes {
@@ -146,4 +149,28 @@ export function sendAnswer(reply: FastifyReply, body: Buffer, options: AnswerOpt
   progress();
   reply.header('Content-Length', String(body.length));
   return reply.send(stream);
+}
+
+/**
+ * Sends a worker's encoded answer, the same way for every work route: records its stage timings
+ * (`Server-Timing`, stage histogram), sets its content type, `Content-Disposition` (when it has a file
+ * name) and warnings header (when there are any: a `.npy` body has no room for them, and a client may
+ * read only the header), then {@link sendAnswer}. The bytes bypass the serializer.
+ *
+ * @param disposition - `attachment` for data to save, `inline` for a picture to show
+ * @returns the reply, sent (return it from the handler)
+ */
+export function sendEncoded(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  out: EncodedWork & { warnings?: readonly RoiWarning[] },
+  options: AnswerOptions,
+  disposition: 'attachment' | 'inline' = 'attachment',
+): FastifyReply {
+  recordTimings(request, request.server.metrics, out.timings);
+  reply.type(out.contentType);
+  if (out.filename) reply.header('Content-Disposition', `${disposition}; filename="${out.filename}"`);
+  const warnings = out.warnings && warningsHeaderValue(out.warnings);
+  if (warnings !== undefined) reply.header(WARNINGS_HEADER, warnings);
+  return sendAnswer(reply, out.body, options);
 }

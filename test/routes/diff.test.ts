@@ -191,6 +191,8 @@ describe('POST /v1/diff, features input', () => {
       const r = await diff({ ...example, format: undefined, boxes });
       expect(r.statusCode).toBe(200);
       expect(r.headers['content-type']).toBe('image/png');
+      // Shown, not saved: `inline`, where /v1/roi's and /v1/features' files are `attachment`.
+      expect(r.headers['content-disposition']).toBe('inline; filename="roi-diff.png"');
       expect(r.headers['x-diff-overlay']).toMatch(/^none/);
       expect(r.headers['server-timing']).toMatch(/encode;dur=/);
       const meta = await sharp(r.rawPayload).metadata();
