@@ -394,31 +394,26 @@ export function prepareRoi(
   // its header; and a map's own errors come first, as they always did).
   const batchSize = features ? Number.MAX_SAFE_INTEGER : 1;
   const boxes = toCanonicalBoxes(body.boxes, { format: body.boxFormat, batchSize, field: 'boxes' });
-  if (shape) {
-    checkOutputValues(boxes.count, shape[1], outputSize, ops.length, limits);
-    // The shapes are known: refuse an over-budget request here, before it takes a queue slot (a
-    // `.npy` map's shape is in its header: the worker checks it once read, see `decodeRoiTask`).
-    const s = body.spatialScale as number;
-    const frame = featureMapFrame(shape, s, body.imageSize);
-    const pixelBoxes = boxesInPixels(boxes, body.normalized, frame);
-    checkRoiWork(pixelBoxes, shape, s, { ...body, ops, outputSize }, limits);
-  }
+  const params: RoiParams = {
+    ops,
+    boxFormat: body.boxFormat,
+    normalized: body.normalized,
+    outputSize,
+    samplingRatio: body.samplingRatio,
+    aligned: body.aligned,
+    mode: body.mode,
+    spatialScale: body.spatialScale,
+    imageSize: body.imageSize === undefined ? undefined : [body.imageSize[0], body.imageSize[1]],
+    maxSide: hasImage ? maxSide.maxSide : undefined,
+  };
+  // The shapes are known: refuse an over-budget request here, before it takes a queue slot (a
+  // `.npy` map's shape is in its header: the worker checks it once read, see `decodeRoiTask`).
+  if (shape) checkFeatureMapRequest(boxes, shape, params, limits);
   return {
     image: binary.image ?? body.image,
     features,
     boxes,
-    params: {
-      ops,
-      boxFormat: body.boxFormat,
-      normalized: body.normalized,
-      outputSize,
-      samplingRatio: body.samplingRatio,
-      aligned: body.aligned,
-      mode: body.mode,
-      spatialScale: body.spatialScale,
-      imageSize: body.imageSize === undefined ? undefined : [body.imageSize[0], body.imageSize[1]],
-      maxSide: hasImage ? maxSide.maxSide : undefined,
-    },
+    params,
     includeImage,
     // layout-suspect warnings come from the pipeline, which knows a .npy map's shape.
     warnings: [...maxSide.warnings],
@@ -496,6 +491,26 @@ export function outputValueCount(
   opCount: number,
 ): number {
   return boxCount * channels * outputSize[0] * outputSize[1] * opCount;
+}
+
+/**
+ * The size checks of a feature-map request once the map's shape is known: the output against
+ * `MAX_OUTPUT_VALUES`, then the work budget (`MAX_WORK`) with the boxes in pixels. One place for both
+ * input forms: `prepareRoi` runs it on the HTTP thread when the shape came with the JSON, and
+ * `decodeRoiTask` in the worker for a `.npy` map, whose shape only its header tells.
+ *
+ * @throws TooLargeError naming what to change
+ */
+export function checkFeatureMapRequest(
+  boxes: Boxes,
+  shape: readonly [number, number, number, number],
+  params: RoiParams,
+  limits: RoiLimits,
+): void {
+  checkOutputValues(boxes.count, shape[1], params.outputSize, params.ops.length, limits);
+  const s = params.spatialScale as number;
+  const frame = featureMapFrame(shape, s, params.imageSize);
+  checkRoiWork(boxesInPixels(boxes, params.normalized, frame), shape, s, params, limits);
 }
 
 /**

@@ -10,7 +10,7 @@ import { InvalidInputError } from './errors.js';
 import { assertBoxes, assertFiniteFeatures } from './ops/index.js';
 import type { FeatureMap } from './ops/types.js';
 import {
-  checkOutputValues,
+  checkFeatureMapRequest,
   decodeFeatures,
   logicalShape,
   type DecodedRoiTask,
@@ -20,7 +20,6 @@ import {
 } from './request.js';
 import { decodeBase64Bytes } from './tensors/base64.js';
 import { readNpy } from './tensors/npy.js';
-import { boxesInPixels, checkRoiWork, featureMapFrame } from './work_budget.js';
 
 /**
  * An encoded image as sent: file bytes as they are, base64 text decoded.
@@ -71,16 +70,10 @@ export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask 
   const image = task.image === undefined ? undefined : decodeImageInput(task.image);
   const features = task.features === undefined ? undefined : decodeFeaturesInput(task.features);
   if (features) {
-    const [n, c] = features.shape;
-    assertBoxes(task.boxes, n, 'boxes');
+    assertBoxes(task.boxes, features.shape[0], 'boxes');
     if (task.features?.encoding === 'npy') {
       // Checked on the HTTP thread when the shape came with the JSON; a `.npy` shape is known only now.
-      const { params } = task;
-      checkOutputValues(task.boxes.count, c, params.outputSize, params.ops.length, limits);
-      const s = params.spatialScale as number;
-      const frame = featureMapFrame(features.shape, s, params.imageSize);
-      const pixelBoxes = boxesInPixels(task.boxes, params.normalized, frame);
-      checkRoiWork(pixelBoxes, features.shape, s, params, limits);
+      checkFeatureMapRequest(task.boxes, features.shape, task.params, limits);
     }
   }
   return { ...task, image, features };
