@@ -17,19 +17,14 @@
  *
  * torchvision missing: the test FAILS under CI (`CI` set) and is skipped locally with a message.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { mapLevels, multiScaleRoi, roiAlign, toLayout } from '../../src/ops/index.js';
 import type { FeatureMap } from '../../src/ops/index.js';
 import { maxAbsDiff } from '../ops/helpers.js';
 import { mulberry32, randInt, randomMap } from './random.js';
-import { PYTHON, debianPython } from '../support/python.js';
+import { debianPython } from '../support/python.js';
+import { b64, fromB64, runOracleScript } from './script.js';
 
-const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'torchvision_multiscale.py');
 const haveTorchvision = debianPython({
   modules: ['torchvision.ops'],
   packages: ['python3-torchvision'],
@@ -66,50 +61,31 @@ interface Result {
   aligns: Float32Array[];
 }
 
-const b64 = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-
-function fromB64(s: string): Float32Array {
-  const buf = Buffer.from(s, 'base64');
-  const out = new Float32Array(buf.length / 4);
-  for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(4 * i);
-  return out;
-}
-
 /** Runs all cases (and the level sweep's boxes, `[M, 4]`) through torchvision in one Python process. */
 function torchvision(
   cases: Case[],
   sweep: Float32Array,
 ): { version: string; results: Result[]; sweep: { torchvision: number[]; detectron2: number[] } } {
-  const dir = mkdtempSync(join(tmpdir(), 'roiserve-multiscale-oracle-'));
-  try {
-    const inFile = join(dir, 'cases.json');
-    const outFile = join(dir, 'out.json');
-    const wire = cases.map((c) => ({
-      ...c,
-      levels: c.levels.map((l) => ({ shape: l.shape, features: b64(l.features) })),
-      boxes: b64(c.boxes),
-      aligns: c.aligns.map((a) => ({ ...a, boxes: b64(a.boxes) })),
-    }));
-    writeFileSync(inFile, JSON.stringify({ cases: wire, sweep: b64(sweep) }));
-    const r = spawnSync(PYTHON, [SCRIPT, inFile, outFile], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`torchvision_multiscale.py failed (${r.status}): ${r.stderr}`);
-    const res = JSON.parse(readFileSync(outFile, 'utf8')) as {
-      torchvision: string;
-      results: (Omit<Result, 'multiscale' | 'aligns'> & { multiscale: string; aligns: string[] })[];
-      sweep: { torchvision: number[]; detectron2: number[] };
-    };
-    return {
-      version: res.torchvision,
-      sweep: res.sweep,
-      results: res.results.map((x) => ({
-        ...x,
-        multiscale: fromB64(x.multiscale),
-        aligns: x.aligns.map(fromB64),
-      })),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const wire = cases.map((c) => ({
+    ...c,
+    levels: c.levels.map((l) => ({ shape: l.shape, features: b64(l.features) })),
+    boxes: b64(c.boxes),
+    aligns: c.aligns.map((a) => ({ ...a, boxes: b64(a.boxes) })),
+  }));
+  const res = runOracleScript('torchvision_multiscale.py', { cases: wire, sweep: b64(sweep) }) as {
+    torchvision: string;
+    results: (Omit<Result, 'multiscale' | 'aligns'> & { multiscale: string; aligns: string[] })[];
+    sweep: { torchvision: number[]; detectron2: number[] };
+  };
+  return {
+    version: res.torchvision,
+    sweep: res.sweep,
+    results: res.results.map((x) => ({
+      ...x,
+      multiscale: fromB64(x.multiscale),
+      aligns: x.aligns.map(fromB64),
+    })),
+  };
 }
 
 /** One box `(x1, y1, x2, y2)` of size `s` (sqrt of the area) and aspect ratio up to 4, anywhere around the image. */

@@ -9,18 +9,13 @@
  *
  * torchvision missing: the test FAILS under CI (`CI` set) and is skipped locally with a message.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { psRoiAlign, psRoiPool, toLayout } from '../../src/ops/index.js';
 import type { FeatureMap, Pooled } from '../../src/ops/index.js';
 import { mulberry32, randInt, randomBox, randomMap } from './random.js';
-import { PYTHON, debianPython } from '../support/python.js';
+import { debianPython } from '../support/python.js';
+import { b64, fromB64, runOracleScript } from './script.js';
 
-const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'torchvision_ps.py');
 const haveTorchvision = debianPython({
   modules: ['torchvision.ops'],
   packages: ['python3-torchvision'],
@@ -37,32 +32,13 @@ interface Case {
   samplingRatio: number;
 }
 
-const b64 = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
-
-function fromB64(s: string): Float32Array {
-  const buf = Buffer.from(s, 'base64');
-  const out = new Float32Array(buf.length / 4);
-  for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(4 * i);
-  return out;
-}
-
 /** Runs all cases through torchvision in one Python process. */
 function torchvision(cases: Case[]): { version: string; outputs: Float32Array[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'roiserve-ps-oracle-'));
-  try {
-    const inFile = join(dir, 'cases.json');
-    const outFile = join(dir, 'out.json');
-    writeFileSync(
-      inFile,
-      JSON.stringify(cases.map((c) => ({ ...c, features: b64(c.features), boxes: b64(c.boxes) }))),
-    );
-    const r = spawnSync(PYTHON, [SCRIPT, inFile, outFile], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`torchvision_ps.py failed (${r.status}): ${r.stderr}`);
-    const res = JSON.parse(readFileSync(outFile, 'utf8')) as { torchvision: string; outputs: string[] };
-    return { version: res.torchvision, outputs: res.outputs.map(fromB64) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const res = runOracleScript(
+    'torchvision_ps.py',
+    cases.map((c) => ({ ...c, features: b64(c.features), boxes: b64(c.boxes) })),
+  ) as { torchvision: string; outputs: string[] };
+  return { version: res.torchvision, outputs: res.outputs.map(fromB64) };
 }
 
 /** A random case; adaptive ps_align cases redraw boxes whose grid would pass the 64 cost guard. */
