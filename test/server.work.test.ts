@@ -8,17 +8,9 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../src/server.js';
 import { featuresField, randomMap, testConfig } from './routes/helpers.js';
+import { useApp } from './support/app.js';
 
-let app: FastifyInstance;
-
-beforeAll(async () => {
-  app = await buildApp(testConfig());
-  await app.readiness.settled;
-});
-
-afterAll(async () => {
-  await app?.close();
-});
+const server = useApp();
 
 /** The hostile requests of issue 11, item 3 (inside MAX_BOXES and MAX_OUTPUT_VALUES). */
 const hostile = {
@@ -47,12 +39,12 @@ describe('the work budget (MAX_WORK)', () => {
   it.each(Object.entries(hostile))(
     'refuses the hostile %s request with 413 and the estimate; no work reaches the pool',
     async (_name, payload) => {
-      const roiEncoded = vi.spyOn(app.work, 'roiEncoded');
-      const diff = vi.spyOn(app.work, 'diff');
+      const roiEncoded = vi.spyOn(server.app.work, 'roiEncoded');
+      const diff = vi.spyOn(server.app.work, 'diff');
       try {
         for (const url of ['/v1/roi', '/v1/diff']) {
           const body = url === '/v1/diff' ? { ...payload, format: 'json' } : payload;
-          const r = await app.inject({ method: 'POST', url, payload: body });
+          const r = await server.app.inject({ method: 'POST', url, payload: body });
           expect(r.statusCode).toBe(413);
           const problem = r.json<{
             type: string;
@@ -76,7 +68,7 @@ describe('the work budget (MAX_WORK)', () => {
   );
 
   it('lets a normal request through: 1000 boxes × 64 channels × 7×7, all three ops', async () => {
-    const r = await app.inject({
+    const r = await server.app.inject({
       method: 'POST',
       url: '/v1/roi',
       payload: {

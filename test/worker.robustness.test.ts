@@ -7,27 +7,19 @@
 import { crc32, deflateSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WorkerFailure } from '../src/pool.js';
 import type { RoiTask } from '../src/request.js';
 import { buildApp } from '../src/server.js';
 import { testConfig, testPng } from './routes/helpers.js';
+import { useApp } from './support/app.js';
 
-let app: FastifyInstance;
-
-beforeAll(async () => {
-  app = await buildApp(testConfig());
-  await app.readiness.settled;
-});
-
-afterAll(async () => {
-  await app?.close();
-});
+const server = useApp();
 
 const boxes = [[0, 0, 0, 32, 32]];
 
 function roiWithImage(image: Buffer) {
-  return app.inject({
+  return server.app.inject({
     method: 'POST',
     url: '/v1/roi',
     payload: { image: image.toString('base64'), boxes, outputSize: 2 },
@@ -155,29 +147,29 @@ async function readyzUntil(target: FastifyInstance, status: number): Promise<Rec
 
 describe('workers that die or outgrow their memory are replaced', () => {
   it('a killed worker: /readyz is 503 until its replacement has warmed its backbone, then requests succeed', async () => {
-    const [before] = app.work.threadIds;
-    expect(await app.work.terminate(before)).toBe(true);
+    const [before] = server.app.work.threadIds;
+    expect(await server.app.work.terminate(before)).toBe(true);
     // Was: nothing noticed, /readyz stayed 200 (and, with piscina's replacement, nobody waited for it).
-    const r = await app.inject({ method: 'GET', url: '/readyz' });
+    const r = await server.app.inject({ method: 'GET', url: '/readyz' });
     expect(r.statusCode).toBe(503);
     expect(r.json()).toMatchObject({ status: 'replacing', workers: 1, readyWorkers: 0 });
-    expect(await readyzUntil(app, 200)).toMatchObject({ status: 'ready', readyWorkers: 1 });
-    expect(app.work.threadIds).toHaveLength(1);
-    expect(app.work.threadIds[0]).not.toBe(before);
-    expect(app.work.replaced.exit).toBe(1);
+    expect(await readyzUntil(server.app, 200)).toMatchObject({ status: 'ready', readyWorkers: 1 });
+    expect(server.app.work.threadIds).toHaveLength(1);
+    expect(server.app.work.threadIds[0]).not.toBe(before);
+    expect(server.app.work.replaced.exit).toBe(1);
     await expectImagesServed();
   }, 60_000);
 
   it('a worker that fails unexpectedly (a 500, as a wasm abort gives) answers, then is replaced', async () => {
-    await readyzUntil(app, 200);
-    const [before] = app.work.threadIds;
-    const failed = app.work.replaced.failure;
+    await readyzUntil(server.app, 200);
+    const [before] = server.app.work.threadIds;
+    const failed = server.app.work.replaced.failure;
     // Not a request a client can send: a task the pipeline has no branch for throws a plain Error.
     const broken = { boxes: { data: new Float32Array(0), count: 0 }, params: {}, includeImage: false };
-    await expect(app.work.roi(broken as unknown as RoiTask)).rejects.toBeInstanceOf(WorkerFailure);
-    expect(app.work.replaced.failure).toBe(failed + 1);
-    expect(await readyzUntil(app, 200)).toMatchObject({ status: 'ready', readyWorkers: 1 });
-    expect(app.work.threadIds[0]).not.toBe(before);
+    await expect(server.app.work.roi(broken as unknown as RoiTask)).rejects.toBeInstanceOf(WorkerFailure);
+    expect(server.app.work.replaced.failure).toBe(failed + 1);
+    expect(await readyzUntil(server.app, 200)).toMatchObject({ status: 'ready', readyWorkers: 1 });
+    expect(server.app.work.threadIds[0]).not.toBe(before);
     await expectImagesServed();
   }, 60_000);
 

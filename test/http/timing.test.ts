@@ -3,22 +3,13 @@
  * metric VALUES behind it (issue 10 "Timing"; issue 12's surviving mutations: boxes counted by the right
  * number, latency in seconds, stage durations for every op that ran, encode labelled by route).
  */
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { limitsFrom, prepareRoi, roiBodySchema } from '../../src/request.js';
 import { buildApp } from '../../src/server.js';
 import { featuresField, randomMap, testConfig, testPng } from '../routes/helpers.js';
+import { useApp } from '../support/app.js';
 
-let app: FastifyInstance;
-
-beforeAll(async () => {
-  app = await buildApp(testConfig());
-  await app.readiness.settled;
-});
-
-afterAll(async () => {
-  await app?.close();
-});
+const server = useApp();
 
 /** `total;dur=1.00, parse;dur=0.20` → [['total', 1], ['parse', 0.2]]. */
 function timing(header: unknown): Array<[string, number]> {
@@ -36,7 +27,7 @@ const matches = (have: Partial<Record<string, string | number>>, want: Labels) =
 
 /** The `_count` and `_sum` of a histogram series, or a counter's value, read from the registry. */
 async function read(name: string, labels: Labels): Promise<{ count: number; sum: number; value: number }> {
-  const metric = app.metrics.registry.getSingleMetric(name);
+  const metric = server.app.metrics.registry.getSingleMetric(name);
   if (!metric) throw new Error(`no metric ${name}`);
   const { values } = await metric.get();
   const pick = (suffix: string) =>
@@ -57,7 +48,7 @@ const boxes = [
 
 describe('Server-Timing', () => {
   it('features input, two ops: total, parse, queue, the two ops and encode; no decode, backbone or warp', async () => {
-    const r = await app.inject({
+    const r = await server.app.inject({
       method: 'POST',
       url: '/v1/roi',
       payload: { features: featuresField(fm), spatialScale: 1, boxes, ops: ['align', 'pool'] },
@@ -81,9 +72,9 @@ describe('Server-Timing', () => {
     });
     // Through the pool directly, so both are submitted back to back (over HTTP the second request's
     // parsing would sit between them, and the first would already be running).
-    const limits = limitsFrom(app.config);
+    const limits = limitsFrom(server.app.config);
     const tasks = [prepareRoi(body, limits), prepareRoi(body, limits)];
-    const [a, b] = await Promise.all(tasks.map((task) => app.work.roiEncoded(task, 'json', 'base64')));
+    const [a, b] = await Promise.all(tasks.map((task) => server.app.work.roiEncoded(task, 'json', 'base64')));
     const [first, second] = (a.timings.queue ?? 0) <= (b.timings.queue ?? 0) ? [a, b] : [b, a];
     const work = (t: typeof a.timings) => (t.align ?? 0) + (t.encode ?? 0);
     expect(work(first.timings)).toBeGreaterThan(0);
@@ -94,7 +85,7 @@ describe('Server-Timing', () => {
 
   it('an image: decode and backbone appear', async () => {
     const png = (await testPng(48, 32)).toString('base64');
-    const r = await app.inject({
+    const r = await server.app.inject({
       method: 'POST',
       url: '/v1/roi',
       payload: { image: png, boxes: [[0, 0, 30, 20]], ops: ['warp'] },
@@ -112,14 +103,14 @@ describe('Server-Timing', () => {
   });
 
   it('errors carry only what ran: a 400 from validation, a 404, a 405', async () => {
-    const invalid = await app.inject({ method: 'POST', url: '/v1/roi', payload: { boxes: 'x' } });
+    const invalid = await server.app.inject({ method: 'POST', url: '/v1/roi', payload: { boxes: 'x' } });
     expect(invalid.statusCode).toBe(400);
     expect(timing(invalid.headers['server-timing']).map(([n]) => n)).toEqual(['total', 'parse']);
     for (const [method, url] of [
       ['GET', '/nothing'],
       ['GET', '/v1/roi'],
     ] as const) {
-      const r = await app.inject({ method, url });
+      const r = await server.app.inject({ method, url });
       const names = timing(r.headers['server-timing']).map(([n]) => n);
       expect(names[0]).toBe('total');
       expect(names).not.toContain('queue');
@@ -155,7 +146,7 @@ describe('metric values', () => {
         ),
       ),
     };
-    const r = await app.inject({
+    const r = await server.app.inject({
       method: 'POST',
       url: '/v1/roi',
       payload: { features: featuresField(fm), spatialScale: 1, boxes, ops: ['pool', 'align'] },
@@ -188,7 +179,7 @@ describe('metric values', () => {
     const before = await read('roiserve_http_request_duration_seconds', labels);
     const counted = await read('roiserve_http_requests_total', labels);
     const started = performance.now();
-    const r = await app.inject({
+    const r = await server.app.inject({
       method: 'POST',
       url: '/v1/roi',
       payload: { features: featuresField(fm), spatialScale: 1, boxes, ops: ['align'] },
@@ -214,9 +205,9 @@ describe('metric values', () => {
     const diff = await read('roiserve_stage_duration_seconds', { stage: 'encode', route: '/v1/diff' });
     const roi = await read('roiserve_stage_duration_seconds', { stage: 'encode', route: '/v1/roi' });
     expect(
-      (await app.inject({ method: 'POST', url: '/v1/features', payload: { image: png } })).statusCode,
+      (await server.app.inject({ method: 'POST', url: '/v1/features', payload: { image: png } })).statusCode,
     ).toBe(200);
-    const d = await app.inject({
+    const d = await server.app.inject({
       method: 'POST',
       url: '/v1/diff',
       payload: { features: featuresField(fm), spatialScale: 1, boxes: [[0, 0, 8, 8]], maxBoxes: 1 },

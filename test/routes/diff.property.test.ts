@@ -4,22 +4,12 @@
  * few; `test/routes/roi.property.test.ts` covers the shared input parsing at length.
  */
 import fc from 'fast-check';
-import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, testConfig } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { featuresField, randomMap } from './helpers.js';
+import { useApp } from '../support/app.js';
 
-let app: FastifyInstance;
-
-beforeAll(async () => {
-  app = await buildApp(testConfig());
-  await app.readiness.settled;
-});
-
-afterAll(async () => {
-  await app?.close();
-});
+const server = useApp();
 
 const fm = randomMap([2, 3, 6, 7], 4);
 const valid = {
@@ -34,7 +24,7 @@ const valid = {
 };
 
 async function expectNo5xx(payload: Record<string, unknown>): Promise<void> {
-  const r = await app.inject({ method: 'POST', url: '/v1/diff', payload });
+  const r = await server.app.inject({ method: 'POST', url: '/v1/diff', payload });
   if (r.statusCode === 200) {
     if (payload.format === 'json') {
       expect(r.json()).toHaveProperty('images');

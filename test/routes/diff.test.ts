@@ -2,27 +2,17 @@
  * `POST /v1/diff` through `inject`: the semantics doc's worked example, JSON statistics against the ops
  * module and a direct computation, the PNG sheet, image / features / multipart input, and errors.
  */
-import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { diffResponseSchema } from '../../routes/diff.js';
 import { coverage, roiAlign, roiPool, roiWarp, toCanonicalBoxes, type Pooled } from '../../src/ops/index.js';
-import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, tensorData, testConfig, testPng } from './helpers.js';
+import { featuresField, randomMap, tensorData, testPng } from './helpers.js';
+import { useApp } from '../support/app.js';
 
-let app: FastifyInstance;
-
-beforeAll(async () => {
-  app = await buildApp(testConfig());
-  await app.readiness.settled;
-});
-
-afterAll(async () => {
-  await app?.close();
-});
+const server = useApp();
 
 function diff(payload: Record<string, unknown>) {
-  return app.inject({ method: 'POST', url: '/v1/diff', payload });
+  return server.app.inject({ method: 'POST', url: '/v1/diff', payload });
 }
 
 /** Mean / max |a − b| and ‖a − b‖ / ‖a‖ over box k, written out directly (NCHW). */
@@ -115,7 +105,7 @@ describe('POST /v1/diff, features input', () => {
     expect(r.statusCode).toBe(200);
     const body = r.json<DiffJson>();
     // The direct computation runs on the tensors the same server returns from /v1/roi for the same input.
-    const roi = await app.inject({
+    const roi = await server.app.inject({
       method: 'POST',
       url: '/v1/roi',
       payload: { features: featuresField(fm2), spatialScale: 0.25, boxes: rows, outputSize: [3, 4] },
@@ -299,10 +289,10 @@ describe('POST /v1/diff, image input', () => {
     const request = new Response(form);
     const payload = Buffer.from(await request.arrayBuffer());
     const headers = { 'content-type': request.headers.get('content-type') as string };
-    const first = await app.inject({ method: 'POST', url: '/v1/diff', payload, headers });
+    const first = await server.app.inject({ method: 'POST', url: '/v1/diff', payload, headers });
     expect(first.statusCode).toBe(200);
     expect(first.headers['content-type']).toBe('image/png');
-    const second = await app.inject({ method: 'POST', url: '/v1/diff', payload, headers });
+    const second = await server.app.inject({ method: 'POST', url: '/v1/diff', payload, headers });
     expect(second.rawPayload.equals(first.rawPayload)).toBe(true);
   });
 });

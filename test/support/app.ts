@@ -1,0 +1,23 @@
+/** The app a test file shares: built (and warmed) before its tests, closed after them. */
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll } from 'vitest';
+import type { Config } from '../../src/config.js';
+import { buildApp } from '../../src/server.js';
+import { testConfig } from '../routes/helpers.js';
+
+/**
+ * Registers a `beforeAll` that builds the app with `config` and waits for its readiness (backbone
+ * warmed, or given up), and an `afterAll` that closes it. `server.app` is that app once the file's
+ * tests run (undefined while the file is being collected).
+ */
+export function useApp(config: Config = testConfig()): { readonly app: FastifyInstance } {
+  const server = {} as { app: FastifyInstance };
+  beforeAll(async () => {
+    server.app = await buildApp(config);
+    await server.app.readiness.settled;
+  });
+  afterAll(async () => {
+    await server.app?.close();
+  });
+  return server;
+}
