@@ -4,7 +4,6 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { InvalidInputError } from '../src/errors.js';
 import { problemResponse } from '../src/http/openapi.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
@@ -20,7 +19,7 @@ import {
 } from '../src/request.js';
 import {
   checkArrayEncoding,
-  checkNpyDtype,
+  checkRoiFormat,
   NPY_CONTENT_TYPE,
   roiResponseSchema,
   SAFETENSORS_CONTENT_TYPE,
@@ -98,16 +97,8 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const body = request.body;
-      const opCount = new Set(body.ops).size;
-      if (body.format === 'npy' && opCount !== 1) {
-        throw new InvalidInputError(
-          `format "npy" holds one tensor, but ${opCount} ops were asked for`,
-          'ops',
-          'exactly one op with format "npy" (or format "safetensors" / "json" for several)',
-        );
-      }
-      // Before any work: bfloat16 has no .npy form (the worker's encoder refuses it too).
-      checkNpyDtype(body.format, body.dtype);
+      // Before any work: one op per .npy, and no bfloat16 in one (the worker's encoder refuses it too).
+      checkRoiFormat(body);
       const task = prepareRoi(body, limits, false, binaryPartsOf(request));
       if (body.format === 'json' && body.encoding === 'array') {
         // Refuse early when the channel count is known (features, or a loaded backbone).
@@ -116,7 +107,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
           : app.readiness.backbone?.outputChannels;
         if (typeof channels === 'number') {
           checkArrayEncoding(
-            outputValueCount(task.boxes.count, channels, task.params.outputSize, opCount),
+            outputValueCount(task.boxes.count, channels, task.params.outputSize, task.params.ops.length),
             'array',
           );
         }

@@ -307,6 +307,28 @@ function roiSafetensorsOf(
 }
 
 /**
+ * The output checks of `/v1/roi` that need no work, shared by the route and the CLI so both refuse the
+ * same bodies: `.npy` holds exactly one op's tensor, and has no bfloat16 ({@link checkNpyDtype}).
+ *
+ * @param expected - the `expected` text of the `ops` error (the CLI names its own flag)
+ * @throws InvalidInputError (field `ops` or `dtype`)
+ */
+export function checkRoiFormat(
+  body: { format: 'json' | 'npy' | 'safetensors'; ops: readonly RoiOp[]; dtype: OutputDtype },
+  expected = 'exactly one op with format "npy" (or format "safetensors" / "json" for several)',
+): void {
+  const opCount = new Set(body.ops).size;
+  if (body.format === 'npy' && opCount !== 1) {
+    throw new InvalidInputError(
+      `format "npy" holds one tensor, but ${opCount} ops were asked for`,
+      'ops',
+      expected,
+    );
+  }
+  checkNpyDtype(body.format, body.dtype);
+}
+
+/**
  * Refuses `dtype: "bfloat16"` with `format: "npy"`: numpy has no bfloat16 dtype, so no `.npy` header
  * could name one that `numpy.load` reads (ml_dtypes' bfloat16 saves as an opaque `<V2`).
  *

@@ -10,10 +10,9 @@
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Command, Option } from 'commander';
-import { InvalidInputError } from '../errors.js';
 import type { WorkPool } from '../pool.js';
 import { limitsFrom, prepareRoi, roiBodySchema, ROI_OPS, type RoiBody, type RoiLimits } from '../request.js';
-import { checkNpyDtype } from '../responses.js';
+import { checkRoiFormat } from '../responses.js';
 import { OUTPUT_DTYPES } from '../tensors/float16.js';
 import {
   CliError,
@@ -121,15 +120,7 @@ export function roiBody(opts: RoiCliOptions, boxes: unknown, features: boolean):
   }
   for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
   const parsed = parseBody(roiBodySchema, body);
-  const opCount = new Set(parsed.ops).size;
-  if (parsed.format === 'npy' && opCount !== 1) {
-    throw new InvalidInputError(
-      `format "npy" holds one tensor, but ${opCount} ops were asked for`,
-      'ops',
-      'exactly one --op with .npy output (or .safetensors / .json for several)',
-    );
-  }
-  checkNpyDtype(parsed.format, parsed.dtype);
+  checkRoiFormat(parsed, 'exactly one --op with .npy output (or .safetensors / .json for several)');
   return parsed;
 }
 
