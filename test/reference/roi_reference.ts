@@ -39,8 +39,11 @@ export function refRound(v: number): number {
   return v < 0 ? -r : r;
 }
 
-/** The Caffe2 bilinear sample of plane (n, c) at (y, x), with the 4 weighted taps for onnx_max. */
-function sampleTaps(
+/**
+ * The Caffe2 bilinear sample of plane (n, c) at (y, x), with the 4 weighted taps for onnx_max: off
+ * the map (outside `[-1, size]`, or NaN) → 0; weights rounded to float32, taps summed in doubles.
+ */
+export function sampleTaps(
   X: RefMap,
   n: number,
   c: number,

@@ -5,7 +5,7 @@
  * (`Math.fround`, the C++ order of operations with T = float); values accumulate in doubles.
  * The fast kernel in src/ops/rotated_roi_align.ts is compared with this on random inputs.
  */
-import type { RefMap } from './roi_reference.js';
+import { sampleTaps, type RefMap } from './roi_reference.js';
 
 const f = Math.fround;
 
@@ -34,31 +34,6 @@ export function refRotatedBoxes(data: Float32Array, count: number): RefRotatedBo
     const [b, cx, cy, w, h, angle] = data.subarray(6 * k, 6 * k + 6);
     return { b, cx, cy, w, h, angle };
   });
-}
-
-/** The Caffe2 / detectron2 bilinear sample of plane (n, c) at (y, x). */
-function bilinear(X: RefMap, n: number, c: number, yIn: number, xIn: number): number {
-  const { H, W } = X;
-  if (yIn < -1 || yIn > H || xIn < -1 || xIn > W) return 0;
-  let y = yIn < 0 ? 0 : yIn;
-  let x = xIn < 0 ? 0 : xIn;
-  let y0 = Math.trunc(y);
-  let x0 = Math.trunc(x);
-  let y1: number, x1: number;
-  if (y0 >= H - 1) {
-    y0 = y1 = H - 1;
-    y = y0;
-  } else y1 = y0 + 1;
-  if (x0 >= W - 1) {
-    x0 = x1 = W - 1;
-    x = x0;
-  } else x1 = x0 + 1;
-  const ly = f(y - y0);
-  const lx = f(x - x0);
-  const hy = f(1 - ly);
-  const hx = f(1 - lx);
-  const P = (yy: number, xx: number): number => X.data[((n * X.C + c) * H + yy) * W + xx];
-  return f(hy * hx) * P(y0, x0) + f(hy * lx) * P(y0, x1) + f(ly * hx) * P(y1, x0) + f(ly * lx) * P(y1, x1);
 }
 
 /** Rotated RoI Align per detectron2's formula. Returns NCHW `[K, C, PH, PW]`. */
@@ -98,7 +73,7 @@ export function refRotatedRoiAlign(X: RefMap, boxes: RefRotatedBox[], p: RefRota
               const xx = f(f(startW + f(pw * bw)) + f(f((ix + 0.5) * bw) / gw));
               const y = f(f(f(yy * cosT) - f(xx * sinT)) + cy);
               const x = f(f(f(yy * sinT) + f(xx * cosT)) + cx);
-              sum += bilinear(X, box.b, c, y, x);
+              sum += sampleTaps(X, box.b, c, y, x).value;
             }
           }
           out[((k * C + c) * PH + ph) * PW + pw] = sum / count;
