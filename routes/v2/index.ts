@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { admitWork, slotOf } from '../../src/admission.js';
 import { clientGoneSignal } from '../../src/cancel.js';
 import { BusyError, RoiServeError, UnsupportedMediaError } from '../../src/errors.js';
-import { keyMatches, presentedKey } from '../../src/http/auth.js';
+import { type KeyRefusal, requireApiKey } from '../../src/http/auth.js';
 import { recordTimings } from '../../src/http/timing.js';
 import {
   encodeInferenceResponse,
@@ -187,25 +187,15 @@ function serverReady(app: FastifyInstance): boolean {
   return app.readiness.state === 'ready' && app.work.readyWorkers > 0;
 }
 
-/** The API key hook of this scope: `requireApiKey`'s decision, this protocol's 401 body. */
-function requireKey(scope: FastifyInstance, apiKey: string | undefined): void {
-  scope.addHook('onRoute', (route) => {
-    route.config = { ...(route.config as object | undefined), auth: apiKey !== undefined };
-  });
-  if (apiKey === undefined) return;
-  scope.addHook('onRequest', async (request, reply) => {
-    const presented = presentedKey(request.headers);
-    if (keyMatches(presented, apiKey)) return;
-    reply.header('WWW-Authenticate', 'Bearer');
-    return sendError(
-      reply,
-      401,
-      presented === undefined
-        ? 'this route needs an API key (Authorization: Bearer <key> or X-API-Key: <key>)'
-        : 'the API key is not valid',
-    );
-  });
-}
+/** The 401 of this scope: `requireApiKey`'s decision, this protocol's `{"error"}` body. */
+const refuseKey: KeyRefusal = (_request, reply, given) =>
+  sendError(
+    reply,
+    401,
+    given
+      ? 'the API key is not valid'
+      : 'this route needs an API key (Authorization: Bearer <key> or X-API-Key: <key>)',
+  );
 
 /** Reads every body of this scope as bytes (see the module comment). */
 function useBinaryBodies(scope: FastifyInstance): void {
@@ -271,7 +261,7 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
 
   // The health probes: open, like /healthz and /readyz.
   await app.register(async (open) => {
-    requireKey(open, undefined);
+    requireApiKey(open, undefined);
     open.get(
       '/health/live',
       {
@@ -302,7 +292,7 @@ const v2Routes: FastifyPluginAsyncZod<V2Options> = async (app, options) => {
   });
 
   await app.register(async (keyed) => {
-    requireKey(keyed, app.config.apiKey);
+    requireApiKey(keyed, app.config.apiKey, refuseKey);
     const security: Array<Record<string, string[]>> = [{ bearer: [] }, { apiKey: [] }];
     const errors = {
       401: errorResponse('missing or wrong API key (only when API_KEY is set)'),

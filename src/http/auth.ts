@@ -6,7 +6,7 @@
  * route hook and gets the same 404 with or without a key.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, problem } from '../problem.js';
 
 /** Constant-time comparison of digests, so neither the key's content nor its length leaks through timing. */
@@ -28,14 +28,45 @@ export function presentedKey(headers: Record<string, string | string[] | undefin
 }
 
 /**
+ * How a scope answers a request without a valid key: `given` says a key was presented, but not this
+ * one. The `WWW-Authenticate: Bearer` header is already set. `/v1` answers problem+json
+ * ({@link problemRefusal}); `/v2` answers its protocol's `{"error"}`.
+ */
+export type KeyRefusal = (request: FastifyRequest, reply: FastifyReply, given: boolean) => FastifyReply;
+
+/** The 401 as problem+json, naming the `Authorization` header. */
+export const problemRefusal: KeyRefusal = (request, reply, given) => {
+  const instance = request.url.split('?')[0];
+  const body = problem(
+    401,
+    given ? 'the API key is not valid' : 'this route needs an API key',
+    [
+      {
+        field: 'Authorization',
+        expected: 'Authorization: Bearer <key> or X-API-Key: <key>',
+        message: given ? 'invalid key' : 'missing key',
+      },
+    ],
+    instance,
+  );
+  return reply.code(401).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+};
+
+/**
  * Makes every route registered in `scope` (after this call, in it or its children) require `apiKey`.
  * Call it inside an encapsulated plugin (`app.register(async (scope) => { requireApiKey(scope, key); … })`)
  * so the hook stays in that scope. No-op when `apiKey` is undefined (no `API_KEY`: everything is open).
  *
  * Every route of the scope is marked `config.auth = true` (through `onRoute`), so tests and the route
  * index can list the protected routes from the app itself.
+ *
+ * @param refuse - the 401's body, in the scope's error format (problem+json by default)
  */
-export function requireApiKey(scope: FastifyInstance, apiKey: string | undefined): void {
+export function requireApiKey(
+  scope: FastifyInstance,
+  apiKey: string | undefined,
+  refuse: KeyRefusal = problemRefusal,
+): void {
   scope.addHook('onRoute', (route) => {
     route.config = { ...(route.config as object | undefined), auth: apiKey !== undefined };
   });
@@ -43,24 +74,7 @@ export function requireApiKey(scope: FastifyInstance, apiKey: string | undefined
   scope.addHook('onRequest', async (request, reply) => {
     const presented = presentedKey(request.headers);
     if (keyMatches(presented, apiKey)) return;
-    const given = presented !== undefined;
-    const instance = request.url.split('?')[0];
-    const body = problem(
-      401,
-      given ? 'the API key is not valid' : 'this route needs an API key',
-      [
-        {
-          field: 'Authorization',
-          expected: 'Authorization: Bearer <key> or X-API-Key: <key>',
-          message: given ? 'invalid key' : 'missing key',
-        },
-      ],
-      instance,
-    );
-    return reply
-      .code(401)
-      .header('WWW-Authenticate', 'Bearer')
-      .type(PROBLEM_CONTENT_TYPE)
-      .send(JSON.stringify(body));
+    reply.header('WWW-Authenticate', 'Bearer');
+    return refuse(request, reply, presented !== undefined);
   });
 }
