@@ -122,7 +122,11 @@ function writeRow(
   data[o + 4] = y2;
 }
 
-function checkBatchIndex(b: unknown, batchSize: number, field: string): number {
+/**
+ * Checks a box's batch index (an integer `0 <= b < batchSize`) and returns it; the error names `field`.
+ * Shared by the axis-aligned and the rotated box checks.
+ */
+export function checkBatchIndex(b: unknown, batchSize: number, field: string): number {
   if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= batchSize) {
     throw new InvalidInputError(
       `${field} is ${String(b)}, but the feature map has N = ${batchSize}`,

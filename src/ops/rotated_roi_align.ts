@@ -9,7 +9,7 @@
  * and `clockwise`.
  */
 import { InvalidInputError } from '../errors.js';
-import { FLOAT32_MAX } from './boxes.js';
+import { checkBatchIndex, FLOAT32_MAX } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import {
   MAX_SAMPLING_GRID,
@@ -38,17 +38,6 @@ export interface RotatedBoxOptions {
   batchSize: number;
   /** Field name used in error messages. Default `'boxes'`. */
   field?: string;
-}
-
-function checkBatch(b: unknown, batchSize: number, field: string): number {
-  if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= batchSize) {
-    throw new InvalidInputError(
-      `${field} is ${String(b)}, but the feature map has N = ${batchSize}`,
-      field,
-      `an integer batch index 0 <= b < ${batchSize}`,
-    );
-  }
-  return b;
 }
 
 /**
@@ -80,8 +69,8 @@ export function toRotatedBoxes(rows: readonly (readonly number[])[], opts: Rotat
       );
     }
     const start = row.length - 5;
-    const b = start === 1 ? checkBatch(row[0], opts.batchSize, `${rowField}[0]`) : 0;
-    if (start === 0) checkBatch(0, opts.batchSize, rowField);
+    const b = start === 1 ? checkBatchIndex(row[0], opts.batchSize, `${rowField}[0]`) : 0;
+    if (start === 0) checkBatchIndex(0, opts.batchSize, rowField);
     data[6 * k] = b;
     for (let j = 0; j < 5; j++) {
       const v: unknown = row[start + j];
@@ -128,7 +117,7 @@ export function assertRotatedBoxes(
   const s = Math.fround(spatialScale);
   for (let k = 0; k < boxes.count; k++) {
     const o = 6 * k;
-    checkBatch(d[o], batchSize, `${field}[${k}][0]`);
+    checkBatchIndex(d[o], batchSize, `${field}[${k}][0]`);
     for (let j = 1; j < 6; j++) {
       if (!Number.isFinite(d[o + j])) {
         throw new InvalidInputError(
