@@ -154,6 +154,32 @@ async function request(
   return { body, warnings: header };
 }
 
+/**
+ * The multipart form of a work request for `--url`: the input file as its own part (`image`, or
+ * `features` for a `.npy` map), each other field of `body` as a text field (JSON unless a string), and
+ * a feature map's layout as the `layout` field, since a `.npy` part cannot carry it. `body.image` and
+ * `body.features` are the JSON body's stand-ins for the file and are not sent.
+ */
+export function workForm(
+  body: Record<string, unknown>,
+  bytes: Uint8Array,
+  features: boolean,
+  name: string,
+): FormData {
+  const form = new FormData();
+  form.append(features ? 'features' : 'image', new Blob([new Uint8Array(bytes)]), name);
+  for (const [key, value] of Object.entries(body)) {
+    if (key === 'image' || value === undefined) continue;
+    if (key === 'features') {
+      const layout = (value as { layout?: string }).layout;
+      if (layout !== undefined) form.append('layout', layout);
+      continue;
+    }
+    form.append(key, typeof value === 'string' ? value : JSON.stringify(value));
+  }
+  return form;
+}
+
 /** The warnings header of a `--url` answer, printed like in-process warnings. */
 export function printWarningsHeader(header: string | null, prefix = ''): void {
   if (header === null) return;

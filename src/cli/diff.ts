@@ -18,6 +18,7 @@ import {
   readInput,
   sizeArg,
   withPool,
+  workForm,
 } from './common.js';
 import { isFeatureFile, readBoxesFile } from './roi.js';
 
@@ -111,16 +112,7 @@ export function diffCommand(): Command {
       const bytes = new Uint8Array(await readInput(input, 'INPUT'));
       let out: Buffer;
       if (opts.url !== undefined) {
-        const form = new FormData();
-        form.append(features ? 'features' : 'image', new Blob([bytes]), input);
-        for (const [key, value] of Object.entries(raw)) {
-          if (key === 'image') continue;
-          if (key === 'features') {
-            if (opts.layout !== undefined) form.append('layout', opts.layout);
-            continue;
-          }
-          form.append(key, typeof value === 'string' ? value : JSON.stringify(value));
-        }
+        const form = workForm(raw, bytes, features, input);
         const res = await postForm({ url: opts.url, apiKey: opts.apiKey }, 'v1/diff', form);
         printWarningsHeader(res.warnings);
         out = res.body;

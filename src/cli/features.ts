@@ -12,6 +12,7 @@ import {
   printWarningsHeader,
   readInput,
   withPool,
+  workForm,
 } from './common.js';
 
 export function featuresCommand(): Command {
@@ -40,10 +41,7 @@ export function featuresCommand(): Command {
         const bytes = await readInput(image, 'IMAGE');
         let body: Buffer;
         if (opts.url !== undefined) {
-          const form = new FormData();
-          form.append('image', new Blob([new Uint8Array(bytes)]), image);
-          form.append('format', format);
-          if (opts.maxSide !== undefined) form.append('maxSide', String(opts.maxSide));
+          const form = workForm({ format, maxSide: opts.maxSide }, bytes, false, image);
           const res = await postForm({ url: opts.url, apiKey: opts.apiKey }, 'v1/features', form);
           printWarningsHeader(res.warnings);
           body = res.body;

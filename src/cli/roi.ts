@@ -27,6 +27,7 @@ import {
   readInput,
   sizeArg,
   withPool,
+  workForm,
   type RemoteOptions,
 } from './common.js';
 
@@ -153,17 +154,7 @@ export async function runRoiRemote(
   name: string,
   prefix = '',
 ): Promise<Buffer> {
-  const form = new FormData();
-  form.append(features ? 'features' : 'image', new Blob([new Uint8Array(bytes)]), name);
-  for (const [key, value] of Object.entries(body)) {
-    if (key === 'image' || value === undefined) continue;
-    if (key === 'features') {
-      form.append('layout', (value as { layout: string }).layout);
-      continue;
-    }
-    form.append(key, typeof value === 'string' ? value : JSON.stringify(value));
-  }
-  const res = await postForm(remote, 'v1/roi', form);
+  const res = await postForm(remote, 'v1/roi', workForm(body, bytes, features, name));
   printWarningsHeader(res.warnings, prefix);
   return res.body;
 }

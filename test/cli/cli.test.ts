@@ -202,7 +202,18 @@ describe('roiserve features, diff, backbone', () => {
       dir,
     );
     const backbone = await roiserve(['backbone'], dir);
-    expect([features.code, diff.code, backbone.code]).toEqual([0, 0, 0]);
+    // --url builds the multipart form (common.ts workForm): the same bytes from the running server.
+    const remoteFeatures = await roiserve(
+      ['features', photo, '-o', 'remote-features.npy', '--url', url],
+      dir,
+    );
+    const remoteDiff = await roiserve(
+      ['diff', photo, '--boxes', 'boxes.json', '--max-boxes', '1', '-o', 'remote-sheet.png', '--url', url],
+      dir,
+    );
+    expect([features.code, diff.code, backbone.code, remoteFeatures.code, remoteDiff.code]).toEqual([
+      0, 0, 0, 0, 0,
+    ]);
     const form = (fields: Record<string, string>) => {
       const f = new FormData();
       f.append('image', new Blob([readFileSync(photo)]), 'photo.jpg');
@@ -218,6 +229,8 @@ describe('roiserve features, diff, backbone', () => {
     );
     expect(readFileSync(join(dir, 'photo-features.npy')).equals(expectedFeatures)).toBe(true);
     expect(readFileSync(join(dir, 'sheet.png')).equals(expectedSheet)).toBe(true);
+    expect(readFileSync(join(dir, 'remote-features.npy')).equals(expectedFeatures)).toBe(true);
+    expect(readFileSync(join(dir, 'remote-sheet.png')).equals(expectedSheet)).toBe(true);
     const described = JSON.parse(backbone.stdout) as { name: string; stride: number; layers: unknown[] };
     const served = (await (await fetch(`${url}/v1/backbone`)).json()) as typeof described;
     expect({ ...described, backendReason: undefined }).toMatchObject({
