@@ -54,6 +54,15 @@ const KINDS: Record<number, { type: string; title: string }> = {
   504: { type: 'task-timeout', title: 'Task timed out' },
 };
 
+/**
+ * The path of a request target, a problem's `instance`: without its query string, and without the
+ * scheme and host of an absolute-form target (`GET http://host/v1/roi`, which the router also accepts),
+ * so the answer names the path, not whatever host the client wrote.
+ */
+export function requestPath(url: string): string {
+  return url.split('?')[0].replace(/^[a-z][a-z\d+.-]*:\/\/[^/]*/i, '');
+}
+
 /** Builds a problem for `status` (type and title from the status). */
 export function problem(status: number, detail: string, errors?: ProblemField[], instance?: string): Problem {
   const kind = KINDS[status] ?? (status >= 500 ? KINDS[500] : KINDS[400]);

@@ -23,7 +23,7 @@ import { BodyBytes } from './admission.js';
 import { AnswerBytes } from './http/answers.js';
 import { timeoutOptions } from './http/timeouts.js';
 import { serverTiming } from './http/timing.js';
-import { PROBLEM_CONTENT_TYPE, problem, problemFromError } from './problem.js';
+import { PROBLEM_CONTENT_TYPE, problem, problemFromError, requestPath } from './problem.js';
 import backboneRoutes from '../routes/backbone.js';
 import diffRoutes from '../routes/diff.js';
 import featuresRoutes from '../routes/features.js';
@@ -62,11 +62,6 @@ declare module 'fastify' {
      */
     metricsListener: FastifyInstance | null;
   }
-}
-
-/** The path of a request URL, without its query string (a problem's `instance`). */
-function pathOf(url: string): string {
-  return url.split('?')[0];
 }
 
 /** The version in package.json: `../` from `src/`, `../../` from the compiled `dist/src/`. */
@@ -191,7 +186,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   };
 
   app.setErrorHandler((err, request, reply) => {
-    const { problem: body, internal } = problemFromError(err, pathOf(request.url), {
+    const { problem: body, internal } = problemFromError(err, requestPath(request.url), {
       contentType: request.headers['content-type'],
       bodyLimitBytes: config.bodyLimitBytes,
       // For hints that quote the value sent and suggest the right field name.
@@ -203,7 +198,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     void reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   });
   app.setNotFoundHandler((request, reply) => {
-    const path = pathOf(request.url);
+    const path = requestPath(request.url);
     // The path exists with other methods: 405 and `Allow` (RFC 9110 §15.5.6), not a misleading 404.
     // It reveals no more than /openapi.json does; the key is checked by the route that matches.
     const allowed = app.routeIndex.allowedMethods(request.url);

@@ -7,7 +7,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PROBLEM_CONTENT_TYPE, problem } from '../problem.js';
+import { PROBLEM_CONTENT_TYPE, problem, requestPath } from '../problem.js';
 
 /** Constant-time comparison of digests, so neither the key's content nor its length leaks through timing. */
 export function keyMatches(given: string | undefined, expected: string): boolean {
@@ -36,7 +36,7 @@ export type KeyRefusal = (request: FastifyRequest, reply: FastifyReply, given: b
 
 /** The 401 as problem+json, naming the `Authorization` header. */
 export const problemRefusal: KeyRefusal = (request, reply, given) => {
-  const instance = request.url.split('?')[0];
+  const instance = requestPath(request.url);
   const body = problem(
     401,
     given ? 'the API key is not valid' : 'this route needs an API key',

@@ -196,4 +196,18 @@ describe('API_KEY: no spelling of a protected path reaches a handler without the
       expect(JSON.parse(r.body)).toMatchObject({ status: 401, detail: 'this route needs an API key' });
     }
   });
+
+  it("an absolute-form target's problems name the path, not the host the client wrote", async () => {
+    const unauthorized = await send('POST', 'http://evil.example:8080/v1/roi?x=1');
+    expect(unauthorized.status).toBe(401);
+    expect(JSON.parse(unauthorized.body)).toMatchObject({ instance: '/v1/roi' });
+    const notAllowed = await send('GET', 'http://evil.example/v1/roi', {
+      authorization: `Bearer ${API_KEY}`,
+    });
+    expect(notAllowed.status).toBe(405);
+    expect(JSON.parse(notAllowed.body)).toMatchObject({
+      detail: 'GET is not allowed on /v1/roi; it accepts POST',
+      instance: '/v1/roi',
+    });
+  });
 });
