@@ -23,31 +23,18 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
 import { testConfig } from '../routes/helpers.js';
+import { runProcess, type Run } from '../support/process.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const cli = join(repo, 'dist/src/cli/index.js');
 const photo = join(repo, 'fixtures/photo.jpg');
 const featuresNpy = join(repo, 'fixtures/features.npy');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the built CLI in `cwd` with a bare environment (one worker, no inherited service settings). */
 function roiserve(args: string[], cwd: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, WORKERS: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  return runProcess(process.execPath, [cli, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, WORKERS: '1' },
   });
 }
 
@@ -307,17 +294,9 @@ describe("README's CLI example", () => {
       'set -euo pipefail',
       block.replace(/npx roiserve /g, `node ${cli} `).replace(/http:\/\/localhost:8080/g, url),
     ].join('\n');
-    const run = await new Promise<Run>((resolve, reject) => {
-      const child = spawn('bash', ['-c', script], {
-        cwd: work,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, WORKERS: '1' },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    const run = await runProcess('bash', ['-c', script], {
+      cwd: work,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, WORKERS: '1' },
     });
     expect(run.code, run.stderr).toBe(0);
     // Every `# → OUTPUT` is in stdout, in order, whitespace ignored.

@@ -8,7 +8,6 @@
  * script skips its torch parts (CI installs python3-torchvision, see .ci/run), and this test fails
  * under CI then too, so the torchvision comparison cannot silently drop out of CI.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
 import { testConfig } from '../routes/helpers.js';
+import { runProcess } from '../support/process.js';
 import { PYTHON, debianPython, pythonCan } from '../support/python.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -28,18 +28,12 @@ const haveNumpy = debianPython({
 const haveTorchvision = haveNumpy && pythonCan(['torch', 'torchvision.ops']);
 
 /** Runs a Python file with ROISERVE_URL set; resolves with its exit code and output (async: the server answers meanwhile). */
-function runPython(file: string, url: string): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [file], {
-      cwd: repo,
-      env: { ...process.env, ROISERVE_URL: url, PYTHONDONTWRITEBYTECODE: '1' },
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out }));
+async function runPython(file: string, url: string): Promise<{ code: number | null; out: string }> {
+  const { code, stdout, stderr } = await runProcess(PYTHON, [file], {
+    cwd: repo,
+    env: { ...process.env, ROISERVE_URL: url, PYTHONDONTWRITEBYTECODE: '1' },
   });
+  return { code, out: stdout + stderr };
 }
 
 describe('README', () => {

@@ -7,7 +7,7 @@
  * The resolve-by-name check (`node -e "import('roiserve/ops')"`) needs `npm run build`: CI builds
  * before testing, so there it FAILS without `dist/`; locally it is skipped with a message.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { CLIENT_OPERATIONS, decodeTensor, RoiserveClient, RoiserveError } from '
 import { roiAlign, toCanonicalBoxes } from '../../src/ops/index.js';
 import { buildApp } from '../../src/server.js';
 import { testConfig, testPng } from '../routes/helpers.js';
+import { runProcess } from '../support/process.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
@@ -251,21 +252,11 @@ describe('RoiserveClient against a live server and its /openapi.json', () => {
     async () => {
       const tsx = join(repo, 'node_modules/tsx/dist/cli.mjs');
       // async: the server runs in this process and must answer meanwhile
-      const run = await new Promise<{ status: number | null; stdout: string; stderr: string }>(
-        (done, fail) => {
-          const child = spawn(process.execPath, [tsx, 'clients/typescript/example.ts'], {
-            cwd: repo,
-            env: { ...process.env, ROISERVE_URL: url },
-          });
-          let stdout = '';
-          let stderr = '';
-          child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-          child.on('error', fail);
-          child.on('close', (status) => done({ status, stdout, stderr }));
-        },
-      );
-      expect(run.status, run.stderr).toBe(0);
+      const run = await runProcess(process.execPath, [tsx, 'clients/typescript/example.ts'], {
+        cwd: repo,
+        env: { ...process.env, ROISERVE_URL: url },
+      });
+      expect(run.code, run.stderr).toBe(0);
       expect(run.stdout.trim().split('\n')).toEqual([
         '[ 1, 256, 7, 7 ] 12544',
         'true image/png',

@@ -5,7 +5,6 @@
  * python3-requests and python3-numpy (`.ci/run` installs them); without them it is skipped, except
  * under CI, where it fails.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../../src/server.js';
 import { PYTHON, debianPython } from '../../support/python.js';
+import { runProcess, type Run } from '../../support/process.js';
 import { testConfig } from '../helpers.js';
 
 const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
@@ -32,17 +32,8 @@ function pythonBlock(marker: string): string {
 }
 
 /** Runs `code` with python3 (asynchronously: the server answers from this same process). */
-function runPython(code: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, ['-'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-    child.stdin.end(code);
-  });
+function runPython(code: string): Promise<Run> {
+  return runProcess(PYTHON, ['-'], { input: code });
 }
 
 let app: FastifyInstance;
@@ -65,7 +56,7 @@ describe('README: the Open Inference Protocol from Python (requests + numpy)', (
     const expected = /# → (.*)$/m.exec(code)?.[1];
     expect(expected).toBeDefined();
     const r = await runPython(code.replaceAll('localhost:8080', `127.0.0.1:${port}`));
-    expect(r.status, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe(expected);
   });
 });
