@@ -276,6 +276,38 @@ function checkCount(input: RequestInput, count: number): void {
   }
 }
 
+/** Little-endian readers of the numeric datatypes; INT64 / UINT64 come back inexact past ±2^53. */
+const READERS: Record<NumericDatatype, (view: DataView, offset: number) => number> = {
+  FP32: (v, o) => v.getFloat32(o, true),
+  FP64: (v, o) => v.getFloat64(o, true),
+  INT8: (v, o) => v.getInt8(o),
+  UINT8: (v, o) => v.getUint8(o),
+  INT16: (v, o) => v.getInt16(o, true),
+  UINT16: (v, o) => v.getUint16(o, true),
+  INT32: (v, o) => v.getInt32(o, true),
+  UINT32: (v, o) => v.getUint32(o, true),
+  INT64: (v, o) => Number(v.getBigInt64(o, true)),
+  UINT64: (v, o) => Number(v.getBigUint64(o, true)),
+};
+
+/**
+ * The element count of a binary input, after checking that its bytes are exactly shape × element size
+ * (a huge declared shape fails here, before anything is allocated for it).
+ */
+function checkByteCount(input: RequestInput, datatype: NumericDatatype): number {
+  const binary = input.binary as Uint8Array;
+  const size = DATATYPE_SIZES[datatype];
+  const count = elementCount(input.shape);
+  if (binary.length !== count * size) {
+    throw bad(
+      `input "${input.name}": shape [${input.shape.join(', ')}] of ${datatype} needs ${count * size} bytes, but binary_data_size is ${binary.length}`,
+      `${input.name}.parameters.binary_data_size`,
+      `${count * size} (${count} × ${size} bytes)`,
+    );
+  }
+  return count;
+}
+
 /**
  * An FP32 / FP64 / integer input as float64 numbers (INT64 / UINT64 must be within ±2^53), checked
  * against its shape. FP32 values are rounded to float32, as the wire form would carry them.
@@ -293,58 +325,22 @@ export function numericValues(input: RequestInput, allowed: readonly NumericData
   }
   const datatype = input.datatype as NumericDatatype;
   if (input.binary !== undefined) {
+    const count = checkByteCount(input, datatype);
     const size = DATATYPE_SIZES[datatype];
-    const count = elementCount(input.shape);
-    if (input.binary.length !== count * size) {
-      throw bad(
-        `input "${input.name}": shape [${input.shape.join(', ')}] of ${datatype} needs ${count * size} bytes, but binary_data_size is ${input.binary.length}`,
-        `${input.name}.parameters.binary_data_size`,
-        `${count * size} (${count} × ${size} bytes)`,
-      );
-    }
     const view = new DataView(input.binary.buffer, input.binary.byteOffset, input.binary.byteLength);
     const out = new Float64Array(count);
+    const read = READERS[datatype];
+    const wide = datatype === 'INT64' || datatype === 'UINT64';
     for (let i = 0; i < count; i++) {
-      const o = i * size;
-      switch (datatype) {
-        case 'FP32':
-          out[i] = view.getFloat32(o, true);
-          break;
-        case 'FP64':
-          out[i] = view.getFloat64(o, true);
-          break;
-        case 'INT8':
-          out[i] = view.getInt8(o);
-          break;
-        case 'UINT8':
-          out[i] = view.getUint8(o);
-          break;
-        case 'INT16':
-          out[i] = view.getInt16(o, true);
-          break;
-        case 'UINT16':
-          out[i] = view.getUint16(o, true);
-          break;
-        case 'INT32':
-          out[i] = view.getInt32(o, true);
-          break;
-        case 'UINT32':
-          out[i] = view.getUint32(o, true);
-          break;
-        case 'INT64':
-        case 'UINT64': {
-          const v = datatype === 'INT64' ? view.getBigInt64(o, true) : view.getBigUint64(o, true);
-          if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
-            throw bad(
-              `input "${input.name}"[${i}] is ${v}, out of range`,
-              `${input.name}.data[${i}]`,
-              'an integer within ±2^53',
-            );
-          }
-          out[i] = Number(v);
-          break;
-        }
+      const v = read(view, i * size);
+      if (wide && !Number.isSafeInteger(v)) {
+        throw bad(
+          `input "${input.name}"[${i}] is ${datatype === 'INT64' ? view.getBigInt64(i * size, true) : view.getBigUint64(i * size, true)}, out of range`,
+          `${input.name}.data[${i}]`,
+          'an integer within ±2^53',
+        );
       }
+      out[i] = v;
     }
     return out;
   }
@@ -380,14 +376,7 @@ export function float32Values(input: RequestInput): Float32Array {
     );
   }
   if (input.binary === undefined) return Float32Array.from(numericValues(input, ['FP32']));
-  const count = elementCount(input.shape);
-  if (input.binary.length !== count * 4) {
-    throw bad(
-      `input "${input.name}": shape [${input.shape.join(', ')}] of FP32 needs ${count * 4} bytes, but binary_data_size is ${input.binary.length}`,
-      `${input.name}.parameters.binary_data_size`,
-      `${count * 4} (${count} × 4 bytes)`,
-    );
-  }
+  const count = checkByteCount(input, 'FP32');
   // A copy: the bytes may sit at any offset of the body, and a Float32Array needs 4-byte alignment.
   const out = new Float32Array(count);
   new Uint8Array(out.buffer).set(input.binary);

@@ -102,4 +102,28 @@ describe('codec against hostile input', () => {
     const request = parseInferenceRequest(body, undefined);
     expect(Array.from(numericValues(request.inputs[0], ['FP32']))).toEqual([1]);
   });
+
+  it('binary INT64 / UINT64 past ±(2^53 - 1) is refused naming the element; within it, exact', () => {
+    const int64 = (datatype: 'INT64' | 'UINT64', ...values: bigint[]) => {
+      const b = Buffer.alloc(8 * values.length);
+      values.forEach((v, i) =>
+        datatype === 'INT64' ? b.writeBigInt64LE(v, 8 * i) : b.writeBigUInt64LE(v, 8 * i),
+      );
+      return input({ datatype, shape: [values.length], binary: b });
+    };
+    const max = BigInt(Number.MAX_SAFE_INTEGER);
+    expect(Array.from(numericValues(int64('INT64', max, -max, -1n), ['INT64']))).toEqual([
+      Number.MAX_SAFE_INTEGER,
+      -Number.MAX_SAFE_INTEGER,
+      -1,
+    ]);
+    expect(fieldOf(() => numericValues(int64('INT64', 0n, max + 1n), ['INT64']))).toBe('x.data[1]');
+    expect(fieldOf(() => numericValues(int64('INT64', -max - 1n), ['INT64']))).toBe('x.data[0]');
+    expect(fieldOf(() => numericValues(int64('UINT64', 2n ** 64n - 1n), ['UINT64']))).toBe('x.data[0]');
+    expect(
+      Array.from(
+        numericValues(input({ datatype: 'INT8', shape: [2], binary: Uint8Array.of(0xff, 7) }), ['INT8']),
+      ),
+    ).toEqual([-1, 7]);
+  });
 });
