@@ -5,6 +5,16 @@ import type { Layout } from './types.js';
 /** Largest sampling grid per axis and per bin (fixed `samplingRatio` or adaptive): a cost guard. */
 export const MAX_SAMPLING_GRID = 64;
 
+/**
+ * Refuses a missing or non-object parameter bag (a JavaScript caller's `undefined`) with an error
+ * naming `params`, before any field is read. `op` names the operator in the message.
+ */
+export function assertParamsObject(params: unknown, op: string): void {
+  if (params === null || typeof params !== 'object') {
+    throw new InvalidInputError(`${op} parameters are missing`, 'params', 'an object with spatialScale');
+  }
+}
+
 /** Resolves `outputSize` (a number or `[PH, PW]`, default 7) to `[PH, PW]`, positive integers. */
 export function resolveOutputSize(
   outputSize: number | readonly [number, number] | undefined,

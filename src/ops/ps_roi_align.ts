@@ -7,6 +7,7 @@ import { InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import {
+  assertParamsObject,
   MAX_SAMPLING_GRID,
   resolveLayout,
   resolveOutputSize,
@@ -198,13 +199,7 @@ function fillAxis(
  *   `boxes[3][0]`, `samplingRatio`, ...).
  */
 export function psRoiAlign(input: FeatureMap, boxes: Boxes, params: PsRoiAlignParams): Pooled {
-  if (params === null || typeof params !== 'object') {
-    throw new InvalidInputError(
-      'PS RoI Align parameters are missing',
-      'params',
-      'an object with spatialScale',
-    );
-  }
+  assertParamsObject(params, 'PS RoI Align');
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
   const samplingRatio = resolveSamplingRatio(params.samplingRatio);

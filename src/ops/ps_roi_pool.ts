@@ -2,10 +2,9 @@
  * Position-sensitive RoI Pool (Dai, Li, He, Sun, "R-FCN: Object Detection via Region-based Fully
  * Convolutional Networks", NIPS 2016, https://arxiv.org/abs/1605.06409), as torchvision's `ps_roi_pool`.
  */
-import { InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
-import { resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import { assertParamsObject, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import { psChannelsOut, stridesOf } from './ps_roi_align.js';
 import { poolBinEdges, poolCells } from './roi_pool.js';
 import type { Boxes, FeatureMap, Layout, Pooled } from './types.js';
@@ -60,13 +59,7 @@ const fround = Math.fround;
  *   `boxes[3][0]`, `outputSize`, ...).
  */
 export function psRoiPool(input: FeatureMap, boxes: Boxes, params: PsRoiPoolParams): Pooled {
-  if (params === null || typeof params !== 'object') {
-    throw new InvalidInputError(
-      'PS RoI Pool parameters are missing',
-      'params',
-      'an object with spatialScale',
-    );
-  }
+  assertParamsObject(params, 'PS RoI Pool');
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
   const layout = resolveLayout(params.outputLayout);

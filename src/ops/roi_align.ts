@@ -5,6 +5,7 @@ import { CancelledError, InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import {
+  assertParamsObject,
   MAX_SAMPLING_GRID,
   resolveLayout,
   resolveOutputSize,
@@ -57,9 +58,7 @@ interface AlignSettings {
 }
 
 function resolveAlignParams(params: RoiAlignParams): AlignSettings {
-  if (params === null || typeof params !== 'object') {
-    throw new InvalidInputError('RoI Align parameters are missing', 'params', 'an object with spatialScale');
-  }
+  assertParamsObject(params, 'RoI Align');
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
   const samplingRatio = resolveSamplingRatio(params.samplingRatio);

@@ -1,10 +1,10 @@
 /**
  * RoI Pool (Girshick, "Fast R-CNN", ICCV 2015, https://arxiv.org/abs/1504.08083).
  */
-import { CancelledError, InvalidInputError } from '../errors.js';
+import { CancelledError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes, cRound } from './boxes.js';
 import { assertFeatureShape } from './features.js';
-import { resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import { assertParamsObject, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
 import type { Boxes, FeatureMap, Layout, Pooled } from './types.js';
 import { Workspace } from './wasm/workspace.js';
 
@@ -94,9 +94,7 @@ export function poolBinEdges(
  * @throws CancelledError when `shouldStop` returns true.
  */
 export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams): Pooled {
-  if (params === null || typeof params !== 'object') {
-    throw new InvalidInputError('RoI Pool parameters are missing', 'params', 'an object with spatialScale');
-  }
+  assertParamsObject(params, 'RoI Pool');
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
   const layout = resolveLayout(params.outputLayout);

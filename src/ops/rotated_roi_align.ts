@@ -12,6 +12,7 @@ import { InvalidInputError } from '../errors.js';
 import { checkBatchIndex, FLOAT32_MAX } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import {
+  assertParamsObject,
   MAX_SAMPLING_GRID,
   resolveLayout,
   resolveOutputSize,
@@ -194,13 +195,7 @@ function resolveBoolean(v: unknown, field: string, fallback: boolean): boolean {
 }
 
 function resolveRotatedParams(params: RotatedRoiAlignParams): RotatedSettings {
-  if (params === null || typeof params !== 'object') {
-    throw new InvalidInputError(
-      'Rotated RoI Align parameters are missing',
-      'params',
-      'an object with spatialScale',
-    );
-  }
+  assertParamsObject(params, 'Rotated RoI Align');
   const [PH, PW] = resolveOutputSize(params.outputSize);
   const scale = resolveSpatialScale(params.spatialScale);
   const samplingRatio = resolveSamplingRatio(params.samplingRatio);
