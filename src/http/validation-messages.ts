@@ -61,19 +61,15 @@ function expectedFromIssue(code: string, params: ZodIssueParams): string {
       return `${String(params.expected)}`;
     case 'invalid_value':
       return `one of ${(params.values ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
-    case 'too_small': {
-      const what = params.origin === 'array' ? 'items' : params.origin === 'string' ? 'characters' : '';
-      return `${params.origin === 'number' ? 'a number' : `at least`} ${params.inclusive === false ? '>' : '>='} ${String(params.minimum)} ${what}`
-        .replace('at least >=', 'at least')
-        .replace('at least >', 'more than')
-        .trim();
-    }
+    case 'too_small':
     case 'too_big': {
-      const what = params.origin === 'array' ? 'items' : params.origin === 'string' ? 'characters' : '';
-      return `${params.origin === 'number' ? 'a number' : `at most`} ${params.inclusive === false ? '<' : '<='} ${String(params.maximum)} ${what}`
-        .replace('at most <=', 'at most')
-        .replace('at most <', 'fewer than')
-        .trim();
+      const small = code === 'too_small';
+      const limit = String(small ? params.minimum : params.maximum);
+      const strict = params.inclusive === false;
+      if (params.origin === 'number') return `a number ${small ? '>' : '<'}${strict ? '' : '='} ${limit}`;
+      const bound = strict ? (small ? 'more than' : 'fewer than') : small ? 'at least' : 'at most';
+      const what = params.origin === 'array' ? ' items' : params.origin === 'string' ? ' characters' : '';
+      return `${bound} ${limit}${what}`;
     }
     case 'unrecognized_keys':
       return 'no such field (see the API documentation for the accepted fields)';
