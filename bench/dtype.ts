@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parseConfig } from '../src/config.js';
 import { buildApp } from '../src/server.js';
 import { writeNpy } from '../src/tensors/npy.js';
-import { mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
 
 const [C, H, W] = [256, 30, 40];
 const STRIDE = 16;
@@ -24,11 +24,9 @@ function requestParts(): { npy: Buffer; boxes: number[][] } {
   const npy = writeNpy(randomMap(rand, C * H * W, -4, 4), [1, C, H, W]);
   const boxes: number[][] = [];
   for (let k = 0; k < BOXES; k++) {
-    const w = 16 + rand() * 300;
-    const h = 16 + rand() * 240;
-    const x = rand() * (W * STRIDE - w);
-    const y = rand() * (H * STRIDE - h);
-    boxes.push([x, y, x + w, y + h].map((v) => Math.round(v * 4) / 4));
+    boxes.push(
+      boxInside(rand, W * STRIDE, H * STRIDE, [16, 300], [16, 240]).map((v) => Math.round(v * 4) / 4),
+    );
   }
   return { npy, boxes };
 }

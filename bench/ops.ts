@@ -28,7 +28,7 @@ import {
   runMaxRoiPool,
   runRoiAlign,
 } from '../test/oracle/ort.js';
-import { mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
 
 const [N, C, H, W] = [1, 256, 50, 68];
 const STRIDE = 16;
@@ -43,11 +43,7 @@ function benchBoxes(rand: () => number, R: number): Boxes {
   const imgH = H * STRIDE;
   const data = new Float32Array(R * 5);
   for (let k = 0; k < R; k++) {
-    const w = 16 + rand() * 584;
-    const h = 16 + rand() * 584;
-    const x1 = rand() * (imgW - w);
-    const y1 = rand() * (imgH - h);
-    data.set([0, x1, y1, x1 + w, y1 + h], 5 * k);
+    data.set([0, ...boxInside(rand, imgW, imgH, [16, 584], [16, 584])], 5 * k);
   }
   return { data, count: R };
 }

@@ -11,7 +11,7 @@ import { encodeDiff } from '../src/imaging/diff-body.js';
 import { boxAt, coverage, roiAlign, roiPool, roiWarp } from '../src/ops/index.js';
 import type { Boxes, FeatureMap } from '../src/ops/index.js';
 import type { RoiResult } from '../src/pipeline.js';
-import { mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
 
 const [WIDTH, HEIGHT] = [640, 480];
 const STRIDE = 16;
@@ -47,11 +47,7 @@ export function defaultDiffResult(): RoiResult {
   };
   const data = new Float32Array(BOXES * 5);
   for (let k = 0; k < BOXES; k++) {
-    const w = 40 + rand() * 260;
-    const h = 40 + rand() * 200;
-    const x1 = rand() * (WIDTH - w);
-    const y1 = rand() * (HEIGHT - h);
-    data.set([0, x1, y1, x1 + w, y1 + h], 5 * k);
+    data.set([0, ...boxInside(rand, WIDTH, HEIGHT, [40, 260], [40, 200])], 5 * k);
   }
   const boxes: Boxes = { data, count: BOXES };
   const spatialScale = 1 / STRIDE;

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parseConfig } from '../src/config.js';
 import { buildApp } from '../src/server.js';
 import { writeNpy } from '../src/tensors/npy.js';
-import { mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
 
 const [C, H, W] = [256, 30, 40];
 const STRIDE = 16;
@@ -33,11 +33,10 @@ export async function runV2Bench(): Promise<void> {
   const map = randomMap(rand, C * H * W, -4, 4);
   const rows: number[][] = [];
   for (let k = 0; k < BOXES; k++) {
-    const w = 16 + rand() * 300;
-    const h = 16 + rand() * 240;
-    const x = rand() * (W * STRIDE - w);
-    const y = rand() * (H * STRIDE - h);
-    rows.push([0, ...[x, y, x + w, y + h].map((v) => Math.round(v * 4) / 4)]);
+    rows.push([
+      0,
+      ...boxInside(rand, W * STRIDE, H * STRIDE, [16, 300], [16, 240]).map((v) => Math.round(v * 4) / 4),
+    ]);
   }
   const npy = writeNpy(map, [1, C, H, W]);
   const mapBytes = Buffer.from(map.buffer, map.byteOffset, map.byteLength);

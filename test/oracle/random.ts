@@ -125,3 +125,22 @@ export function randomBoxes(
   }
   return data;
 }
+
+/**
+ * A box `[x1, y1, x2, y2]` lying inside a `imgW`×`imgH` image, width `w[0] + rand()·w[1]` and height
+ * `h[0] + rand()·h[1]` (draws: width, height, x1, y1, in that order). The benches' realistic boxes,
+ * unlike {@link randomBox}'s edge cases.
+ */
+export function boxInside(
+  rand: () => number,
+  imgW: number,
+  imgH: number,
+  w: [min: number, span: number],
+  h: [min: number, span: number],
+): [number, number, number, number] {
+  const bw = w[0] + rand() * w[1];
+  const bh = h[0] + rand() * h[1];
+  const x1 = rand() * (imgW - bw);
+  const y1 = rand() * (imgH - bh);
+  return [x1, y1, x1 + bw, y1 + bh];
+}
