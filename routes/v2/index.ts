@@ -16,6 +16,9 @@
  * The API key (`API_KEY`) guards every route but the two health probes, decided by the matched route
  * as on `/v1` (`src/http/auth.ts`); its 401 is in this format too. Limits, the work queue (admission)
  * and the worker pool are `/v1`'s: an inference is the task `POST /v1/roi` runs.
+ *
+ * Why one file of ~520 lines: most of it is the routes' OpenAPI schemas and their descriptions; the
+ * handlers are short and call `src/oip/codec.ts` (wire format) and `src/oip/models.ts` (tasks).
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
