@@ -6,7 +6,7 @@
  * 1 when any failed.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { basename, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import { limitsFrom, type RoiBody } from '../request.js';
 import { CliError, cliConfig, cliErrorOf, EXIT_FAILURE, readInput, withPool } from './common.js';
 import { isFeatureFile, roiBody, runRoiLocal, runRoiRemote, type RoiCliOptions } from './roi.js';
@@ -130,9 +130,15 @@ export async function runBatch(dir: string, opts: RoiCliOptions): Promise<number
       const previous = outputs.get(target);
       if (previous !== undefined) throw new CliError(`${target} is already the output of ${previous}`);
       outputs.set(target, label(item));
-      const bytes = await readFile(join(dir, item.image)).catch((err: unknown) => {
+      // Names are relative to DIR: a JSONL from elsewhere must not make the batch read `../../x`.
+      const source = join(dir, item.image);
+      const inside = relative(resolve(dir), resolve(source));
+      if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) {
+        throw new CliError(`image: ${JSON.stringify(item.image)} is not a file inside ${dir}`);
+      }
+      const bytes = await readFile(source).catch((err: unknown) => {
         throw new CliError(
-          `image: cannot read ${join(dir, item.image)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+          `image: cannot read ${source} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
         );
       });
       await writeFile(target, await run(body, bytes, features, item.image));

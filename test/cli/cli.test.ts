@@ -272,6 +272,31 @@ describe('roiserve roi DIR (batch)', () => {
       );
     }
   }, 90_000);
+
+  it('a name outside DIR and a second image with the same output name fail; the first output stays', async () => {
+    const images = join(dir, 'hostile');
+    mkdirSync(join(images, 'sub'), { recursive: true });
+    copyFileSync(photo, join(images, 'a.jpg'));
+    copyFileSync(photo, join(images, 'sub/a.jpg'));
+    const lines = ['a.jpg', '../single.json', 'sub/a.jpg'].map((image) =>
+      JSON.stringify({ image, boxes: [[96, 56, 224, 144]] }),
+    );
+    writeFileSync(join(dir, 'single.json'), '[[96, 56, 224, 144]]');
+    writeFileSync(join(dir, 'hostile.jsonl'), `${lines.join('\n')}\n`);
+    const run = await roiserve(
+      ['roi', 'hostile', '--boxes', 'hostile.jsonl', '--op', 'align', '-o', 'out-hostile'],
+      dir,
+    );
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/1 of 3 done/);
+    expect(run.stderr).toMatch(
+      /\.\.\/single\.json \(line 2\): image: "\.\.\/single\.json" is not a file inside/,
+    );
+    expect(run.stderr).toMatch(
+      /sub\/a\.jpg \(line 3\): .*out-hostile\/a\.npy is already the output of a\.jpg/,
+    );
+    expect(readdirSync(join(dir, 'out-hostile'))).toEqual(['a.npy']);
+  }, 60_000);
 });
 
 describe("README's CLI example", () => {
