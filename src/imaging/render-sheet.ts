@@ -12,6 +12,11 @@
  * Sizes are fixed in display pixels (panels, fonts) and the image is scaled to fit a bounded box, so a
  * 4000 px photo and a 200 px icon give sheets of the same legible size. Text is drawn as glyph outlines
  * (see `text.ts`), never with system fonts.
+ *
+ * One file of ~1000 lines on purpose: the parts share the layout constants (margins, panel and label
+ * widths, fonts) and the colour scale of a row, and place themselves against each other; split up, every
+ * part would import the same dozen constants and the sheet's geometry would be read across files. The
+ * pieces that stand alone live elsewhere: colour maps and statistics (`colormap.ts`), text (`text.ts`).
  */
 import sharp from 'sharp';
 import { FILL_OPACITY, PALETTE, hex, type ColormapName, type Rgb } from './colormap.js';
