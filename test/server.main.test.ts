@@ -3,47 +3,11 @@
  * stops accepting, finishes the request in flight (also an answer a slow client is still reading), and
  * exits 0.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest, Agent } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { writeNpy } from '../src/tensors/npy.js';
 import { randomMap } from './routes/helpers.js';
-
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
-
-function start(env: Record<string, string>): {
-  child: ChildProcess;
-  output: () => string;
-  exit: Promise<number | null>;
-} {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      WORKERS: '1',
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let text = '';
-  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (text += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => text, exit };
-}
-
-async function waitFor<T>(fn: () => T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = fn();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { startMain, waitFor } from './main-process.js';
 
 async function listeningAndReady(output: () => string): Promise<string> {
   const url = await waitFor(
@@ -74,7 +38,7 @@ function bigAlignRequest(): FormData {
 
 describe('main.ts', () => {
   it('refuses to start on an invalid environment, naming the variables', async () => {
-    const { output, exit } = start({ PORT: 'eighty', MAX_BOXES: '-3' });
+    const { output, exit } = startMain({ PORT: 'eighty', MAX_BOXES: '-3' });
     expect(await exit).toBe(1);
     expect(output()).toContain('roiserve: refusing to start: invalid environment');
     expect(output()).toMatch(/PORT="eighty"/);
@@ -82,7 +46,7 @@ describe('main.ts', () => {
   });
 
   it('drains the request in flight on SIGTERM and exits 0', async () => {
-    const { child, output, exit } = start({});
+    const { child, output, exit } = startMain({});
     const url = await listeningAndReady(output);
     // Why tfjs-node is not in use is said at start-up too, with its load error (as /readyz says it).
     const { tfjsNodeError } = (await (await fetch(`${url}/readyz`)).json()) as {
@@ -110,7 +74,7 @@ describe('main.ts', () => {
   });
 
   it('delivers an answer a slow client is still reading on SIGTERM whole, then exits 0', async () => {
-    const { child, output, exit } = start({});
+    const { child, output, exit } = startMain({});
     const url = await listeningAndReady(output);
     const form = new Response(bigAlignRequest());
     const contentType = form.headers.get('content-type') ?? '';

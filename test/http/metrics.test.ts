@@ -2,14 +2,13 @@
  * Where `/metrics` is served (issue 11 item 12): behind the API key on the main port when `API_KEY` is
  * set; with `METRICS_PORT`, only on that separate listener and without a key.
  */
-import { spawn } from 'node:child_process';
 import { get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
 import { testConfig } from '../routes/helpers.js';
+import { startMain } from '../main-process.js';
 
 const API_KEY = 'test-key-0123456789';
 const apps: FastifyInstance[] = [];
@@ -68,34 +67,18 @@ describe('/metrics with API_KEY', () => {
 
 describe('main.ts with METRICS_PORT', () => {
   it('listens on both ports: /metrics without a key on METRICS_PORT, not on PORT', async () => {
-    const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', main], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        METRICS_PORT: '0',
-        API_KEY,
-        WORKERS: '1',
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, output, exit } = startMain({ METRICS_PORT: '0', API_KEY });
     try {
       let urls: { main?: string; metrics?: string } = {};
       for (let i = 0; i < 1200 && !(urls.main && urls.metrics); i++) {
         urls = {
-          main: /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1],
-          metrics: /metrics listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1],
+          main: /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output())?.[1],
+          metrics: /metrics listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output())?.[1],
         };
         await new Promise((r) => setTimeout(r, 25));
       }
-      expect(urls.main, output).toBeDefined();
-      expect(urls.metrics, output).toBeDefined();
+      expect(urls.main, output()).toBeDefined();
+      expect(urls.metrics, output()).toBeDefined();
       expect(urls.metrics).not.toBe(urls.main);
       // One connection per request (no keep-alive socket left for the shutdown to wait on).
       const get = (url: string, headers: Record<string, string> = {}) =>
@@ -119,6 +102,6 @@ describe('main.ts with METRICS_PORT', () => {
     } finally {
       child.kill('SIGTERM');
     }
-    expect(await exit, output).toBe(0);
+    expect(await exit, output()).toBe(0);
   });
 });
