@@ -16,7 +16,8 @@
  * One file of ~1000 lines on purpose: the parts share the layout constants (margins, panel and label
  * widths, fonts) and the colour scale of a row, and place themselves against each other; split up, every
  * part would import the same dozen constants and the sheet's geometry would be read across files. The
- * pieces that stand alone live elsewhere: colour maps and statistics (`colormap.ts`), text (`text.ts`).
+ * pieces that stand alone live elsewhere: colour maps (`colormap.ts`), heatmaps and statistics
+ * (`render.ts`), text (`text.ts`).
  */
 import sharp from 'sharp';
 import { FILL_OPACITY, PALETTE, hex, type ColormapName, type Rgb } from './colormap.js';
