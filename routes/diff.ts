@@ -11,7 +11,7 @@ import { clientGoneSignal } from '../src/cancel.js';
 import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
 import {
   binaryPartsOf,
-  knownFeatureShape,
+  knownChannels,
   limitsFrom,
   multipartToJsonBody,
   prepareRoi,
@@ -193,10 +193,8 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       const task = prepareRoi({ ...body, ops: [...ROI_OPS] }, limits, true, binaryPartsOf(request));
       // Refuse early when the channel count is known (features, or a loaded backbone); the worker checks
       // again once the feature map exists.
-      const knownChannels = task.features
-        ? knownFeatureShape(task)?.[1]
-        : app.readiness.backbone?.outputChannels;
-      if (knownChannels !== undefined) checkChannel(body.channel, knownChannels);
+      const channels = knownChannels(task, app.readiness.backbone?.outputChannels);
+      if (channels !== undefined) checkChannel(body.channel, channels);
       // The worker runs the operators, renders the pictures and encodes the body; this thread only sends
       // it (rendering a sheet here stalled every other request, /healthz included).
       const out = await app.work.diff(

@@ -10,7 +10,7 @@ import { clientGoneSignal } from '../src/cancel.js';
 import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
 import {
   binaryPartsOf,
-  knownFeatureShape,
+  knownChannels,
   limitsFrom,
   multipartToJsonBody,
   outputValueCount,
@@ -102,9 +102,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       const task = prepareRoi(body, limits, false, binaryPartsOf(request));
       if (body.format === 'json' && body.encoding === 'array') {
         // Refuse early when the channel count is known (features, or a loaded backbone).
-        const channels = task.features
-          ? knownFeatureShape(task)?.[1]
-          : app.readiness.backbone?.outputChannels;
+        const channels = knownChannels(task, app.readiness.backbone?.outputChannels);
         if (typeof channels === 'number') {
           checkArrayEncoding(
             outputValueCount(task.boxes.count, channels, task.params.outputSize, task.params.ops.length),

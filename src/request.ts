@@ -246,6 +246,15 @@ export function knownFeatureShape(task: RoiTask): [number, number, number, numbe
   return f?.encoding === 'base64' ? logicalShape(f.shape, f.layout) : undefined;
 }
 
+/**
+ * The channel count the operators will see, when known before any work: the feature map's (see
+ * {@link knownFeatureShape}), or for an image the loaded backbone's output channels; undefined otherwise.
+ * Routes use it to refuse a request early (a channel index, an array encoding too large).
+ */
+export function knownChannels(task: RoiTask, backboneChannels: number | undefined): number | undefined {
+  return task.features ? knownFeatureShape(task)?.[1] : backboneChannels;
+}
+
 /** Picks the {@link RoiLimits} out of a {@link Config}. */
 export function limitsFrom(config: Config): RoiLimits {
   return {
