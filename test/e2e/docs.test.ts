@@ -6,18 +6,16 @@
  *
  * Chromium missing: the test FAILS under CI (`CI` set) and is skipped locally with a message.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
 import { testConfig } from '../routes/helpers.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
+import { CHROMIUM, haveChromium, launchChromium } from './chromium.js';
 
 if (!haveChromium && process.env.CI) {
   it('has Chromium to run /docs in', () => {
@@ -47,18 +45,7 @@ describe.skipIf(!haveChromium)('/docs in headless Chromium', () => {
     for (const item of Object.values(doc.paths))
       for (const op of Object.values(item)) operationIds.push(op.operationId);
 
-    context = await chromium.launchPersistentContext(join(work, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-      viewport: { width: 1280, height: 900 },
-    });
+    context = await launchChromium(join(work, 'profile'));
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(30_000);
     await page.goto(`${base}/docs/`);

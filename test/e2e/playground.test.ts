@@ -14,25 +14,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type BrowserContext, type Page, type Request } from 'playwright-core';
+import type { BrowserContext, Page, Request } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
 import { testConfig } from '../routes/helpers.js';
+import { CHROMIUM, haveChromium, launchChromium } from './chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const RESULTS = 'test-results';
-const haveChromium = existsSync(CHROMIUM);
 const inCi = Boolean(process.env.CI);
 
 /** The fixture: 320×240 PNG with flat shapes and a checkerboard, made here so no binary is committed. */
@@ -89,13 +78,7 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     await app.readiness.settled;
     base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`;
 
-    context = await chromium.launchPersistentContext(join(work, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 900 },
-      acceptDownloads: true,
-    });
+    context = await launchChromium(join(work, 'profile'), true);
     page = context.pages()[0] ?? (await context.newPage());
     // Fail fast: later steps wait on earlier ones, and the run itself has its own longer wait.
     page.setDefaultTimeout(20_000);
