@@ -104,6 +104,46 @@ describe('roiAlign', () => {
     expect(cases).toBe(120);
   });
 
+  it('max and onnx_max equal the slow reference at scales float32 cannot hold (1/7, 0.3), NCHW and NHWC', () => {
+    // The contract's max (interpolate, then max) and onnx_max (largest weighted tap), read from the
+    // reference, on both input layouts, both alignments, fixed and adaptive grids.
+    const rand = mulberry32(0x7a11);
+    const seen = { max: 0, onnx_max: 0, scale7: 0, scale03: 0, adaptive: 0, aligned: 0, unaligned: 0 };
+    for (let t = 0; t < 80; t++) {
+      const { input, refMap, boxes, stride } = randomProblem(rand, {
+        maxC: 4,
+        maxHW: 10,
+        strides: [7, 1 / 0.3],
+      });
+      const samplingRatio = randInt(rand, -1, 3);
+      if (samplingRatio <= 0) {
+        const lim = 20 * stride;
+        const d = boxes.data;
+        for (let k = 0; k < boxes.count; k++) {
+          for (let j = 1; j < 5; j++) d[5 * k + j] = Math.max(-lim, Math.min(lim, d[5 * k + j]));
+        }
+      }
+      const mode: AlignMode = t % 2 === 0 ? 'max' : 'onnx_max';
+      const params = {
+        spatialScale: 1 / stride,
+        outputSize: [randInt(rand, 1, 4), randInt(rand, 1, 4)] as [number, number],
+        samplingRatio,
+        aligned: rand() < 0.5,
+        mode,
+      };
+      const ref = refRoiAlign(refMap, refBoxes(boxes.data, boxes.count), refAlignParams(params));
+      expect(maxAbsDiff(roiAlign(input, boxes, params).data, ref)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(roiAlign(toLayout(input, 'NHWC'), boxes, params).data, ref)).toBeLessThanOrEqual(
+        1e-5,
+      );
+      seen[mode]++;
+      seen[stride === 7 ? 'scale7' : 'scale03']++;
+      if (samplingRatio <= 0) seen.adaptive++;
+      seen[params.aligned ? 'aligned' : 'unaligned']++;
+    }
+    for (const [what, n] of Object.entries(seen)) expect([what, n > 10]).toEqual([what, true]);
+  });
+
   it('NHWC input and NHWC output give the same numbers as NCHW', () => {
     const rand = mulberry32(7);
     const [N, C, H, W] = [2, 6, 9, 7];
