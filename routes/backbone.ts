@@ -5,7 +5,9 @@ import { problemResponse } from '../src/http/openapi.js';
 
 const layerSchema = z.object({
   name: z.string(),
-  type: z.string().describe('input, conv, maxpool, concat, or the tfjs class name for user models'),
+  type: z
+    .string()
+    .describe('input, conv, maxpool, concat, upsample, add, or the tfjs class name for user models'),
   inputs: z.array(z.string()),
   outputShape: z.array(z.number()).describe('[N, C, H, W] at the reference input size'),
   kernel: z.number().optional(),
@@ -16,6 +18,30 @@ const layerSchema = z.object({
   receptiveField: z.number(),
   totalStride: z.number(),
 });
+
+const pyramidSchema = z
+  .object({
+    channels: z.number().int().describe('channels of every level'),
+    strides: z.array(z.number().int()).describe('stride of each level, finest first (8, 16, 32)'),
+    levels: z.array(
+      z.object({
+        name: z.string().describe('the node the level is read from (fpn/p3, …)'),
+        level: z.number().int().describe('FPN level k: stride 2^k'),
+        stride: z.number().int(),
+        outputShape: z.array(z.number()).describe('[N, C, H, W] at the reference input size'),
+        receptiveField: z.number(),
+      }),
+    ),
+    totalParams: z.number().describe('parameters of the whole pyramid network, the backbone included'),
+    totalMultiplyAdds: z
+      .number()
+      .describe('multiply-adds of one pyramid forward pass at referenceInput, the backbone included'),
+    layers: z.array(layerSchema).describe('the layers the pyramid adds to the backbone'),
+  })
+  .meta({
+    id: 'BackbonePyramid',
+    description: 'the feature pyramid `pyramid: true` gives (a light FPN on the built-in backbone)',
+  });
 
 export const backboneDescriptionSchema = z
   .object({
@@ -37,6 +63,7 @@ export const backboneDescriptionSchema = z
     referenceInput: z.tuple([z.number(), z.number()]).describe('[H, W]'),
     inputNormalization: z.string(),
     layers: z.array(layerSchema),
+    pyramid: pyramidSchema.optional().describe('absent when the backbone has no pyramid (user models)'),
   })
   .meta({ id: 'BackboneDescription', description: 'the backbone, layer by layer' });
 

@@ -19,14 +19,41 @@
  * rational coefficients; every other conv is He-uniform from a seeded integer PRNG (mulberry32 seeded
  * by FNV-1a of `seed:layer:kernel`), so the same seed gives bit-identical weights on every machine
  * (only `Math.imul`, `Math.sqrt` and float32 rounding are involved, all exactly specified).
+ *
+ * The feature pyramid built on this net (strides 8, 16, 32) is `pyramid.ts`; its node kinds (`upsample`,
+ * `add`, linear convs) are built and described here with the others. Over 400 lines because the node
+ * list, the weights, the tfjs model and the description walk the same node kinds and are kept together,
+ * so a new kind is added in one place.
  */
+import type { PyramidDescription } from './pyramid.js';
 import { tf } from './tf.js';
 
-/** One node of the network. Shapes follow the tfjs kernel layout `[kh, kw, inC, outC]` (HWIO). */
+/**
+ * One node of the network. Shapes follow the tfjs kernel layout `[kh, kw, inC, outC]` (HWIO).
+ * - `conv`: TensorFlow `same` padding, bias, then ReLU unless `relu: false` (the pyramid's laterals
+ *   and smoothing convs are linear, as in FPN);
+ * - `maxpool`: `same` padding; `concat`: along channels;
+ * - `upsample`: nearest-neighbour ×2 of `input`, cropped at the bottom/right to the height and width of
+ *   `like` (odd sizes: `ceil(H/16)` is `2·ceil(H/32)` or one less). Nearest ×2 then crop is what
+ *   torchvision's FPN gets from `F.interpolate(size=like)`: source row `floor(d·h/H')` equals
+ *   `floor(d/2)` for every `d < H' ≤ 2h` (the pyramid only ever asks for `H'` = `2h` or `2h − 1`);
+ * - `add`: element-wise sum of inputs of one shape.
+ */
 export type NetworkNode =
-  | { name: string; type: 'conv'; input: string; filters: number; kernel: number; stride: number }
+  | {
+      name: string;
+      type: 'conv';
+      input: string;
+      filters: number;
+      kernel: number;
+      stride: number;
+      /** Default true. */
+      relu?: boolean;
+    }
   | { name: string; type: 'maxpool'; input: string; pool: number; stride: number }
-  | { name: string; type: 'concat'; inputs: string[] };
+  | { name: string; type: 'concat'; inputs: string[] }
+  | { name: string; type: 'upsample'; input: string; like: string }
+  | { name: string; type: 'add'; inputs: string[] };
 
 /** Name of the graph input (the normalised image, `[1, H, W, 3]`). */
 export const INPUT_NAME = 'input';
@@ -123,7 +150,9 @@ export function channelsOf(network: readonly NetworkNode[], inputChannels = 3): 
   const channels = new Map<string, number>([[INPUT_NAME, inputChannels]]);
   for (const node of network) {
     if (node.type === 'conv') channels.set(node.name, node.filters);
-    else if (node.type === 'maxpool') channels.set(node.name, need(channels, node.input));
+    else if (node.type === 'maxpool' || node.type === 'upsample')
+      channels.set(node.name, need(channels, node.input));
+    else if (node.type === 'add') channels.set(node.name, need(channels, node.inputs[0]));
     else
       channels.set(
         node.name,
@@ -236,7 +265,8 @@ export function networkWeights(
     const size = node.kernel * node.kernel * inC * node.filters;
     let kernel: Float32Array;
     let bias: Float32Array;
-    if (node.name === 'conv1' && network === BUILTIN_NETWORK) {
+    // conv1 of the built-in net (the pyramid shares its node objects) is fixed, not random.
+    if (node.name === 'conv1' && BUILTIN_NETWORK.includes(node)) {
       kernel = conv1Kernel();
       bias = new Float32Array(node.filters);
     } else {
@@ -254,12 +284,41 @@ export function networkWeights(
 }
 
 /**
+ * The `upsample` node as a tfjs layer: nearest ×2 of its first input, cropped to the height and width of
+ * its second. A layer of its own because tfjs's `upSampling2d` cannot crop to a size known only when it
+ * runs (the model takes any H, W). Pure copies (stack + reshape + slice), so it is exact.
+ */
+class UpsampleLike extends tf.layers.Layer {
+  static className = 'RoiserveUpsampleLike';
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const [source, like] = inputShape as tf.Shape[];
+    return [like[0], like[1], like[2], source[3]];
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const [source, like] = inputs as tf.Tensor4D[];
+      const [n, h, w, c] = source.shape;
+      // [n, h, w, c] → [n, h, 2, w, c] → [n, 2h, w, c] → [n, 2h, w, 2, c] → [n, 2h, 2w, c]: row r reads r // 2.
+      const rows = tf.stack([source, source], 2).reshape([n, 2 * h, w, c]);
+      const both = tf.stack([rows, rows], 3).reshape([n, 2 * h, 2 * w, c]);
+      return both.slice([0, 0, 0, 0], [n, like.shape[1], like.shape[2], c]);
+    });
+  }
+}
+
+/**
  * Builds the network as a tfjs LayersModel (functional API) with input `[1, H, W, 3]` for any H, W
  * and the given weights set explicitly (no tfjs initializer randomness).
+ *
+ * @param outputs - Nodes the model returns, in order (several: `apply` returns a list). Default: the
+ *   last node.
  */
 export function buildLayersModel(
   network: readonly NetworkNode[] = BUILTIN_NETWORK,
   weights: Map<string, ConvWeights> = networkWeights(network),
+  outputs: readonly string[] = [network[network.length - 1].name],
 ): tf.LayersModel {
   const input = tf.input({ shape: [null, null, 3], name: INPUT_NAME });
   const symbols = new Map<string, tf.SymbolicTensor>([[INPUT_NAME, input]]);
@@ -273,7 +332,7 @@ export function buildLayersModel(
         kernelSize: node.kernel,
         strides: node.stride,
         padding: 'same',
-        activation: 'relu',
+        activation: node.relu === false ? 'linear' : 'relu',
         kernelInitializer: 'zeros',
         biasInitializer: 'zeros',
       });
@@ -286,14 +345,24 @@ export function buildLayersModel(
         padding: 'same',
       });
       inputs = need(symbols, node.input);
+    } else if (node.type === 'upsample') {
+      layer = new UpsampleLike({ name: node.name });
+      inputs = [need(symbols, node.input), need(symbols, node.like)];
+    } else if (node.type === 'add') {
+      layer = tf.layers.add({ name: node.name });
+      inputs = node.inputs.map((i) => need(symbols, i));
     } else {
       layer = tf.layers.concatenate({ name: node.name, axis: -1 });
       inputs = node.inputs.map((i) => need(symbols, i));
     }
     symbols.set(node.name, layer.apply(inputs) as tf.SymbolicTensor);
   }
-  const output = need(symbols, network[network.length - 1].name);
-  const model = tf.model({ inputs: input, outputs: output, name: 'roiserve_builtin' });
+  const outs = outputs.map((name) => need(symbols, name));
+  const model = tf.model({
+    inputs: input,
+    outputs: outs.length === 1 ? outs[0] : outs,
+    name: 'roiserve_builtin',
+  });
   for (const node of network) {
     if (node.type !== 'conv') continue;
     const w = need(weights, node.name);
@@ -307,7 +376,7 @@ export function buildLayersModel(
 /** One row of a backbone description. */
 export interface LayerDescription {
   name: string;
-  /** `input`, `conv`, `maxpool`, `concat`, or the tfjs class name for user models. */
+  /** `input`, `conv`, `maxpool`, `concat`, `upsample`, `add`, or the tfjs class name for user models. */
   type: string;
   /** Names of the nodes this one reads. */
   inputs: string[];
@@ -318,7 +387,7 @@ export interface LayerDescription {
   stride?: number;
   /** Trainable values: `kh·kw·inC·outC + outC` for a conv. */
   params: number;
-  /** `outH·outW·kh·kw·inC·outC` for a conv; 0 for pooling (comparisons) and concat. */
+  /** `outH·outW·kh·kw·inC·outC` for a conv; 0 for pooling (comparisons), concat, upsample (copies) and add (additions only). */
   multiplyAdds: number;
   /**
    * For a 3×3/5×5 conv behind a 1×1 bottleneck: what it would cost applied straight to the block
@@ -351,6 +420,8 @@ export interface BackboneDescription {
   /** How pixels are turned into the network input, in words. */
   inputNormalization: string;
   layers: LayerDescription[];
+  /** The feature pyramid `pyramid: true` gives (the built-in net's FPN); absent when there is none. */
+  pyramid?: PyramidDescription;
 }
 
 /** Multiply-adds of a `k×k` conv `inC → outC` producing an `outH × outW` map. */
@@ -393,10 +464,28 @@ export function describeNetwork(
     },
   ];
   for (const node of network) {
-    if (node.type === 'concat') {
+    if (node.type === 'upsample') {
+      const src = need(states, node.input);
+      const like = need(states, node.like);
+      // Each output position copies one input position: the input's receptive field at the finer jump.
+      const state = { c: src.c, h: like.h, w: like.w, rf: src.rf, jump: like.jump };
+      states.set(node.name, state);
+      rows.push({
+        name: node.name,
+        type: 'upsample',
+        inputs: [node.input, node.like],
+        outputShape: [1, state.c, state.h, state.w],
+        params: 0,
+        multiplyAdds: 0,
+        receptiveField: state.rf,
+        totalStride: state.jump,
+      });
+      continue;
+    }
+    if (node.type === 'concat' || node.type === 'add') {
       const ins = node.inputs.map((i) => need(states, i));
       const state = {
-        c: ins.reduce((sum, s) => sum + s.c, 0),
+        c: node.type === 'add' ? ins[0].c : ins.reduce((sum, s) => sum + s.c, 0),
         h: ins[0].h,
         w: ins[0].w,
         rf: Math.max(...ins.map((s) => s.rf)),
@@ -405,7 +494,7 @@ export function describeNetwork(
       states.set(node.name, state);
       rows.push({
         name: node.name,
-        type: 'concat',
+        type: node.type,
         inputs: [...node.inputs],
         outputShape: [1, state.c, state.h, state.w],
         params: 0,

@@ -15,10 +15,18 @@ import {
   networkWeights,
   type BackboneDescription,
 } from './builtin.js';
+import {
+  PYRAMID_CHANNELS,
+  PYRAMID_NETWORK,
+  PYRAMID_OUTPUTS,
+  PYRAMID_STRIDES,
+  describePyramid,
+} from './pyramid.js';
 import { currentBackend, initTensorFlow, tf } from './tf.js';
 import { loadUserModel } from './user_model.js';
 
 export type { BackboneDescription, LayerDescription } from './builtin.js';
+export type { PyramidDescription, PyramidLevelDescription } from './pyramid.js';
 export { CONV1_FILTERS } from './builtin.js';
 export { currentBackend, initTensorFlow, getTf, type TensorFlowBackend, type BackendChoice } from './tf.js';
 
@@ -145,10 +153,25 @@ export interface Backbone {
   extract(image: RgbImage): Promise<FeatureMap>;
   /** Layers, shapes, parameters, multiply-adds, stride and receptive field. */
   describe(): BackboneDescription;
+  /** Its feature pyramid (`pyramid: true`), when it has one: the built-in net's FPN. */
+  pyramid?: BackbonePyramid;
   /** One small forward pass so the first request does not pay kernel set-up. */
   warmup(): Promise<void>;
   /** Frees the model's weights. */
   dispose(): void;
+}
+
+/** A backbone's feature pyramid: several maps of one image, finest first, one channel count. */
+export interface BackbonePyramid {
+  /** Stride of each level, finest first (powers of two; the built-in pyramid: 8, 16, 32). */
+  strides: readonly number[];
+  /** Channels of every level. */
+  channels: number;
+  /**
+   * Runs the backbone and its pyramid head; the same input checks as {@link Backbone.extract}.
+   * @returns one NHWC map `[1, C, ceil(H / stride), ceil(W / stride)]` per level, finest first
+   */
+  extract(image: RgbImage): Promise<FeatureMap[]>;
 }
 
 export interface LoadBackboneOptions {
@@ -265,12 +288,39 @@ function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): 
       ),
       name,
     );
+  // The pyramid is a second model (the same weights for the shared layers), built when first asked
+  // for: requests without `pyramid` never pay for it, and run exactly the model they always ran.
+  let pyramidModel: tf.LayersModel | undefined;
+  const pyramid: BackbonePyramid = {
+    strides: PYRAMID_STRIDES,
+    channels: PYRAMID_CHANNELS,
+    extract: async (image) => {
+      pyramidModel ??= buildLayersModel(
+        PYRAMID_NETWORK,
+        networkWeights(PYRAMID_NETWORK, seed),
+        PYRAMID_OUTPUTS,
+      );
+      const net = pyramidModel;
+      const outputs = tf.tidy(
+        () => net.apply(toInput(image, BUILTIN_INPUT_RANGE, limits), { training: false }) as tf.Tensor[],
+      );
+      // readFeatures disposes each; read them one by one so a failure still frees the rest.
+      const maps: FeatureMap[] = [];
+      try {
+        for (const out of outputs) maps.push(await readFeatures(out, `${name} pyramid`));
+      } finally {
+        tf.dispose(outputs);
+      }
+      return maps;
+    },
+  };
   return {
     name,
     stride: BUILTIN_STRIDE,
     channels: BUILTIN_CHANNELS,
     limits,
     extract,
+    pyramid,
     describe: () => {
       const layers = describeNetwork(BUILTIN_NETWORK, REFERENCE_INPUT);
       const last = layers[layers.length - 1];
@@ -287,12 +337,16 @@ function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): 
         referenceInput: REFERENCE_INPUT,
         inputNormalization: 'RGB / 255 − 0.5 (each value in [−0.5, 0.5]), NHWC',
         layers,
+        pyramid: describePyramid(REFERENCE_INPUT),
       };
     },
     warmup: async () => {
       await extract({ rgb: new Uint8Array(64 * 64 * 3), width: 64, height: 64 });
     },
-    dispose: () => model.dispose(),
+    dispose: () => {
+      model.dispose();
+      pyramidModel?.dispose();
+    },
   };
 }
 

@@ -102,7 +102,7 @@ export function buildOnnxBackbone(
           str('auto_pad', 'SAME_UPPER'),
         ],
       });
-    } else {
+    } else if (node.type === 'concat') {
       nodes.push({
         opType: 'Concat',
         name: node.name,
@@ -110,6 +110,9 @@ export function buildOnnxBackbone(
         output: [node.name],
         attribute: [int('axis', 1)],
       });
+    } else {
+      // The pyramid's kinds (upsample, add) are checked against torch (test/backbone/pyramid.test.ts).
+      throw new Error(`buildOnnxBackbone: no ONNX export for ${node.type} (${node.name})`);
     }
   }
   const last = network[network.length - 1].name;
