@@ -16,8 +16,8 @@ import {
   multipartToJsonBody,
   prepareRoi,
   roiInputFields,
-  ROI_OPS,
 } from '../src/request.js';
+import { CELL_OPS, DIFF_PAIRS, pairKey, ROI_OPS, type CellOp } from '../src/ops/registry.js';
 import {
   boxCoverageSchema,
   featureMapInfoSchema,
@@ -71,7 +71,7 @@ const pairStatsSchema = z.object({
 });
 
 const pairsSchema = z
-  .object({ 'align-pool': pairStatsSchema, 'align-warp': pairStatsSchema, 'pool-warp': pairStatsSchema })
+  .object(Object.fromEntries(DIFF_PAIRS.map(([a, b]) => [pairKey(a, b), pairStatsSchema])))
   .describe('per pair of ops "a-b"');
 
 const spreadSchema = z.object({ min: z.number(), median: z.number(), max: z.number() });
@@ -113,8 +113,10 @@ export const diffResponseSchema = z
     summary: z
       .object({
         boxes: z.number().int().describe('K: every box, shown in a row or not'),
-        pool: opSummarySchema,
-        warp: opSummarySchema,
+        ...(Object.fromEntries(CELL_OPS.map((op) => [op, opSummarySchema])) as Record<
+          CellOp,
+          typeof opSummarySchema
+        >),
       })
       .describe(
         "how RoI Pool's and RoI Warp's read areas compare with the boxes, over all boxes (the sheet's summary)",

@@ -4,11 +4,13 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AnswerBytes } from './http/answers.js';
+import { ROI_OPS, type RoiOp } from './ops/registry.js';
 import type { WorkPool } from './pool.js';
 
 /** Stages timed by the pipeline and the encoders (the `Server-Timing` names). */
-export const STAGES = ['decode', 'backbone', 'pool', 'align', 'warp', 'encode'] as const;
-export type Stage = (typeof STAGES)[number];
+export const STAGES: readonly Stage[] = ['decode', 'backbone', ...ROI_OPS, 'encode'];
+/** `decode`, `backbone`, one per `/v1` operator (the registry's names), `encode`. */
+export type Stage = 'decode' | 'backbone' | RoiOp | 'encode';
 
 export interface Metrics {
   registry: Registry;
@@ -61,7 +63,7 @@ export function createMetrics(pool: WorkPool, answers?: AnswerBytes): Metrics {
   });
   const stageDuration = new Histogram({
     name: 'roiserve_stage_duration_seconds',
-    help: 'Duration of pipeline stages (decode, backbone, pool, align, warp, encode) by route pattern',
+    help: `Duration of pipeline stages (${STAGES.join(', ')}) by route pattern`,
     labelNames: ['stage', 'route'] as const,
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],

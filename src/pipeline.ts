@@ -10,16 +10,8 @@
 import { checkBackboneInput, type Backbone, type BackboneDescription } from './backbone/index.js';
 import { InvalidInputError, TooLargeError } from './errors.js';
 import { decodeImage } from './imaging/decode.js';
-import {
-  boxAt,
-  coverage,
-  denormalizeBoxes,
-  roiAlign,
-  roiPool,
-  roiWarp,
-  scaleBoxes,
-  toLayout,
-} from './ops/index.js';
+import { boxAt, coverage, denormalizeBoxes, scaleBoxes, toLayout } from './ops/index.js';
+import { ROI_OPS, V1_OPERATORS, type OpRunParams } from './ops/registry.js';
 import { MAX_SAMPLING_GRID } from './ops/params.js';
 import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
 import {
@@ -34,15 +26,19 @@ import { boxWarnings, size, type BoxFrame, type RoiWarning } from './warnings.js
 import { boxesInPixels, checkRoiWork, multiplyAddsPerPixel } from './work_budget.js';
 import type { TaskStop } from './cancel.js';
 
-/** Milliseconds per stage; a stage that did not run is 0. */
-export interface RoiTimings {
+/** Milliseconds per stage, one per `/v1` operator among them; a stage that did not run is 0. */
+export type RoiTimings = {
   decode: number;
   backbone: number;
-  pool: number;
-  align: number;
-  warp: number;
   /** Wait for a worker, set by the pool (`src/pool.ts`) on the way back; never by the pipeline. */
   queue?: number;
+} & Record<RoiOp, number>;
+
+/** Every stage at 0, in the order of the response's `timings` (decode, backbone, then the operators). */
+function zeroTimings(): RoiTimings {
+  const timings = { decode: 0, backbone: 0 } as RoiTimings;
+  for (const op of ROI_OPS) timings[op] = 0;
+  return timings;
 }
 
 /** The decoded image, when the input was one. Coordinates of the ops are in `width × height`. */
@@ -292,7 +288,7 @@ export async function executeRoi(
   stop?: TaskStop,
 ): Promise<RoiResult> {
   const { params } = task;
-  const timings: RoiTimings = { decode: 0, backbone: 0, pool: 0, align: 0, warp: 0 };
+  const timings = zeroTimings();
   let fm: FeatureMap;
   let image: ImageInfo | null = null;
   let rgb: Uint8Array | null = null;
@@ -375,30 +371,20 @@ export async function executeRoi(
   checkAdaptiveGrid(opBoxes, params, spatialScale, ctx.limits.maxSamplingGrid);
   // Checked by the kernels before each box (it counts the boxes for the pool).
   const shouldStop = stop ? () => stop.shouldStop() : undefined;
-  const alignParams = {
+  // Each entry's kernel reads the parameters it lists (RoI Pool: none of sampling, aligned, mode).
+  const runParams: OpRunParams = {
     shouldStop,
     spatialScale,
     outputSize: params.outputSize,
     samplingRatio: params.samplingRatio,
     aligned: params.aligned,
     mode: params.mode,
-    outputLayout: 'NCHW' as const,
+    outputLayout: 'NCHW',
   };
   const outputs: Partial<Record<RoiOp, Pooled>> = {};
   for (const op of params.ops) {
     const t = now();
-    if (op === 'pool') {
-      outputs.pool = roiPool(fm, opBoxes, {
-        spatialScale,
-        outputSize: params.outputSize,
-        outputLayout: 'NCHW',
-        shouldStop,
-      });
-    } else if (op === 'align') {
-      outputs.align = roiAlign(fm, opBoxes, alignParams);
-    } else {
-      outputs.warp = roiWarp(fm, opBoxes, alignParams);
-    }
+    outputs[op] = V1_OPERATORS[op].run(fm, opBoxes, runParams);
     timings[op] = now() - t;
   }
   stop?.check();

@@ -12,15 +12,15 @@ import { z } from 'zod';
 import type { Config } from './config.js';
 import { InvalidInputError, RoiServeError, TooLargeError } from './errors.js';
 import { assertFiniteFeatures, BOX_FORMATS, toCanonicalBoxes, type BoxFormat } from './ops/index.js';
+import { ROI_OPS, type RoiOp } from './ops/registry.js';
 import type { AlignMode, Boxes, FeatureMap, Layout } from './ops/types.js';
 import { decodeFloat32Base64 } from './tensors/base64.js';
 import { OUTPUT_DTYPES } from './tensors/float16.js';
 import { size, type RoiWarning } from './warnings.js';
 import { boxesInPixels, checkRoiWork, featureMapFrame } from './work_budget.js';
 
-/** The three operators, in their canonical order. */
-export const ROI_OPS = ['pool', 'align', 'warp'] as const;
-export type RoiOp = (typeof ROI_OPS)[number];
+/** The `/v1` operators, in their canonical order (from the operator registry, `src/ops/registry.ts`). */
+export { ROI_OPS, type RoiOp };
 
 const positiveInt = z.number().int().positive();
 
@@ -99,7 +99,7 @@ export const roiInputFields = {
     .array(z.enum(ROI_OPS))
     .min(1)
     .default([...ROI_OPS])
-    .describe('operators to run; duplicates are ignored, results come in the order pool, align, warp'),
+    .describe(`operators to run; duplicates are ignored, results come in the order ${ROI_OPS.join(', ')}`),
   outputSize: z
     .union([positiveInt, z.tuple([positiveInt, positiveInt])])
     .default(7)

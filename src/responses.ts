@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { InvalidInputError, TooLargeError } from './errors.js';
 import { BOX_FORMATS, type Boxes, type Pooled } from './ops/index.js';
 import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
-import { ROI_OPS, type RoiOp } from './request.js';
+import { COVERAGE_ORDER, ROI_OPS, type RoiOp } from './ops/registry.js';
 import { littleEndianBytes } from './tensors/base64.js';
 import {
   bfloat16BitsToFloat32,
@@ -87,13 +87,16 @@ const opCoverageSchema = z.object({
   iou: z.number(),
 });
 
+/** `{ [op]: schema }` for each of `ops`, in their order (a zod shape, typed by op name). */
+function perOp<T extends z.ZodType>(ops: readonly RoiOp[], schema: T): Record<RoiOp, T> {
+  return Object.fromEntries(ops.map((op) => [op, schema])) as Record<RoiOp, T>;
+}
+
 export const boxCoverageSchema = z
   .object({
     box: rectSchema,
     boxArea: z.number(),
-    pool: opCoverageSchema,
-    warp: opCoverageSchema,
-    align: opCoverageSchema,
+    ...perOp(COVERAGE_ORDER, opCoverageSchema),
   })
   .describe('what each operator reads of one box, in the operators frame (resized-image pixels)');
 
@@ -101,9 +104,7 @@ export const timingsSchema = z
   .object({
     decode: z.number(),
     backbone: z.number(),
-    pool: z.number(),
-    align: z.number(),
-    warp: z.number(),
+    ...perOp(ROI_OPS, z.number()),
     encode: z.number(),
     total: z.number(),
   })
@@ -143,11 +144,7 @@ export const roiResponseSchema = z
         'canonical boxes (b, x1, y1, x2, y2) in input-image pixels (whatever boxFormat and normalized), float32-rounded',
       ),
     outputs: z
-      .object({
-        pool: tensorSchema.optional(),
-        align: tensorSchema.optional(),
-        warp: tensorSchema.optional(),
-      })
+      .object(perOp(ROI_OPS, tensorSchema.optional()))
       .describe('one [K, C, PH, PW] tensor per requested op'),
     coverage: z.array(boxCoverageSchema),
     warnings: warningsSchema,
@@ -277,7 +274,7 @@ function wireOutputs(
 }
 
 /**
- * One safetensors file: a tensor per op (`pool`, `align`, `warp`: `[K, C, PH, PW]`, `F32`, `F16` or
+ * One safetensors file: a tensor per op (named as in `ops`: `[K, C, PH, PW]`, `F32`, `F16` or
  * `BF16` as `dtype` says) and, in `__metadata__`, JSON text of `params`, `boxes`, `image`,
  * `featureMap`, `warnings` (as in the JSON response).
  */

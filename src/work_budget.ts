@@ -35,6 +35,7 @@ import { TooLargeError } from './errors.js';
 import { denormalizeBoxes } from './ops/boxes.js';
 import { poolBinEdges, poolCells } from './ops/roi_pool.js';
 import { warpCells } from './ops/roi_warp.js';
+import { V1_OPERATORS, type RoiOp } from './ops/registry.js';
 import type { AlignMode, Boxes } from './ops/types.js';
 
 /** Channels' worth of work per tap besides the channel loop (its table entry, address, weight). */
@@ -60,7 +61,7 @@ export interface OpsWorkInput {
   mapShape: readonly [number, number, number, number];
   /** Feature cells per box pixel (as the ops are given it). */
   spatialScale: number;
-  ops: readonly ('pool' | 'align' | 'warp')[];
+  ops: readonly RoiOp[];
   outputSize: readonly [number, number];
   samplingRatio: number;
   aligned: boolean;
@@ -83,7 +84,7 @@ export interface OpWork {
 export interface WorkEstimate {
   total: number;
   backbone: number;
-  ops: Partial<Record<'pool' | 'align' | 'warp', OpWork>>;
+  ops: Partial<Record<RoiOp, OpWork>>;
 }
 
 const fround = Math.fround;
@@ -226,7 +227,10 @@ export function estimateWork(
 ): WorkEstimate {
   const ops: WorkEstimate['ops'] = {};
   for (const op of input.ops) {
-    ops[op] = op === 'pool' ? poolWork(input) : alignWork(input, op === 'warp');
+    // The cost model follows what the op reads (the registry's `reads`): whole cells, or samples of the
+    // exact or the snapped box.
+    const reads = V1_OPERATORS[op].reads;
+    ops[op] = reads === 'cells' ? poolWork(input) : alignWork(input, reads === 'snapped');
   }
   const backboneUnits = backbone ? backbone.multiplyAddsPerPixel * backbone.width * backbone.height : 0;
   const total = backboneUnits + Object.values(ops).reduce((sum, w) => sum + w.units, 0);
@@ -303,9 +307,9 @@ export function checkWork(estimate: WorkEstimate, input: OpsWorkInput, maxWork: 
   const [PH, PW] = input.outputSize;
   const parts: string[] = [];
   if (estimate.backbone > 0) parts.push(`backbone ${sci(estimate.backbone)} multiply-adds`);
-  for (const [op, w] of Object.entries(estimate.ops)) {
+  for (const [op, w] of Object.entries(estimate.ops) as [RoiOp, OpWork][]) {
     const what =
-      op === 'pool'
+      V1_OPERATORS[op].reads === 'cells'
         ? `${sci(w.taps)} cells read × C=${C}`
         : input.mode === 'avg'
           ? `${sci(w.taps)} merged taps × C=${C}`

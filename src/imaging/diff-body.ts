@@ -8,7 +8,7 @@ import type { DiffResponse } from '../../routes/diff.js';
 import { checkChannel, type DiffOptions } from '../diff-options.js';
 import type { FeatureMap, Pooled } from '../ops/types.js';
 import type { RoiResult } from '../pipeline.js';
-import { ROI_OPS } from '../request.js';
+import { DIFF_PAIRS, pairKey, ROI_OPS, type RoiOp } from '../ops/registry.js';
 import { boxRows, echoedParams, JSON_CONTENT_TYPE, type EncodedBody } from '../responses.js';
 import { coverageSummary, diffStats, renderDiff, type PairDiff } from './render-sheet.js';
 import { toPng, type RgbImage } from './render.js';
@@ -16,16 +16,14 @@ import type { RoiWarning } from '../warnings.js';
 
 type Pairs = DiffResponse['differencesAll']['pairs'];
 
+/** `{ "align-pool": stats, … }`, one entry per pair of the registry's `DIFF_PAIRS`, in its order. */
 function pairsOf(list: PairDiff[]): Pairs {
-  const entry = (a: string, b: string) => {
+  const pairs: Pairs = {};
+  for (const [a, b] of DIFF_PAIRS) {
     const p = list.find((d) => d.a === a && d.b === b) as PairDiff;
-    return { meanAbs: p.meanAbs, maxAbs: p.maxAbs, relL2: p.relL2 };
-  };
-  return {
-    'align-pool': entry('align', 'pool'),
-    'align-warp': entry('align', 'warp'),
-    'pool-warp': entry('pool', 'warp'),
-  };
+    pairs[pairKey(a, b)] = { meanAbs: p.meanAbs, maxAbs: p.maxAbs, relL2: p.relL2 };
+  }
+  return pairs;
 }
 
 /** An encoded diff body, with what the route needs for its headers and metrics. */
@@ -56,7 +54,7 @@ export async function encodeDiff(
   const features = result.features as FeatureMap;
   checkChannel(options.channel, result.featureMap.shape[1]);
   const start = performance.now();
-  const pooled = result.outputs as Record<(typeof ROI_OPS)[number], Pooled>;
+  const pooled = result.outputs as Record<RoiOp, Pooled>;
   const image = result.image;
   const imageSize: [number, number] = image
     ? [image.width, image.height]

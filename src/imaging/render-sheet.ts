@@ -38,6 +38,16 @@ import {
 import { drawTextRuns, measureText, takeTextRuns, textToken as svgText, wrapText } from './text.js';
 import { boxAt } from '../ops/boxes.js';
 import type { BoxCoverage, OpCoverage } from '../ops/coverage.js';
+import {
+  CELL_OPS,
+  COVERAGE_ORDER,
+  COMPARE_ORDER,
+  DIFF_PAIRS,
+  ROI_OPS,
+  V1_OPERATORS,
+  type CellOp,
+  type RoiOp,
+} from '../ops/registry.js';
 import type { Boxes, FeatureMap, Pooled, Rect } from '../ops/types.js';
 
 /** A half-open rectangle `[x1, x2) × [y1, y2)` in input-image pixels. */
@@ -52,7 +62,8 @@ export interface RawImage {
   channels: 3 | 4;
 }
 
-export type OpName = 'pool' | 'align' | 'warp';
+/** A `/v1` operator (the registry's `RoiOp`). */
+export type OpName = RoiOp;
 
 /** Everything the sheet shows. */
 export interface DiffRenderInput {
@@ -107,14 +118,13 @@ export interface DiffRender {
   boxesShown: number;
 }
 
-/** The pairs of ops compared, reference first. */
-export const OP_PAIRS: readonly (readonly [OpName, OpName])[] = [
-  ['align', 'pool'],
-  ['align', 'warp'],
-  ['pool', 'warp'],
-];
+/** The pairs of ops compared, reference first (the registry's `DIFF_PAIRS`). */
+export const OP_PAIRS: readonly (readonly [OpName, OpName])[] = DIFF_PAIRS;
 
-const OP_TITLE: Record<OpName, string> = { pool: 'RoI Pool', align: 'RoI Align', warp: 'RoI Warp' };
+const OP_TITLE = (op: OpName): string => V1_OPERATORS[op].title;
+
+/** The op the others are compared with: the one reading the exact box (RoI Align). */
+const REFERENCE: OpName = COMPARE_ORDER[0];
 
 // Layout, in display pixels. Fixed, so the sheet is legible whatever the input size.
 const MARGIN = 16;
@@ -526,29 +536,20 @@ export function panelCaption(map: Float32Array): [string, string] {
 /** One row of panels for box `k`. */
 async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSelect): Promise<RgbImage> {
   const { pooled, coverage } = input;
-  const [, C, PH, PW] = pooled.align.shape;
+  const [, C, PH, PW] = pooled[REFERENCE].shape;
   const cell = Math.max(1, Math.floor(PANEL / Math.max(PH, PW)));
   const pw = cell * PW;
   const ph = cell * PH;
-  const values = {
-    pool: reducePooled(pooled.pool, k, channel),
-    align: reducePooled(pooled.align, k, channel),
-    warp: reducePooled(pooled.warp, k, channel),
-  };
-  const [vmin, vmax] = valueRange(values.pool, values.align, values.warp);
-  const diffs = [
-    {
-      title: '|Align − Pool|',
-      map: reduceDifference(pooled.align, pooled.pool, k, channel),
-      pair: ['align', 'pool'],
-    },
-    {
-      title: '|Align − Warp|',
-      map: reduceDifference(pooled.align, pooled.warp, k, channel),
-      pair: ['align', 'warp'],
-    },
-  ] as const;
-  const dmax = valueRange(diffs[0].map, diffs[1].map)[1];
+  const values = Object.fromEntries(
+    ROI_OPS.map((op) => [op, reducePooled(pooled[op], k, channel)]),
+  ) as Record<OpName, Float32Array>;
+  const [vmin, vmax] = valueRange(...ROI_OPS.map((op) => values[op]));
+  // The reference against each other op: |Align − Pool|, |Align − Warp|.
+  const diffs = OP_PAIRS.filter(([a]) => a === REFERENCE).map(([a, b]) => ({
+    title: `|${V1_OPERATORS[a].shortTitle} − ${V1_OPERATORS[b].shortTitle}|`,
+    map: reduceDifference(pooled[a], pooled[b], k, channel),
+  }));
+  const dmax = valueRange(...diffs.map((d) => d.map))[1];
 
   const rasters: { image: RgbImage; left: number; top: number }[] = [];
   let svg = '';
@@ -582,11 +583,11 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
     svg += svgText(h, cols[i], ty, { size: 12, weight: 'bold', fill: INK });
   });
   svg += `<path d="M${MARGIN} ${ty + 5.5}H${MARGIN + LABEL_W - 20}" stroke="#ccc"/>`;
-  for (const op of ['pool', 'warp', 'align'] as const) {
+  for (const op of COVERAGE_ORDER) {
     ty += 18;
     const c = cov[op];
     const cells = [
-      OP_TITLE[op],
+      OP_TITLE(op),
       `${formatArea(c.lost)} (${percent(c.lostFraction)})`,
       `${formatArea(c.gained)} (${percent(c.gainedFraction)})`,
       c.iou.toFixed(3),
@@ -602,17 +603,17 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
 
   // Value panels on one shared scale.
   let x = MARGIN + LABEL_W;
-  for (const op of ['pool', 'align', 'warp'] as const) {
+  for (const op of ROI_OPS) {
     const image = heatmapImage(values[op], PH, PW, { min: vmin, max: vmax, cell, colormap: 'viridis' });
     rasters.push({ image, left: x, top });
     svg += `<rect x="${x - 0.5}" y="${top - 0.5}" width="${pw + 1}" height="${ph + 1}" fill="none" stroke="#999"/>`;
-    svg += svgText(OP_TITLE[op], x + pw / 2, TITLE_H, {
+    svg += svgText(OP_TITLE(op), x + pw / 2, TITLE_H, {
       size: 13,
       weight: 'bold',
       fill: INK,
       anchor: 'middle',
     });
-    x += pw + (op === 'warp' ? 8 : GAP / 2);
+    x += pw + (op === ROI_OPS[ROI_OPS.length - 1] ? 8 : GAP / 2);
   }
   const bar1 = colorbar(x, top, ph, vmin, vmax, 'viridis');
   rasters.push(bar1.raster);
@@ -636,7 +637,7 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
       fill: MUTED,
       anchor: 'middle',
     });
-    x += pw + (d === diffs[1] ? 8 : GAP / 2);
+    x += pw + (d === diffs[diffs.length - 1] ? 8 : GAP / 2);
   }
   const bar2 = colorbar(x, top, ph, 0, dmax, 'cividis');
   rasters.push(bar2.raster);
@@ -736,7 +737,7 @@ async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promis
     ),
   );
   const base: RawImage = { ...resized, channels: 3 };
-  for (const op of ['pool', 'warp'] as const) {
+  for (const op of CELL_OPS) {
     const boxes: OverlayBox[] = [];
     for (let k = 0; k < shown; k++) {
       boxes.push({
@@ -788,15 +789,11 @@ export interface OpSummary {
 }
 
 /** The distribution over every box (shown in a row or not) of RoI Pool's and RoI Warp's coverage. */
-export interface CoverageSummary {
-  boxes: number;
-  pool: OpSummary;
-  warp: OpSummary;
-}
+export type CoverageSummary = { boxes: number } & Record<CellOp, OpSummary>;
 
 /** Summarises per-box coverage (all boxes, not only the `maxBoxes` with rows). */
 export function coverageSummary(coverage: readonly BoxCoverage[]): CoverageSummary {
-  const op = (name: 'pool' | 'warp'): OpSummary => {
+  const op = (name: CellOp): OpSummary => {
     const histogram = new Array<number>(IOU_BINS).fill(0);
     for (const c of coverage) histogram[Math.min(IOU_BINS - 1, Math.floor(c[name].iou * IOU_BINS))]++;
     return {
@@ -806,7 +803,9 @@ export function coverageSummary(coverage: readonly BoxCoverage[]): CoverageSumma
       iouHistogram: histogram,
     };
   };
-  return { boxes: coverage.length, pool: op('pool'), warp: op('warp') };
+  const summary = { boxes: coverage.length } as CoverageSummary;
+  for (const name of CELL_OPS) summary[name] = op(name);
+  return summary;
 }
 
 /**
@@ -843,10 +842,10 @@ async function renderSummary(input: DiffRenderInput, shown: number): Promise<Rgb
     'lost  min · median · max',
   ].forEach((h, i) => (svg += svgText(h, cols[i], y, { size: 12, weight: 'bold', fill: INK })));
   svg += `<path d="M${MARGIN} ${y + 5.5}H${cols[4] + 210}" stroke="#ccc"/>`;
-  for (const op of ['pool', 'warp'] as const) {
+  for (const op of CELL_OPS) {
     y += 20;
     const s = summary[op];
-    svg += svgText(OP_TITLE[op], cols[0], y, { size: 12, fill: INK });
+    svg += svgText(OP_TITLE(op), cols[0], y, { size: 12, fill: INK });
     svg += svgText(
       spreadText(s.iou, (v) => v.toFixed(3)),
       cols[1],
@@ -865,13 +864,17 @@ async function renderSummary(input: DiffRenderInput, shown: number): Promise<Rgb
     });
   }
   y += 26;
-  const total = diffStats(input.pooled).total;
-  const pair = (a: OpName, b: OpName) => total.find((d) => d.a === a && d.b === b) as PairDiff;
-  const ap = pair('align', 'pool');
-  const aw = pair('align', 'warp');
+  // The reference against each other op, as in the rows: |Align − Pool|, |Align − Warp|.
+  const total = diffStats(input.pooled).total.filter((d) => d.a === REFERENCE);
+  const short = (op: OpName) => V1_OPERATORS[op].shortTitle;
   svg += svgText(
-    `Outputs over all boxes and channels: |Align − Pool| mean ${formatNumber(ap.meanAbs)}, max ${formatNumber(ap.maxAbs)} · ` +
-      `|Align − Warp| mean ${formatNumber(aw.meanAbs)}, max ${formatNumber(aw.maxAbs)}`,
+    'Outputs over all boxes and channels: ' +
+      total
+        .map(
+          (d) =>
+            `|${short(d.a)} − ${short(d.b)}| mean ${formatNumber(d.meanAbs)}, max ${formatNumber(d.maxAbs)}`,
+        )
+        .join(' · '),
     MARGIN,
     y,
     { size: 12, fill: MUTED },
@@ -960,7 +963,7 @@ export function diffStats(pooled: Readonly<Record<OpName, Pooled>>): {
   perBox: PairDiff[][];
   total: PairDiff[];
 } {
-  const K = pooled.align.shape[0];
+  const K = pooled[REFERENCE].shape[0];
   const perBox: PairDiff[][] = [];
   for (let k = 0; k < K; k++)
     perBox.push(OP_PAIRS.map(([a, b]) => ({ a, b, ...pairStats(pooled[a], pooled[b], k) })));

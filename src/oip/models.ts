@@ -13,7 +13,17 @@
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
 import { mapLevels, psChannelsOut, toCanonicalBoxes, toRotatedBoxes, type AlignMode } from '../ops/index.js';
-import { checkOutputValues, resolveMaxSide, type RoiLimits, type RoiOp, type RoiTask } from '../request.js';
+import {
+  COMPARE_ORDER,
+  OPERATORS,
+  ROI_OPS,
+  V1_OPERATORS,
+  operator,
+  type OpParam,
+  type Operator,
+  type RoiOp,
+} from '../ops/registry.js';
+import { checkOutputValues, resolveMaxSide, type RoiLimits, type RoiTask } from '../request.js';
 import { writeNpy } from '../tensors/npy.js';
 import { checkRoiWork } from '../work_budget.js';
 import {
@@ -50,11 +60,14 @@ export interface BackboneModel {
   outputs: TensorMetadata[];
 }
 
+/** The position-sensitive operators of the registry: `'ps_align' | 'ps_pool'`. */
+export type PsOp = Extract<Operator, { positionSensitive: true }>['name'];
+
 /** A position-sensitive model (R-FCN): `ps_roi_align`, `ps_roi_pool`, run outside the `/v1` pipeline. */
 export interface PsModel {
   kind: 'ps';
   name: string;
-  op: 'ps_align' | 'ps_pool';
+  op: PsOp;
   inputs: TensorMetadata[];
   outputs: TensorMetadata[];
 }
@@ -100,7 +113,7 @@ const BACKBONE: BackboneModel = {
 
 const ROTATED: RotatedModel = {
   kind: 'rotated',
-  name: 'rotated_roi_align',
+  name: operator('rotated_align').model,
   inputs: [
     { name: 'features', datatype: 'FP32', shape: [-1, -1, -1, -1] },
     { name: 'rois', datatype: 'FP32', shape: [-1, 6] },
@@ -124,31 +137,34 @@ const MULTISCALE: MultiScaleModel = {
   outputs: [...POOLED, { name: 'levels', datatype: 'INT64', shape: [-1] }],
 };
 
-/** The models by name. */
+const isPs = (op: Operator): op is Extract<Operator, { positionSensitive: true }> => op.positionSensitive;
+
+/**
+ * The models by name, from the operator registry (`src/ops/registry.ts`, each entry's `model` name): the
+ * `/v1` operators (RoI Align first, the reference), the backbone, the position-sensitive operators,
+ * rotated RoI Align, and the multi-level composition.
+ */
 export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
-  ...(
-    [
-      ['roi_align', 'align'],
-      ['roi_pool', 'pool'],
-      ['roi_warp', 'warp'],
-    ] as const
-  ).map(([name, op]): [string, Model] => [
-    name,
-    { kind: 'roi', name, op, inputs: ROI_INPUTS, outputs: POOLED },
-  ]),
+  ...COMPARE_ORDER.map((op): [string, Model] => {
+    const name = V1_OPERATORS[op].model;
+    return [name, { kind: 'roi', name, op, inputs: ROI_INPUTS, outputs: POOLED }];
+  }),
   ['backbone', BACKBONE],
-  ...(
-    [
-      ['ps_roi_align', 'ps_align'],
-      ['ps_roi_pool', 'ps_pool'],
-    ] as const
-  ).map(([name, op]): [string, Model] => [
+  ...OPERATORS.filter(isPs).map(({ model: name, name: op }): [string, Model] => [
     name,
     { kind: 'ps', name, op, inputs: ROI_INPUTS.filter((i) => i.name !== 'image'), outputs: POOLED },
   ]),
   [ROTATED.name, ROTATED],
   [MULTISCALE.name, MULTISCALE],
 ]);
+
+/**
+ * The `/v1` operator whose cost model a `/v2`-only operator shares (the same `reads`): the work budget
+ * prices PS RoI Align as RoI Align and PS RoI Pool as RoI Pool, over `C_out` channels.
+ */
+function costLike(op: PsOp): RoiOp {
+  return ROI_OPS.find((o) => V1_OPERATORS[o].reads === operator(op).reads) as RoiOp;
+}
 
 /** The request parameters `rotated_roi_align` reads. */
 export const ROTATED_PARAMETERS = [
@@ -464,7 +480,8 @@ export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLim
     throw bad('missing input "features"', 'features', 'features FP32 [N, C, H, W], C = C_out·PH·PW');
   }
   const outputSize = outputSizeOf(p, limits);
-  if (model.op === 'ps_pool' && p.sampling_ratio !== undefined) {
+  const reads: readonly OpParam[] = operator(model.op).params;
+  if (!reads.includes('samplingRatio') && p.sampling_ratio !== undefined) {
     throw bad(
       'ps_roi_pool does not sample: parameters.sampling_ratio is for ps_roi_align',
       'parameters.sampling_ratio',
@@ -485,7 +502,7 @@ export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLim
     [n, channelsOut, h, w],
     spatialScale,
     {
-      ops: [model.op === 'ps_align' ? 'align' : 'pool'],
+      ops: [costLike(model.op)],
       outputSize,
       samplingRatio,
       aligned: false,

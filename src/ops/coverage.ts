@@ -3,8 +3,7 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { resolveSpatialScale } from './params.js';
-import { poolCells } from './roi_pool.js';
-import { warpCells } from './roi_warp.js';
+import { COVERAGE_ORDER, V1_OPERATORS, type RoiOp } from './registry.js';
 import type { Rect } from './types.js';
 
 /** Coverage of one operator for one box. Areas in square image pixels. */
@@ -30,16 +29,13 @@ export interface OpCoverage {
   iou: number;
 }
 
-/** Coverage of one box by the three operators. */
-export interface BoxCoverage {
+/** Coverage of one box by each `/v1` operator (`pool`, `warp`, `align`: see `COVERAGE_ORDER`). */
+export type BoxCoverage = {
   /** The exact box, as given. */
   box: Rect;
   /** `(x2 - x1) * (y2 - y1)`. */
   boxArea: number;
-  pool: OpCoverage;
-  warp: OpCoverage;
-  align: OpCoverage;
-}
+} & Record<RoiOp, OpCoverage>;
 
 export interface CoverageOptions {
   /** 1 / stride of the feature map (e.g. 1/32). Required. */
@@ -134,24 +130,20 @@ export function coverage(box: Rect, opts: CoverageOptions): BoxCoverage {
   const exact: Rect = { x1: box.x1, y1: box.y1, x2: box.x2, y2: box.y2 };
   const boxArea = area(exact);
 
-  const { sx, sy, ex, ey } = poolCells(box.x1, box.y1, box.x2, box.y2, s);
-  const poolCellRect: Rect = {
-    x1: sx,
-    y1: sy,
-    x2: sx + Math.max(ex - sx + 1, 1),
-    y2: sy + Math.max(ey - sy + 1, 1),
-  };
-  const { qx1, qy1, qx2, qy2 } = warpCells(box.x1, box.y1, box.x2, box.y2, s);
-  const warpCellRect: Rect = { x1: qx1, y1: qy1, x2: qx2, y2: qy2 };
   const toPixels = (c: Rect): Rect =>
     clip({ x1: c.x1 * t, y1: c.y1 * t, x2: c.x2 * t, y2: c.y2 * t }, imageSize);
 
-  return {
-    box: exact,
-    boxArea,
-    pool: opCoverage(toPixels(poolCellRect), exact, boxArea, poolCellRect),
-    warp: opCoverage(toPixels(warpCellRect), exact, boxArea, warpCellRect),
-    // Clipped like the others: a box wholly outside the image reads nothing (lost = the whole box).
-    align: opCoverage(clip(exact, imageSize), exact, boxArea),
-  };
+  const result = { box: exact, boxArea } as BoxCoverage;
+  for (const op of COVERAGE_ORDER) {
+    const entry = V1_OPERATORS[op];
+    if (entry.reads === 'exact') {
+      // Clipped like the others: a box wholly outside the image reads nothing (lost = the whole box).
+      result[op] = opCoverage(clip(exact, imageSize), exact, boxArea);
+    } else {
+      // The cells from float32 products, like the operators' (`readCells` of the registry).
+      const cells = (entry as { readCells: (box: Rect, s: number) => Rect }).readCells(box, s);
+      result[op] = opCoverage(toPixels(cells), exact, boxArea, cells);
+    }
+  }
+  return result;
 }

@@ -11,3 +11,4 @@ export * from './coverage.js';
 export * from './ps_roi_align.js';
 export * from './ps_roi_pool.js';
 export * from './multiscale.js';
+export * from './registry.js';

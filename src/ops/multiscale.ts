@@ -10,13 +10,10 @@ import { assertBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { resolveLayout, resolveOutputSize } from './params.js';
 import type { RoiAlignParams } from './roi_align.js';
-import { psChannelsOut, psRoiAlign } from './ps_roi_align.js';
-import { psRoiPool } from './ps_roi_pool.js';
-import { roiAlign } from './roi_align.js';
-import { roiPool } from './roi_pool.js';
-import { roiWarp } from './roi_warp.js';
+import { psChannelsOut } from './ps_roi_align.js';
 import type { RotatedBoxes, RotatedRoiAlignParams } from './rotated_roi_align.js';
 import { assertRotatedBoxes, rotatedRoiAlign } from './rotated_roi_align.js';
+import { UPRIGHT_OPERATORS, type UprightOp } from './registry.js';
 import type { Boxes, FeatureMap, Pooled } from './types.js';
 
 /** The level rules: torchvision's `LevelMapper` or detectron2's `assign_boxes_to_levels`. */
@@ -33,18 +30,18 @@ export interface LevelMapping {
   canonicalLevel?: number;
 }
 
-/** The operators `multiScaleRoi` can run per level (rotated boxes have no level rule here yet). */
-export const MULTI_SCALE_OPS = ['align', 'pool', 'warp', 'ps_align', 'ps_pool'] as const;
-export type MultiScaleOp = (typeof MULTI_SCALE_OPS)[number];
+/**
+ * The operators `multiScaleRoi` can run per level: the registry's upright-box ones (rotated boxes go
+ * through `multiScaleRotatedRoiAlign`).
+ */
+export const MULTI_SCALE_OPS: readonly MultiScaleOp[] = UPRIGHT_OPERATORS.map((op) => op.name);
+export type MultiScaleOp = UprightOp;
 
 /** The kernel behind each op name; all take `(map, boxes, params with spatialScale)`. */
-const KERNELS: Record<MultiScaleOp, (input: FeatureMap, boxes: Boxes, params: RoiAlignParams) => Pooled> = {
-  align: roiAlign,
-  pool: roiPool,
-  warp: roiWarp,
-  ps_align: psRoiAlign,
-  ps_pool: psRoiPool,
-};
+const KERNELS = Object.fromEntries(UPRIGHT_OPERATORS.map((op) => [op.name, op.run])) as Record<
+  MultiScaleOp,
+  (input: FeatureMap, boxes: Boxes, params: RoiAlignParams) => Pooled
+>;
 
 /**
  * Per-level parameters: those of `roiAlign` without `spatialScale` (each level brings its own).
