@@ -31,11 +31,15 @@ export function startMain(env: Record<string, string>): {
   return { child, output: () => text, exit };
 }
 
-/** Polls `fn` every 25 ms until it gives a value. */
-export async function waitFor<T>(fn: () => T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
+/** Polls `fn` (sync or async) every 25 ms until it gives a value. */
+export async function waitFor<T>(
+  fn: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const value = fn();
+    const value = await fn();
     if (value !== undefined) return value;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));

@@ -59,11 +59,12 @@ describe('main.ts', () => {
     const body = bigAlignRequest();
     const inFlight = fetch(`${url}/v1/roi`, { method: 'POST', body });
     // Wait until the request is running in the worker (the metrics say so), then ask the process to stop.
-    for (let i = 0; i < 400; i++) {
-      const metrics = await (await fetch(`${url}/metrics`)).text();
-      if (/roiserve_work_in_flight [1-9]/.test(metrics)) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    // Without that sighting the test would prove nothing about draining (it could stop an idle server).
+    await waitFor(
+      async () =>
+        /roiserve_work_in_flight [1-9]/.test(await (await fetch(`${url}/metrics`)).text()) || undefined,
+      'the request in flight in /metrics',
+    );
     child.kill('SIGTERM');
     const response = await inFlight;
     expect(response.status).toBe(200);
@@ -107,5 +108,34 @@ describe('main.ts', () => {
     expect(answer.complete).toBe(true);
     expect(answer.bytes).toBeGreaterThan(BIG_ANSWER_BYTES);
     expect(await exit).toBe(0);
+  });
+
+  it('stops waiting for a client that never reads its answer after SHUTDOWN_GRACE_SECONDS, and exits 1', async () => {
+    // The grace bound is read from the environment: close-with-grace names the delay it waited.
+    const { child, output, exit } = startMain({ SHUTDOWN_GRACE_SECONDS: '1' });
+    const url = await listeningAndReady(output);
+    const form = new Response(bigAlignRequest());
+    const contentType = form.headers.get('content-type') ?? '';
+    const payload = Buffer.from(await form.arrayBuffer());
+    const agent = new Agent({ keepAlive: true });
+    const req = httpRequest(
+      `${url}/v1/roi`,
+      { method: 'POST', agent, headers: { 'content-type': contentType, 'content-length': payload.length } },
+      (res) => {
+        // Never reads, never closes: only the grace period can end the shutdown.
+        res.pause();
+        child.kill('SIGTERM');
+      },
+    );
+    req.on('error', () => {}); // the process goes away under it
+    req.end(payload);
+    try {
+      expect(await exit).toBe(1);
+      expect(output()).toContain('shutting down: draining in-flight requests');
+      expect(output()).toContain('killed by timeout (1000ms)');
+    } finally {
+      req.destroy();
+      agent.destroy();
+    }
   });
 });

@@ -174,6 +174,35 @@ describe('metric values', () => {
     }
   });
 
+  it('/v1/diff counts its boxes for each of the three ops, /v2 roi_align for align (both survived a count of 0)', async () => {
+    const boxesOf = async (op: string) => (await read('roiserve_boxes_processed_total', { op })).value;
+    const ops = ['pool', 'align', 'warp'];
+    const before = await Promise.all(ops.map(boxesOf));
+    const d = await server.app.inject({
+      method: 'POST',
+      url: '/v1/diff',
+      payload: { features: featuresField(fm), spatialScale: 1, boxes, maxBoxes: 1 },
+    });
+    expect(d.statusCode).toBe(200);
+    const afterDiff = await Promise.all(ops.map(boxesOf));
+    expect(afterDiff.map((v, i) => v - before[i])).toEqual([3, 3, 3]);
+
+    const infer = await server.app.inject({
+      method: 'POST',
+      url: '/v2/models/roi_align/infer',
+      payload: {
+        parameters: { spatial_scale: 1, output_size: 2 },
+        inputs: [
+          { name: 'features', shape: fm.shape, datatype: 'FP32', data: Array.from(fm.data) },
+          { name: 'rois', shape: [2, 5], datatype: 'FP32', data: [0, 0, 0, 8, 8, 0, 1, 1, 11, 6] },
+        ],
+      },
+    });
+    expect(infer.statusCode, infer.body).toBe(200);
+    const afterInfer = await Promise.all(ops.map(boxesOf));
+    expect(afterInfer.map((v, i) => v - afterDiff[i])).toEqual([0, 2, 0]);
+  });
+
   it('request latency is observed in seconds (inside the client-side wall time, at least the header total)', async () => {
     const labels = { method: 'POST', route: '/v1/roi', status: '200' };
     const before = await read('roiserve_http_request_duration_seconds', labels);
