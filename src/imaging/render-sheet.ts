@@ -36,6 +36,7 @@ import {
   type RgbImage,
 } from './render.js';
 import { drawTextRuns, measureText, takeTextRuns, textToken as svgText, wrapText } from './text.js';
+import { levelTag, levelTagSvg, rotatedBoxSvg } from './overlay-shapes.js';
 import { boxAt } from '../ops/boxes.js';
 import type { BoxCoverage, OpCoverage } from '../ops/coverage.js';
 import {
@@ -48,6 +49,8 @@ import {
   type CellOp,
   type RoiOp,
 } from '../ops/registry.js';
+import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
+import type { Point } from '../ops/polygon.js';
 import type { Boxes, FeatureMap, Pooled, Rect } from '../ops/types.js';
 
 /** A half-open rectangle `[x1, x2) × [y1, y2)` in input-image pixels. */
@@ -77,8 +80,16 @@ export interface DiffRenderInput {
   spatialScale: number;
   /** Canonical boxes `[K, 5]` (b, x1, y1, x2, y2). */
   boxes: Boxes;
-  /** Per box, from `coverage()` of `src/ops`. */
-  coverage: readonly BoxCoverage[];
+  /**
+   * Per box, from `coverage()` of `src/ops`; for a rotated box `rotatedCoverage()` (its `polygon` is drawn,
+   * `box` is its upright bounding box, the rectangle Pool, Align and Warp were run on).
+   */
+  coverage: readonly (BoxCoverage | RotatedBoxCoverage)[];
+  /**
+   * Multi-level requests: per box, the pyramid level it was pooled from and that level's stride (image
+   * px), drawn on the sheet; grids and regions use the box's stride. Default: every box at `spatialScale`.
+   */
+  levels?: readonly { level: number; stride: number }[];
   /** One `[K, C, PH, PW]` output per op. */
   pooled: Readonly<Record<OpName, Pooled>>;
   /** Echoed in the header. */
@@ -168,9 +179,21 @@ function displayScale(width: number, height: number, maxW: number, maxH: number,
 /** One box as the overlay painter needs it. */
 export interface OverlayBox {
   label: string;
+  /** The box, or a rotated box's upright bounding box. */
   box: Region;
   /** What the op reads; absent = draw only the box outline. */
   read?: Region;
+  /** A rotated box's corners: drawn instead of `box`, and lost / gained are measured against it. */
+  polygon?: readonly Point[];
+  /** The box's feature stride (image px), for its grid; default the overlay's. */
+  stride?: number;
+  /** A second line under the label (the box's pyramid level). */
+  tag?: string;
+}
+
+/** A box's rotated polygon, when its coverage is a rotated box's. */
+function polygonOf(cov: BoxCoverage | RotatedBoxCoverage | undefined): readonly Point[] | undefined {
+  return cov && 'polygon' in cov ? cov.polygon : undefined;
 }
 
 /** SVG and image coordinates: exact up to 2 decimals (never rounded to 3 significant digits). */
@@ -257,29 +280,38 @@ export async function renderOverlay(
   const dh = Math.max(1, Math.round(fh * scale));
   const sx = dw / fw;
   const sy = dh / fh;
-  const gridDrawn = drawGrid && stride * Math.min(sx, sy) >= MIN_GRID_SPACING;
+  const gridFits = (t: number) => drawGrid && t * Math.min(sx, sy) >= MIN_GRID_SPACING;
+  let gridDrawn = gridFits(stride);
   const halo = hex(PALETTE.halo);
-  const layers = { grid: '', fills: '', read: '', box: '', thin: '', labels: '' };
-  for (const { label, box, read } of boxes) {
+  const layers = { defs: '', grid: '', fills: '', read: '', box: '', thin: '', labels: '' };
+  for (const [i, { label, box, read, polygon, tag, stride: own }] of boxes.entries()) {
+    const boxStride = own ?? stride;
+    const rotated = polygon ? rotatedBoxSvg(`rb${i}`, polygon, read, sx, sy) : undefined;
     if (read) {
-      if (gridDrawn) {
+      gridDrawn &&= gridFits(boxStride);
+      if (gridFits(boxStride)) {
         const around = {
           x1: Math.min(box.x1, read.x1),
           y1: Math.min(box.y1, read.y1),
           x2: Math.max(box.x2, read.x2),
           y2: Math.max(box.y2, read.y2),
         };
-        layers.grid += gridSvg(around, stride, sx, sy, fw, fh);
+        layers.grid += gridSvg(around, boxStride, sx, sy, fw, fh);
       }
       const lostAttrs = `fill="${hex(PALETTE.lost)}" fill-opacity="${FILL_OPACITY}"`;
       const gainedAttrs = `fill="${hex(PALETTE.gained)}" fill-opacity="${FILL_OPACITY}"`;
-      for (const r of rectDifference(box, read)) {
-        layers.fills += rectSvg(r, sx, sy, lostAttrs);
-        layers.thin += thinRegionSvg(r, sx, sy, hex(PALETTE.lost));
-      }
-      for (const r of rectDifference(read, box)) {
-        layers.fills += rectSvg(r, sx, sy, gainedAttrs);
-        layers.thin += thinRegionSvg(r, sx, sy, hex(PALETTE.gained));
+      if (rotated) {
+        layers.defs += rotated.defs;
+        layers.fills += rotated.fills;
+      } else {
+        for (const r of rectDifference(box, read)) {
+          layers.fills += rectSvg(r, sx, sy, lostAttrs);
+          layers.thin += thinRegionSvg(r, sx, sy, hex(PALETTE.lost));
+        }
+        for (const r of rectDifference(read, box)) {
+          layers.fills += rectSvg(r, sx, sy, gainedAttrs);
+          layers.thin += thinRegionSvg(r, sx, sy, hex(PALETTE.gained));
+        }
       }
       const dashed = `fill="none" stroke-width="2" stroke-dasharray="7 4"`;
       layers.read += rectSvg(
@@ -290,13 +322,30 @@ export async function renderOverlay(
       );
       layers.read += rectSvg(read, sx, sy, `stroke="${hex(PALETTE.read)}" ${dashed}`);
     }
-    layers.box += rectSvg(box, sx, sy, `fill="none" stroke="${halo}" stroke-opacity="0.7" stroke-width="4"`);
-    layers.box += rectSvg(box, sx, sy, `fill="none" stroke="${hex(PALETTE.box)}" stroke-width="2"`);
+    if (rotated) {
+      layers.box += rotated.outline;
+    } else {
+      layers.box += rectSvg(
+        box,
+        sx,
+        sy,
+        `fill="none" stroke="${halo}" stroke-opacity="0.7" stroke-width="4"`,
+      );
+      layers.box += rectSvg(box, sx, sy, `fill="none" stroke="${hex(PALETTE.box)}" stroke-width="2"`);
+    }
     const lx = Math.min(Math.max(box.x1 * sx + 4, 2), dw - 20);
-    const ly = Math.min(Math.max(box.y1 * sy + 17, 15), dh - 4);
+    const ly = Math.min(Math.max(box.y1 * sy + 17, 15), dh - (tag ? 18 : 4));
     layers.labels += svgText(label, lx, ly, { size: 14, weight: 'bold', fill: '#ffffff', halo });
+    if (tag) layers.labels += levelTagSvg(tag, Math.min(lx, Math.max(2, dw - 70)), ly);
   }
-  const svg = layers.grid + layers.fills + layers.read + layers.box + layers.thin + layers.labels;
+  const svg =
+    (layers.defs ? `<defs>${layers.defs}</defs>` : '') +
+    layers.grid +
+    layers.fills +
+    layers.read +
+    layers.box +
+    layers.thin +
+    layers.labels;
   // The strip hands a base already at display size (resized once for both overlays); anything else is
   // resized here. Upscaling stays nearest (pixels and feature cells stay crisp); downscaling filters.
   const sized: RgbImage =
@@ -577,17 +626,29 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
     ty,
     { size: 12, fill: MUTED },
   );
+  // Multi-level and rotated boxes: one more line, the box's level and what the size above is.
+  const level = input.levels?.[k];
+  const more = [
+    ...(level ? [`level ${levelTag(level.level, level.stride)}`] : []),
+    ...(polygonOf(cov) ? ['rotated: size of its upright box, area of the box'] : []),
+  ];
+  if (more.length > 0) {
+    ty += 16;
+    svg += svgText(more.join(' · '), MARGIN, ty, { size: 12, fill: MUTED });
+  }
   const cols = [MARGIN, MARGIN + 74, MARGIN + 174, MARGIN + 274];
   ty += 24;
   ['', 'lost', 'gained', 'IoU'].forEach((h, i) => {
     svg += svgText(h, cols[i], ty, { size: 12, weight: 'bold', fill: INK });
   });
   svg += `<path d="M${MARGIN} ${ty + 5.5}H${MARGIN + LABEL_W - 20}" stroke="#ccc"/>`;
-  for (const op of COVERAGE_ORDER) {
+  const tableRows: [string, OpCoverage][] = COVERAGE_ORDER.map((op) => [OP_TITLE(op), cov[op]]);
+  // A rotated box: the three ops read its upright box; RoI Align Rotated reads the box itself.
+  if ('rotated' in cov) tableRows.push(['Rotated', cov.rotated]);
+  for (const [title, c] of tableRows) {
     ty += 18;
-    const c = cov[op];
     const cells = [
-      OP_TITLE(op),
+      title,
       `${formatArea(c.lost)} (${percent(c.lostFraction)})`,
       `${formatArea(c.gained)} (${percent(c.gainedFraction)})`,
       c.iou.toFixed(3),
@@ -669,7 +730,10 @@ async function renderFeaturePanel(
   const stride = 1 / input.spatialScale;
   const boxes: OverlayBox[] = [];
   for (let k = 0; k < shown; k++) {
-    if (input.boxes.data[k * 5] === batch) boxes.push({ label: String(k + 1), box: boxAt(input.boxes, k) });
+    if (input.boxes.data[k * 5] === batch) {
+      const box = polygonOf(input.coverage[k]) ? input.coverage[k].box : boxAt(input.boxes, k);
+      boxes.push({ label: String(k + 1), box, ...boxExtras(input, k) });
+    }
   }
   const painted = await renderOverlay(
     { ...heat, channels: 3 },
@@ -711,6 +775,16 @@ async function renderFeaturePanel(
   return { image, batch };
 }
 
+/** A box's polygon (rotated), stride and level tag (multi-level), as the overlays draw them. */
+function boxExtras(input: DiffRenderInput, k: number): Pick<OverlayBox, 'polygon' | 'stride' | 'tag'> {
+  const level = input.levels?.[k];
+  const polygon = polygonOf(input.coverage[k]);
+  return {
+    ...(polygon ? { polygon } : {}),
+    ...(level ? { stride: level.stride, tag: levelTag(level.level, level.stride) } : {}),
+  };
+}
+
 /** The overlay strip: RoI Pool and RoI Warp over the image, and the legend. */
 async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promise<RgbImage> {
   const image = input.image as RawImage;
@@ -742,8 +816,10 @@ async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promis
     for (let k = 0; k < shown; k++) {
       boxes.push({
         label: String(k + 1),
-        box: boxAt(input.boxes, k),
+        box:
+          input.coverage[k] && polygonOf(input.coverage[k]) ? input.coverage[k].box : boxAt(input.boxes, k),
         read: input.coverage[k][op].region,
+        ...boxExtras(input, k),
       });
     }
     const painted = await renderOverlay(base, frame, boxes, stride, true);
@@ -921,6 +997,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   );
   if (!input.image)
     lines.push('Features input without an image: no image overlay; the boxes are drawn on the feature map.');
+  lines.push(...shapeNotes(input));
   lines.push(...(input.notes ?? []));
   const headerH = 34 + lines.length * 18 + 8;
 
@@ -956,6 +1033,26 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
   }
   const sheet = await compose(sheetWidth, Math.ceil(y + 14), rasters, '');
   return { sheet, overlay, featureHeatmap: feature?.image, rows, summary, boxesShown: shown };
+}
+
+/** Header lines for multi-level requests (boxes per level) and rotated boxes (what is drawn). */
+function shapeNotes(input: DiffRenderInput): string[] {
+  const notes: string[] = [];
+  if (input.levels && input.levels.length > 0) {
+    const counts = new Map<string, number>();
+    for (const l of input.levels) {
+      const tag = levelTag(l.level, l.stride);
+      counts.set(tag, (counts.get(tag) ?? 0) + 1);
+    }
+    const list = [...counts].map(([tag, n]) => `${tag} (${n} box${n === 1 ? '' : 'es'})`).join(', ');
+    notes.push(`Pyramid levels: ${list}; each box's grid and regions at its own level's stride.`);
+  }
+  if (input.coverage.some((c) => polygonOf(c))) {
+    notes.push(
+      'Rotated boxes: the white polygons are the boxes (what RoI Align Rotated reads); Pool, Align and Warp read their upright boxes.',
+    );
+  }
+  return notes;
 }
 
 /** Per-box and overall difference statistics for each pair in `OP_PAIRS`. */

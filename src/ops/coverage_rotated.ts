@@ -14,6 +14,7 @@ import {
   rotatedCorners,
   type Point,
 } from './polygon.js';
+import { COVERAGE_ORDER } from './registry.js';
 import type { Rect } from './types.js';
 
 /** A rotated box `(cx, cy, w, h, angle)`: centre and size in image pixels, angle in degrees. */
@@ -34,15 +35,15 @@ export interface PolygonCoverage extends OpCoverage {
 
 /**
  * Coverage of a rotated box. `box` is the box's axis-aligned bounding rectangle and `pool`, `warp`,
- * `align` are the upright operators on that rectangle; their lost / gained / IoU, like `rotated`'s, are
+ * `align` (the registry's `COVERAGE_ORDER`) are the upright operators on that rectangle; their lost / gained / IoU, like `rotated`'s, are
  * measured against the rotated box (`polygon`, area `boxArea = w·h`).
  */
-export interface RotatedBoxCoverage extends BoxCoverage {
+export type RotatedBoxCoverage = BoxCoverage & {
   /** The rotated box's corners, unclipped, from its own top-left corner (see `rotatedCorners`). */
   polygon: Point[];
   /** What RoI Align Rotated reads: the rotated rectangle, clipped to the image. */
   rotated: PolygonCoverage;
-}
+};
 
 export interface RotatedCoverageOptions extends CoverageOptions {
   /**
@@ -119,13 +120,12 @@ export function rotatedCoverage(box: RotatedBox, opts: RotatedCoverageOptions): 
     : rotatedCorners(box.cx, box.cy, Math.max(box.w, stride), Math.max(box.h, stride), box.angle, clockwise);
   const image = opts.imageSize;
   const clipped = image ? clipConvex(read, rectPolygon({ x1: 0, y1: 0, x2: image[0], y2: image[1] })) : read;
-  return {
+  const result = {
     box: upright.box,
     boxArea,
     polygon,
-    pool: uprightAgainst(upright.pool, polygon, boxArea),
-    warp: uprightAgainst(upright.warp, polygon, boxArea),
-    align: uprightAgainst(upright.align, polygon, boxArea),
     rotated: polygonCoverage(clipped, polygon, boxArea),
-  };
+  } as RotatedBoxCoverage;
+  for (const op of COVERAGE_ORDER) result[op] = uprightAgainst(upright[op], polygon, boxArea);
+  return result;
 }
