@@ -13,6 +13,7 @@ const sections: Record<string, Section> = {
   dtype: async () => (await import('./dtype.js')).runDtypeBench(),
   v2: async () => (await import('./v2.js')).runV2Bench(),
   throughput: async () => (await import('./throughput.js')).runThroughputBench(),
+  split: async () => (await import('./split.js')).runSplitBench(),
 };
 
 async function main(): Promise<void> {

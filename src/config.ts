@@ -163,6 +163,11 @@ export const envSchema = z.object({
   /** Worker threads running the CPU-heavy pipeline; each holds its own backbone. */
   WORKERS: optional(positiveInt.max(64)),
   /**
+   * A /v1/roi request with at least this many boxes shares its operators with the workers idle when it
+   * runs (src/runtime/split.ts); 0 never splits.
+   */
+  SPLIT_MIN_BOXES: nonNegativeInt.default(256),
+  /**
    * A worker whose heap + external memory (tfjs-wasm's memory included, which never shrinks) passes
    * this many MiB after a task is replaced by a fresh one; 0 never replaces.
    */
@@ -206,6 +211,7 @@ export interface Config {
   maxResponseBytesInFlight: number;
   writeTimeoutSeconds: number;
   workers: number;
+  splitMinBoxes: number;
   workerMaxMemoryMb: number;
   tfBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   backboneDir: string | undefined;
@@ -266,6 +272,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxResponseBytesInFlight: e.MAX_RESPONSE_BYTES_IN_FLIGHT,
     writeTimeoutSeconds: e.WRITE_TIMEOUT_SECONDS,
     workers: e.WORKERS ?? defaultWorkers(e.WORKER_MAX_MEMORY_MB),
+    splitMinBoxes: e.SPLIT_MIN_BOXES,
     workerMaxMemoryMb: e.WORKER_MAX_MEMORY_MB,
     tfBackend: e.TF_BACKEND,
     backboneDir: e.BACKBONE_DIR,

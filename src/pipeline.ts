@@ -13,7 +13,7 @@ import { decodeImage } from './imaging/decode.js';
 import { boxAt, coverage, denormalizeBoxes, scaleBoxes, toLayout } from './ops/index.js';
 import { ROI_OPS, V1_OPERATORS, type OpRunParams } from './ops/registry.js';
 import { MAX_SAMPLING_GRID } from './ops/params.js';
-import type { BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
+import type { AlignMode, BoxCoverage, Boxes, FeatureMap, Pooled } from './ops/index.js';
 import {
   checkOutputValues,
   layoutWarnings,
@@ -271,6 +271,55 @@ function checkAdaptiveGrid(boxes: Boxes, params: RoiParams, spatialScale: number
   }
 }
 
+/** The operators' parameters, resolved (`spatialScale` from the backbone's stride for images). */
+export interface OpsParams {
+  ops: RoiOp[];
+  spatialScale: number;
+  outputSize: [number, number];
+  samplingRatio: number;
+  aligned: boolean;
+  mode: AlignMode;
+}
+
+/**
+ * Runs the requested operators on `boxes` over `fm` and records each op's time in `timings`.
+ * The outputs are `[K, C, PH, PW]`, NCHW.
+ */
+export type OpsRunner = (
+  fm: FeatureMap,
+  boxes: Boxes,
+  params: OpsParams,
+  timings: RoiTimings,
+  stop?: TaskStop,
+) => Promise<Partial<Record<RoiOp, Pooled>>>;
+
+/** The operators in this thread, one after the other (the default {@link OpsRunner}). */
+export const runOpsHere: OpsRunner = async (fm, opBoxes, params, timings, stop) => {
+  // Checked by the kernels before each box (it counts the boxes for the pool).
+  const shouldStop = stop ? () => stop.shouldStop() : undefined;
+  // Each entry's kernel reads the parameters it lists (RoI Pool: none of sampling, aligned, mode).
+  const runParams: OpRunParams = { ...opRunParams(params), shouldStop };
+  const outputs: Partial<Record<RoiOp, Pooled>> = {};
+  for (const op of params.ops) {
+    const t = now();
+    outputs[op] = V1_OPERATORS[op].run(fm, opBoxes, runParams);
+    timings[op] = now() - t;
+  }
+  return outputs;
+};
+
+/** The kernels' parameters for `params` (NCHW outputs), without `shouldStop`. */
+export function opRunParams(params: OpsParams): OpRunParams {
+  return {
+    spatialScale: params.spatialScale,
+    outputSize: params.outputSize,
+    samplingRatio: params.samplingRatio,
+    aligned: params.aligned,
+    mode: params.mode,
+    outputLayout: 'NCHW',
+  };
+}
+
 /**
  * Runs one RoI request: decode + backbone (image input) or the user's map (features input), then the
  * requested operators on the same boxes, then per-box coverage.
@@ -279,6 +328,8 @@ function checkAdaptiveGrid(boxes: Boxes, params: RoiParams, spatialScale: number
  * @param ctx - the worker's backbone and limits
  * @param stop - the task's cancel flag and time limit (`src/cancel.ts`): checked between stages and
  *   before each box
+ * @param runOps - runs the operators: in this thread by default; `src/runtime/split.ts` shares them
+ *   with idle workers
  * @throws the typed errors of `src/errors.ts` (400/413/415) for bad images, boxes or parameters;
  *   CancelledError once `stop` says so
  */
@@ -286,6 +337,7 @@ export async function executeRoi(
   task: DecodedRoiTask,
   ctx: PipelineContext,
   stop?: TaskStop,
+  runOps: OpsRunner = runOpsHere,
 ): Promise<RoiResult> {
   const { params } = task;
   const timings = zeroTimings();
@@ -369,24 +421,15 @@ export async function executeRoi(
   }
   const spatialScale = featureMap.spatialScale;
   checkAdaptiveGrid(opBoxes, params, spatialScale, ctx.limits.maxSamplingGrid);
-  // Checked by the kernels before each box (it counts the boxes for the pool).
-  const shouldStop = stop ? () => stop.shouldStop() : undefined;
-  // Each entry's kernel reads the parameters it lists (RoI Pool: none of sampling, aligned, mode).
-  const runParams: OpRunParams = {
-    shouldStop,
+  const opsParams: OpsParams = {
+    ops: params.ops,
     spatialScale,
     outputSize: params.outputSize,
     samplingRatio: params.samplingRatio,
     aligned: params.aligned,
     mode: params.mode,
-    outputLayout: 'NCHW',
   };
-  const outputs: Partial<Record<RoiOp, Pooled>> = {};
-  for (const op of params.ops) {
-    const t = now();
-    outputs[op] = V1_OPERATORS[op].run(fm, opBoxes, runParams);
-    timings[op] = now() - t;
-  }
+  const outputs = await runOps(fm, opBoxes, opsParams, timings, stop);
   stop?.check();
   const boxCoverage: BoxCoverage[] = [];
   for (let k = 0; k < opBoxes.count; k++) {

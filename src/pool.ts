@@ -19,6 +19,7 @@ import { limitsFrom, type RoiLimits, type RoiOp, type RoiTask } from './request.
 import type { EncodedBody } from './responses.js';
 import type { OutputDtype } from './tensors/float16.js';
 import type { RoiWarning } from './warnings.js';
+import { BROKEN, DONE, HELPED, YIELD, type SplitShare } from './runtime/split.js';
 
 /** Data every worker starts with (`Piscina.workerData`). */
 export interface WorkerInit {
@@ -45,7 +46,10 @@ export type WorkerTask =
       encoding: 'base64' | 'array';
       /** Element type of the outputs (`src/tensors/float16.ts`); float32 when absent. */
       dtype?: OutputDtype;
+      /** Share the operators with idle workers (`src/runtime/split.ts`); `id` names the messages. */
+      split?: { id: number; workers: number };
     }
+  | { kind: 'roiHelp'; share: SplitShare }
   | { kind: 'diff'; task: RoiTask; options: DiffOptions }
   | { kind: 'features'; image: Uint8Array | string; format: 'json' | 'npy'; maxSide?: number }
   | { kind: 'describe' }
@@ -59,6 +63,26 @@ export interface RunOptions {
    * the task is cancelled (dropped from the queue, or stopped at its worker's next check).
    */
   signal?: AbortSignal;
+}
+
+/** How `#run` runs a task beyond {@link RunOptions}: what the split of a large request needs. */
+interface InternalRun {
+  /** The task's cancel flag; default a fresh one. A split request's tasks all share the lead's. */
+  cancel?: Int32Array;
+  /** A helper of a split request: it never yields to itself, and its stops are the lead's to report. */
+  helper?: boolean;
+  /** Receives a function that drops the task if it is still queued (a no-op once it runs). */
+  onQueued?: (dropIfQueued: () => void) => void;
+}
+
+/** A request whose operators are being shared (`src/runtime/split.ts`), while its lead task runs. */
+interface ActiveSplit {
+  cancel: Int32Array;
+  options: RunOptions;
+  /** The shared control block, once the lead has sent it. */
+  control?: Int32Array;
+  /** Drops each helper that is still queued. */
+  queued: Set<() => void>;
 }
 
 /** A task the pool stopped, as reported to {@link WorkPool.onCancelled} (metrics). */
@@ -186,11 +210,18 @@ export class WorkPool {
   #started = 0;
   /** Called for every task the pool stopped (the server counts them in its metrics). */
   onCancelled: ((task: CancelledTask) => void) | undefined;
+  /** Requests of at least this many boxes share their operators with idle workers; 0: never (read per request). */
+  splitMinBoxes: number;
+  #splits = new Map<number, ActiveSplit>();
+  #nextSplit = 1;
+  /** Requests split so far, and ranges of boxes their helpers ran (`src/runtime/split.ts`). */
+  readonly splitStats = { requests: 0, helpers: 0, helperRanges: 0 };
 
   /** @param config - uses `workers`, `queueLimit`, the backbone settings and the limits */
   constructor(config: Config) {
     this.size = config.workers;
     this.queueLimit = config.queueLimit;
+    this.splitMinBoxes = config.splitMinBoxes;
     this.#taskTimeoutMs = config.taskTimeoutSeconds * 1000;
     this.#admission = new Admission(this.size + this.queueLimit);
     const init: WorkerInit = {
@@ -228,7 +259,8 @@ export class WorkPool {
     });
     // Piscina replaces a thread that exits (minThreads); these keep `readyWorkers` true meanwhile.
     this.#piscina.on('message', (message: unknown) => {
-      const m = message as { roiserve?: string; threadId?: number } | null;
+      const m = message as { roiserve?: string; threadId?: number; id?: number; share?: SplitShare } | null;
+      if (m?.roiserve === 'split' && m.share !== undefined) return this.#help(m.id as number, m.share);
       const id = m?.roiserve === 'ready' ? m.threadId : undefined;
       // Only a live thread (a late message from one that has exited must not count) that is not retiring.
       if (typeof id === 'number' && !board.has(id) && this.#thread(id) !== undefined) this.#ready.add(id);
@@ -335,7 +367,12 @@ export class WorkPool {
    * (`src/cancel.ts`), so that its worker, and the backbone it holds, survive (piscina would
    * terminate the thread). Its worker stops it after `TASK_TIMEOUT_SECONDS` of running (504).
    */
-  async #run(task: WorkerTask, transferList: ArrayBuffer[] = [], options: RunOptions = {}): Promise<unknown> {
+  async #run(
+    task: WorkerTask,
+    transferList: ArrayBuffer[] = [],
+    options: RunOptions = {},
+    internal: InternalRun = {},
+  ): Promise<unknown> {
     const { signal } = options;
     if (signal?.aborted) throw new CancelledError();
     // A request admitted in `onRequest` runs in its own slot; anything else (describe, warmup, direct
@@ -345,8 +382,16 @@ export class WorkPool {
     // Read only when the task is cancelled (boxes × ops: what its box counter would reach).
     const requested = () => ('task' in task ? task.task.boxes.count * task.task.params.ops.length : 0);
     const id = this.#nextId++;
-    const cancel = newCancelFlag();
+    const cancel = internal.cancel ?? newCancelFlag();
     const dequeue = new AbortController();
+    internal.onQueued?.(() => {
+      if (!running) dequeue.abort();
+    });
+    // Every worker busy: this task will wait, so the helpers of split requests stop after their
+    // current range of boxes (their leads finish alone) rather than hold the workers it waits for.
+    if (!internal.helper && this.#inFlight >= this.size) {
+      for (const split of this.#splits.values()) if (split.control) Atomics.store(split.control, YIELD, 1);
+    }
     let running = false;
     this.#pending.set(id, () => {
       running = true;
@@ -367,6 +412,7 @@ export class WorkPool {
       reply = (await this.#piscina.run(message, { transferList, signal: dequeue.signal })) as WorkerReply;
     } catch (err) {
       if (dequeue.signal.aborted && !running) {
+        if (internal.helper) throw new CancelledError();
         this.onCancelled?.({
           reason: 'client_gone',
           when: 'queued',
@@ -396,6 +442,7 @@ export class WorkPool {
     if (task.kind === 'describe' && reply.ok && retire === undefined) this.#ready.add(threadId);
     if (reply.ok) return withQueueTime(reply.value, Math.max(0, reply.stats.startedAt - submittedAt));
     const { status, message: text, field, expected } = reply.error;
+    if (status === 499 && internal.helper) throw new CancelledError();
     if (status === 499) {
       const reason = stopReason(cancel) === TIMED_OUT ? 'timeout' : 'client_gone';
       const boxes = boxesStarted(cancel);
@@ -431,16 +478,79 @@ export class WorkPool {
     options: RunOptions = {},
     dtype: OutputDtype = 'float32',
   ): Promise<EncodedWork & { boxCount: number; ops: RoiOp[]; warnings: RoiWarning[] }> {
-    const out = (await this.#run(
-      { kind: 'roiEncoded', task, format, encoding, dtype },
-      taskTransfers(task),
-      options,
-    )) as EncodedWork & {
-      boxCount: number;
-      ops: RoiOp[];
-      warnings: RoiWarning[];
-    };
-    return { ...out, body: asBuffer(out.body) };
+    // Many boxes and idle workers besides the one this task will take: share the operators.
+    const K = task.boxes.count;
+    const idle = this.size - Math.max(this.#inFlight + 1, this.#admission.taken);
+    const splitting = this.splitMinBoxes > 0 && K >= this.splitMinBoxes && idle >= 1;
+    const id = splitting ? this.#nextSplit++ : 0;
+    const cancel = newCancelFlag();
+    const split: ActiveSplit = { cancel, options, queued: new Set() };
+    if (splitting) this.#splits.set(id, split);
+    try {
+      const out = (await this.#run(
+        {
+          kind: 'roiEncoded',
+          task,
+          format,
+          encoding,
+          dtype,
+          ...(splitting ? { split: { id, workers: this.size } } : {}),
+        },
+        taskTransfers(task),
+        options,
+        { cancel },
+      )) as EncodedWork & {
+        boxCount: number;
+        ops: RoiOp[];
+        warnings: RoiWarning[];
+      };
+      return { ...out, body: asBuffer(out.body) };
+    } finally {
+      if (splitting) this.#endSplit(id, split);
+    }
+  }
+
+  /**
+   * The lead of split request `id` has shared its operators: start helpers on the workers idle now
+   * (none when requests are waiting or about to: every admitted request counts as needing a worker).
+   */
+  #help(id: number, share: SplitShare): void {
+    const split = this.#splits.get(id);
+    if (split === undefined) return; // the lead has already finished
+    split.control = share.control;
+    this.splitStats.requests++;
+    const idle = this.size - Math.max(this.#inFlight, this.#admission.taken);
+    const helpers = Math.min(idle, share.ranges - 1);
+    for (let i = 0; i < helpers; i++) {
+      let drop: () => void = () => undefined;
+      this.splitStats.helpers++;
+      this.#run({ kind: 'roiHelp', share }, [], split.options, {
+        cancel: split.cancel,
+        helper: true,
+        onQueued: (f) => {
+          drop = f;
+          split.queued.add(f);
+        },
+      })
+        .catch((err: unknown) => {
+          // A helper's thread failed: a range it took may never be done; the lead stops waiting (500).
+          if (!(err instanceof CancelledError)) {
+            Atomics.store(share.control, BROKEN, 1);
+            Atomics.notify(share.control, DONE);
+          }
+        })
+        .finally(() => split.queued.delete(drop));
+    }
+  }
+
+  /** The lead of a split request settled: helpers still queued are dropped, running ones stop taking ranges. */
+  #endSplit(id: number, split: ActiveSplit): void {
+    this.#splits.delete(id);
+    for (const drop of split.queued) drop();
+    if (split.control) {
+      Atomics.store(split.control, YIELD, 1);
+      this.splitStats.helperRanges += Atomics.load(split.control, HELPED);
+    }
   }
 
   /**

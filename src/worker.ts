@@ -24,6 +24,7 @@ import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js'
 import { encodeFeatures, encodeRoi, type EncodedBody } from './responses.js';
 import { decodeImageInput, decodeRoiTask } from './task-input.js';
 import { runKernel } from './oip/kernel-task.js';
+import { runRanges, splitOps } from './runtime/split.js';
 import {
   ownedBuffers,
   type EncodedWork,
@@ -140,7 +141,15 @@ export default async function handle(
       case 'roiEncoded': {
         // Encoding runs here too: base64 / JSON of hundreds of MB would stall the HTTP thread.
         const started = performance.now();
-        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop);
+        // A large request shares its operators with idle workers (the pool sends them on this message).
+        const split = task.split;
+        const ops = split
+          ? splitOps(
+              (share) => parentPort?.postMessage({ roiserve: 'split', id: split.id, share }),
+              split.workers,
+            )
+          : undefined;
+        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop, ops);
         stop.check();
         const encoded = encodeRoi(result, task.format, task.encoding, task.dtype, started);
         transfers = ownedBuffers([encoded.body]);
@@ -178,6 +187,10 @@ export default async function handle(
         value = encodedWork(encoded, result.timings);
         break;
       }
+      case 'roiHelp':
+        // Ranges of another task's boxes, until none is left or the pool asks helpers to yield.
+        value = { ranges: runRanges(task.share, true, () => stop.shouldStop()).ranges };
+        break;
       case 'describe':
         value = await describeBackbone(ctx);
         break;

@@ -32,6 +32,7 @@ describe('parseConfig', () => {
       writeTimeoutSeconds: 30,
       // One per core (cgroup CPU quota included), bounded by memory (README).
       workers: workersFor(readWorkerLimits(1024)),
+      splitMinBoxes: 256,
       workerMaxMemoryMb: 1024,
       tfBackend: 'auto',
       backboneDir: undefined,

@@ -106,10 +106,10 @@ export function maxRoiPoolModel(pooledHeight: number, pooledWidth: number, spati
   );
 }
 
-/** A session on one intra-op thread (the fair single-thread peer), sequential execution. */
-export function createSession(model: Uint8Array): Promise<ort.InferenceSession> {
+/** A session on one intra-op thread by default (the fair single-thread peer), sequential execution. */
+export function createSession(model: Uint8Array, intraOpThreads = 1): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(model, {
-    intraOpNumThreads: 1,
+    intraOpNumThreads: intraOpThreads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',

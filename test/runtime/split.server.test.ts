@@ -1,0 +1,138 @@
+/**
+ * A /v1/roi request with many boxes, split across two workers (`src/runtime/split.ts`), answers
+ * exactly what it answers unsplit (`SPLIT_MIN_BOXES` = 0): the same bytes for `.npy` and
+ * safetensors, the same JSON but for its timings (outputs, coverage, warnings, boxes), for a feature
+ * map (JSON and multipart `.npy`) and for an image. The pool's counters prove a helper took ranges.
+ */
+import { describe, expect, it } from 'vitest';
+import { writeNpy } from '../../src/tensors/npy.js';
+import { featuresField, randomMap, testConfig, testPng } from '../routes/helpers.js';
+import { useApp } from '../support/app.js';
+
+const server = useApp(testConfig({ workers: 2 }));
+
+/** 300 boxes in a 320 × 240 frame, a few crossing its edges (warnings, clipped coverage). */
+const boxes = Array.from({ length: 300 }, (_, k) => {
+  const x1 = ((k * 37) % 340) - 10;
+  const y1 = ((k * 53) % 260) - 10;
+  return [x1, y1, x1 + 4 + ((k * 11) % 150), y1 + 4 + ((k * 7) % 110)];
+});
+const fm = randomMap([1, 32, 30, 40], 11);
+
+interface Answer {
+  status: number;
+  body: Buffer;
+  type: string;
+  warnings: unknown;
+}
+
+/** Posts `payload` (JSON, or multipart when `form` is set) with splitting on or off. */
+async function post(split: boolean, payload: object | FormData): Promise<Answer> {
+  const { app } = server;
+  app.work.splitMinBoxes = split ? 256 : 0;
+  let body: string | Buffer;
+  let headers: Record<string, string> = {};
+  if (payload instanceof FormData) {
+    const request = new Response(payload);
+    body = Buffer.from(await request.arrayBuffer());
+    headers = { 'content-type': request.headers.get('content-type') as string };
+  } else body = JSON.stringify(payload);
+  if (!(payload instanceof FormData)) headers = { 'content-type': 'application/json' };
+  const r = await app.inject({ method: 'POST', url: '/v1/roi', payload: body, headers });
+  return {
+    status: r.statusCode,
+    body: r.rawPayload,
+    type: String(r.headers['content-type']),
+    warnings: r.headers['x-roiserve-warnings'],
+  };
+}
+
+/** The JSON answer without its timings (they differ run to run). */
+function withoutTimings(body: Buffer): unknown {
+  const json = JSON.parse(body.toString()) as Record<string, unknown>;
+  delete json.timings;
+  return json;
+}
+
+const requests: [string, () => Promise<object | FormData>][] = [
+  [
+    'features, JSON, all three ops',
+    async () => ({ features: featuresField(fm), spatialScale: 1 / 8, boxes, outputSize: [3, 4] }),
+  ],
+  [
+    'features, .npy, align adaptive',
+    async () => ({
+      features: featuresField(fm),
+      spatialScale: 1 / 8,
+      boxes,
+      ops: ['align'],
+      samplingRatio: 0,
+      format: 'npy',
+    }),
+  ],
+  [
+    'features, safetensors float16, all three ops, max mode',
+    async () => ({
+      features: featuresField(fm),
+      spatialScale: 1 / 8,
+      boxes,
+      mode: 'max',
+      format: 'safetensors',
+      dtype: 'float16',
+    }),
+  ],
+  [
+    'multipart .npy features, normalized boxes, JSON',
+    async () => {
+      const form = new FormData();
+      const npy = writeNpy(fm.data, fm.shape);
+      form.append('features', new Blob([new Uint8Array(npy)]), 'fm.npy');
+      form.append('spatialScale', String(1 / 8));
+      form.append('normalized', 'true');
+      form.append('imageSize', '[320, 240]');
+      form.append('boxes', JSON.stringify(boxes.map(([a, b, c, d]) => [a / 320, b / 240, c / 320, d / 240])));
+      form.append('ops', '["align","warp"]');
+      return form;
+    },
+  ],
+  [
+    'an image, JSON, all three ops',
+    async () => ({ image: (await testPng(320, 240)).toString('base64'), boxes, outputSize: 5 }),
+  ],
+];
+
+describe('a request split across workers', () => {
+  it.each(requests)('%s: the same answer as unsplit', async (_name, make) => {
+    const unsplit = await post(false, await make());
+    expect(unsplit.status, unsplit.body.toString().slice(0, 300)).toBe(200);
+    const before = server.app.work.splitStats.helperRanges;
+    // A helper usually takes ranges at once; on a busy machine the lead may finish first: retry.
+    for (let attempt = 0; attempt < 5 && server.app.work.splitStats.helperRanges === before; attempt++) {
+      const split = await post(true, await make());
+      expect(split.status).toBe(200);
+      expect(split.type).toBe(unsplit.type);
+      expect(split.warnings).toEqual(unsplit.warnings);
+      if (split.type.startsWith('application/json')) {
+        const json = withoutTimings(unsplit.body) as { coverage: unknown[]; warnings: unknown[] };
+        // Not a vacuous comparison: per-box coverage, and warnings about the boxes off the frame.
+        expect(json.coverage).toHaveLength(boxes.length);
+        expect(json.warnings.length).toBeGreaterThan(0);
+        expect(withoutTimings(split.body)).toEqual(json);
+      } else {
+        expect(split.body.equals(unsplit.body)).toBe(true);
+      }
+    }
+    expect(server.app.work.splitStats.helperRanges).toBeGreaterThan(before);
+  });
+
+  it('does not split below SPLIT_MIN_BOXES', async () => {
+    const before = server.app.work.splitStats.requests;
+    const r = await post(true, {
+      features: featuresField(fm),
+      spatialScale: 1 / 8,
+      boxes: boxes.slice(0, 255),
+    });
+    expect(r.status).toBe(200);
+    expect(server.app.work.splitStats.requests).toBe(before);
+  });
+});
