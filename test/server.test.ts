@@ -13,6 +13,7 @@ import { encodeFloat32Base64 } from '../src/tensors/base64.js';
 import { readNpy } from '../src/tensors/npy.js';
 import { readSafetensors } from '../src/tensors/safetensors.js';
 import { featuresField, maxAbsDiff, randomMap, tensorData, testConfig, testPng } from './routes/helpers.js';
+import { autoBackend } from './support/tf.js';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 const API_KEY = 'test-key-0123456789';
@@ -70,13 +71,11 @@ describe('health, readiness, metrics', () => {
     });
     const r = await app.inject({ method: 'GET', url: '/readyz' });
     expect(r.statusCode).toBe(200);
-    // TF_BACKEND auto without tfjs-node (its libtensorflow download is blocked here): wasm, and why.
+    // TF_BACKEND auto: tfjs-node where it loads, else wasm and why (test/support/tf.ts).
     expect(r.json()).toEqual({
       status: 'ready',
       backbone: 'builtin-inception-s16',
-      backend: 'wasm',
-      backendReason: expect.stringMatching(/^auto: @tensorflow\/tfjs-node unavailable \(.+\); using wasm/),
-      tfjsNodeError: expect.stringMatching(/^@tensorflow\/tfjs-node could not be loaded: \S/),
+      ...(await autoBackend()),
       workers: 1,
       readyWorkers: 1,
     });
@@ -112,9 +111,7 @@ describe('GET /v1/backbone', () => {
     const d = r.json();
     expect(d).toMatchObject({
       name: 'builtin-inception-s16',
-      backend: 'wasm',
-      backendReason: expect.stringMatching(/^auto: @tensorflow\/tfjs-node unavailable/),
-      tfjsNodeError: expect.stringMatching(/^@tensorflow\/tfjs-node could not be loaded: \S/),
+      ...(await autoBackend()),
       stride: 16,
       outputChannels: 256,
     });
@@ -429,7 +426,7 @@ describe('POST /v1/roi and /v1/features with an image', () => {
       stride: 16,
       spatialScale: 0.0625,
       source: 'backbone',
-      backend: 'wasm',
+      backend: (await autoBackend()).backend,
     });
     expect(f.headers['server-timing']).toMatch(/backbone;dur=[\d.]+/);
 

@@ -1,14 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { currentBackend, initTensorFlow, tf } from '../../src/backbone/tf.js';
-
-/** Whether @tensorflow/tfjs-node can be loaded here (it is an optionalDependency, absent on CI). */
-async function tfjsNodeLoads(): Promise<boolean> {
-  const specifier = '@tensorflow/tfjs-node';
-  return import(specifier).then(
-    () => true,
-    () => false,
-  );
-}
+import { tfjsNodeLoads } from '../support/tf.js';
 
 describe('initTensorFlow', () => {
   it('auto: tfjs-node when it loads, else wasm (SIMD) with the reason; never cpu', async () => {
@@ -29,11 +21,19 @@ describe('initTensorFlow', () => {
     expect(await initTensorFlow({ backend: 'auto' })).toBe(result);
   });
 
-  it('tensorflow: throws when tfjs-node cannot load instead of falling back', async () => {
-    if (await tfjsNodeLoads()) return;
-    await expect(initTensorFlow({ backend: 'tensorflow' })).rejects.toThrow(
-      /'tensorflow' was requested but .*tfjs-node/,
-    );
+  it('tensorflow: tfjs-node where it loads; throws where it cannot instead of falling back', async () => {
+    if (await tfjsNodeLoads()) {
+      expect(await initTensorFlow({ backend: 'tensorflow' })).toMatchObject({
+        backend: 'tensorflow',
+        reason: expect.stringMatching(/^configured: @tensorflow\/tfjs-node/),
+        tfjsNodeError: null,
+      });
+      expect(tf.getBackend()).toBe('tensorflow');
+    } else {
+      await expect(initTensorFlow({ backend: 'tensorflow' })).rejects.toThrow(
+        /'tensorflow' was requested but .*tfjs-node/,
+      );
+    }
   });
 
   it('cpu: only when asked, with a loud warning; wasm can be selected again afterwards', async () => {

@@ -66,11 +66,20 @@ describe.skipIf(!haveChromium)('/docs in headless Chromium', () => {
     return op;
   }
 
+  /**
+   * Puts the operation in "Try it out" mode unless it already is (the button then reads "Cancel"), so
+   * that each test sets up the page state it needs instead of relying on the test before it.
+   */
+  async function tryOut(op: Awaited<ReturnType<typeof expand>>) {
+    const button = op.locator('.try-out__btn');
+    if ((await button.innerText()).trim() === 'Try it out') await button.click();
+  }
+
   it('Try it out → Execute succeeds on every operation as it stands', async () => {
     expect(operationIds.length).toBeGreaterThanOrEqual(7);
     for (const id of operationIds) {
       const op = await expand(id);
-      await op.locator('.try-out__btn').click();
+      await tryOut(op);
       await op.locator('.execute').click();
       const status = op.locator('.live-responses-table tbody .response-col_status').first();
       await status.waitFor();
@@ -86,6 +95,8 @@ describe.skipIf(!haveChromium)('/docs in headless Chromium', () => {
       ['features', ['image']],
     ] as const) {
       const op = await expand(id);
+      // The file inputs exist only in "Try it out" mode.
+      await tryOut(op);
       const body = op.locator('.opblock-section-request-body');
       await body.locator('select.content-type').selectOption('multipart/form-data');
       for (const name of files) {

@@ -123,61 +123,79 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     return { name: download.suggestedFilename(), bytes: readFileSync(path) };
   }
 
+  /**
+   * Loads the page, uploads the fixture, draws the box, sets non-default parameters and runs, once for
+   * the file: every test that reads the results (or the page with an image) awaits it first, so each
+   * test holds when run alone (`-t`), not only after the one before it.
+   */
+  let ran:
+    | Promise<{
+        drawn: number[];
+        sent: string[];
+        at: (p: [number, number]) => readonly [number, number];
+      }>
+    | undefined;
+  const ranOnce = () => (ran ??= run());
+  async function run() {
+    await page.goto(base);
+    await page.waitForSelector('body[data-ready="true"]');
+    expect(await page.title()).toContain('roiserve');
+    // The grid's stride comes from GET /v1/backbone.
+    await expect.poll(() => page.locator('#stride').textContent()).toMatch(/^\d+$/);
+    await page.screenshot({ path: join(RESULTS, 'playground-initial.png') });
+
+    await page.setInputFiles('#image-file', fixture);
+    await expect
+      .poll(() => page.locator('#image-info').textContent())
+      .toContain(`${FIXTURE_WIDTH} × ${FIXTURE_HEIGHT}`);
+    // A new image starts without boxes.
+    expect(JSON.parse(await page.locator('#boxes-json').inputValue())).toEqual([]);
+
+    // Draw the box by dragging on the canvas (CSS pixels = image pixels × the display scale).
+    const rect = await page.locator('#editor').boundingBox();
+    if (!rect) throw new Error('canvas not visible');
+    const scale = rect.width / FIXTURE_WIDTH;
+    expect(rect.height / FIXTURE_HEIGHT).toBeCloseTo(scale, 2);
+    const at = ([x, y]: [number, number]) => [rect.x + x * scale, rect.y + y * scale] as const;
+    await page.mouse.move(...at(DRAG_FROM));
+    await page.mouse.down();
+    await page.mouse.move(...at(DRAG_TO), { steps: 12 });
+    await page.mouse.up();
+
+    const boxes = JSON.parse(await page.locator('#boxes-json').inputValue()) as number[][];
+    expect(boxes).toHaveLength(1);
+    // The page rounds to whole pixels: within one pixel of where the mouse went.
+    const drawn = boxes[0];
+    [...DRAG_FROM, ...DRAG_TO].forEach((v, i) => expect(Math.abs(drawn[i] - v)).toBeLessThanOrEqual(1));
+
+    // Non-default parameters, so that the test sees them reach the API.
+    await page.fill('#output-h', '5');
+    await page.fill('#output-w', '4');
+    await page.selectOption('#mode', 'max');
+
+    // Every request the page sends to the server during the run (blob: and data: URLs are not requests).
+    const sent: string[] = [];
+    const record = (request: Request) => {
+      if (request.url().startsWith(base))
+        sent.push(`${request.method()} ${request.url().slice(base.length)}`);
+    };
+    page.on('request', record);
+    await page.click('#run');
+    await page.waitForSelector('#results-body:not([hidden])', { timeout: 180_000 });
+    await page.waitForFunction(() => {
+      const img = document.getElementById('sheet') as HTMLImageElement | null;
+      return img !== null && img.complete && img.naturalWidth > 0;
+    });
+    page.off('request', record);
+    return { drawn, sent, at };
+  }
+
   // Generous timeouts: the whole suite shares 2 cores with this browser and the backbone.
   it(
     'uploads an image, draws a box, runs, and shows what the API returns',
     { timeout: 240_000 },
     async () => {
-      await page.goto(base);
-      await page.waitForSelector('body[data-ready="true"]');
-      expect(await page.title()).toContain('roiserve');
-      // The grid's stride comes from GET /v1/backbone.
-      await expect.poll(() => page.locator('#stride').textContent()).toMatch(/^\d+$/);
-      await page.screenshot({ path: join(RESULTS, 'playground-initial.png') });
-
-      await page.setInputFiles('#image-file', fixture);
-      await expect
-        .poll(() => page.locator('#image-info').textContent())
-        .toContain(`${FIXTURE_WIDTH} × ${FIXTURE_HEIGHT}`);
-      // A new image starts without boxes.
-      expect(JSON.parse(await page.locator('#boxes-json').inputValue())).toEqual([]);
-
-      // Draw the box by dragging on the canvas (CSS pixels = image pixels × the display scale).
-      const rect = await page.locator('#editor').boundingBox();
-      if (!rect) throw new Error('canvas not visible');
-      const scale = rect.width / FIXTURE_WIDTH;
-      expect(rect.height / FIXTURE_HEIGHT).toBeCloseTo(scale, 2);
-      const at = ([x, y]: [number, number]) => [rect.x + x * scale, rect.y + y * scale] as const;
-      await page.mouse.move(...at(DRAG_FROM));
-      await page.mouse.down();
-      await page.mouse.move(...at(DRAG_TO), { steps: 12 });
-      await page.mouse.up();
-
-      const boxes = JSON.parse(await page.locator('#boxes-json').inputValue()) as number[][];
-      expect(boxes).toHaveLength(1);
-      // The page rounds to whole pixels: within one pixel of where the mouse went.
-      const drawn = boxes[0];
-      [...DRAG_FROM, ...DRAG_TO].forEach((v, i) => expect(Math.abs(drawn[i] - v)).toBeLessThanOrEqual(1));
-
-      // Non-default parameters, so that the test sees them reach the API.
-      await page.fill('#output-h', '5');
-      await page.fill('#output-w', '4');
-      await page.selectOption('#mode', 'max');
-
-      // Every request the page sends to the server during the run (blob: and data: URLs are not requests).
-      const sent: string[] = [];
-      const record = (request: Request) => {
-        if (request.url().startsWith(base))
-          sent.push(`${request.method()} ${request.url().slice(base.length)}`);
-      };
-      page.on('request', record);
-      await page.click('#run');
-      await page.waitForSelector('#results-body:not([hidden])', { timeout: 180_000 });
-      await page.waitForFunction(() => {
-        const img = document.getElementById('sheet') as HTMLImageElement | null;
-        return img !== null && img.complete && img.naturalWidth > 0;
-      });
-      page.off('request', record);
+      const { drawn, sent, at } = await ranOnce();
       // One request per run (the backbone runs once): the JSON answer carries the sheet.
       expect(sent).toEqual(['POST v1/diff']);
       expect(await page.locator('#error').isHidden()).toBe(true);
@@ -239,8 +257,9 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     },
   );
 
-  it('gives a curl command that reproduces the sheet exactly', { timeout: 120_000 }, async (ctx) => {
+  it('gives a curl command that reproduces the sheet exactly', { timeout: 240_000 }, async (ctx) => {
     if (!existsSync('/usr/bin/curl')) ctx.skip();
+    await ranOnce();
     await page.click('#copy-curl');
     const text = await page.locator('#curl-text').inputValue();
     expect(text).toContain('-F image=@fixture.png');
@@ -257,8 +276,9 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
 
   it(
     'downloads the tensors as safetensors with one [K, C, PH, PW] tensor per op',
-    { timeout: 120_000 },
+    { timeout: 240_000 },
     async () => {
+      await ranOnce();
       const { name: fileName, bytes } = await downloadTensors('safetensors');
       expect(fileName).toBe('roiserve-tensors.safetensors');
       const headerLength = Number(bytes.readBigUInt64LE(0));
@@ -286,7 +306,8 @@ describe.skipIf(!haveChromium)('playground in headless Chromium', () => {
     },
   );
 
-  it('is operable with the keyboard: add, move, resize and delete a box', async () => {
+  it('is operable with the keyboard: add, move, resize and delete a box', { timeout: 240_000 }, async () => {
+    await ranOnce();
     const boxes = async () => JSON.parse(await page.locator('#boxes-json').inputValue()) as number[][];
     const before = await boxes();
     await page.focus('#editor');

@@ -84,12 +84,16 @@ describe('toCanonicalBoxes', () => {
   });
 
   it('says what was expected', () => {
+    let caught: unknown;
     try {
       toCanonicalBoxes([[3, 0, 0, 1, 1]], { batchSize: 2 });
     } catch (e) {
-      expect((e as InvalidInputError).expected).toMatch(/0 <= b < 2/);
-      expect((e as InvalidInputError).status).toBe(400);
+      caught = e;
     }
+    // Outside the catch: a call that throws nothing must fail here, not pass with no assertion.
+    expect(caught).toBeInstanceOf(InvalidInputError);
+    expect((caught as InvalidInputError).expected).toMatch(/0 <= b < 2/);
+    expect((caught as InvalidInputError).status).toBe(400);
   });
 });
 
