@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- budget`: calibrates the work budget (`src/work_budget.ts`). For each case, the
+ * `npm run bench -- budget`: calibrates the work budget (`src/core/work-budget.ts`). For each case, the
  * estimated work units, the measured time of the ops (or the backbone) on this machine, and the
  * nanoseconds per unit: a good cost model keeps that last column roughly constant across cases, and
  * `MAX_WORK × ns/unit` is what the default budget means in seconds of one core here.
@@ -7,7 +7,7 @@
 import { initTensorFlow, loadBackbone } from '../src/backbone/index.js';
 import { roiAlign, roiPool, roiWarp } from '../src/ops/index.js';
 import type { AlignMode, Boxes, FeatureMap } from '../src/ops/types.js';
-import { estimateWork, multiplyAddsPerPixel, type OpsWorkInput } from '../src/work_budget.js';
+import { estimateWork, multiplyAddsPerPixel, type OpsWorkInput } from '../src/core/work-budget.js';
 
 interface Case {
   name: string;

@@ -4,10 +4,13 @@ import { z } from 'zod';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
 import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
-import { binaryPartsOf, maxSideField, multipartToJsonBody, resolveMaxSide } from '../src/request.js';
-import { featuresResponseSchema, NPY_CONTENT_TYPE } from '../src/responses.js';
+import { NPY_CONTENT_TYPE } from '../src/core/encode.js';
+import { resolveMaxSide } from '../src/core/prepare.js';
+import { binaryPartsOf, multipartToJsonBody } from '../src/http/multipart.js';
 import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
-import { workErrorResponses } from './roi.js';
+import { workErrorResponses } from './v1/schemas/errors.js';
+import { maxSideField } from './v1/schemas/request.js';
+import { featuresResponseSchema } from './v1/schemas/responses.js';
 
 export const featuresBodySchema = z
   .strictObject({

@@ -1,42 +1,27 @@
 /**
  * `POST /v1/roi`: an image (or a feature map) and boxes in; RoI Pool / Align / Warp outputs out, as
- * JSON, `.npy` or safetensors. Thin: parse (`src/request.ts`) → work (`app.work`) → encode.
+ * JSON, `.npy` or safetensors. Thin: parse (`routes/v1/schemas/`, `src/core/prepare.ts`) → work (`app.work`) → encode.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { problemResponse } from '../src/http/openapi.js';
 import { admitWork, slotOf } from '../src/admission.js';
 import { clientGoneSignal } from '../src/cancel.js';
 import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
 import {
-  binaryPartsOf,
-  knownChannels,
-  limitsFrom,
-  multipartToJsonBody,
-  outputValueCount,
-  prepareRoi,
-  roiBodySchema,
-} from '../src/request.js';
-import {
   checkArrayEncoding,
   checkRoiFormat,
   NPY_CONTENT_TYPE,
-  roiResponseSchema,
   SAFETENSORS_CONTENT_TYPE,
-} from '../src/responses.js';
+} from '../src/core/encode.js';
+import { outputValueCount, prepareRoi } from '../src/core/prepare.js';
+import { knownChannels, limitsFrom } from '../src/core/task.js';
+import { binaryPartsOf, multipartToJsonBody } from '../src/http/multipart.js';
 import { warningsResponseHeader } from '../src/warnings.js';
+import { workErrorResponses } from './v1/schemas/errors.js';
+import { roiBodySchema, roiInputOf } from './v1/schemas/request.js';
+import { roiResponseSchema } from './v1/schemas/responses.js';
 
 const binary = z.string().meta({ format: 'binary' });
-
-/** Error responses every work route can give. */
-export const workErrorResponses = {
-  400: problemResponse('invalid input; `errors` names the field and what was expected'),
-  401: problemResponse('missing or wrong API key (only when API_KEY is set)'),
-  413: problemResponse('body, image, boxes, output or estimated work (MAX_WORK) over a limit'),
-  415: problemResponse('unsupported content type or image format'),
-  503: problemResponse('the work queue is full: retry after `Retry-After` seconds'),
-  504: problemResponse('the request ran longer than TASK_TIMEOUT_SECONDS in its worker and was stopped'),
-};
 
 /**
  * A feature map `[1, 1, 2, 2]` holding 1, 2, 3, 4 (base64 little-endian float32): small enough to
@@ -99,7 +84,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       const body = request.body;
       // Before any work: one op per .npy, and no bfloat16 in one (the worker's encoder refuses it too).
       checkRoiFormat(body);
-      const task = prepareRoi(body, limits, false, binaryPartsOf(request));
+      const task = prepareRoi(roiInputOf(body, binaryPartsOf(request)), limits);
       if (body.format === 'json' && body.encoding === 'array') {
         // Refuse early when the channel count is known (features, or a loaded backbone).
         const channels = knownChannels(task, app.readiness.backbone?.outputChannels);

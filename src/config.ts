@@ -134,7 +134,7 @@ export const envSchema = z.object({
   MAX_OUTPUT_SIDE: positiveInt.max(1024).default(64),
   MAX_SAMPLING_GRID: positiveInt.max(1024).default(64),
   /**
-   * Largest estimated cost of one request in work units (`src/work_budget.ts`; ≈ 0.2–0.6 ns of one
+   * Largest estimated cost of one request in work units (`src/core/work-budget.ts`; ≈ 0.2–0.6 ns of one
    * core each): over it, 413 before any work is done.
    */
   MAX_WORK: positiveInt.default(5e10),

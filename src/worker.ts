@@ -13,16 +13,11 @@ import { taskStop } from './cancel.js';
 import { RoiServeError } from './errors.js';
 import { encodeDiff } from './imaging/diff-body.js';
 import { loadFont } from './imaging/text.js';
-import {
-  describeBackbone,
-  executeFeatures,
-  executeRoi,
-  type PipelineContext,
-  type RoiResult,
-} from './pipeline.js';
+import { describeBackbone, executeFeatures, executeRoi } from './core/pipeline.js';
+import { type PipelineContext, type RoiResult } from './core/results.js';
 import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js';
-import { encodeFeatures, encodeRoi, type EncodedBody } from './responses.js';
-import { decodeImageInput, decodeRoiTask } from './task-input.js';
+import { encodeFeatures, encodeRoi, type EncodedBody } from './core/encode.js';
+import { decodeImageInput, decodeRoiTask } from './core/decode-task.js';
 import { runKernel } from './oip/kernel-task.js';
 import { runRanges, splitOps } from './runtime/split.js';
 import {

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roiAlign, roiPool, roiWarp, toCanonicalBoxes, toLayout, type FeatureMap } from '../src/ops/index.js';
 import { buildApp } from '../src/server.js';
-import { featuresResponseSchema, roiResponseSchema } from '../src/responses.js';
+import { featuresResponseSchema, roiResponseSchema } from '../routes/v1/schemas/responses.js';
 import { encodeFloat32Base64 } from '../src/tensors/base64.js';
 import { readNpy } from '../src/tensors/npy.js';
 import { readSafetensors } from '../src/tensors/safetensors.js';

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { WorkerFailure } from '../src/pool.js';
-import type { RoiTask } from '../src/request.js';
+import type { RoiTask } from '../src/core/task.js';
 import { buildApp } from '../src/server.js';
 import { testConfig, testPng } from './routes/helpers.js';
 import { useApp } from './support/app.js';

@@ -51,7 +51,7 @@ import {
   roiTask,
   type Model,
 } from '../../src/oip/models.js';
-import { limitsFrom } from '../../src/request.js';
+import { limitsFrom } from '../../src/core/task.js';
 
 /** `Content-Type` of every JSON answer and error, exactly (no charset: KServe's client compares it). */
 export const OIP_JSON = 'application/json';

@@ -7,7 +7,8 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, isAbsolute, join, relative, resolve } from 'node:path';
-import { limitsFrom, type RoiBody } from '../request.js';
+import { limitsFrom } from '../core/task.js';
+import { type RoiBody } from '../../routes/v1/schemas/request.js';
 import { CliError, cliConfig, cliErrorOf, EXIT_FAILURE, readInput, withPool } from './common.js';
 import { isFeatureFile, roiBody, runRoiLocal, runRoiRemote, type RoiCliOptions } from './roi.js';
 

@@ -5,8 +5,11 @@
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Command, Option } from 'commander';
-import { diffBodySchema } from '../../routes/diff.js';
-import { limitsFrom, prepareRoi, ROI_OPS } from '../request.js';
+import { diffBodySchema } from '../../routes/v1/schemas/diff.js';
+import { roiInputOf } from '../../routes/v1/schemas/request.js';
+import { limitsFrom } from '../core/task.js';
+import { prepareRoi } from '../core/prepare.js';
+import { ROI_OPS } from '../ops/registry.js';
 import {
   CliError,
   cliConfig,
@@ -119,7 +122,7 @@ export function diffCommand(): Command {
       } else {
         const config = cliConfig();
         const parts = features ? { features: bytes } : { image: bytes };
-        const task = prepareRoi({ ...body, ops: [...ROI_OPS] }, limitsFrom(config), true, parts);
+        const task = prepareRoi({ ...roiInputOf(body, parts), ops: ROI_OPS }, limitsFrom(config), true);
         const result = await withPool(config, 1, (pool) =>
           pool.diff(task, { maxBoxes: body.maxBoxes, channel: body.channel, format: body.format }),
         );

@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Command } from 'commander';
-import { resolveMaxSide } from '../request.js';
+import { resolveMaxSide } from '../core/prepare.js';
 import {
   CliError,
   cliConfig,

@@ -11,8 +11,11 @@ import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Command, Option } from 'commander';
 import type { WorkPool } from '../pool.js';
-import { limitsFrom, prepareRoi, roiBodySchema, ROI_OPS, type RoiBody, type RoiLimits } from '../request.js';
-import { checkRoiFormat } from '../responses.js';
+import { limitsFrom, type RoiLimits } from '../core/task.js';
+import { prepareRoi } from '../core/prepare.js';
+import { roiBodySchema, roiInputOf, type RoiBody } from '../../routes/v1/schemas/request.js';
+import { ROI_OPS } from '../ops/registry.js';
+import { checkRoiFormat } from '../core/encode.js';
 import { OUTPUT_DTYPES } from '../tensors/float16.js';
 import {
   CliError,
@@ -139,7 +142,7 @@ export async function runRoiLocal(
 ): Promise<Buffer> {
   // A fresh, whole ArrayBuffer: the pool moves it to the worker instead of copying it.
   const owned = new Uint8Array(bytes);
-  const task = prepareRoi(body, limits, false, features ? { features: owned } : { image: owned });
+  const task = prepareRoi(roiInputOf(body, features ? { features: owned } : { image: owned }), limits);
   const out = await pool.roiEncoded(task, body.format, body.encoding, {}, body.dtype);
   printWarnings(out.warnings, prefix);
   return out.body;
@@ -261,7 +264,7 @@ Examples:
       } else {
         const config = cliConfig();
         // Checked before the workers start: a bad request costs no backbone load.
-        prepareRoi(body, limitsFrom(config), false, features ? { features: bytes } : { image: bytes });
+        prepareRoi(roiInputOf(body, features ? { features: bytes } : { image: bytes }), limitsFrom(config));
         out = await withPool(config, 1, (pool) =>
           runRoiLocal(pool, limitsFrom(config), body, bytes, features),
         );

@@ -17,11 +17,12 @@
  */
 import type { z } from 'zod';
 import type { backboneDescriptionSchema } from '../../routes/backbone.js';
-import type { diffBodySchema, diffResponseSchema } from '../../routes/diff.js';
+import type { diffBodySchema, diffResponseSchema } from '../../routes/v1/schemas/diff.js';
 import type { featuresBodySchema } from '../../routes/features.js';
 import type { Problem } from '../problem.js';
-import type { roiBodySchema } from '../request.js';
-import type { featuresResponseSchema, roiResponseSchema, TensorJson } from '../responses.js';
+import type { roiBodySchema } from '../../routes/v1/schemas/request.js';
+import type { featuresResponseSchema, roiResponseSchema } from '../../routes/v1/schemas/responses.js';
+import type { TensorJson } from '../core/wire.js';
 
 /** An encoded image: base64 text (as the JSON API takes it) or its bytes (encoded here). */
 export type ImageInput = string | Uint8Array;

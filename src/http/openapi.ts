@@ -108,7 +108,7 @@ function isStructured(schema: Json, components: Json): boolean {
 /**
  * The `multipart/form-data` schema for a JSON body schema: file parts binary, structured fields as
  * JSON text (a string, documented as such), scalars as they are (busboy hands every field over as
- * text; `src/request.ts` parses `0.25`, `false`, `[[0,0,10,10]]` back).
+ * text; `src/http/multipart.ts` parses `0.25`, `false`, `[[0,0,10,10]]` back).
  *
  * Defaults move into the descriptions: swagger-ui sends every field that has a default (`layout=NCHW`
  * without a `features` part is a 400), while a field left out gets the same default from the server.

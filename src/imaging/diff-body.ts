@@ -4,12 +4,12 @@
  * a sheet and its statistics takes hundreds of ms of CPU; on the HTTP thread it stalled every other
  * request, `/healthz` included, for that long (issue 11, item 11).
  */
-import type { DiffResponse } from '../../routes/diff.js';
-import { checkChannel, type DiffOptions } from '../diff-options.js';
+import type { DiffResponse } from '../../routes/v1/schemas/diff.js';
+import { checkChannel, type DiffOptions } from '../core/diff-options.js';
 import type { FeatureMap, Pooled } from '../ops/types.js';
-import type { RoiResult } from '../pipeline.js';
+import type { RoiResult } from '../core/results.js';
 import { DIFF_PAIRS, pairKey, ROI_OPS, type RoiOp } from '../ops/registry.js';
-import { boxRows, echoedParams, JSON_CONTENT_TYPE, type EncodedBody } from '../responses.js';
+import { boxRows, echoedParams, JSON_CONTENT_TYPE, type EncodedBody } from '../core/encode.js';
 import { coverageSummary, diffStats, renderDiff, type PairDiff } from './render-sheet.js';
 import { toPng, type RgbImage } from './render.js';
 import type { RoiWarning } from '../warnings.js';

@@ -15,8 +15,8 @@ import {
   type LevelMapping,
   type RotatedBoxes,
 } from '../ops/index.js';
-import type { FeaturesInput } from '../request.js';
-import { decodeFeaturesInput } from '../task-input.js';
+import type { FeaturesInput } from '../core/task.js';
+import { decodeFeaturesInput } from '../core/decode-task.js';
 
 /** Output bins and sampling, shared by every kernel task. */
 interface KernelCommon {

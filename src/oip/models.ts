@@ -23,9 +23,10 @@ import {
   type Operator,
   type RoiOp,
 } from '../ops/registry.js';
-import { checkOutputValues, resolveMaxSide, type RoiLimits, type RoiTask } from '../request.js';
+import { checkOutputValues, resolveMaxSide } from '../core/prepare.js';
+import { type RoiLimits, type RoiTask } from '../core/task.js';
 import { writeNpy } from '../tensors/npy.js';
-import { checkRoiWork } from '../work_budget.js';
+import { checkRoiWork } from '../core/work-budget.js';
 import {
   bytesValues,
   float32Values,

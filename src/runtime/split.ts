@@ -34,8 +34,8 @@ import { CancelledError } from '../errors.js';
 import { toLayout } from '../ops/index.js';
 import { V1_OPERATORS } from '../ops/registry.js';
 import type { Boxes, FeatureMap, Pooled } from '../ops/index.js';
-import { opRunParams, runOpsHere, type OpsParams, type OpsRunner } from '../pipeline.js';
-import type { RoiOp } from '../request.js';
+import { opRunParams, runOpsHere, type OpsParams, type OpsRunner } from '../core/pipeline.js';
+import type { RoiOp } from '../ops/registry.js';
 
 /** Words of the control block ({@link SplitShare.control}). */
 export const NEXT = 0;

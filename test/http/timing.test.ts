@@ -4,7 +4,9 @@
  * number, latency in seconds, stage durations for every op that ran, encode labelled by route).
  */
 import { describe, expect, it } from 'vitest';
-import { limitsFrom, prepareRoi, roiBodySchema } from '../../src/request.js';
+import { limitsFrom } from '../../src/core/task.js';
+import { prepareRoi } from '../../src/core/prepare.js';
+import { roiBodySchema, roiInputOf } from '../../routes/v1/schemas/request.js';
 import { buildApp } from '../../src/server.js';
 import { featuresField, randomMap, testConfig, testPng } from '../routes/helpers.js';
 import { useApp } from '../support/app.js';
@@ -73,7 +75,7 @@ describe('Server-Timing', () => {
     // Through the pool directly, so both are submitted back to back (over HTTP the second request's
     // parsing would sit between them, and the first would already be running).
     const limits = limitsFrom(server.app.config);
-    const tasks = [prepareRoi(body, limits), prepareRoi(body, limits)];
+    const tasks = [prepareRoi(roiInputOf(body), limits), prepareRoi(roiInputOf(body), limits)];
     const [a, b] = await Promise.all(tasks.map((task) => server.app.work.roiEncoded(task, 'json', 'base64')));
     const [first, second] = (a.timings.queue ?? 0) <= (b.timings.queue ?? 0) ? [a, b] : [b, a];
     const work = (t: typeof a.timings) => (t.align ?? 0) + (t.encode ?? 0);

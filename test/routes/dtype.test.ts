@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roiAlign, roiPool, toCanonicalBoxes, type FeatureMap } from '../../src/ops/index.js';
-import { roiResponseSchema } from '../../src/responses.js';
+import { roiResponseSchema } from '../../routes/v1/schemas/responses.js';
 import { buildApp } from '../../src/server.js';
 import {
   bfloat16BitsToFloat32,

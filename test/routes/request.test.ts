@@ -6,7 +6,9 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toLayout } from '../../src/ops/index.js';
-import { limitsFrom, prepareRoi, roiBodySchema } from '../../src/request.js';
+import { limitsFrom } from '../../src/core/task.js';
+import { prepareRoi } from '../../src/core/prepare.js';
+import { roiBodySchema, roiInputOf } from '../../routes/v1/schemas/request.js';
 import { buildApp } from '../../src/server.js';
 import { writeNpy } from '../../src/tensors/npy.js';
 import { readSafetensors } from '../../src/tensors/safetensors.js';
@@ -453,10 +455,10 @@ describe('maxSide', () => {
     const limits = limitsFrom(testConfig({ maxImageSide: 64 }));
     const body = (maxSide?: number) =>
       roiBodySchema.parse({ image: 'AAAA', boxes: [[0, 0, 1, 1]], ...(maxSide ? { maxSide } : {}) });
-    expect(prepareRoi(body(), limits).params.maxSide).toBe(64);
-    expect(prepareRoi(body(32), limits).params.maxSide).toBe(32);
-    expect(prepareRoi(body(32), limits).warnings).toEqual([]);
-    const capped = prepareRoi(body(1000), limits);
+    expect(prepareRoi(roiInputOf(body()), limits).params.maxSide).toBe(64);
+    expect(prepareRoi(roiInputOf(body(32)), limits).params.maxSide).toBe(32);
+    expect(prepareRoi(roiInputOf(body(32)), limits).warnings).toEqual([]);
+    const capped = prepareRoi(roiInputOf(body(1000)), limits);
     expect(capped.params.maxSide).toBe(64);
     expect(capped.warnings).toEqual([
       {
@@ -466,7 +468,9 @@ describe('maxSide', () => {
           "maxSide 1000 is over this server's MAX_IMAGE_SIDE of 64: images are shrunk so their longer side is at most 64",
       },
     ]);
-    expect(prepareRoi(body(1000), { ...limits, maxImageSide: undefined }).params.maxSide).toBe(1000);
+    expect(prepareRoi(roiInputOf(body(1000)), { ...limits, maxImageSide: undefined }).params.maxSide).toBe(
+      1000,
+    );
   });
 });
 

@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { CancelledError, InvalidInputError } from '../../src/errors.js';
 import type { Boxes, FeatureMap, Pooled } from '../../src/ops/index.js';
 import { toLayout } from '../../src/ops/index.js';
-import { runOpsHere, type OpsParams, type RoiTimings } from '../../src/pipeline.js';
+import { runOpsHere, type OpsParams } from '../../src/core/pipeline.js';
+import type { RoiTimings } from '../../src/core/results.js';
 import {
   DONE,
   HELPED,

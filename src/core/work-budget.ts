@@ -31,12 +31,12 @@
  * ```
  * Warp is align on the boxes snapped to whole cells (`warpCells`), so its grids are computed on those.
  */
-import { TooLargeError } from './errors.js';
-import { denormalizeBoxes } from './ops/boxes.js';
-import { poolBinEdges, poolCells } from './ops/roi_pool.js';
-import { warpCells } from './ops/roi_warp.js';
-import { V1_OPERATORS, type RoiOp } from './ops/registry.js';
-import type { AlignMode, Boxes } from './ops/types.js';
+import { TooLargeError } from '../errors.js';
+import { denormalizeBoxes } from '../ops/boxes.js';
+import { poolBinEdges, poolCells } from '../ops/roi_pool.js';
+import { warpCells } from '../ops/roi_warp.js';
+import { V1_OPERATORS, type RoiOp } from '../ops/registry.js';
+import type { AlignMode, Boxes } from '../ops/types.js';
 
 /** Channels' worth of work per tap besides the channel loop (its table entry, address, weight). */
 export const TAP_OVERHEAD = 16;
@@ -240,7 +240,7 @@ export function estimateWork(
 /**
  * Estimates and checks a RoI request in one call: {@link estimateWork} then {@link checkWork}.
  *
- * @param params - the request's op parameters (`RoiParams` from `src/request.ts`)
+ * @param params - the request's op parameters (`RoiParams` from `src/core/task.ts`)
  * @param limits - `maxWork` (`MAX_WORK`) and `maxSamplingGrid`
  * @returns the estimate (for logs and `Server-Timing`-like reporting)
  * @throws TooLargeError (413) over `maxWork`

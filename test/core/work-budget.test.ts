@@ -1,19 +1,28 @@
 /**
- * The work budget's cost model (src/work_budget.ts): its tap and cell counts against a direct count
+ * The work budget's cost model (src/core/work-budget.ts): its tap and cell counts against a direct count
  * of what the reference implementations read, its defaults against the README's normal requests and
  * the hostile ones of issue 11, and the image path's check before the backbone runs.
  */
 import { describe, expect, it, vi } from 'vitest';
-import type { Backbone } from '../src/backbone/index.js';
-import { parseConfig } from '../src/config.js';
-import { TooLargeError } from '../src/errors.js';
-import { toCanonicalBoxes, type AlignMode, type Boxes } from '../src/ops/index.js';
-import { executeRoi, type PipelineContext } from '../src/pipeline.js';
-import { limitsFrom, prepareRoi, roiBodySchema } from '../src/request.js';
-import { decodeRoiTask } from '../src/task-input.js';
-import { alignWork, estimateWork, poolWork, checkRoiWork, type OpsWorkInput } from '../src/work_budget.js';
-import { refBoxes, refRoiAlign, refRoiPool, refRoiWarp, type RefMap } from './reference/roi_reference.js';
-import { testPng } from './routes/helpers.js';
+import type { Backbone } from '../../src/backbone/index.js';
+import { parseConfig } from '../../src/config.js';
+import { TooLargeError } from '../../src/errors.js';
+import { toCanonicalBoxes, type AlignMode, type Boxes } from '../../src/ops/index.js';
+import { executeRoi } from '../../src/core/pipeline.js';
+import { type PipelineContext } from '../../src/core/results.js';
+import { limitsFrom } from '../../src/core/task.js';
+import { prepareRoi } from '../../src/core/prepare.js';
+import { roiBodySchema, roiInputOf } from '../../routes/v1/schemas/request.js';
+import { decodeRoiTask } from '../../src/core/decode-task.js';
+import {
+  alignWork,
+  estimateWork,
+  poolWork,
+  checkRoiWork,
+  type OpsWorkInput,
+} from '../../src/core/work-budget.js';
+import { refBoxes, refRoiAlign, refRoiPool, refRoiWarp, type RefMap } from '../reference/roi_reference.js';
+import { testPng } from '../routes/helpers.js';
 
 const f = Math.fround;
 const defaults = limitsFrom(parseConfig({}));
@@ -234,11 +243,11 @@ describe('the default MAX_WORK', () => {
         outputSize: 1,
         normalized,
       });
-    expect(() => prepareRoi(body(false, [0, 0, 1400, 1400]), defaults)).toThrow(/MAX_WORK/);
-    expect(() => prepareRoi(body(true, [0, 0, 1, 1]), defaults)).toThrow(/MAX_WORK/);
+    expect(() => prepareRoi(roiInputOf(body(false, [0, 0, 1400, 1400])), defaults)).toThrow(/MAX_WORK/);
+    expect(() => prepareRoi(roiInputOf(body(true, [0, 0, 1, 1])), defaults)).toThrow(/MAX_WORK/);
     // and with imageSize, fractions of it
     const withSize = { ...body(true, [0, 0, 1, 1]), imageSize: [1400, 1400] as [number, number] };
-    expect(() => prepareRoi(withSize, defaults)).toThrow(/MAX_WORK/);
+    expect(() => prepareRoi(roiInputOf(withSize), defaults)).toThrow(/MAX_WORK/);
   });
 
   it('prepareRoi refuses an over-budget features request with 413', () => {
@@ -253,7 +262,7 @@ describe('the default MAX_WORK', () => {
     });
     let error: unknown;
     try {
-      prepareRoi(body, defaults);
+      prepareRoi(roiInputOf(body), defaults);
     } catch (err) {
       error = err;
     }
@@ -283,7 +292,10 @@ describe('image input: the budget is checked after decoding, before the backbone
     const limits = { ...defaults, maxWork };
     const ctx: PipelineContext = { backbone: async () => backbone, backend: () => null, limits };
     const png = (await testPng(96, 64)).toString('base64');
-    const task = prepareRoi(roiBodySchema.parse({ image: png, boxes: [[0, 0, 96, 64]], ...body }), limits);
+    const task = prepareRoi(
+      roiInputOf(roiBodySchema.parse({ image: png, boxes: [[0, 0, 96, 64]], ...body })),
+      limits,
+    );
     const error = await executeRoi(decodeRoiTask(task, limits), ctx).catch((err: unknown) => err);
     return { error, backbone };
   }

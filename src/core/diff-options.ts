@@ -3,8 +3,8 @@
  * the worker (which renders). Deliberately free of any rendering import: the route must not load the
  * renderer, so that no picture is ever drawn on the HTTP thread (issue 11, item 11).
  */
-import { InvalidInputError } from './errors.js';
-import type { ChannelSelect } from './imaging/render.js';
+import { InvalidInputError } from '../errors.js';
+import type { ChannelSelect } from '../imaging/render.js';
 
 /** Most boxes one sheet shows (each adds a ~190 px row). */
 export const MAX_DIFF_BOXES = 32;

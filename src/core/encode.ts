@@ -1,157 +1,28 @@
 /**
- * Response schemas (zod, also the OpenAPI document) and encoders shared by the routes: tensors as
- * JSON (base64 or arrays), `.npy` and safetensors, plus the image / feature-map / coverage parts that
- * `/v1/roi` and `/v1/diff` both return.
+ * The encoders of the RoI work's results (they run in the worker): tensors as JSON (base64 or arrays),
+ * `.npy` and safetensors, with the checks of the output options that need no work. The JSON bodies are
+ * typed by `./wire.ts`; their zod schemas (the OpenAPI document) are on the HTTP side
+ * (`routes/v1/schemas/responses.ts`), which checks at compile time that the two agree.
  */
-import { z } from 'zod';
-import { InvalidInputError, TooLargeError } from './errors.js';
-import { BOX_FORMATS, type Boxes, type Pooled } from './ops/index.js';
-import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './pipeline.js';
-import { COVERAGE_ORDER, ROI_OPS, type RoiOp } from './ops/registry.js';
-import { littleEndianBytes } from './tensors/base64.js';
+import { InvalidInputError, TooLargeError } from '../errors.js';
+import type { Boxes, Pooled } from '../ops/types.js';
+import type { RoiOp } from '../ops/registry.js';
+import { littleEndianBytes } from '../tensors/base64.js';
 import {
   bfloat16BitsToFloat32,
   float16BitsToFloat32,
   FLOAT16_MAX,
-  OUTPUT_DTYPES,
   toHalfBits,
   type OutputDtype,
-} from './tensors/float16.js';
-import { writeNpy } from './tensors/npy.js';
-import { writeSafetensors, type WritableTensor } from './tensors/safetensors.js';
-import { warningsSchema, type RoiWarning } from './warnings.js';
+} from '../tensors/float16.js';
+import { writeNpy } from '../tensors/npy.js';
+import { writeSafetensors, type WritableTensor } from '../tensors/safetensors.js';
+import type { RoiWarning } from '../warnings.js';
+import type { FeatureMapInfo, FeaturesResult, ImageInfo, RoiResult } from './results.js';
+import type { EchoedParams, FeaturesResponseBody, RoiResponseBody } from './wire.js';
 
 /** Most values `encoding: "array"` may return (JSON numbers are ~10× larger than base64 float32). */
 export const MAX_ARRAY_VALUES = 1_000_000;
-
-export const tensorSchema = z
-  .object({
-    shape: z.array(z.number().int()).describe('logical shape, e.g. [K, C, PH, PW]'),
-    dtype: z
-      .enum(OUTPUT_DTYPES)
-      .describe("the element type of `data`: the request's `dtype` (float32 unless asked otherwise)"),
-    data: z
-      .union([z.string(), z.array(z.number())])
-      .describe(
-        'base64 of the little-endian values (4 bytes each for float32, 2 for float16 / bfloat16) in ' +
-          'row-major (NCHW) order, or (encoding "array") a flat number array of the values after rounding ' +
-          'to `dtype`: -0 is written -0; an output that is ±Infinity or NaN is refused (400, field encoding)',
-      ),
-  })
-  .meta({ id: 'Tensor', description: 'a float32, float16 or bfloat16 tensor' });
-export type TensorJson = z.output<typeof tensorSchema>;
-
-export const imageInfoSchema = z
-  .object({
-    width: z
-      .number()
-      .int()
-      .describe('width after the optional MAX_IMAGE_SIDE resize: the frame of the operators'),
-    height: z.number().int(),
-    originalWidth: z.number().int().describe('width as sent (after EXIF orientation): the frame of `boxes`'),
-    originalHeight: z.number().int(),
-    scale: z.number().describe('width / originalWidth; 1 when not resized (same as scaleX)'),
-    scaleX: z.number().describe('width / originalWidth: box x coordinates are multiplied by this'),
-    scaleY: z
-      .number()
-      .describe(
-        'height / originalHeight: box y coordinates are multiplied by this (each side is rounded on its own)',
-      ),
-    format: z.string(),
-  })
-  .describe('the decoded image');
-
-export const featureMapInfoSchema = z
-  .object({
-    shape: z
-      .tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()])
-      .describe('logical [N, C, H, W], whatever the layout the features were sent in'),
-    stride: z.number().describe('image pixels per feature cell'),
-    spatialScale: z.number().describe('feature cells per image pixel (1 / stride)'),
-    source: z.enum(['input', 'backbone']),
-    backbone: z.string().nullable(),
-    backend: z.string().nullable().describe('tfjs backend that ran the backbone'),
-  })
-  .describe('the feature map the operators ran on');
-
-const rectSchema = z.object({ x1: z.number(), y1: z.number(), x2: z.number(), y2: z.number() });
-
-const opCoverageSchema = z.object({
-  region: rectSchema.describe('image-pixel region the operator reads, half-open'),
-  cells: rectSchema.optional().describe('feature cells behind the region (pool and warp)'),
-  area: z.number(),
-  lost: z.number().describe('box area the region misses'),
-  gained: z.number().describe('region area outside the box'),
-  lostFraction: z.number(),
-  gainedFraction: z.number(),
-  iou: z.number(),
-});
-
-/** `{ [op]: schema }` for each of `ops`, in their order (a zod shape, typed by op name). */
-function perOp<T extends z.ZodType>(ops: readonly RoiOp[], schema: T): Record<RoiOp, T> {
-  return Object.fromEntries(ops.map((op) => [op, schema])) as Record<RoiOp, T>;
-}
-
-export const boxCoverageSchema = z
-  .object({
-    box: rectSchema,
-    boxArea: z.number(),
-    ...perOp(COVERAGE_ORDER, opCoverageSchema),
-  })
-  .describe('what each operator reads of one box, in the operators frame (resized-image pixels)');
-
-export const timingsSchema = z
-  .object({
-    decode: z.number(),
-    backbone: z.number(),
-    ...perOp(ROI_OPS, z.number()),
-    encode: z.number(),
-    total: z.number(),
-  })
-  .describe('milliseconds per stage (0 when a stage did not run)');
-
-export const roiParamsSchema = z.object({
-  ops: z.array(z.enum(ROI_OPS)),
-  boxFormat: z.enum(BOX_FORMATS),
-  normalized: z.boolean().describe('whether `boxes` were sent as fractions (the echoed boxes are pixels)'),
-  outputSize: z.tuple([z.number().int(), z.number().int()]).describe('[PH, PW]'),
-  samplingRatio: z.number().int(),
-  aligned: z.boolean(),
-  mode: z.enum(['avg', 'max', 'onnx_max']),
-  spatialScale: z.number(),
-  imageSize: z.tuple([z.number(), z.number()]).nullable(),
-  maxSide: z
-    .number()
-    .int()
-    .nullable()
-    .describe(
-      'longest image side after resizing: maxSide capped by MAX_IMAGE_SIDE; null: no limit, or features',
-    ),
-  format: z.enum(['json', 'npy', 'safetensors']),
-  encoding: z.enum(['base64', 'array']),
-});
-
-export const roiResponseSchema = z
-  .object({
-    params: roiParamsSchema
-      .extend({ dtype: z.enum(OUTPUT_DTYPES) })
-      .describe('the parameters used, defaults filled in'),
-    image: imageInfoSchema.nullable().describe('null for features input'),
-    featureMap: featureMapInfoSchema,
-    boxes: z
-      .array(z.tuple([z.number(), z.number(), z.number(), z.number(), z.number()]))
-      .describe(
-        'canonical boxes (b, x1, y1, x2, y2) in input-image pixels (whatever boxFormat and normalized), float32-rounded',
-      ),
-    outputs: z
-      .object(perOp(ROI_OPS, tensorSchema.optional()))
-      .describe('one [K, C, PH, PW] tensor per requested op'),
-    coverage: z.array(boxCoverageSchema),
-    warnings: warningsSchema,
-    timings: timingsSchema,
-  })
-  .meta({ id: 'RoiResponse', description: 'RoI outputs and everything needed to interpret them' });
-export type RoiResponse = z.output<typeof roiResponseSchema>;
 
 /**
  * A flat float32 array as JSON text for `encoding: "array"`. `JSON.stringify` would write `-0` as `0`
@@ -214,7 +85,7 @@ export function echoedParams(
   result: RoiResult,
   format: 'json' | 'npy' | 'safetensors',
   encoding: 'base64' | 'array',
-) {
+): EchoedParams {
   const p = result.params;
   return {
     ops: p.ops,
@@ -393,7 +264,7 @@ function littleEndianBytesBase64(data: Float32Array | Uint16Array): Buffer {
 
 /**
  * Encodes a `/v1/roi` result in the requested format (runs in the worker):
- * - `json`: {@link roiResponseSchema}; tensors as base64 or (`encoding: "array"`) number arrays;
+ * - `json`: {@link RoiResponseBody}; tensors as base64 or (`encoding: "array"`) number arrays;
  * - `npy`: the single op's `[K, C, PH, PW]` as `.npy` (`<f4`, or `<f2` for float16);
  * - `safetensors`: {@link roiSafetensors}.
  *
@@ -440,7 +311,7 @@ export function encodeRoi(
       filename: 'roi.safetensors',
     };
   } else {
-    const tensors: RoiResponse['outputs'] = {};
+    const tensors: RoiResponseBody['outputs'] = {};
     const spliced: SplicedTensor[] = [];
     for (const [op, pooled, t] of outputs) {
       tensors[op] = { shape: [...pooled.shape], dtype, data: PLACEHOLDER(spliced.length) };
@@ -450,7 +321,7 @@ export function encodeRoi(
           : { base64: t.data },
       );
     }
-    const payload: RoiResponse = {
+    const payload: RoiResponseBody = {
       params: { ...echoedParams(result, 'json', encoding), dtype },
       image: result.image,
       featureMap: result.featureMap,
@@ -493,25 +364,8 @@ function roundedArrayJson(float32: Float32Array, t: WireTensor, field: string): 
   return float32ArrayJson(values, field);
 }
 
-export const featuresResponseSchema = z
-  .object({
-    features: z
-      .object({
-        shape: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]),
-        layout: z.literal('NCHW'),
-        dtype: z.literal('float32'),
-        data: z.string().describe('base64 of little-endian float32 values, NCHW order'),
-      })
-      .describe('the feature map [1, C, H, W]; send it back to /v1/roi as `features`'),
-    featureMap: featureMapInfoSchema,
-    image: imageInfoSchema,
-    timings: z.object({ decode: z.number(), backbone: z.number(), encode: z.number() }),
-  })
-  .meta({ id: 'FeaturesResponse', description: 'the backbone feature map of an image' });
-export type FeaturesResponse = z.output<typeof featuresResponseSchema>;
-
 /**
- * Encodes a `/v1/features` result (runs in the worker): JSON {@link featuresResponseSchema} or `.npy`
+ * Encodes a `/v1/features` result (runs in the worker): JSON ({@link FeaturesResponseBody}) or `.npy`
  * of `[1, C, H, W]`.
  */
 export function encodeFeatures(
@@ -529,7 +383,7 @@ export function encodeFeatures(
     };
   } else {
     const [n, c, h, w] = features.shape;
-    const payload: FeaturesResponse = {
+    const payload: FeaturesResponseBody = {
       features: { shape: [n, c, h, w], layout: 'NCHW', dtype: 'float32', data: PLACEHOLDER(0) },
       featureMap: result.featureMap,
       image: result.image,

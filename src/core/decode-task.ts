@@ -6,20 +6,20 @@
  * errors are the ones the HTTP thread used to give, with the same fields (`image`, `features`,
  * `features.data`, `features.shape`, `boxes[k][0]`, `boxes`).
  */
-import { InvalidInputError } from './errors.js';
-import { assertBoxes, assertFiniteFeatures } from './ops/index.js';
-import type { FeatureMap } from './ops/types.js';
+import { InvalidInputError } from '../errors.js';
+import { assertBoxes } from '../ops/boxes.js';
+import { assertFiniteFeatures } from '../ops/features.js';
+import type { FeatureMap } from '../ops/types.js';
+import { decodeBase64Bytes, decodeFloat32Base64 } from '../tensors/base64.js';
+import { readNpy } from '../tensors/npy.js';
+import { checkFeatureMapRequest } from './prepare.js';
 import {
-  checkFeatureMapRequest,
-  decodeFeatures,
   logicalShape,
   type DecodedRoiTask,
   type FeaturesInput,
   type RoiLimits,
   type RoiTask,
-} from './request.js';
-import { decodeBase64Bytes } from './tensors/base64.js';
-import { readNpy } from './tensors/npy.js';
+} from './task.js';
 
 /**
  * An encoded image as sent: file bytes as they are, base64 text decoded.
@@ -77,4 +77,33 @@ export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask 
     }
   }
   return { ...task, image, features };
+}
+
+/**
+ * Decodes a JSON `features` object into a {@link FeatureMap}, checking length and finiteness.
+ *
+ * @param features - `{ shape, layout, data }` as sent in JSON; `shape` in
+ *   `layout` order (see {@link logicalShape})
+ * @returns the map with its logical `[N, C, H, W]` shape (what the operators and responses use)
+ * @throws InvalidInputError (field `features.data`) on bad base64, wrong length, NaN or Inf
+ */
+export function decodeFeatures(
+  features: Omit<Extract<FeaturesInput, { encoding: 'base64' }>, 'encoding'>,
+): FeatureMap {
+  const data = decodeFloat32Base64(features.data, 'features.data');
+  const expected = features.shape.reduce((a, b) => a * b, 1);
+  if (data.length !== expected) {
+    throw new InvalidInputError(
+      `features.data holds ${data.length} float32 values; shape [${features.shape.join(', ')}] needs ${expected}`,
+      'features.data',
+      `${expected} little-endian float32 values (${expected * 4} bytes) in base64`,
+    );
+  }
+  const fm: FeatureMap = {
+    data,
+    shape: logicalShape(features.shape, features.layout),
+    layout: features.layout,
+  };
+  assertFiniteFeatures(fm, 'features');
+  return fm;
 }

@@ -1,0 +1,245 @@
+/**
+ * {@link prepareRoi}: the checks of a {@link RoiInput} that need no decoding (one of image/features,
+ * limits from the config, the work budget when the shapes are known) and its boxes in canonical form,
+ * giving the {@link RoiTask} a worker runs; plus the limit checks the worker repeats once it knows what
+ * only decoding tells (`checkFeatureMapRequest`, `checkOutputValues`, `layoutWarnings`).
+ */
+import { InvalidInputError, TooLargeError } from '../errors.js';
+import { toCanonicalBoxes } from '../ops/boxes.js';
+import { ROI_OPS } from '../ops/registry.js';
+import type { Boxes, Layout } from '../ops/types.js';
+import { size, type RoiWarning } from '../warnings.js';
+import {
+  knownFeatureShape,
+  logicalShape,
+  type FeaturesInput,
+  type RoiInput,
+  type RoiLimits,
+  type RoiParams,
+  type RoiTask,
+} from './task.js';
+import { boxesInPixels, checkRoiWork, featureMapFrame } from './work-budget.js';
+
+/**
+ * Checks an input beyond its types (one of image/features, limits from the config) and converts the
+ * boxes to canonical form: the HTTP-thread half of the work, cheap (it
+ * grows with the box count, never with the image or feature bytes), so that most bad requests never
+ * reach a worker. The inputs stay as sent; the worker decodes and checks them (`decodeRoiTask`).
+ *
+ * @param body - the typed input (a `/v1` body through `roiInputOf`, or a caller's own values)
+ * @param limits - from `limitsFrom`
+ * @param includeImage - ask the worker to return the decoded RGB image; default false
+ * @throws InvalidInputError (400) or TooLargeError (413), naming the field
+ */
+export function prepareRoi(body: RoiInput, limits: RoiLimits, includeImage = false): RoiTask {
+  const hasImage = body.image !== undefined;
+  const hasFeatures = body.features !== undefined;
+  if (hasImage === hasFeatures) {
+    throw new InvalidInputError(
+      hasImage ? 'give either image or features, not both' : 'missing input: give image or features',
+      hasImage ? 'features' : 'image',
+      'exactly one of `image` (an encoded image) or `features` (a feature map)',
+    );
+  }
+  if (hasFeatures && body.spatialScale === undefined) {
+    throw new InvalidInputError(
+      'spatialScale is required with features',
+      'spatialScale',
+      'a positive number: feature-map cells per image pixel (1/stride)',
+    );
+  }
+  if (hasImage && body.spatialScale !== undefined) {
+    throw new InvalidInputError(
+      'spatialScale is set by the backbone (1/stride) when the input is an image',
+      'spatialScale',
+      'no spatialScale with `image` (only with `features`)',
+    );
+  }
+  if (hasFeatures && body.maxSide !== undefined) {
+    throw new InvalidInputError(
+      'maxSide resizes an image; with features there is no image to resize',
+      'maxSide',
+      'no maxSide with `features` (only with `image`)',
+    );
+  }
+  const maxSide = resolveMaxSide(body.maxSide, limits.maxImageSide);
+  if (hasImage && body.imageSize !== undefined) {
+    throw new InvalidInputError(
+      'imageSize comes from the decoded image when the input is an image',
+      'imageSize',
+      'no imageSize with `image` (only with `features`)',
+    );
+  }
+  const outputSize: [number, number] =
+    typeof body.outputSize === 'number' ? [body.outputSize, body.outputSize] : [...body.outputSize];
+  outputSize.forEach((side, i) => {
+    if (side > limits.maxOutputSide) {
+      throw new InvalidInputError(
+        `outputSize ${side} exceeds the limit ${limits.maxOutputSide}`,
+        typeof body.outputSize === 'number' ? 'outputSize' : `outputSize[${i}]`,
+        `an integer from 1 to ${limits.maxOutputSide}`,
+      );
+    }
+  });
+  if (body.samplingRatio > limits.maxSamplingGrid) {
+    throw new InvalidInputError(
+      `samplingRatio ${body.samplingRatio} exceeds the limit ${limits.maxSamplingGrid}`,
+      'samplingRatio',
+      `an integer <= ${limits.maxSamplingGrid} (<= 0 = adaptive)`,
+    );
+  }
+  if (body.boxes.length > limits.maxBoxes) {
+    throw new TooLargeError(
+      `${body.boxes.length} boxes exceed the limit of ${limits.maxBoxes} per request`,
+      'boxes',
+      `at most ${limits.maxBoxes} boxes`,
+    );
+  }
+  const ops = ROI_OPS.filter((op) => body.ops.includes(op));
+  const features: FeaturesInput | undefined = body.features;
+  const task = { features } as RoiTask;
+  const shape = knownFeatureShape(task);
+  // Batch indices are checked against N in the worker, after the map is decoded (a `.npy` map's N is in
+  // its header; and a map's own errors come first, as they always did).
+  const batchSize = features ? Number.MAX_SAFE_INTEGER : 1;
+  const boxes = toCanonicalBoxes(body.boxes, { format: body.boxFormat, batchSize, field: 'boxes' });
+  const params: RoiParams = {
+    ops,
+    boxFormat: body.boxFormat,
+    normalized: body.normalized,
+    outputSize,
+    samplingRatio: body.samplingRatio,
+    aligned: body.aligned,
+    mode: body.mode,
+    spatialScale: body.spatialScale,
+    imageSize: body.imageSize === undefined ? undefined : [body.imageSize[0], body.imageSize[1]],
+    maxSide: hasImage ? maxSide.maxSide : undefined,
+  };
+  // The shapes are known: refuse an over-budget request here, before it takes a queue slot (a
+  // `.npy` map's shape is in its header: the worker checks it once read, see `decodeRoiTask`).
+  if (shape) checkFeatureMapRequest(boxes, shape, params, limits);
+  return {
+    image: body.image,
+    features,
+    boxes,
+    params,
+    includeImage,
+    // layout-suspect warnings come from the pipeline, which knows a .npy map's shape.
+    warnings: [...maxSide.warnings],
+  };
+}
+
+/** Whether a map of `h × w` cells plausibly covers `imageSize` at `spatialScale` (backbones pad and round). */
+function mapFits(h: number, w: number, imageSize: readonly [number, number], spatialScale: number): boolean {
+  const near = (cells: number, expected: number) => Math.abs(cells - expected) <= Math.max(2, 0.1 * expected);
+  return near(h, imageSize[1] * spatialScale) && near(w, imageSize[0] * spatialScale);
+}
+
+/**
+ * The one cheap check of a mislabelled layout: with `imageSize` the map's H × W is roughly known
+ * (`imageSize × spatialScale`). When the shape read in the declared layout does not fit it and the
+ * shape read in the other layout does, say so (`layout-suspect`). Without `imageSize` nothing tells the
+ * two readings apart, so nothing is said.
+ */
+export function layoutWarnings(
+  shape: readonly [number, number, number, number],
+  layout: Layout,
+  imageSize: readonly [number, number],
+  spatialScale: number,
+): RoiWarning[] {
+  const other: Layout = layout === 'NCHW' ? 'NHWC' : 'NCHW';
+  const [, , h, w] = logicalShape(shape, layout);
+  const [, , oh, ow] = logicalShape(shape, other);
+  if (mapFits(h, w, imageSize, spatialScale) || !mapFits(oh, ow, imageSize, spatialScale)) return [];
+  const expected = size(imageSize[0] * spatialScale, imageSize[1] * spatialScale);
+  return [
+    {
+      code: 'layout-suspect',
+      field: 'features.layout',
+      message:
+        `features.shape [${shape.join(', ')}] read as ${layout} gives a ${w}×${h} map (W×H), but imageSize × ` +
+        `spatialScale expects about ${expected}; read as ${other} it would be ${ow}×${oh}. Did you mean layout ` +
+        `"${other}"? (shape is the array's shape as stored: [N, H, W, C] for NHWC)`,
+    },
+  ];
+}
+
+/**
+ * The longest side an image is shrunk to: the request's `maxSide` capped by the server's
+ * `MAX_IMAGE_SIDE`. A request over the cap is served at the cap with a `max-side-capped` warning rather
+ * than refused: `maxSide` is an upper bound, and an image shrunk to the cap satisfies it too.
+ *
+ * @param requested - the request's `maxSide`, if any
+ * @param cap - `MAX_IMAGE_SIDE`, if set
+ * @returns the side to use (undefined: keep the size) and the warning, if capped
+ */
+export function resolveMaxSide(
+  requested: number | undefined,
+  cap: number | undefined,
+): { maxSide: number | undefined; warnings: RoiWarning[] } {
+  if (requested === undefined || cap === undefined || requested <= cap) {
+    return { maxSide: requested ?? cap, warnings: [] };
+  }
+  return {
+    maxSide: cap,
+    warnings: [
+      {
+        code: 'max-side-capped',
+        field: 'maxSide',
+        message: `maxSide ${requested} is over this server's MAX_IMAGE_SIDE of ${cap}: images are shrunk so their longer side is at most ${cap}`,
+      },
+    ],
+  };
+}
+
+/** Values in a request's outputs: K·C·PH·PW per op, summed over the ops. */
+export function outputValueCount(
+  boxCount: number,
+  channels: number,
+  outputSize: readonly [number, number],
+  opCount: number,
+): number {
+  return boxCount * channels * outputSize[0] * outputSize[1] * opCount;
+}
+
+/**
+ * The size checks of a feature-map request once the map's shape is known: the output against
+ * `MAX_OUTPUT_VALUES`, then the work budget (`MAX_WORK`) with the boxes in pixels. One place for both
+ * input forms: `prepareRoi` runs it on the HTTP thread when the shape came with the JSON, and
+ * `decodeRoiTask` in the worker for a `.npy` map, whose shape only its header tells.
+ *
+ * @throws TooLargeError naming what to change
+ */
+export function checkFeatureMapRequest(
+  boxes: Boxes,
+  shape: readonly [number, number, number, number],
+  params: RoiParams,
+  limits: RoiLimits,
+): void {
+  checkOutputValues(boxes.count, shape[1], params.outputSize, params.ops.length, limits);
+  const s = params.spatialScale as number;
+  const frame = featureMapFrame(shape, s, params.imageSize);
+  checkRoiWork(boxesInPixels(boxes, params.normalized, frame), shape, s, params, limits);
+}
+
+/**
+ * Refuses requests whose outputs would exceed `limits.maxOutputValues` ({@link outputValueCount}).
+ *
+ * @throws TooLargeError (field `boxes`)
+ */
+export function checkOutputValues(
+  boxCount: number,
+  channels: number,
+  outputSize: readonly [number, number],
+  opCount: number,
+  limits: Pick<RoiLimits, 'maxOutputValues'>,
+): void {
+  const values = outputValueCount(boxCount, channels, outputSize, opCount);
+  if (values > limits.maxOutputValues) {
+    throw new TooLargeError(
+      `the outputs would hold ${values} values (K=${boxCount} · C=${channels} · PH·PW=${outputSize[0] * outputSize[1]} · ops=${opCount}), over the limit of ${limits.maxOutputValues}`,
+      'boxes',
+      `K · C · PH · PW · ops <= ${limits.maxOutputValues}: fewer boxes, ops or a smaller outputSize`,
+    );
+  }
+}

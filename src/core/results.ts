@@ -1,0 +1,100 @@
+/**
+ * What the pipelines (`./pipeline.ts`) produce, structured-cloneable so that results cross the worker
+ * boundary (their buffers are transferred): the RoI result, the features result, their stage timings,
+ * and the context the worker hands a pipeline.
+ */
+import type { Backbone } from '../backbone/index.js';
+import type { BoxCoverage } from '../ops/coverage.js';
+import type { RoiOp } from '../ops/registry.js';
+import type { Boxes, FeatureMap, Pooled } from '../ops/types.js';
+import type { RoiWarning } from '../warnings.js';
+import type { RoiLimits, RoiParams } from './task.js';
+
+/** Milliseconds per stage, one per `/v1` operator among them; a stage that did not run is 0. */
+export type RoiTimings = {
+  decode: number;
+  backbone: number;
+  /** Wait for a worker, set by the pool (`src/pool.ts`) on the way back; never by the pipeline. */
+  queue?: number;
+} & Record<RoiOp, number>;
+
+/** The decoded image, when the input was one. Coordinates of the ops are in `width × height`. */
+export interface ImageInfo {
+  /** Size after the optional `MAX_IMAGE_SIDE` resize: the frame the operators and coverage work in. */
+  width: number;
+  height: number;
+  /** Size as sent (after EXIF orientation): the frame `boxes` are given in. */
+  originalWidth: number;
+  originalHeight: number;
+  /** `width / originalWidth`; 1 when not resized. Same as `scaleX` (kept for existing clients). */
+  scale: number;
+  /** `width / originalWidth`: box x coordinates are multiplied by this. */
+  scaleX: number;
+  /**
+   * `height / originalHeight`: box y coordinates are multiplied by this. Differs from `scaleX` when
+   * the resize rounded each side to whole pixels (64×27 → 32×14: 0.5 and 0.5185).
+   */
+  scaleY: number;
+  /** Detected format, e.g. `png`. */
+  format: string;
+}
+
+/** Where the feature map came from and how it maps onto the image. */
+export interface FeatureMapInfo {
+  /** Logical `[N, C, H, W]`. */
+  shape: [number, number, number, number];
+  /** Backbone stride in pixels; `1 / spatialScale` for user features. */
+  stride: number;
+  /** Feature cells per (resized) image pixel, as used by the operators (float32-rounded by them). */
+  spatialScale: number;
+  /** `input` for user features, else the backbone name. */
+  source: 'input' | 'backbone';
+  backbone: string | null;
+  /** tfjs backend that ran the backbone (`tensorflow`, `wasm`, `cpu`); null for user features. */
+  backend: string | null;
+}
+
+/** Everything one RoI request produces (structured-cloneable; its buffers are transferred). */
+export interface RoiResult {
+  /** Parameters used, defaults filled in; `spatialScale` resolved (1/stride for images). */
+  params: RoiParams & { spatialScale: number };
+  /** null for features input. */
+  image: ImageInfo | null;
+  /** The decoded RGB pixels `[height, width, 3]` (HWC) of the resized image; only if `task.includeImage`. */
+  rgb: Uint8Array | null;
+  /**
+   * The feature map the operators read, `[N, C, H, W]` in its own layout; only if `task.includeImage`
+   * (the diff pictures draw it as a heatmap).
+   */
+  features?: FeatureMap;
+  featureMap: FeatureMapInfo;
+  /** Canonical boxes `[K, 5]` in input-image pixels (before any resize); normalized boxes × the frame. */
+  boxes: Boxes;
+  /** The boxes the operators ran on: x × `image.scaleX`, y × `image.scaleY` (the same object when both are 1). */
+  opBoxes: Boxes;
+  /** One output per requested op, `[K, C, PH, PW]`, NCHW. */
+  outputs: Partial<Record<RoiOp, Pooled>>;
+  /** One entry per box, in the operators' frame (resized image pixels). */
+  coverage: BoxCoverage[];
+  /** Non-fatal warnings: the task's, then those about the boxes (see `src/warnings.ts`). */
+  warnings: RoiWarning[];
+  timings: RoiTimings;
+}
+
+/** Result of `POST /v1/features`. */
+export interface FeaturesResult {
+  image: ImageInfo;
+  featureMap: FeatureMapInfo;
+  /** `[1, C, H, W]` in NCHW order. */
+  features: FeatureMap;
+  timings: Pick<RoiTimings, 'decode' | 'backbone'>;
+}
+
+/** What the worker hands the pipeline: its backbone (loaded lazily) and the limits. */
+export interface PipelineContext {
+  /** Resolves once the worker's backbone is loaded and warmed; rejects if it failed to load. */
+  backbone(): Promise<Backbone>;
+  /** tfjs backend name in this worker. */
+  backend(): string | null;
+  limits: RoiLimits;
+}

@@ -1,0 +1,143 @@
+/**
+ * Multipart bodies of `/v1/roi` and `/v1/diff`: a `preValidation` hook turning a `multipart/form-data`
+ * body into the JSON shape, so one zod schema validates both content types; file parts stay bytes
+ * ({@link binaryPartsOf}) for the worker to parse.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { bodyTooLarge, guardBody, lingerThenClose } from '../body-guard.js';
+import { InvalidInputError, RoiServeError } from '../errors.js';
+
+/**
+ * `preValidation` hook turning a `multipart/form-data` body into the JSON shape, so one zod schema
+ * validates both. The `image` and `features` (`.npy`) file parts are kept as bytes
+ * ({@link binaryPartsOf}) and the body gets stand-ins in their place (the `layout` field goes into
+ * `features`); the worker parses them, never the HTTP thread. Any other field is parsed as JSON text
+ * when it parses (`[[0,0,10,10]]`, `0.25`, `false`) and kept as a string otherwise (`npy`, `xywh`).
+ * Repeated fields are refused. The whole body is bounded by `BODY_LIMIT_BYTES`. Does nothing for
+ * other content types.
+ *
+ * @throws InvalidInputError for a repeated field; TooLargeError (field `body`) over the limit
+ */
+export async function multipartToJsonBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (!request.isMultipart()) return;
+  try {
+    request.body = await readMultipart(request, request.server.config.bodyLimitBytes);
+  } catch (err) {
+    if (err instanceof RoiServeError && err.status === 413 && err.field === 'body') {
+      // The rest of the body is left unread: once the 413 is out, the connection is closed (after a
+      // short linger, so that the client reads the 413 before the close resets the connection).
+      lingerThenClose(request.raw, reply.raw);
+    }
+    if (err instanceof RoiServeError) throw err;
+    const status = (err as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) throw err; // e.g. 413 file too large
+    // busboy's parse errors ("Unexpected end of form", …) are the client's: a 400, not a 500.
+    throw new InvalidInputError(
+      `malformed multipart body: ${err instanceof Error ? err.message : String(err)}`,
+      'body',
+      'a well-formed multipart/form-data body',
+    );
+  }
+}
+
+/** Multipart file parts kept as bytes: `image` (an encoded image) and `features` (a `.npy` file). */
+export interface BinaryParts {
+  image?: Uint8Array;
+  features?: Uint8Array;
+}
+
+const binaryParts = new WeakMap<FastifyRequest, BinaryParts>();
+
+/** What the validated body holds in place of a multipart `image` file part (its bytes: {@link binaryPartsOf}). */
+const FILE_PART = '(multipart file part)';
+
+/**
+ * The file parts of a multipart request, as bytes (empty for JSON): pass them to {@link prepareRoi},
+ * which prefers them to the body's stand-ins.
+ */
+export function binaryPartsOf(request: FastifyRequest): BinaryParts {
+  return binaryParts.get(request) ?? {};
+}
+
+/**
+ * Reads every part, the whole body bounded by `limit` bytes (each part is also bounded by the
+ * plugin's per-part limits). Over the limit, reading stops and a 413 (field `body`) is thrown.
+ */
+async function readMultipart(request: FastifyRequest, limit: number): Promise<Record<string, unknown>> {
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw bodyTooLarge(limit);
+  const body: Record<string, unknown> = {};
+  const files: BinaryParts = {};
+  binaryParts.set(request, files);
+  const parts = request.parts()[Symbol.asyncIterator]();
+  // The first next() starts busboy (pipes the request into it); only then may the guard listen.
+  const first = parts.next();
+  const guard = guardBody(request.raw, limit);
+  try {
+    for (let step = await guard.race(first); !step.done; step = await guard.race(parts.next())) {
+      const part = step.value;
+      const name = part.fieldname;
+      if (Object.hasOwn(body, name)) {
+        throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
+      }
+      if (part.type === 'file') {
+        const bytes = await guard.race(part.toBuffer());
+        // Binary parts stay bytes (no base64 round trip); the worker parses and checks them. The body
+        // gets a stand-in the schema accepts, so that presence and `layout` are validated as in JSON.
+        if (name === 'features') {
+          files.features = bytes;
+          // The layout comes from the `layout` field, which may follow this part: merged below.
+          body.features = { shape: [1, 1, 1, 1], data: '' };
+        } else if (name === 'image') {
+          files.image = bytes;
+          // An empty file is refused by the schema like an empty string (`image`: at least 1 character).
+          body.image = bytes.length === 0 ? '' : FILE_PART;
+        } else {
+          // A text field sent as a file part (curl -F name=@file.json): treat its contents as the value.
+          body[name] = parseFieldText(bytes.toString('utf8'));
+        }
+      } else {
+        // `image` as a text field is base64 already; parsing it as JSON could turn "1234" into a number.
+        body[name] = name === 'image' ? String(part.value) : parseFieldText(String(part.value));
+      }
+    }
+  } finally {
+    guard.dispose();
+  }
+  if (Object.hasOwn(body, 'layout')) moveLayoutIntoFeatures(body);
+  return body;
+}
+
+/**
+ * Multipart's top-level `layout` field (the `.npy` part cannot carry it) becomes `features.layout`,
+ * where the JSON shape has it: `-F features=@map.npy -F layout=NHWC`.
+ *
+ * @throws InvalidInputError without `features`, or when `features` (as JSON text) has its own layout
+ */
+function moveLayoutIntoFeatures(body: Record<string, unknown>): void {
+  const features = body.features;
+  if (typeof features !== 'object' || features === null || Array.isArray(features)) {
+    throw new InvalidInputError(
+      'layout describes the features part; there is no features part',
+      'layout',
+      'layout only together with a features .npy part',
+    );
+  }
+  if (Object.hasOwn(features, 'layout')) {
+    throw new InvalidInputError(
+      'layout is given twice: as a field and inside features',
+      'layout',
+      'layout once: the field with a .npy part, or features.layout in JSON text',
+    );
+  }
+  (features as Record<string, unknown>).layout = body.layout;
+  delete body.layout;
+}
+
+function parseFieldText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
