@@ -407,6 +407,15 @@ export interface BackboneDescription {
   backendReason: string;
   /** Why `@tensorflow/tfjs-node` is not in use, when it was tried: its load error; else null. */
   tfjsNodeError: string | null;
+  /** What runs the network: `tfjs` (the backend above) or `onnx` (ONNX Runtime). */
+  engine: 'tfjs' | 'onnx';
+  /** Why that engine (`BACKBONE_ENGINE` and what loaded), in words. */
+  engineReason: string;
+  /**
+   * The start-up check of the `onnx` engine on the built-in net: ONNX Runtime vs tfjs on a probe image
+   * (max |difference|, and it over max |tfjs feature|). null when not run (tfjs engine, user models).
+   */
+  engineCheck: { maxAbs: number; relative: number; probe: [number, number] } | null;
   inputChannels: number;
   outputChannels: number;
   stride: number;

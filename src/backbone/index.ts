@@ -22,6 +22,15 @@ import {
   PYRAMID_STRIDES,
   describePyramid,
 } from './pyramid.js';
+import {
+  chooseEngine,
+  checkedSession,
+  type OrtSession,
+  rgbToInput,
+  runSession,
+  type EngineChoice,
+} from './onnx_engine.js';
+import { exportOnnx } from './onnx_export.js';
 import { currentBackend, initTensorFlow, tf } from './tf.js';
 import { loadUserModel } from './user_model.js';
 
@@ -29,6 +38,7 @@ export type { BackboneDescription, LayerDescription } from './builtin.js';
 export type { PyramidDescription, PyramidLevelDescription } from './pyramid.js';
 export { CONV1_FILTERS } from './builtin.js';
 export { currentBackend, initTensorFlow, getTf, type TensorFlowBackend, type BackendChoice } from './tf.js';
+export type { EngineChoice } from './onnx_engine.js';
 
 /** RGB pixels, `[height, width, 3]` row-major, as produced by `decodeImage`. */
 export interface RgbImage {
@@ -144,6 +154,8 @@ export interface Backbone {
   channels: number;
   /** The largest input it takes; {@link Backbone.extract} refuses anything beyond. */
   limits: BackboneLimits;
+  /** What runs it: tfjs (on the backend `describe()` names) or ONNX Runtime. */
+  engine: 'tfjs' | 'onnx';
   /**
    * Runs the backbone. `image.rgb` is `[H, W, 3]` uint8.
    * @returns `{ data, shape: [1, C, H', W'], layout: 'NHWC' }`, `H' = ceil(H / stride)` for the built-in net.
@@ -155,6 +167,11 @@ export interface Backbone {
   describe(): BackboneDescription;
   /** Its feature pyramid (`pyramid: true`), when it has one: the built-in net's FPN. */
   pyramid?: BackbonePyramid;
+  /**
+   * The network as an ONNX model (`GET /v1/backbone/model.onnx`): the built-in net exported with its
+   * weights; null for a user tfjs model.
+   */
+  onnxModel(): Uint8Array | null;
   /** One small forward pass so the first request does not pay kernel set-up. */
   warmup(): Promise<void>;
   /** Frees the model's weights. */
@@ -191,6 +208,15 @@ export interface LoadBackboneOptions {
   maxInputAspect?: number;
   /** Built-in net: weight seed. Default {@link BUILTIN_SEED}. */
   seed?: number;
+  /** `BACKBONE_ENGINE`: `auto` (default), `tfjs` or `onnx`; see `chooseEngine`. */
+  engine?: EngineChoice;
+  /** ONNX Runtime intra-op threads per session (`BACKBONE_THREADS`). Default 1. */
+  onnxThreads?: number;
+  /**
+   * Built-in net on the `onnx` engine: the model ONNX Runtime runs instead of the export of the same
+   * weights. Only for tests of the start-up agreement check (a model that disagrees must be refused).
+   */
+  onnxModelForTest?: Uint8Array;
 }
 
 /** Reference input the descriptions are given for: `[224, 224]` (the classic ImageNet size). */
@@ -233,12 +259,15 @@ export async function loadBackbone(opts: LoadBackboneOptions = {}): Promise<Back
     if (!(value >= 1)) throw new Error(`Backbone limit ${name} must be >= 1, got ${value}`);
   }
   return opts.modelDir === undefined
-    ? builtinBackbone(stride, limits, opts.seed ?? BUILTIN_SEED)
+    ? builtinBackbone(stride, limits, opts)
     : userBackbone(opts.modelDir, opts.outputNode, stride, opts.inputRange ?? [0, 1], limits);
 }
 
-/** `[1, H, W, 3]` float32 input, each byte `v` mapped to `lo + v/255·(hi − lo)`. */
-function toInput(image: RgbImage, range: [number, number], limits: BackboneLimits): tf.Tensor4D {
+/**
+ * Refuses an image whose bytes do not match its size, or that is over the backbone's limits.
+ * @throws InvalidInputError / TooLargeError naming the field `image`
+ */
+function checkImage(image: RgbImage, limits: BackboneLimits): void {
   const { rgb, width, height } = image;
   if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 1 && height >= 1)) {
     throw new InvalidInputError(
@@ -255,6 +284,12 @@ function toInput(image: RgbImage, range: [number, number], limits: BackboneLimit
     );
   }
   checkBackboneInput(limits, { width, height });
+}
+
+/** `[1, H, W, 3]` float32 input, each byte `v` mapped to `lo + v/255·(hi − lo)`. */
+function toInput(image: RgbImage, range: [number, number], limits: BackboneLimits): tf.Tensor4D {
+  checkImage(image, limits);
+  const { rgb, width, height } = image;
   const [lo, hi] = range;
   const scale = (hi - lo) / 255;
   const data = new Float32Array(rgb.length);
@@ -274,13 +309,31 @@ async function readFeatures(output: tf.Tensor, name: string): Promise<FeatureMap
   }
 }
 
-function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): Backbone {
+/**
+ * The built-in net on the chosen engine. On `onnx` the tfjs model exists only for the start-up check:
+ * both engines run a probe image and must agree within `ENGINE_TOLERANCE` of the feature scale, or
+ * loading fails (the service refuses to start); then the tfjs model is disposed.
+ */
+async function builtinBackbone(
+  stride: number,
+  limits: BackboneLimits,
+  opts: LoadBackboneOptions,
+): Promise<Backbone> {
   if (stride !== BUILTIN_STRIDE) {
     throw new Error(`The built-in backbone has stride ${BUILTIN_STRIDE}; the configured stride is ${stride}`);
   }
-  const model = buildLayersModel(BUILTIN_NETWORK, networkWeights(BUILTIN_NETWORK, seed));
+  const seed = opts.seed ?? BUILTIN_SEED;
+  const weights = networkWeights(BUILTIN_NETWORK, seed);
+  const tfjsBackend = currentBackend() ?? {
+    backend: tf.getBackend(),
+    reason: backendFacts().backendReason,
+    tfjsNodeError: null,
+  };
+  const { engine, reason: engineReason } = await chooseEngine(opts.engine ?? 'auto', tfjsBackend);
+  const onnxBytes = () => exportOnnx(BUILTIN_NETWORK, weights, { seed });
+  const model = buildLayersModel(BUILTIN_NETWORK, weights);
   const name = 'builtin-inception-s16';
-  const extract = async (image: RgbImage) =>
+  const tfjsExtract = async (image: RgbImage) =>
     readFeatures(
       // apply (not predict): predict slices the input into batches, an extra copy of the image.
       tf.tidy(
@@ -291,34 +344,85 @@ function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): 
   // The pyramid is a second model (the same weights for the shared layers), built when first asked
   // for: requests without `pyramid` never pay for it, and run exactly the model they always ran.
   let pyramidModel: tf.LayersModel | undefined;
+  const pyramidWeights = () => networkWeights(PYRAMID_NETWORK, seed);
+  const tfjsPyramid = async (image: RgbImage) => {
+    pyramidModel ??= buildLayersModel(PYRAMID_NETWORK, pyramidWeights(), PYRAMID_OUTPUTS);
+    const net = pyramidModel;
+    const outputs = tf.tidy(
+      () => net.apply(toInput(image, BUILTIN_INPUT_RANGE, limits), { training: false }) as tf.Tensor[],
+    );
+    // readFeatures disposes each; read them one by one so a failure still frees the rest.
+    const maps: FeatureMap[] = [];
+    try {
+      for (const out of outputs) maps.push(await readFeatures(out, `${name} pyramid`));
+    } finally {
+      tf.dispose(outputs);
+    }
+    return maps;
+  };
   const pyramid: BackbonePyramid = {
     strides: PYRAMID_STRIDES,
     channels: PYRAMID_CHANNELS,
-    extract: async (image) => {
-      pyramidModel ??= buildLayersModel(
-        PYRAMID_NETWORK,
-        networkWeights(PYRAMID_NETWORK, seed),
-        PYRAMID_OUTPUTS,
-      );
-      const net = pyramidModel;
-      const outputs = tf.tidy(
-        () => net.apply(toInput(image, BUILTIN_INPUT_RANGE, limits), { training: false }) as tf.Tensor[],
-      );
-      // readFeatures disposes each; read them one by one so a failure still frees the rest.
-      const maps: FeatureMap[] = [];
-      try {
-        for (const out of outputs) maps.push(await readFeatures(out, `${name} pyramid`));
-      } finally {
-        tf.dispose(outputs);
-      }
-      return maps;
-    },
+    extract: tfjsPyramid,
   };
+  let extract = tfjsExtract;
+  let engineCheck: BackboneDescription['engineCheck'] = null;
+  const sessions: OrtSession[] = [];
+  if (engine === 'onnx') {
+    const threads = opts.onnxThreads ?? 1;
+    let checked: Awaited<ReturnType<typeof checkedSession>>;
+    try {
+      checked = await checkedSession(opts.onnxModelForTest ?? onnxBytes(), threads, async (probe) => [
+        await tfjsExtract(probe),
+      ]);
+    } catch (err) {
+      throw new Error(`Built-in backbone on ONNX Runtime: ${(err as Error).message}`, { cause: err });
+    } finally {
+      // The tfjs model has done its part (the check); its weights need not stay in memory.
+      model.dispose();
+    }
+    engineCheck = checked.check;
+    const session = checked.session;
+    sessions.push(session);
+    extract = async (image: RgbImage) => {
+      checkImage(image, limits);
+      const [features] = await runSession(session, rgbToInput(image.rgb, image.width, image.height));
+      return features;
+    };
+    // The pyramid's session is made, and checked against the tfjs pyramid, on first use (as above).
+    let pyramidSession: Promise<OrtSession> | undefined;
+    pyramid.extract = async (image: RgbImage) => {
+      checkImage(image, limits);
+      pyramidSession ??= checkedSession(
+        exportOnnx(PYRAMID_NETWORK, pyramidWeights(), { seed, outputs: [...PYRAMID_OUTPUTS] }),
+        threads,
+        async (probe) => {
+          try {
+            return await tfjsPyramid(probe);
+          } finally {
+            pyramidModel?.dispose();
+            pyramidModel = undefined;
+          }
+        },
+      ).then(
+        (c) => {
+          sessions.push(c.session);
+          return c.session;
+        },
+        (err: unknown) => {
+          pyramidSession = undefined;
+          throw err;
+        },
+      );
+      return runSession(await pyramidSession, rgbToInput(image.rgb, image.width, image.height));
+    };
+  }
   return {
     name,
     stride: BUILTIN_STRIDE,
     channels: BUILTIN_CHANNELS,
     limits,
+    engine,
     extract,
     pyramid,
     describe: () => {
@@ -328,6 +432,9 @@ function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): 
         name,
         backend: tf.getBackend(),
         ...backendFacts(),
+        engine,
+        engineReason,
+        engineCheck,
         inputChannels: 3,
         outputChannels: BUILTIN_CHANNELS,
         stride: BUILTIN_STRIDE,
@@ -335,17 +442,23 @@ function builtinBackbone(stride: number, limits: BackboneLimits, seed: number): 
         totalParams: layers.reduce((sum, l) => sum + l.params, 0),
         totalMultiplyAdds: layers.reduce((sum, l) => sum + l.multiplyAdds, 0),
         referenceInput: REFERENCE_INPUT,
-        inputNormalization: 'RGB / 255 − 0.5 (each value in [−0.5, 0.5]), NHWC',
+        inputNormalization:
+          engine === 'onnx'
+            ? 'RGB / 255 − 0.5 (each value in [−0.5, 0.5]); ONNX Runtime gets RGB / 255 NCHW, the − 0.5 is in the graph'
+            : 'RGB / 255 − 0.5 (each value in [−0.5, 0.5]), NHWC',
         layers,
         pyramid: describePyramid(REFERENCE_INPUT),
       };
     },
+    onnxModel: onnxBytes,
     warmup: async () => {
       await extract({ rgb: new Uint8Array(64 * 64 * 3), width: 64, height: 64 });
     },
     dispose: () => {
-      model.dispose();
+      // On `onnx` the base tfjs model went right after the start-up check.
+      if (engine === 'tfjs') model.dispose();
       pyramidModel?.dispose();
+      for (const session of sessions) session.release().catch(() => undefined);
     },
   };
 }
@@ -405,13 +518,18 @@ async function userBackbone(
     stride,
     channels,
     limits: ownLimits,
+    engine: 'tfjs',
     extract,
+    onnxModel: () => null,
     describe: () => {
       const layers = model.describeLayers(probe);
       return {
         name,
         backend: tf.getBackend(),
         ...backendFacts(),
+        engine: 'tfjs' as const,
+        engineReason: 'tfjs: a tfjs model (model.json) runs on tfjs',
+        engineCheck: null,
         inputChannels: 3,
         outputChannels: channels,
         stride,

@@ -2,11 +2,15 @@
  * Cross-check: the built-in backbone (tfjs, wasm) against the same network and weights as an ONNX
  * graph run by ONNX Runtime. Tolerance: max |tfjs − ORT| ≤ 1e-4 · max |feature|.
  */
+import * as ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBackbone, type Backbone } from '../../src/backbone/index.js';
 import { initTensorFlow } from '../../src/backbone/tf.js';
+import { rgbToInput } from '../../src/backbone/onnx_engine.js';
+import { exportOnnx } from '../../src/backbone/onnx_export.js';
+import { PYRAMID_NETWORK, PYRAMID_OUTPUTS } from '../../src/backbone/pyramid.js';
 import { createOrtBackbone, relativeError, runOrtBackbone } from './onnx_reference.js';
 
 let backbone: Backbone;
@@ -14,7 +18,7 @@ let session: InferenceSession;
 
 beforeAll(async () => {
   await initTensorFlow({ backend: 'wasm' });
-  backbone = await loadBackbone();
+  backbone = await loadBackbone({ engine: 'tfjs' });
   session = await createOrtBackbone();
 });
 afterAll(async () => {
@@ -58,6 +62,38 @@ describe('built-in backbone vs ONNX Runtime (same graph, same weights)', () => {
       const { rel, scale } = relativeError(features, reference);
       expect(scale).toBeGreaterThan(0.01); // a meaningful comparison, not of two zero maps
       expect(rel).toBeLessThanOrEqual(1e-4);
+    });
+  }
+});
+
+describe('built-in pyramid (FPN head: linear convs, nearest upsample, add) vs ONNX Runtime', () => {
+  for (const [width, height] of [
+    [131, 97],
+    [64, 48],
+    [23, 9],
+  ]) {
+    it(`noise ${width}×${height}: every level within 1e-4 × max |feature|`, async () => {
+      const rgb = noise(width, height);
+      const levels = await backbone.pyramid!.extract({ rgb, width, height });
+      const pyramidSession = await ort.InferenceSession.create(
+        exportOnnx(PYRAMID_NETWORK, undefined, { outputs: [...PYRAMID_OUTPUTS] }),
+      );
+      try {
+        const input = rgbToInput(rgb, width, height);
+        const out = await pyramidSession.run({ image: new ort.Tensor('float32', input.data, input.dims) });
+        expect(pyramidSession.outputNames).toEqual(['features_0', 'features_1', 'features_2']);
+        levels.forEach((level, i) => {
+          const peer = out[`features_${i}`];
+          const { rel, scale } = relativeError(level, {
+            data: peer.data as Float32Array,
+            dims: [...peer.dims],
+          });
+          expect(scale).toBeGreaterThan(0.01);
+          expect(rel).toBeLessThanOrEqual(1e-4);
+        });
+      } finally {
+        await pyramidSession.release();
+      }
     });
   }
 });
