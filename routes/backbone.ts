@@ -1,6 +1,7 @@
 /** `GET /v1/backbone`: what the built-in (or configured) backbone is, layer by layer. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { RoiServeError } from '../src/errors.js';
 import { problemResponse } from '../src/http/openapi.js';
 
 const layerSchema = z.object({
@@ -54,6 +55,24 @@ export const backboneDescriptionSchema = z
       .describe(
         'why @tensorflow/tfjs-node is not in use: its load error when it was tried (TF_BACKEND auto); else null',
       ),
+    engine: z
+      .enum(['tfjs', 'onnx'])
+      .describe('what runs the backbone: tfjs (on `backend`) or onnx (ONNX Runtime); BACKBONE_ENGINE'),
+    engineReason: z
+      .string()
+      .describe(
+        'why that engine, in words (e.g. "onnx: auto: tfjs-node not in use (…); ONNX Runtime 1.30.0 loaded")',
+      ),
+    engineCheck: z
+      .object({
+        maxAbs: z.number().describe('max |ONNX Runtime − tfjs| over the probe features'),
+        relative: z
+          .number()
+          .describe('maxAbs over max |tfjs feature|; at most 1e-4 or the service refuses to start'),
+        probe: z.tuple([z.number(), z.number()]).describe('[width, height] of the probe image'),
+      })
+      .nullable()
+      .describe('the start-up agreement check of the onnx engine on the built-in net; null when not run'),
     inputChannels: z.number().int(),
     outputChannels: z.number().int(),
     stride: z.number(),
@@ -84,6 +103,42 @@ const backboneRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async () => app.readiness.backbone ?? (await app.work.describe()),
+  );
+
+  app.get(
+    '/v1/backbone/model.onnx',
+    {
+      schema: {
+        operationId: 'backboneOnnx',
+        summary: 'The backbone as an ONNX model, with the weights the service runs',
+        description:
+          'The built-in backbone exported to ONNX (opset 15): input `image` `[1, 3, H, W]` float32, RGB in [0, 1] ' +
+          '(NCHW); output `features` `[1, 256, ceil(H/16), ceil(W/16)]` float32. The same network and weights ' +
+          'as `/v1/features`, so it runs elsewhere (ONNX Runtime, PyTorch via onnx2torch, …) to the same ' +
+          'features within float32 rounding. 404 when the configured backbone is a tfjs model (BACKBONE_DIR).',
+        tags: ['backbone'],
+        security: [{ bearer: [] }, { apiKey: [] }],
+        produces: ['application/octet-stream'],
+        response: {
+          200: z.any().describe('the .onnx file (application/octet-stream)'),
+          401: problemResponse('missing or wrong API key (only when API_KEY is set)'),
+          404: problemResponse('the configured backbone is a tfjs model, which has no ONNX form here'),
+          503: problemResponse('the backbone is still loading, or the work queue is full'),
+        },
+      },
+    },
+    async (_request, reply) => {
+      const bytes = await app.work.onnxModel();
+      if (bytes === null)
+        throw new RoiServeError(
+          404,
+          'The configured backbone (BACKBONE_DIR) is a tfjs model; only the built-in backbone and ONNX backbones are served as ONNX',
+        );
+      return reply
+        .type('application/octet-stream')
+        .header('Content-Disposition', 'attachment; filename="roiserve-backbone.onnx"')
+        .send(bytes);
+    },
   );
 };
 

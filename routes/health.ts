@@ -20,6 +20,14 @@ const readySchema = z
       .string()
       .nullable()
       .describe('why @tensorflow/tfjs-node is not in use, when it was tried and failed: its load error'),
+    engine: z
+      .enum(['tfjs', 'onnx'])
+      .nullable()
+      .describe('what runs the backbone: tfjs or onnx (ONNX Runtime); null until ready'),
+    engineReason: z
+      .string()
+      .nullable()
+      .describe('why that engine (BACKBONE_ENGINE and what loaded), in words'),
     workers: z.number().int(),
     readyWorkers: z.number().int().describe('workers whose backbone is loaded and warmed'),
   })
@@ -62,6 +70,8 @@ const healthRoutes: FastifyPluginAsyncZod = async (app) => {
         backend: backbone?.backend ?? null,
         backendReason: backbone?.backendReason ?? null,
         tfjsNodeError: backbone?.tfjsNodeError ?? null,
+        engine: backbone?.engine ?? null,
+        engineReason: backbone?.engineReason ?? null,
         workers: app.work.size,
         readyWorkers,
       };

@@ -70,13 +70,34 @@ export function memoryLimit(memoryMax: string | undefined): number | undefined {
  * machine's compute unused (the old `cores − 1` ran one worker there).
  */
 export function workersFor(limits: WorkerLimits): number {
-  const quota = cpuQuota(limits.cpuMax);
-  const cores = Math.max(1, Math.min(limits.cores, quota ?? Infinity));
+  const cores = coresOf(limits);
   const cgroupBytes = memoryLimit(limits.memoryMax);
   const memoryMb = Math.min(limits.memoryBytes, cgroupBytes ?? Infinity) / 2 ** 20;
   const perWorkerMb = limits.workerMaxMemoryMb > 0 ? limits.workerMaxMemoryMb : UNBOUNDED_WORKER_MB;
   const byMemory = Math.floor((memoryMb - HTTP_RESERVE_MB) / perWorkerMb);
   return Math.max(1, Math.min(64, cores, byMemory));
+}
+
+/** Cores this process may use: the CPUs Node sees, lowered to a cgroup v2 CPU quota. */
+export function coresOf(limits: Pick<WorkerLimits, 'cores' | 'cpuMax'>): number {
+  return Math.max(1, Math.min(limits.cores, cpuQuota(limits.cpuMax) ?? Infinity));
+}
+
+/** {@link coresOf} on this host. */
+export function hostCores(): number {
+  return coresOf({ cores: availableParallelism(), cpuMax: readCgroup('cpu.max') });
+}
+
+/**
+ * Default ONNX Runtime intra-op threads per worker: `max(1, floor(cores / workers))`. Every worker
+ * holds its own session and they run at once, so `workers × threads` must not pass the cores: ORT's
+ * pool threads spin while they wait for work, and oversubscribed they steal the other workers' time
+ * (and the RoI kernels'). With the default one worker per core that is 1 thread each: requests run
+ * in parallel across workers rather than one request across cores. Fewer workers than cores
+ * (`WORKERS=1` on a 4-core machine) give each session the cores the pool leaves idle.
+ */
+export function threadsPerWorker(cores: number, workers: number): number {
+  return Math.max(1, Math.floor(cores / Math.max(1, workers)));
 }
 
 /** A cgroup v2 file's text, or undefined off Linux, on cgroup v1, or outside a limited cgroup. */
@@ -173,6 +194,13 @@ export const envSchema = z.object({
    */
   WORKER_MAX_MEMORY_MB: nonNegativeInt.default(1024),
   TF_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  /**
+   * What runs the backbone: `auto` (tfjs when tfjs-node runs, else ONNX Runtime, else tfjs wasm),
+   * `tfjs` or `onnx`.
+   */
+  BACKBONE_ENGINE: z.enum(['auto', 'tfjs', 'onnx']).default('auto'),
+  /** ONNX Runtime intra-op threads per worker; default `max(1, floor(cores / WORKERS))`. */
+  BACKBONE_THREADS: optional(positiveInt.max(256)),
   BACKBONE_DIR: optional(z.string().min(1)),
   BACKBONE_OUTPUT_NODE: optional(z.string().min(1)),
   BACKBONE_STRIDE: optional(positiveInt),
@@ -214,6 +242,9 @@ export interface Config {
   splitMinBoxes: number;
   workerMaxMemoryMb: number;
   tfBackend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backboneEngine: 'auto' | 'tfjs' | 'onnx';
+  /** ONNX Runtime intra-op threads per worker session (see {@link threadsPerWorker}). */
+  backboneThreads: number;
   backboneDir: string | undefined;
   backboneOutputNode: string | undefined;
   backboneStride: number | undefined;
@@ -251,6 +282,7 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
   }
   const e = result.data;
+  const workers = e.WORKERS ?? defaultWorkers(e.WORKER_MAX_MEMORY_MB);
   return {
     host: e.HOST,
     port: e.PORT,
@@ -271,10 +303,12 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     maxBodyBytesInFlight: e.MAX_BODY_BYTES_IN_FLIGHT,
     maxResponseBytesInFlight: e.MAX_RESPONSE_BYTES_IN_FLIGHT,
     writeTimeoutSeconds: e.WRITE_TIMEOUT_SECONDS,
-    workers: e.WORKERS ?? defaultWorkers(e.WORKER_MAX_MEMORY_MB),
+    workers,
     splitMinBoxes: e.SPLIT_MIN_BOXES,
+    backboneThreads: e.BACKBONE_THREADS ?? threadsPerWorker(hostCores(), workers),
     workerMaxMemoryMb: e.WORKER_MAX_MEMORY_MB,
     tfBackend: e.TF_BACKEND,
+    backboneEngine: e.BACKBONE_ENGINE,
     backboneDir: e.BACKBONE_DIR,
     backboneOutputNode: e.BACKBONE_OUTPUT_NODE,
     backboneStride: e.BACKBONE_STRIDE,

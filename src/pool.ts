@@ -25,6 +25,9 @@ import { BROKEN, DONE, HELPED, YIELD, type SplitShare } from './runtime/split.js
 /** Data every worker starts with (`Piscina.workerData`). */
 export interface WorkerInit {
   tfBackend: Config['tfBackend'];
+  backboneEngine: Config['backboneEngine'];
+  /** ONNX Runtime intra-op threads of this worker's session. */
+  backboneThreads: number;
   backboneDir: string | undefined;
   backboneOutputNode: string | undefined;
   backboneStride: number | undefined;
@@ -54,6 +57,7 @@ export type WorkerTask =
   | { kind: 'diff'; task: RoiTask; options: DiffOptions }
   | { kind: 'features'; image: Uint8Array | string; format: 'json' | 'npy'; maxSide?: number }
   | { kind: 'describe' }
+  | { kind: 'onnxModel' }
   | { kind: 'kernel'; kernel: KernelTask };
 
 /** How a task runs: in the slot its request took on arrival (`slotOf(request)`, `src/admission.ts`). */
@@ -227,6 +231,8 @@ export class WorkPool {
     this.#admission = new Admission(this.size + this.queueLimit);
     const init: WorkerInit = {
       tfBackend: config.tfBackend,
+      backboneEngine: config.backboneEngine,
+      backboneThreads: config.backboneThreads,
       backboneDir: config.backboneDir,
       backboneOutputNode: config.backboneOutputNode,
       backboneStride: config.backboneStride,
@@ -606,6 +612,15 @@ export class WorkPool {
       ownedBuffers([task.boxes.data, ...npys]),
       options,
     ) as Promise<KernelResult>;
+  }
+
+  /**
+   * The backbone as an ONNX model (`GET /v1/backbone/model.onnx`), or null when it is a tfjs user
+   * model. The built-in net is exported in the worker, which holds its weights.
+   */
+  async onnxModel(options: RunOptions = {}): Promise<Buffer | null> {
+    const bytes = (await this.#run({ kind: 'onnxModel' }, [], options)) as Uint8Array | null;
+    return bytes === null ? null : asBuffer(bytes);
   }
 
   /** The backbone description (waits until a worker has loaded it). */

@@ -111,14 +111,21 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
       readiness.state = 'ready';
       readiness.backbone = backbone;
       app.log.info(
-        { backbone: backbone.name, backend: backbone.backend, backendReason: backbone.backendReason },
+        {
+          backbone: backbone.name,
+          engine: backbone.engine,
+          engineReason: backbone.engineReason,
+          backend: backbone.backend,
+          backendReason: backbone.backendReason,
+        },
         'backbone ready',
       );
       if (backbone.tfjsNodeError !== null) {
         // Said at start-up, not only in /readyz: the native backend is several times faster.
+        const runner = backbone.engine === 'onnx' ? 'ONNX Runtime' : `the ${backbone.backend} backend`;
         app.log.info(
           { tfjsNodeError: backbone.tfjsNodeError },
-          `@tensorflow/tfjs-node is not in use (${backbone.tfjsNodeError}); the ${backbone.backend} backend runs the backbone`,
+          `@tensorflow/tfjs-node is not in use (${backbone.tfjsNodeError}); ${runner} runs the backbone`,
         );
       }
     },

@@ -39,14 +39,17 @@ let backbonePromise: Promise<Backbone> | undefined;
 function loadBackboneOnce(): Promise<Backbone> {
   backbonePromise ??= (async () => {
     const selected = await initTensorFlow({ backend: init.tfBackend });
-    backend = selected.backend;
     tensorCount = () => getTf().memory().numTensors;
     const backbone = await loadBackbone({
       modelDir: init.backboneDir,
       outputNode: init.backboneOutputNode,
       stride: init.backboneStride,
+      engine: init.backboneEngine,
+      onnxThreads: init.backboneThreads,
       maxInputAspect: init.maxImageAspect,
     });
+    // What ran the backbone, for the answers' featureMap.backend: the tfjs backend, or ONNX Runtime.
+    backend = backbone.engine === 'onnx' ? 'onnxruntime' : selected.backend;
     await backbone.warmup();
     // Tells the pool this thread can serve images: `/readyz` counts such workers (src/pool.ts).
     parentPort?.postMessage({ roiserve: 'ready', threadId });
@@ -189,6 +192,12 @@ export default async function handle(
       case 'describe':
         value = await describeBackbone(ctx);
         break;
+      case 'onnxModel': {
+        const bytes = (await ctx.backbone()).onnxModel();
+        if (bytes) transfers = ownedBuffers([bytes]);
+        value = bytes;
+        break;
+      }
       case 'kernel': {
         const result = runKernel(task.kernel, () => stop.check());
         transfers = ownedBuffers([result.data, result.levels]);

@@ -2,10 +2,13 @@ import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
   cpuQuota,
+  coresOf,
   defaultWorkers,
+  hostCores,
   memoryLimit,
   parseConfig,
   readWorkerLimits,
+  threadsPerWorker,
   workersFor,
 } from '../src/config.js';
 
@@ -35,6 +38,9 @@ describe('parseConfig', () => {
       splitMinBoxes: 256,
       workerMaxMemoryMb: 1024,
       tfBackend: 'auto',
+      backboneEngine: 'auto',
+      // cores / workers, at least 1: with one worker per core, 1.
+      backboneThreads: threadsPerWorker(hostCores(), workersFor(readWorkerLimits(1024))),
       backboneDir: undefined,
       backboneOutputNode: undefined,
       backboneStride: undefined,
@@ -69,6 +75,8 @@ describe('parseConfig', () => {
       WORKERS: '3',
       WORKER_MAX_MEMORY_MB: '0',
       TF_BACKEND: 'wasm',
+      BACKBONE_ENGINE: 'onnx',
+      BACKBONE_THREADS: '2',
       BACKBONE_DIR: '/models/x',
       BACKBONE_OUTPUT_NODE: 'conv5',
       BACKBONE_STRIDE: '32',
@@ -98,6 +106,8 @@ describe('parseConfig', () => {
       workers: 3,
       workerMaxMemoryMb: 0,
       tfBackend: 'wasm',
+      backboneEngine: 'onnx',
+      backboneThreads: 2,
       backboneDir: '/models/x',
       backboneOutputNode: 'conv5',
       backboneStride: 32,
@@ -177,5 +187,26 @@ describe('default WORKERS', () => {
     expect(parseConfig({ WORKER_MAX_MEMORY_MB: '4096' }).workers).toBe(workersFor(readWorkerLimits(4096)));
     expect(parseConfig({ WORKERS: '7' }).workers).toBe(7);
     expect(parseConfig({ WORKERS: '1', WORKER_MAX_MEMORY_MB: '1' }).workers).toBe(1);
+  });
+});
+
+describe('threadsPerWorker: ONNX Runtime threads per worker session', () => {
+  it('splits the cores between the workers, never oversubscribing and never below 1', () => {
+    expect(threadsPerWorker(2, 2)).toBe(1);
+    expect(threadsPerWorker(8, 2)).toBe(4);
+    expect(threadsPerWorker(8, 3)).toBe(2);
+    expect(threadsPerWorker(2, 4)).toBe(1);
+    expect(threadsPerWorker(1, 1)).toBe(1);
+  });
+
+  it('counts the cores of a cgroup CPU quota, as the worker default does', () => {
+    expect(coresOf({ cores: 16, cpuMax: '200000 100000' })).toBe(2);
+    expect(coresOf({ cores: 4, cpuMax: 'max 100000' })).toBe(4);
+  });
+
+  it('takes BACKBONE_THREADS over the default, and refuses 0', () => {
+    expect(parseConfig({ WORKERS: '1', BACKBONE_THREADS: '3' }).backboneThreads).toBe(3);
+    expect(() => parseConfig({ BACKBONE_THREADS: '0' })).toThrow(/BACKBONE_THREADS/);
+    expect(() => parseConfig({ BACKBONE_ENGINE: 'tensorrt' })).toThrow(/BACKBONE_ENGINE/);
   });
 });

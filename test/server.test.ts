@@ -13,7 +13,7 @@ import { encodeFloat32Base64 } from '../src/tensors/base64.js';
 import { readNpy } from '../src/tensors/npy.js';
 import { readSafetensors } from '../src/tensors/safetensors.js';
 import { featuresField, maxAbsDiff, randomMap, tensorData, testConfig, testPng } from './routes/helpers.js';
-import { autoBackend } from './support/tf.js';
+import { autoBackend, autoEngine } from './support/tf.js';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 const API_KEY = 'test-key-0123456789';
@@ -65,6 +65,8 @@ describe('health, readiness, metrics', () => {
         backend: null,
         backendReason: null,
         tfjsNodeError: null,
+        engine: null,
+        engineReason: null,
         workers: 1,
         readyWorkers: 0,
       },
@@ -76,6 +78,9 @@ describe('health, readiness, metrics', () => {
       status: 'ready',
       backbone: 'builtin-inception-s16',
       ...(await autoBackend()),
+      // BACKBONE_ENGINE auto: ONNX Runtime unless tfjs-node runs (tfjs checked ORT at start-up).
+      engine: (await autoEngine()).engine,
+      engineReason: (await autoEngine()).engineReason,
       workers: 1,
       readyWorkers: 1,
     });
@@ -99,7 +104,8 @@ describe('health, readiness, metrics', () => {
     );
     expect(text).toMatch(/roiserve_stage_duration_seconds_count\{stage="align",route="\/v1\/roi"\} \d+/);
     expect(text).toMatch(/roiserve_boxes_processed_total\{op="warp"\} \d+/);
-    expect(text).toMatch(/roiserve_tfjs_tensors [1-9]\d*/);
+    // 0 here: ONNX Runtime runs the backbone, and the tfjs model of the start-up check is disposed.
+    expect(text).toMatch(/roiserve_tfjs_tensors \d+/);
     expect(text).toMatch(/nodejs_eventloop_lag_seconds \d/);
   });
 });
@@ -426,7 +432,7 @@ describe('POST /v1/roi and /v1/features with an image', () => {
       stride: 16,
       spatialScale: 0.0625,
       source: 'backbone',
-      backend: (await autoBackend()).backend,
+      backend: (await autoEngine()).featureBackend,
     });
     expect(f.headers['server-timing']).toMatch(/backbone;dur=[\d.]+/);
 
@@ -460,20 +466,31 @@ describe('POST /v1/roi and /v1/features with an image', () => {
     expect(readNpy(r.rawPayload).shape).toEqual([1, 256, 4, 6]);
   });
 
-  it('leaks no tfjs tensors, on success or on error', async () => {
-    await roi({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]] });
-    const before = app.work.tensorCount();
-    expect(before).toBeGreaterThan(0); // the backbone's weights
-    const results = await Promise.all([
-      roi({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]], ops: ['align'] }),
-      roi({ image: Buffer.from('GIF89a garbage').toString('base64'), boxes: [] }),
-      roi({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]], outputSize: 64, samplingRatio: 64 }),
-      app.inject({ method: 'POST', url: '/v1/features', payload: { image: png.toString('base64') } }),
-    ]);
-    expect(results.map((r) => r.statusCode)).toEqual([200, 400, 200, 200]);
-    await app.work.describe(); // one more reply refreshes the count
-    expect(app.work.tensorCount()).toBe(before);
-  });
+  for (const engine of ['tfjs', 'onnx'] as const) {
+    it(`leaks no tfjs tensors, on success or on error (BACKBONE_ENGINE=${engine})`, async () => {
+      const own = await buildApp(testConfig({ backboneEngine: engine }));
+      try {
+        await own.readiness.settled;
+        const run = (body: Record<string, unknown>) => roi(body, own);
+        await run({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]] });
+        const before = own.work.tensorCount();
+        // tfjs: the backbone's weights; onnx: none (the check's tfjs model is disposed after start-up).
+        if (engine === 'tfjs') expect(before).toBeGreaterThan(0);
+        else expect(before).toBe(0);
+        const results = await Promise.all([
+          run({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]], ops: ['align'] }),
+          run({ image: Buffer.from('GIF89a garbage').toString('base64'), boxes: [] }),
+          run({ image: png.toString('base64'), boxes: [[0, 0, 10, 10]], outputSize: 64, samplingRatio: 64 }),
+          own.inject({ method: 'POST', url: '/v1/features', payload: { image: png.toString('base64') } }),
+        ]);
+        expect(results.map((r) => r.statusCode)).toEqual([200, 400, 200, 200]);
+        await own.work.describe(); // one more reply refreshes the count
+        expect(own.work.tensorCount()).toBe(before);
+      } finally {
+        await own.close();
+      }
+    });
+  }
 });
 
 describe('errors: 400 with the field and what was expected', () => {

@@ -219,6 +219,9 @@ export interface LoadBackboneOptions {
   onnxModelForTest?: Uint8Array;
 }
 
+/** No limits: for the engine check's own small probe image. */
+const UNLIMITED: BackboneLimits = { maxPixels: Infinity, maxSide: Infinity, maxAspect: Infinity };
+
 /** Reference input the descriptions are given for: `[224, 224]` (the classic ImageNet size). */
 export const REFERENCE_INPUT: [number, number] = [224, 224];
 /** The built-in net's input mapping: RGB/255 − 0.5, so each value lies in [−0.5, 0.5]. */
@@ -333,23 +336,24 @@ async function builtinBackbone(
   const onnxBytes = () => exportOnnx(BUILTIN_NETWORK, weights, { seed });
   const model = buildLayersModel(BUILTIN_NETWORK, weights);
   const name = 'builtin-inception-s16';
-  const tfjsExtract = async (image: RgbImage) =>
+  // `lim`: the configured limits, or none for the engine check's probe (a small fixed image that
+  // must run even where MAX_IMAGE_PIXELS is set lower).
+  const tfjsRun = async (image: RgbImage, lim: BackboneLimits = limits) =>
     readFeatures(
       // apply (not predict): predict slices the input into batches, an extra copy of the image.
-      tf.tidy(
-        () => model.apply(toInput(image, BUILTIN_INPUT_RANGE, limits), { training: false }) as tf.Tensor,
-      ),
+      tf.tidy(() => model.apply(toInput(image, BUILTIN_INPUT_RANGE, lim), { training: false }) as tf.Tensor),
       name,
     );
+  const tfjsExtract = (image: RgbImage) => tfjsRun(image);
   // The pyramid is a second model (the same weights for the shared layers), built when first asked
   // for: requests without `pyramid` never pay for it, and run exactly the model they always ran.
   let pyramidModel: tf.LayersModel | undefined;
   const pyramidWeights = () => networkWeights(PYRAMID_NETWORK, seed);
-  const tfjsPyramid = async (image: RgbImage) => {
+  const tfjsPyramid = async (image: RgbImage, lim: BackboneLimits = limits) => {
     pyramidModel ??= buildLayersModel(PYRAMID_NETWORK, pyramidWeights(), PYRAMID_OUTPUTS);
     const net = pyramidModel;
     const outputs = tf.tidy(
-      () => net.apply(toInput(image, BUILTIN_INPUT_RANGE, limits), { training: false }) as tf.Tensor[],
+      () => net.apply(toInput(image, BUILTIN_INPUT_RANGE, lim), { training: false }) as tf.Tensor[],
     );
     // readFeatures disposes each; read them one by one so a failure still frees the rest.
     const maps: FeatureMap[] = [];
@@ -363,7 +367,7 @@ async function builtinBackbone(
   const pyramid: BackbonePyramid = {
     strides: PYRAMID_STRIDES,
     channels: PYRAMID_CHANNELS,
-    extract: tfjsPyramid,
+    extract: (image) => tfjsPyramid(image),
   };
   let extract = tfjsExtract;
   let engineCheck: BackboneDescription['engineCheck'] = null;
@@ -372,9 +376,12 @@ async function builtinBackbone(
     const threads = opts.onnxThreads ?? 1;
     let checked: Awaited<ReturnType<typeof checkedSession>>;
     try {
-      checked = await checkedSession(opts.onnxModelForTest ?? onnxBytes(), threads, async (probe) => [
-        await tfjsExtract(probe),
-      ]);
+      checked = await checkedSession(
+        opts.onnxModelForTest ?? onnxBytes(),
+        threads,
+        async (probe) => [await tfjsRun(probe, UNLIMITED)],
+        tf.getBackend(),
+      );
     } catch (err) {
       throw new Error(`Built-in backbone on ONNX Runtime: ${(err as Error).message}`, { cause: err });
     } finally {
@@ -398,12 +405,13 @@ async function builtinBackbone(
         threads,
         async (probe) => {
           try {
-            return await tfjsPyramid(probe);
+            return await tfjsPyramid(probe, UNLIMITED);
           } finally {
             pyramidModel?.dispose();
             pyramidModel = undefined;
           }
         },
+        tf.getBackend(),
       ).then(
         (c) => {
           sessions.push(c.session);

@@ -230,6 +230,7 @@ export function checkAgreement(
   } catch (err) {
     throw new Error(
       `ONNX Runtime and tfjs disagree on the ${probe[0]}×${probe[1]} probe image: ${(err as Error).message}`,
+      { cause: err },
     );
   }
   if (!(d.relative <= ENGINE_TOLERANCE) || !(d.scale > 0)) {

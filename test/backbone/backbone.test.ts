@@ -38,7 +38,7 @@ let backbone: Backbone;
 
 beforeAll(async () => {
   await initTensorFlow({ backend: 'wasm' });
-  backbone = await loadBackbone();
+  backbone = await loadBackbone({ engine: 'tfjs' });
 });
 afterAll(() => backbone.dispose());
 
@@ -65,7 +65,7 @@ describe('built-in backbone: output', () => {
     const image = { rgb: pattern(64, 48), width: 64, height: 48 };
     const a = await backbone.extract(image);
     const b = await backbone.extract(image);
-    const other = await loadBackbone();
+    const other = await loadBackbone({ engine: 'tfjs' });
     const c = await other.extract(image);
     other.dispose();
     expect(same(b.data, a.data)).toBe(true);
@@ -124,7 +124,7 @@ describe('built-in backbone: output', () => {
     await expect(backbone.extract({ rgb: new Uint8Array(12), width: 2, height: 3 })).rejects.toThrow(
       /expected 2×3×3/,
     );
-    const small = await loadBackbone({ maxInputPixels: 100 });
+    const small = await loadBackbone({ engine: 'tfjs', maxInputPixels: 100 });
     await expect(small.extract({ rgb: pattern(11, 10), width: 11, height: 10 })).rejects.toBeInstanceOf(
       TooLargeError,
     );

@@ -28,7 +28,7 @@ const haveTorch = debianPython({
 let backbone: Backbone;
 beforeAll(async () => {
   await initTensorFlow({ backend: 'wasm' });
-  backbone = await loadBackbone();
+  backbone = await loadBackbone({ engine: 'tfjs' });
 });
 afterAll(() => backbone.dispose());
 

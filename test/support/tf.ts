@@ -36,3 +36,28 @@ export async function autoBackend(): Promise<{
         tfjsNodeError: expect.stringMatching(/^@tensorflow\/tfjs-node could not be loaded: \S/),
       };
 }
+
+/**
+ * The engine fields `/readyz` and `/v1/backbone` report under `BACKBONE_ENGINE=auto`: tfjs where
+ * tfjs-node loads, else ONNX Runtime (a dependency, so always there), and `featureBackend`: what an
+ * answer's `featureMap.backend` names (`tensorflow` or `onnxruntime`).
+ */
+export async function autoEngine(): Promise<{
+  engine: string;
+  engineReason: unknown;
+  featureBackend: string;
+}> {
+  return (await tfjsNodeLoads())
+    ? {
+        engine: 'tfjs',
+        engineReason: 'tfjs: auto: @tensorflow/tfjs-node loaded (native TensorFlow)',
+        featureBackend: 'tensorflow',
+      }
+    : {
+        engine: 'onnx',
+        engineReason: expect.stringMatching(
+          /^onnx: auto: tfjs-node not in use \(@tensorflow\/tfjs-node could not be loaded: .+\); ONNX Runtime \d+\.\d+\.\d+ loaded$/,
+        ),
+        featureBackend: 'onnxruntime',
+      };
+}
