@@ -47,11 +47,15 @@ interface Manifest {
   doc: Doc;
 }
 
-/** Every `.yaml` / `.yml` file under `dir`, recursively, sorted. */
+/** deploy/swarm/ holds a Compose stack file, not Kubernetes resources: test/deploy/swarm.test.ts checks it. */
+const notKubernetes = new Set([join(deployDir, 'swarm')]);
+
+/** Every `.yaml` / `.yml` file under `dir`, recursively, sorted (deploy/swarm/ left out). */
 function yamlFiles(dir: string): string[] {
   const out: string[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
+    if (entry.isDirectory() && notKubernetes.has(path)) continue;
     if (entry.isDirectory()) out.push(...yamlFiles(path));
     else if (/\.ya?ml$/.test(entry.name)) out.push(path);
   }
