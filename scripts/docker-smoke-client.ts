@@ -14,10 +14,15 @@
  *       the shell script sends `docker stop` in between, so they are in flight while it shuts down.
  *
  * Environment: SMOKE_DIFF=required (default) | if-present: whether a missing `/v1/diff` route fails.
+ *
+ * Its scene and box helpers are exported for scripts/swarm-smoke-client.ts; `main` runs only when this
+ * file is the script being run, not when it is imported.
  */
 import { Agent, request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 
 interface Check {
@@ -55,7 +60,7 @@ function expect(condition: unknown, message: string): asserts condition {
  * A synthetic scene as PNG: a smooth gradient with a few solid rectangles, so the backbone's
  * features (and therefore the pooled outputs) vary across boxes. `[height, width, 3]` RGB.
  */
-async function scenePng(width: number, height: number): Promise<Buffer> {
+export async function scenePng(width: number, height: number): Promise<Buffer> {
   const rgb = Buffer.alloc(width * height * 3);
   const rects = [
     { x1: 0.1, y1: 0.15, x2: 0.4, y2: 0.6, c: [230, 60, 40] },
@@ -116,7 +121,7 @@ function checkTensor(
 }
 
 /** Parses a `.npy` header: magic, version, dtype and shape. */
-function npyHeader(buf: Buffer): { descr: string; shape: number[] } {
+export function npyHeader(buf: Buffer): { descr: string; shape: number[] } {
   expect(buf.subarray(0, 6).toString('latin1') === '\x93NUMPY', 'body does not start with the .npy magic');
   const major = buf[6];
   const headerLength = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
@@ -132,7 +137,7 @@ function npyHeader(buf: Buffer): { descr: string; shape: number[] } {
   return { descr, shape };
 }
 
-const BOXES = [
+export const BOXES = [
   [12, 20, 120, 150],
   [60, 40, 300, 210],
   [150.5, 100.25, 180.75, 130.5],
@@ -320,7 +325,7 @@ export interface LoadResult {
 type LoadEntry = LoadResult['results'][number];
 
 /** `count` boxes spread over an 800×600 image. */
-function spreadBoxes(count: number): number[][] {
+export function spreadBoxes(count: number): number[][] {
   const boxes: number[][] = [];
   for (let i = 0; i < count; i++) {
     const x = (i * 37) % 680;
@@ -458,4 +463,6 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Run only as a script: scripts/swarm-smoke-client.ts imports the helpers above.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url))
+  await main();
