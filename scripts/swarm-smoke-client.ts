@@ -12,6 +12,11 @@
  *       first answers are in; writes every request's outcome to RESULT_FILE and prints one
  *       `PASS …` / `FAIL …` line per check: every answer 200, every body bit-identical to EXPECTED_FILE.
  *
+ *   tsx scripts/swarm-smoke-client.ts rate BASE_URL KIND CONCURRENCY SECONDS
+ *       throughput of one kind (image, features, feature-map): CONCURRENCY requests in flight for
+ *       SECONDS, then one line with answers/s, latency percentiles and the count of non-200 answers
+ *       (README "Scaling out" quotes it).
+ *
  * The bodies are `.npy` and safetensors, which hold only the request's outputs and parameters; the JSON
  * format also carries per-request `timings`, so it could not be compared byte for byte.
  */
@@ -186,15 +191,42 @@ async function loadCommand(
   }
 }
 
+async function rateCommand(
+  base: string,
+  kindName: string,
+  concurrency: number,
+  seconds: number,
+): Promise<void> {
+  const kind = (await kinds()).find((k) => k.name === kindName);
+  if (!kind) throw new Error(`unknown kind ${kindName}: image, features or feature-map`);
+  await send(base, kind); // warm: the first answer pays for connection set-up and lazy loading
+  const t0 = Date.now();
+  const outcomes: Outcome[] = [];
+  const loop = async (): Promise<void> => {
+    while (Date.now() - t0 < seconds * 1000) outcomes.push(await send(base, kind));
+  };
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  const elapsed = (Date.now() - t0) / 1000;
+  const ms = outcomes.map((o) => o.endMs - o.startMs).sort((a, b) => a - b);
+  const pct = (p: number) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))];
+  const bad = outcomes.filter((o) => o.status !== 200).length;
+  console.log(
+    `${kindName}: ${(outcomes.length / elapsed).toFixed(2)} answers/s (${outcomes.length} in ${elapsed.toFixed(1)} s, ` +
+      `concurrency ${concurrency}), latency p50 ${pct(50)} ms, p95 ${pct(95)} ms, ${bad} not 200`,
+  );
+}
+
 async function main(): Promise<void> {
   const [command, base, ...rest] = process.argv.slice(2);
   if (command === 'expect' && base && rest.length === 1) {
     await expectCommand(base.replace(/\/$/, ''), rest[0]);
   } else if (command === 'load' && base && rest.length === 5) {
     await loadCommand(base.replace(/\/$/, ''), Number(rest[0]), rest[1], rest[2], rest[3], rest[4]);
+  } else if (command === 'rate' && base && rest.length === 3) {
+    await rateCommand(base.replace(/\/$/, ''), rest[0], Number(rest[1]), Number(rest[2]));
   } else {
     console.error(
-      'usage: swarm-smoke-client.ts expect BASE_URL OUT_FILE | load BASE_URL CONCURRENCY EXPECTED_FILE STARTED_FILE STOP_FILE RESULT_FILE',
+      'usage: swarm-smoke-client.ts expect BASE_URL OUT_FILE | load BASE_URL CONCURRENCY EXPECTED_FILE STARTED_FILE STOP_FILE RESULT_FILE | rate BASE_URL KIND CONCURRENCY SECONDS',
     );
     process.exitCode = 2;
   }
