@@ -26,7 +26,7 @@
 #   SWARM_IMAGE          roiserve image (default roiserve:smoke, the Docker smoke test's tag: its build
 #                        cache makes the build here a few seconds); SWARM_SKIP_BUILD=1 uses it as it is
 #   SWARM_LB_IMAGE       load balancer image to build (default roiserve-lb:smoke)
-#   SWARM_STACK          stack name (default roiserve-smoke)
+#   SWARM_STACK          stack name (default roiserve-smoke-<pid>)
 #   SWARM_LOAD_SECONDS   least time under load (default 30)
 #   SWARM_CONCURRENCY    requests in flight (default 8)
 #   SWARM_WORKERS        WORKERS per replica (default 1: 2 replicas + the one an update starts share
@@ -39,7 +39,8 @@ cd "$(dirname "$0")/.."
 
 IMAGE=${SWARM_IMAGE:-roiserve:smoke}
 LB_IMAGE=${SWARM_LB_IMAGE:-roiserve-lb:smoke}
-STACK=${SWARM_STACK:-roiserve-smoke}
+# One name per run: two runs on one daemon (two CI jobs) must not touch each other's stack.
+STACK=${SWARM_STACK:-roiserve-smoke-$$}
 LOAD_SECONDS=${SWARM_LOAD_SECONDS:-30}
 CONCURRENCY=${SWARM_CONCURRENCY:-8}
 WORKERS=${SWARM_WORKERS-1}
@@ -94,7 +95,14 @@ remove_stack() {
   return 1
 }
 
+# Leaves the swarm this run created, unless something else now runs in it (another run joined it).
 leave_swarm() {
+  local others
+  others=$(docker service ls --format '{{.Name}}' 2>/dev/null | tr '\n' ' ')
+  if [ -n "${others// /}" ]; then
+    log "not leaving the swarm: other services run in it ($others)"
+    return 0
+  fi
   docker swarm leave --force >/dev/null 2>&1 || return 1
   # docker_gwbridge is made by the swarm's first task; drop it too unless it was there before.
   [ -n "$gwbridge_existed" ] || docker network rm docker_gwbridge >/dev/null 2>&1 || true
@@ -187,6 +195,8 @@ case $state in
     if docker swarm init --advertise-addr 127.0.0.1 >"$TMP/swarm-init.log" 2>&1; then
       created_swarm=1
       pass "created a single-node swarm (docker swarm init --advertise-addr 127.0.0.1; left at the end)"
+    elif [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" = active ]; then
+      pass "joined the swarm another run created meanwhile (left as it is afterwards)"
     else
       cat "$TMP/swarm-init.log"
       abort "docker swarm init failed"
@@ -295,7 +305,13 @@ timeout 20 docker service logs --raw "$LB_SERVICE" 2>/dev/null | grep -E ' [-A-Z
 if remove_stack; then pass "stack $STACK and network $NETWORK removed"; else fail "stack $STACK not removed within $TIMEOUT s"; fi
 deployed=""
 if [ -n "$created_swarm" ]; then
-  if leave_swarm; then pass "left the swarm this run created"; else fail "docker swarm leave failed"; fi
+  if ! leave_swarm; then
+    fail "docker swarm leave failed"
+  elif [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" = inactive ]; then
+    pass "left the swarm this run created"
+  else
+    pass "kept the swarm this run created: another run's services are in it"
+  fi
   created_swarm=""
 fi
 log "total $(secs $(($(now_ms) - T_START))) s"
