@@ -14,6 +14,7 @@ const sections: Record<string, Section> = {
   v2: async () => (await import('./v2.js')).runV2Bench(),
   throughput: async () => (await import('./throughput.js')).runThroughputBench(),
   split: async () => (await import('./split.js')).runSplitBench(),
+  transfer: async () => (await import('./transfer.js')).runTransferBench(),
 };
 
 async function main(): Promise<void> {
