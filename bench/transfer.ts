@@ -3,16 +3,15 @@
  * Two requests, each multipart asking for `.npy` (RoI Align 7×7 of 300 boxes: 15 MB back):
  * - features: a `.npy` feature map 1×256×30×40 (1.2 MB) as a file part;
  * - image: `fixtures/photo.jpg` (640×480) as a file part (the built-in backbone gives 256 channels).
- * Each is sent to roiserve and to a bare `node:http` server that reads the same request body and
- * answers the same bytes roiserve answered (the floor of moving them over loopback). A client in
+ * Each is sent to roiserve and to a bare `node:http` server (its own process) that reads the same
+ * request body and answers the same bytes roiserve answered (the floor of moving them over loopback). A client in
  * another process times each from the first byte sent to the last received; the rows interleave.
  * Goal: roiserve's wall ≤ 1.15 × (its compute stages + the bare transfer), the stages being
  * `Server-Timing`'s decode, backbone, the ops and encode (the worker's work). Medians.
  * Knobs: `BENCH_ROUNDS` (default 15).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,22 +75,38 @@ async function multipart(file: string, bytes: Uint8Array, boxes: number[][]) {
   };
 }
 
-/** A bare node:http server answering every POST with `answer` once the body is read. */
-function bareServer(answers: Map<string, Buffer>): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
-    req.on('data', () => undefined);
-    req.on('end', () => {
-      const answer = answers.get(req.url ?? '') as Buffer;
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': answer.length });
-      res.end(answer);
-    });
+/**
+ * A bare node:http server in its own process (so that its garbage does not land on roiserve's
+ * thread), answering `POST /<name>` with the bytes of file `<dir>/<name>.answer` once the body is read.
+ * argv: dir; prints its URL.
+ */
+const BARE = `
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+const dir = process.argv[1];
+const answers = new Map();
+const server = createServer((req, res) => {
+  const name = req.url.slice(1);
+  if (!answers.has(name)) answers.set(name, readFileSync(dir + '/' + name + '.answer'));
+  req.on('data', () => undefined);
+  req.on('end', () => {
+    const answer = answers.get(name);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': answer.length });
+    res.end(answer);
   });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address() as { port: number };
-      resolve({ server, url: `http://127.0.0.1:${address.port}` });
-    }),
-  );
+});
+server.listen(0, '127.0.0.1', () => console.log('http://127.0.0.1:' + server.address().port));
+`;
+
+/** Starts {@link BARE}; resolves with its URL and the process. */
+function bareServer(dir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', BARE, dir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout?.once('data', (line: Buffer) => resolve({ child, url: line.toString().trim() }));
+  });
 }
 
 export async function runTransferBench(): Promise<void> {
@@ -106,7 +121,7 @@ export async function runTransferBench(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'roiserve-transfer-'));
   const app = await buildApp(parseConfig({}, { logLevel: 'silent' }));
   const answers = new Map<string, Buffer>();
-  let bare: { server: Server; url: string } | undefined;
+  let bare: { child: ChildProcess; url: string } | undefined;
   try {
     await app.readiness.settled;
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -117,9 +132,10 @@ export async function runTransferBench(): Promise<void> {
       const r = await fetch(`${url}/v1/roi`, { method: 'POST', body, headers: { 'content-type': type } });
       answers.set(`/${name}`, Buffer.from(await r.arrayBuffer()));
       if (r.status !== 200) throw new Error(`${name}: ${r.status} ${answers.get(`/${name}`)?.toString()}`);
+      writeFileSync(join(dir, `${name}.answer`), answers.get(`/${name}`) as Buffer);
       jobs.push({ name: `roiserve ${name}`, url: `${url}/v1/roi`, body: path, type });
     }
-    bare = await bareServer(answers);
+    bare = await bareServer(dir);
     for (const name of Object.keys(requests)) {
       const path = join(dir, `${name}.body`);
       jobs.push({
@@ -168,7 +184,7 @@ export async function runTransferBench(): Promise<void> {
     );
   } finally {
     await app.close();
-    bare?.server.close();
+    bare?.child.kill();
     rmSync(dir, { recursive: true, force: true });
   }
 }

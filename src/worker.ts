@@ -19,6 +19,7 @@ import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js'
 import { encodeFeatures, encodeRoi, type EncodedBody } from './core/encode.js';
 import { decodeImageInput, decodeRoiTask } from './core/decode-task.js';
 import { runKernel } from './oip/kernel-task.js';
+import { freeNow } from './runtime/free-now.js';
 import { runRanges, splitOps } from './runtime/split.js';
 import {
   ownedBuffers,
@@ -150,6 +151,8 @@ export default async function handle(
         const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop, ops);
         stop.check();
         const encoded = encodeRoi(result, task.format, task.encoding, task.dtype, started);
+        // The body holds its own copy of the outputs: free theirs now (see src/runtime/free-now.ts).
+        for (const pooled of Object.values(result.outputs)) freeNow(pooled?.data);
         transfers = ownedBuffers([encoded.body]);
         value = {
           ...encodedWork(encoded, result.timings),
@@ -181,6 +184,7 @@ export default async function handle(
         const result = await executeFeatures(decodeImageInput(task.image), ctx, task.maxSide, stop);
         stop.check();
         const encoded = encodeFeatures(result, task.format);
+        freeNow(result.features.data);
         transfers = ownedBuffers([encoded.body]);
         value = encodedWork(encoded, result.timings);
         break;

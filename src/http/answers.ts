@@ -14,6 +14,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { EncodedWork } from '../pool.js';
+import { freeNow } from '../runtime/free-now.js';
 import { WARNINGS_HEADER, warningsHeaderValue, type RoiWarning } from '../warnings.js';
 import { recordTimings } from './timing.js';
 
@@ -145,6 +146,9 @@ export function sendAnswer(reply: FastifyReply, body: Buffer, options: AnswerOpt
     socket?.off('drain', progress);
     stream.destroy();
     release();
+    // Written in full, the socket holds no chunk of it: its memory goes now, not at the next full
+    // collection, which each large answer would otherwise force on this thread (see free-now.ts).
+    if (res.writableFinished) freeNow(body);
   });
   progress();
   reply.header('Content-Length', String(body.length));

@@ -4,7 +4,8 @@
  */
 import { InvalidInputError } from '../errors.js';
 
-const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** Whether this machine stores numbers little-endian (the wire order), so bytes can be read in place. */
+export const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** Copies `bytes` (any alignment, little-endian float32) into a fresh, owned Float32Array. */
 export function float32FromLittleEndian(bytes: Uint8Array, field = 'data'): Float32Array {

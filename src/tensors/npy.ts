@@ -3,7 +3,7 @@
  * reads. float32 is read and written; float16 is written (outputs with `dtype: "float16"`). See https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
  */
 import { InvalidInputError } from '../errors.js';
-import { float32FromLittleEndian, littleEndianBytes } from './base64.js';
+import { float32FromLittleEndian, littleEndianBytes, littleEndianHost } from './base64.js';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 
@@ -184,7 +184,8 @@ export function writeNpy(data: Float32Array | Uint16Array, shape: readonly numbe
 /**
  * Reads a `.npy` holding a C-order float32 array (`<f4`; also `|f4`/`=f4` on little-endian data).
  *
- * @param bytes - the whole file
+ * @param bytes - the whole file; on a little-endian host the result reads its data in place (do not change
+ *   `bytes` afterwards)
  * @param field - field path for error messages; default `features`
  * @throws InvalidInputError naming what is wrong (magic, version, dtype, order, shape, length)
  */
@@ -262,5 +263,12 @@ export function readNpy(bytes: Uint8Array, field = 'features'): NpyArray {
       'data length matching the header shape',
     );
   }
-  return { shape, data: float32FromLittleEndian(buf.subarray(dataStart), field) };
+  // The data in place when the host is little-endian and it starts on a 4-byte boundary (numpy pads
+  // the header to 64 bytes, so it always does): no copy of what may be a map of hundreds of MB. The
+  // array then shares `bytes`, which the caller must not change afterwards.
+  const data = buf.subarray(dataStart);
+  if (littleEndianHost && (data.byteOffset & 3) === 0) {
+    return { shape, data: new Float32Array(data.buffer, data.byteOffset, count) };
+  }
+  return { shape, data: float32FromLittleEndian(data, field) };
 }
