@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parseConfig } from '../src/config.js';
 import { buildApp } from '../src/server.js';
 import { writeNpy } from '../src/tensors/npy.js';
-import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/support/random.js';
 
 const [C, H, W] = [256, 30, 40];
 const STRIDE = 16;

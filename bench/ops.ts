@@ -28,7 +28,7 @@ import {
   runMaxRoiPool,
   runRoiAlign,
 } from '../test/oracle/ort.js';
-import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/support/random.js';
 
 const [N, C, H, W] = [1, 256, 50, 68];
 const STRIDE = 16;

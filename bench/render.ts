@@ -11,7 +11,7 @@ import { encodeDiff } from '../src/imaging/diff-body.js';
 import { boxAt, coverage, roiAlign, roiPool, roiWarp } from '../src/ops/index.js';
 import type { Boxes, FeatureMap } from '../src/ops/index.js';
 import type { RoiResult } from '../src/core/results.js';
-import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/support/random.js';
 
 const [WIDTH, HEIGHT] = [640, 480];
 const STRIDE = 16;

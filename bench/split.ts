@@ -17,7 +17,7 @@ import { parseConfig } from '../src/config.js';
 import { buildApp } from '../src/server.js';
 import { writeNpy } from '../src/tensors/npy.js';
 import { createSession, roiAlignModel, runRoiAlign } from '../test/oracle/ort.js';
-import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/support/random.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PER_ROUND = 3;

@@ -16,7 +16,7 @@ import { roiAlign, toCanonicalBoxes } from '../src/ops/index.js';
 import { buildApp } from '../src/server.js';
 import { encodeFloat32Base64 } from '../src/tensors/base64.js';
 import { writeNpy } from '../src/tensors/npy.js';
-import { featuresField, randomMap, tensorData, testConfig, testPng } from './routes/helpers.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from './support/fixtures.js';
 
 // Module mocks apply to this thread only: the worker (a piscina thread started with tsx) imports the
 // real modules. Were the HTTP thread to decode an input, these would turn the request into a 500.

@@ -11,7 +11,7 @@ import { BodyBytes, chargedBodyBytes } from '../src/admission.js';
 import { AnswerBytes } from '../src/http/answers.js';
 import { buildApp } from '../src/server.js';
 import { readNpy } from '../src/tensors/npy.js';
-import { featuresField, randomMap, testConfig } from './routes/helpers.js';
+import { featuresField, randomMap, testConfig } from './support/fixtures.js';
 
 describe('AnswerBytes', () => {
   it('counts answers until each is released (once), and is full at the bound', () => {

@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/server.js';
-import { testConfig } from './routes/helpers.js';
+import { testConfig } from './support/fixtures.js';
 
 const LIMIT = 1024 * 1024;
 let app: FastifyInstance;

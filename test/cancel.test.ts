@@ -15,7 +15,7 @@ import {
 } from '../src/cancel.js';
 import { CancelledError } from '../src/errors.js';
 import { roiAlign, roiPool, roiWarp, toCanonicalBoxes } from '../src/ops/index.js';
-import { randomMap } from './routes/helpers.js';
+import { randomMap } from './support/fixtures.js';
 
 const fm = randomMap([1, 3, 8, 8]);
 const boxes = toCanonicalBoxes(

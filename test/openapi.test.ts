@@ -19,7 +19,7 @@ import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/server.js';
 import { writeNpy } from '../src/tensors/npy.js';
-import { testConfig, testPng } from './routes/helpers.js';
+import { testConfig, testPng } from './support/fixtures.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 

@@ -9,7 +9,8 @@ import { roiAlign, roiPool, roiWarp, toCanonicalBoxes, type FeatureMap } from '.
 import { buildApp } from '../src/server.js';
 import { readNpy, writeNpy } from '../src/tensors/npy.js';
 import { readSafetensors } from '../src/tensors/safetensors.js';
-import { featuresField, maxAbsDiff, randomMap, tensorData, testConfig, testPng } from './routes/helpers.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from './support/fixtures.js';
+import { maxAbsDiff } from './support/compare.js';
 
 let app: FastifyInstance;
 let base: string;

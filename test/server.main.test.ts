@@ -6,8 +6,8 @@
 import { request as httpRequest, Agent } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { writeNpy } from '../src/tensors/npy.js';
-import { randomMap } from './routes/helpers.js';
-import { startMain, waitFor } from './main-process.js';
+import { randomMap } from './support/fixtures.js';
+import { startMain, waitFor } from './support/main-process.js';
 
 async function listeningAndReady(output: () => string): Promise<string> {
   const url = await waitFor(

@@ -12,7 +12,8 @@ import { featuresResponseSchema, roiResponseSchema } from '../routes/v1/schemas/
 import { encodeFloat32Base64 } from '../src/tensors/base64.js';
 import { readNpy } from '../src/tensors/npy.js';
 import { readSafetensors } from '../src/tensors/safetensors.js';
-import { featuresField, maxAbsDiff, randomMap, tensorData, testConfig, testPng } from './routes/helpers.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from './support/fixtures.js';
+import { maxAbsDiff } from './support/compare.js';
 import { autoBackend, autoEngine } from './support/tf.js';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../src/server.js';
-import { featuresField, randomMap, testConfig } from './routes/helpers.js';
+import { featuresField, randomMap, testConfig } from './support/fixtures.js';
 import { useApp } from './support/app.js';
 
 const server = useApp();

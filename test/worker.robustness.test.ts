@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { WorkerFailure } from '../src/pool.js';
 import type { RoiTask } from '../src/core/task.js';
 import { buildApp } from '../src/server.js';
-import { testConfig, testPng } from './routes/helpers.js';
+import { testConfig, testPng } from './support/fixtures.js';
 import { useApp } from './support/app.js';
 
 const server = useApp();

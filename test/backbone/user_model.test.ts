@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { checkBackboneInput, loadBackbone } from '../../src/backbone/index.js';
 import { initTensorFlow, tf } from '../../src/backbone/tf.js';
-import { maxAbsDiff } from '../routes/helpers.js';
+import { maxAbsDiff } from '../support/compare.js';
 
 let root: string;
 beforeAll(async () => {

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
-import { testConfig } from '../routes/helpers.js';
+import { testConfig } from '../support/fixtures.js';
 import { runProcess, type Run } from '../support/process.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));

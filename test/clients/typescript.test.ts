@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_OPERATIONS, decodeTensor, RoiserveClient, RoiserveError } from '../../src/client/index.js';
 import { roiAlign, toCanonicalBoxes } from '../../src/ops/index.js';
 import { buildApp } from '../../src/server.js';
-import { testConfig, testPng } from '../routes/helpers.js';
+import { testConfig, testPng } from '../support/fixtures.js';
 import { runProcess } from '../support/process.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -11,7 +11,7 @@ import {
   toRotatedBoxes,
   type FeatureMap,
 } from '../../src/ops/index.js';
-import { mulberry32, randomMap } from '../oracle/random.js';
+import { mulberry32, randomMap } from '../support/random.js';
 
 const rand = mulberry32(7);
 const map = (h: number, w: number): FeatureMap => ({

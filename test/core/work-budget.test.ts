@@ -22,7 +22,7 @@ import {
   type OpsWorkInput,
 } from '../../src/core/work-budget.js';
 import { refBoxes, refRoiAlign, refRoiPool, refRoiWarp, type RefMap } from '../reference/roi_reference.js';
-import { testPng } from '../routes/helpers.js';
+import { testPng } from '../support/fixtures.js';
 
 const f = Math.fround;
 const defaults = limitsFrom(parseConfig({}));

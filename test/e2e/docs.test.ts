@@ -14,7 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
-import { testConfig } from '../routes/helpers.js';
+import { testConfig } from '../support/fixtures.js';
 import { CHROMIUM, haveChromium, launchChromium } from './chromium.js';
 
 if (!haveChromium && process.env.CI) {

@@ -18,7 +18,7 @@ import type { BrowserContext, Page, Request } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
-import { testConfig } from '../routes/helpers.js';
+import { testConfig } from '../support/fixtures.js';
 import { CHROMIUM, haveChromium, launchChromium } from './chromium.js';
 
 const RESULTS = 'test-results';

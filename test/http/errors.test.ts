@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
-import { testConfig } from '../routes/helpers.js';
+import { testConfig } from '../support/fixtures.js';
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
-import { testConfig } from '../routes/helpers.js';
-import { startMain } from '../main-process.js';
+import { testConfig } from '../support/fixtures.js';
+import { startMain } from '../support/main-process.js';
 
 const API_KEY = 'test-key-0123456789';
 const apps: FastifyInstance[] = [];

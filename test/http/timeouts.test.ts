@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
 import { timeoutOptions } from '../../src/http/timeouts.js';
 import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, testConfig } from '../routes/helpers.js';
+import { featuresField, randomMap, testConfig } from '../support/fixtures.js';
 
 let app: FastifyInstance;
 let port: number;

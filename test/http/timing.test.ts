@@ -8,7 +8,7 @@ import { limitsFrom } from '../../src/core/task.js';
 import { prepareRoi } from '../../src/core/prepare.js';
 import { roiBodySchema, roiInputOf } from '../../routes/v1/schemas/request.js';
 import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, testConfig, testPng } from '../routes/helpers.js';
+import { featuresField, randomMap, testConfig, testPng } from '../support/fixtures.js';
 import { useApp } from '../support/app.js';
 
 const server = useApp();

@@ -11,17 +11,7 @@ import {
   parseInferenceRequest,
   type RequestInput,
 } from '../../src/oip/codec.js';
-import { InvalidInputError } from '../../src/errors.js';
-
-function fieldOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidInputError);
-    return (err as InvalidInputError & { field: string }).field;
-  }
-  throw new Error('did not throw');
-}
+import { fieldOf } from '../support/errors.js';
 
 function input(over: Partial<RequestInput>): RequestInput {
   return {

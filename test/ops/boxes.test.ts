@@ -8,7 +8,7 @@ import {
   scaleBoxes,
   toCanonicalBoxes,
 } from '../../src/ops/index.js';
-import { fieldOf } from './helpers.js';
+import { fieldOf } from '../support/errors.js';
 
 describe('cRound', () => {
   it('rounds half away from zero, unlike Math.round', () => {

@@ -16,8 +16,8 @@ import {
   toLayout,
 } from '../../src/ops/index.js';
 import type { Boxes, FeatureMap, LevelMapping, MultiScaleOp } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomMap } from '../oracle/random.js';
-import { fieldOf } from './helpers.js';
+import { mulberry32, randInt, randomMap } from '../support/random.js';
+import { fieldOf } from '../support/errors.js';
 
 /** Square boxes of side `s` at the origin, image 0. */
 const squares = (...sides: number[]): Boxes =>

@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { psRoiPool, toLayout } from '../../src/ops/index.js';
 import type { Boxes, FeatureMap } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
+import { mulberry32, randInt, randomBoxes, randomMap } from '../support/random.js';
 import { refPsRoiPool } from '../reference/ps_roi_reference.js';
 import { refBoxes } from '../reference/roi_reference.js';
-import { fieldOf } from './helpers.js';
+import { fieldOf } from '../support/errors.js';
 
 /** Boxes from `(b, x1, y1, x2, y2)` rows. */
 const rows = (...r: number[][]): Boxes => ({ data: Float32Array.from(r.flat()), count: r.length });

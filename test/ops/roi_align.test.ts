@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { roiAlign, toCanonicalBoxes, toLayout } from '../../src/ops/index.js';
 import type { AlignMode, FeatureMap } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
+import { mulberry32, randInt, randomBoxes, randomMap } from '../support/random.js';
 import { refBoxes, refRoiAlign } from '../reference/roi_reference.js';
-import { fieldOf, maxAbsDiff, randomProblem, refAlignParams } from './helpers.js';
+import { randomProblem, refAlignParams } from '../support/ops-problems.js';
+import { maxAbsDiff } from '../support/compare.js';
+import { fieldOf } from '../support/errors.js';
 
 /** 4×4 map with X[y][x] = 4y + x (one channel). */
 const ramp: FeatureMap = {

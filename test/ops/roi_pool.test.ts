@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { poolCells, roiPool, toCanonicalBoxes, toLayout } from '../../src/ops/index.js';
 import type { FeatureMap } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
+import { mulberry32, randInt, randomBoxes, randomMap } from '../support/random.js';
 import { refBoxes, refRoiPool } from '../reference/roi_reference.js';
-import { fieldOf, firstMismatch, randomProblem } from './helpers.js';
+import { randomProblem } from '../support/ops-problems.js';
+import { firstMismatch } from '../support/compare.js';
+import { fieldOf } from '../support/errors.js';
 
 describe('roiPool', () => {
   it('C rounding of the worked example: 15.5 → 16, -1.5 → -2 (not Math.round)', () => {

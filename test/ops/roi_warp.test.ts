@@ -10,9 +10,10 @@ import {
   warpCells,
 } from '../../src/ops/index.js';
 import type { AlignMode } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomMap } from '../oracle/random.js';
+import { mulberry32, randInt, randomMap } from '../support/random.js';
 import { refBoxes, refRoiWarp } from '../reference/roi_reference.js';
-import { maxAbsDiff, randomProblem, refAlignParams } from './helpers.js';
+import { randomProblem, refAlignParams } from '../support/ops-problems.js';
+import { maxAbsDiff } from '../support/compare.js';
 
 describe('roiWarp', () => {
   it('snaps the worked example box to cells (9, 6, 16, 11) = pixels (288, 192, 512, 352)', () => {

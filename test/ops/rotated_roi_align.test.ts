@@ -13,9 +13,10 @@ import {
   toRotatedBoxes,
 } from '../../src/ops/index.js';
 import type { FeatureMap, Layout, Pooled, RotatedBoxes } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomMap } from '../oracle/random.js';
+import { mulberry32, randInt, randomMap } from '../support/random.js';
 import { refRotatedBoxes, refRotatedRoiAlign } from '../reference/rotated_reference.js';
-import { fieldOf, maxAbsDiff } from './helpers.js';
+import { maxAbsDiff } from '../support/compare.js';
+import { fieldOf } from '../support/errors.js';
 
 interface RotatedVector {
   name: string;

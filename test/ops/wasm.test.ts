@@ -9,9 +9,9 @@ import { roiAlign, roiPool, toLayout } from '../../src/ops/index.js';
 import type { AlignMode, FeatureMap, Layout } from '../../src/ops/index.js';
 import { roiKernels } from '../../src/ops/wasm/roi_kernels.js';
 import { ROI_KERNELS_WASM_BASE64 } from '../../src/ops/wasm/roi_kernels_wasm.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from '../oracle/random.js';
+import { mulberry32, randInt, randomBoxes, randomMap } from '../support/random.js';
 import { refBoxes, refRoiAlign, refRoiPool } from '../reference/roi_reference.js';
-import { firstMismatch, maxAbsDiff } from './helpers.js';
+import { firstMismatch, maxAbsDiff } from '../support/compare.js';
 
 /** `[K, C, PH, PW]` NHWC data back to NCHW, to compare with the references. */
 function asNCHW(data: Float32Array, shape: [number, number, number, number], layout: Layout): Float32Array {

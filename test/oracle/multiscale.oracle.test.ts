@@ -20,8 +20,8 @@
 import { describe, expect, it } from 'vitest';
 import { mapLevels, multiScaleRoi, roiAlign, toLayout } from '../../src/ops/index.js';
 import type { FeatureMap } from '../../src/ops/index.js';
-import { maxAbsDiff } from '../ops/helpers.js';
-import { mulberry32, randInt, randomMap } from './random.js';
+import { maxAbsDiff } from '../support/compare.js';
+import { mulberry32, randInt, randomMap } from '../support/random.js';
 import { debianPython } from '../support/python.js';
 import { b64, fromB64, runOracleScript } from './script.js';
 

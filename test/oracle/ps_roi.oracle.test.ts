@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { psRoiAlign, psRoiPool, toLayout } from '../../src/ops/index.js';
 import type { FeatureMap, Pooled } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomBox, randomMap } from './random.js';
+import { mulberry32, randInt, randomBox, randomMap } from '../support/random.js';
 import { debianPython } from '../support/python.js';
 import { b64, fromB64, runOracleScript } from './script.js';
 

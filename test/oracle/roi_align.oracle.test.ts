@@ -12,9 +12,9 @@ import type { InferenceSession } from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { roiAlign, roiWarp } from '../../src/ops/index.js';
 import type { AlignMode, FeatureMap } from '../../src/ops/index.js';
-import { maxAbsDiff } from '../ops/helpers.js';
+import { maxAbsDiff } from '../support/compare.js';
 import { createSession, roiAlignModel, runRoiAlign } from './ort.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from './random.js';
+import { mulberry32, randInt, randomBoxes, randomMap } from '../support/random.js';
 
 const sessions = new Map<string, InferenceSession>();
 async function session(

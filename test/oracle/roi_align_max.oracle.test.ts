@@ -17,7 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { roiAlign, toLayout } from '../../src/ops/index.js';
 import type { FeatureMap } from '../../src/ops/index.js';
 import { debianPython } from '../support/python.js';
-import { mulberry32, randInt, randomBox, randomMap } from './random.js';
+import { mulberry32, randInt, randomBox, randomMap } from '../support/random.js';
 import { b64, fromB64, runOracleScript } from './script.js';
 
 const haveTorchvision = debianPython({

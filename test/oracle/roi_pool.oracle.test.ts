@@ -6,9 +6,9 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { roiPool } from '../../src/ops/index.js';
-import { firstMismatch } from '../ops/helpers.js';
+import { firstMismatch } from '../support/compare.js';
 import { createSession, maxRoiPoolModel, runMaxRoiPool } from './ort.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from './random.js';
+import { mulberry32, randInt, randomBoxes, randomMap } from '../support/random.js';
 
 const sessions = new Map<string, InferenceSession>();
 async function session(PH: number, PW: number, scale: number) {

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { readNpy } from '../../src/tensors/npy.js';
 import { useApp } from '../support/app.js';
-import { testConfig, testPng } from './helpers.js';
+import { testConfig, testPng } from '../support/fixtures.js';
 
 const server = useApp(testConfig({ backboneEngine: 'tfjs' }));
 

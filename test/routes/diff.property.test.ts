@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import sharp from 'sharp';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { featuresField, randomMap } from './helpers.js';
+import { featuresField, randomMap } from '../support/fixtures.js';
 import { useApp } from '../support/app.js';
 
 const server = useApp();

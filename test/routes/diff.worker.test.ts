@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, testConfig } from './helpers.js';
+import { featuresField, randomMap, testConfig } from '../support/fixtures.js';
 
 // Module mocks apply to this thread only: the worker (a piscina thread started with tsx) imports the real
 // renderer. Were the route to render, these would turn every diff into a 500.

@@ -23,7 +23,7 @@ import {
 } from '../../src/tensors/float16.js';
 import { parseNpyHeader } from '../../src/tensors/npy.js';
 import { WARNINGS_HEADER } from '../../src/warnings.js';
-import { featuresField, randomMap, testConfig } from './helpers.js';
+import { featuresField, randomMap, testConfig } from '../support/fixtures.js';
 import { PYTHON, pythonCan } from '../support/python.js';
 
 let app: FastifyInstance;

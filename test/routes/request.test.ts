@@ -12,7 +12,7 @@ import { roiBodySchema, roiInputOf } from '../../routes/v1/schemas/request.js';
 import { buildApp } from '../../src/server.js';
 import { writeNpy } from '../../src/tensors/npy.js';
 import { readSafetensors } from '../../src/tensors/safetensors.js';
-import { featuresField, randomMap, tensorData, testConfig, testPng } from './helpers.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from '../support/fixtures.js';
 
 let app: FastifyInstance;
 

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { writeNpy } from '../../src/tensors/npy.js';
-import { featuresField, randomMap, testConfig, testPng } from '../routes/helpers.js';
+import { featuresField, randomMap, testConfig, testPng } from '../support/fixtures.js';
 import { useApp } from '../support/app.js';
 
 const server = useApp(testConfig({ workers: 2 }));

@@ -22,7 +22,7 @@ import {
   splitOps,
   type SplitShare,
 } from '../../src/runtime/split.js';
-import { randomMap } from '../routes/helpers.js';
+import { randomMap } from '../support/fixtures.js';
 
 const timings = (): RoiTimings => ({ decode: 0, backbone: 0, pool: 0, align: 0, warp: 0 });
 

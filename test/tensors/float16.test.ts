@@ -22,7 +22,7 @@ import {
   float32ToBfloat16Bits,
   float32ToFloat16Bits,
 } from '../../src/tensors/float16.js';
-import { mulberry32 } from '../oracle/random.js';
+import { mulberry32 } from '../support/random.js';
 import { PYTHON, debianPython } from '../support/python.js';
 
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'half_oracle.py');

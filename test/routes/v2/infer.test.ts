@@ -7,9 +7,7 @@
  * bit for bit.
  */
 import { request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   multiScaleRoi,
   psRoiAlign,
@@ -19,21 +17,10 @@ import {
   toRotatedBoxes,
 } from '../../../src/ops/index.js';
 import { buildApp } from '../../../src/server.js';
-import { featuresField, randomMap, tensorData, testConfig, testPng } from '../helpers.js';
+import { useListeningApp } from '../../support/app.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from '../../support/fixtures.js';
 
-let app: FastifyInstance;
-let port: number;
-
-beforeAll(async () => {
-  app = await buildApp(testConfig());
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  port = (app.server.address() as AddressInfo).port;
-  await app.readiness.settled;
-});
-
-afterAll(async () => {
-  await app?.close();
-});
+const server = useListeningApp();
 
 interface Answer {
   status: number;
@@ -52,7 +39,7 @@ function send(
     const req = httpRequest(
       {
         host: '127.0.0.1',
-        port,
+        port: server.port,
         method,
         path,
         headers: body === undefined ? headers : { ...headers, 'Content-Length': String(body.length) },
@@ -383,9 +370,9 @@ describe('errors: {"error": message} with Content-Type application/json exactly'
     expect(await error(r, 415)).toMatch(/text\/plain/);
     const many = {
       name: 'rois',
-      shape: [app.config.maxBoxes + 1, 5],
+      shape: [server.app.config.maxBoxes + 1, 5],
       datatype: 'FP32',
-      data: new Array((app.config.maxBoxes + 1) * 5).fill(0),
+      data: new Array((server.app.config.maxBoxes + 1) * 5).fill(0),
     };
     expect(
       await error(
@@ -504,7 +491,7 @@ describe('image input (BYTES, run through the backbone) and the backbone model',
     expect(r.status, r.body.toString()).toBe(200);
     const length = Number(r.headers['inference-header-content-length']);
     const header = JSON.parse(r.body.subarray(0, length).toString());
-    expect(header.outputs[0].shape).toEqual([2, app.readiness.backbone?.outputChannels, 3, 3]);
+    expect(header.outputs[0].shape).toEqual([2, server.app.readiness.backbone?.outputChannels, 3, 3]);
     const expected = await v1(
       {
         image: png.toString('base64'),

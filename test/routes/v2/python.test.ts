@@ -6,14 +6,11 @@
  * under CI, where it fails.
  */
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../../src/server.js';
+import { describe, expect, it } from 'vitest';
+import { useListeningApp } from '../../support/app.js';
 import { PYTHON, debianPython } from '../../support/python.js';
 import { runProcess, type Run } from '../../support/process.js';
-import { testConfig } from '../helpers.js';
 
 const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
 const available = debianPython({
@@ -36,26 +33,14 @@ function runPython(code: string): Promise<Run> {
   return runProcess(PYTHON, ['-'], { input: code });
 }
 
-let app: FastifyInstance;
-let port: number;
-
-beforeAll(async () => {
-  app = await buildApp(testConfig());
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  port = (app.server.address() as AddressInfo).port;
-  await app.readiness.settled;
-});
-
-afterAll(async () => {
-  await app?.close();
-});
+const server = useListeningApp();
 
 describe('README: the Open Inference Protocol from Python (requests + numpy)', () => {
   it.skipIf(!available)('runs as written and prints what its comment says', async () => {
     const code = pythonBlock('<!-- v2-python-requests -->');
     const expected = /# → (.*)$/m.exec(code)?.[1];
     expect(expected).toBeDefined();
-    const r = await runPython(code.replaceAll('localhost:8080', `127.0.0.1:${port}`));
+    const r = await runPython(code.replaceAll('localhost:8080', `127.0.0.1:${server.port}`));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe(expected);
   });

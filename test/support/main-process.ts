@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
 /**
  * Starts `src/main.ts` (through tsx) with only PATH, HOST=127.0.0.1, PORT=0, WORKERS=1, LOG_LEVEL=info

@@ -1,8 +1,9 @@
-/** Shared helpers of the HTTP tests: a quiet test config, feature-map bodies, small images. */
+/** Request fixtures of the HTTP tests: a quiet test config, feature-map bodies, small images. */
 import sharp from 'sharp';
 import { parseConfig, type Config } from '../../src/config.js';
 import type { FeatureMap } from '../../src/ops/index.js';
 import { encodeFloat32Base64 } from '../../src/tensors/base64.js';
+import { mulberry32 } from './random.js';
 
 /** Defaults from an empty environment, one worker, no logs, plus `overrides`. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
@@ -11,14 +12,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 
 /** A deterministic NCHW feature map `[N, C, H, W]` with values in [-1, 1). */
 export function randomMap(shape: [number, number, number, number], seed = 1): FeatureMap {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
   for (let i = 0; i < data.length; i++) data[i] = next() * 2 - 1;
   return { data, shape, layout: 'NCHW' };
@@ -52,12 +46,4 @@ export async function testPng(width = 96, height = 64): Promise<Buffer> {
   return sharp(rgb, { raw: { width, height, channels: 3 } })
     .png()
     .toBuffer();
-}
-
-/** Largest absolute difference of two arrays of equal length. */
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }

@@ -1,38 +1,7 @@
-/** Small helpers shared by the operator tests. */
-import { expect } from 'vitest';
-import { InvalidInputError } from '../../src/errors.js';
+/** Seeded random problems for the operator tests' comparisons with the slow references. */
 import type { AlignMode, Boxes, FeatureMap } from '../../src/ops/index.js';
-import { randInt, randomBoxes, randomMap } from '../oracle/random.js';
+import { randInt, randomBoxes, randomMap } from './random.js';
 import type { RefAlignParams, RefMap } from '../reference/roi_reference.js';
-
-/** The `field` of the `InvalidInputError` that `fn` throws; fails when it throws nothing or another error. */
-export function fieldOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(InvalidInputError);
-    return (e as InvalidInputError).field;
-  }
-  throw new Error('expected an InvalidInputError');
-}
-
-/** Largest |a[i] - b[i]|; fails on a length mismatch. */
-export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-}
-
-/** Index of the first value that differs (bitwise, -0 == 0), or -1. */
-export function firstMismatch(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
 
 /**
  * A seeded random problem for the comparisons with the slow references: an NCHW map `[N, C, H, W]`
