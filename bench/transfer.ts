@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import { parseConfig } from '../src/config.js';
 import { buildApp } from '../src/server.js';
 import { writeNpy } from '../src/tensors/npy.js';
-import { boxInside, mulberry32, randomMap } from '../test/oracle/random.js';
+import { boxInside, mulberry32, randomMap } from '../test/support/random.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const K = 300;
