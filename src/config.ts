@@ -19,6 +19,23 @@ const booleanText = z
 const optional = <T extends z.ZodType>(schema: T) =>
   z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
+/** A list of numbers: `0.485,0.456,0.406` (commas and/or spaces). */
+const numberList = (what: string, check: (n: number) => boolean, count?: number) =>
+  z.string().transform((text, ctx) => {
+    const values = text
+      .split(/[\s,]+/)
+      .filter((t) => t !== '')
+      .map(Number);
+    if ((count !== undefined && values.length !== count) || values.length === 0 || !values.every(check)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected ${count !== undefined ? `${count} ` : ''}${what} separated by commas, got ${JSON.stringify(text)}`,
+      });
+      return z.NEVER;
+    }
+    return values;
+  });
+
 /** MiB kept for the HTTP thread (fastify, parsing, answers being written) when sizing the pool. */
 export const HTTP_RESERVE_MB = 512;
 
@@ -201,6 +218,16 @@ export const envSchema = z.object({
   BACKBONE_ENGINE: z.enum(['auto', 'tfjs', 'onnx']).default('auto'),
   /** ONNX Runtime intra-op threads per worker; default `max(1, floor(cores / WORKERS))`. */
   BACKBONE_THREADS: optional(positiveInt.max(256)),
+  /** ONNX user backbones: per-channel mean subtracted from RGB / 255 (torchvision's Normalize). */
+  BACKBONE_MEAN: optional(numberList('finite numbers', Number.isFinite, 3)),
+  /** ONNX user backbones: per-channel std the centred values are divided by. */
+  BACKBONE_STD: optional(numberList('positive numbers', (n) => Number.isFinite(n) && n > 0, 3)),
+  /** ONNX user backbones: zero-pad height and width (bottom/right) to a multiple of this. */
+  BACKBONE_SIZE_DIVISIBILITY: optional(positiveInt.max(1024)),
+  /** ONNX user backbones: each output's stride, finest first; default inferred from a probe. */
+  BACKBONE_STRIDES: optional(
+    numberList('powers of two', (n) => Number.isInteger(n) && n >= 1 && n <= 1024 && (n & (n - 1)) === 0),
+  ),
   BACKBONE_DIR: optional(z.string().min(1)),
   BACKBONE_OUTPUT_NODE: optional(z.string().min(1)),
   BACKBONE_STRIDE: optional(positiveInt),
@@ -248,6 +275,10 @@ export interface Config {
   backboneDir: string | undefined;
   backboneOutputNode: string | undefined;
   backboneStride: number | undefined;
+  backboneMean: [number, number, number] | undefined;
+  backboneStd: [number, number, number] | undefined;
+  backboneSizeDivisibility: number | undefined;
+  backboneStrides: number[] | undefined;
   shutdownGraceSeconds: number;
   requestTimeoutSeconds: number;
   keepAliveTimeoutSeconds: number;
@@ -312,6 +343,10 @@ export function parseConfig(env: NodeJS.ProcessEnv = {}, overrides: Partial<Conf
     backboneDir: e.BACKBONE_DIR,
     backboneOutputNode: e.BACKBONE_OUTPUT_NODE,
     backboneStride: e.BACKBONE_STRIDE,
+    backboneMean: e.BACKBONE_MEAN as [number, number, number] | undefined,
+    backboneStd: e.BACKBONE_STD as [number, number, number] | undefined,
+    backboneSizeDivisibility: e.BACKBONE_SIZE_DIVISIBILITY,
+    backboneStrides: e.BACKBONE_STRIDES,
     shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
     requestTimeoutSeconds: e.REQUEST_TIMEOUT_SECONDS,
     keepAliveTimeoutSeconds: e.KEEP_ALIVE_TIMEOUT_SECONDS,

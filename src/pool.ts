@@ -31,6 +31,8 @@ export interface WorkerInit {
   backboneDir: string | undefined;
   backboneOutputNode: string | undefined;
   backboneStride: number | undefined;
+  /** ONNX user backbones' input transform and strides (`BACKBONE_MEAN`, … see `config.ts`). */
+  backboneOnnx: Pick<Config, 'backboneMean' | 'backboneStd' | 'backboneSizeDivisibility' | 'backboneStrides'>;
   /** The backbone refuses images with a larger aspect ratio (`MAX_IMAGE_ASPECT`). */
   maxImageAspect: number;
   limits: RoiLimits;
@@ -236,6 +238,12 @@ export class WorkPool {
       backboneDir: config.backboneDir,
       backboneOutputNode: config.backboneOutputNode,
       backboneStride: config.backboneStride,
+      backboneOnnx: {
+        backboneMean: config.backboneMean,
+        backboneStd: config.backboneStd,
+        backboneSizeDivisibility: config.backboneSizeDivisibility,
+        backboneStrides: config.backboneStrides,
+      },
       maxImageAspect: config.maxImageAspect,
       limits: limitsFrom(config),
       maxMemoryBytes: config.workerMaxMemoryMb * 1024 * 1024,

@@ -44,6 +44,10 @@ describe('parseConfig', () => {
       backboneDir: undefined,
       backboneOutputNode: undefined,
       backboneStride: undefined,
+      backboneMean: undefined,
+      backboneStd: undefined,
+      backboneSizeDivisibility: undefined,
+      backboneStrides: undefined,
       shutdownGraceSeconds: 10,
       requestTimeoutSeconds: 60,
       keepAliveTimeoutSeconds: 72,
@@ -208,5 +212,35 @@ describe('threadsPerWorker: ONNX Runtime threads per worker session', () => {
     expect(parseConfig({ WORKERS: '1', BACKBONE_THREADS: '3' }).backboneThreads).toBe(3);
     expect(() => parseConfig({ BACKBONE_THREADS: '0' })).toThrow(/BACKBONE_THREADS/);
     expect(() => parseConfig({ BACKBONE_ENGINE: 'tensorrt' })).toThrow(/BACKBONE_ENGINE/);
+  });
+});
+
+describe('ONNX user backbone variables', () => {
+  it('reads BACKBONE_MEAN / BACKBONE_STD (three numbers), BACKBONE_SIZE_DIVISIBILITY and BACKBONE_STRIDES', () => {
+    expect(
+      parseConfig({
+        BACKBONE_MEAN: '0.485,0.456, 0.406',
+        BACKBONE_STD: '0.229 0.224 0.225',
+        BACKBONE_SIZE_DIVISIBILITY: '32',
+        BACKBONE_STRIDES: '4,8,16,32',
+      }),
+    ).toMatchObject({
+      backboneMean: [0.485, 0.456, 0.406],
+      backboneStd: [0.229, 0.224, 0.225],
+      backboneSizeDivisibility: 32,
+      backboneStrides: [4, 8, 16, 32],
+    });
+  });
+
+  it('refuses two numbers, a zero std, and a stride that is not a power of two, naming the variable', () => {
+    expect(() => parseConfig({ BACKBONE_MEAN: '0.5,0.5' })).toThrow(
+      /BACKBONE_MEAN="0.5,0.5": expected 3 finite numbers/,
+    );
+    expect(() => parseConfig({ BACKBONE_STD: '1,0,1' })).toThrow(
+      /BACKBONE_STD="1,0,1": expected 3 positive numbers/,
+    );
+    expect(() => parseConfig({ BACKBONE_STRIDES: '4,6' })).toThrow(
+      /BACKBONE_STRIDES="4,6": expected powers of two/,
+    );
   });
 });

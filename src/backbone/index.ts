@@ -2,7 +2,8 @@
  * The backbone: RGB pixels `[H, W, 3]` → feature map `[1, C, ceil(H/stride), ceil(W/stride)]` (NHWC data).
  * Either the built-in net (see `builtin.ts`) or a user's tfjs model from a local directory.
  */
-import { basename } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { InvalidInputError, TooLargeError } from '../errors.js';
 import type { FeatureMap } from '../ops/types.js';
 import {
@@ -33,6 +34,7 @@ import {
 import { exportOnnx } from './onnx_export.js';
 import { currentBackend, initTensorFlow, tf } from './tf.js';
 import { loadUserModel } from './user_model.js';
+import { loadUserOnnx, USER_ONNX_FILE } from './user_onnx.js';
 
 export type { BackboneDescription, LayerDescription } from './builtin.js';
 export type { PyramidDescription, PyramidLevelDescription } from './pyramid.js';
@@ -212,6 +214,14 @@ export interface LoadBackboneOptions {
   engine?: EngineChoice;
   /** ONNX Runtime intra-op threads per session (`BACKBONE_THREADS`). Default 1. */
   onnxThreads?: number;
+  /** User ONNX models: per-channel mean after /255 (`BACKBONE_MEAN`). */
+  mean?: readonly [number, number, number];
+  /** User ONNX models: per-channel std (`BACKBONE_STD`). */
+  std?: readonly [number, number, number];
+  /** User ONNX models: zero-pad bottom/right to a multiple of this (`BACKBONE_SIZE_DIVISIBILITY`). */
+  sizeDivisibility?: number;
+  /** User ONNX models: each output's stride, finest first (`BACKBONE_STRIDES`); default inferred. */
+  strides?: readonly number[];
   /**
    * Built-in net on the `onnx` engine: the model ONNX Runtime runs instead of the export of the same
    * weights. Only for tests of the start-up agreement check (a model that disagrees must be refused).
@@ -261,9 +271,61 @@ export async function loadBackbone(opts: LoadBackboneOptions = {}): Promise<Back
   for (const [name, value] of Object.entries(limits)) {
     if (!(value >= 1)) throw new Error(`Backbone limit ${name} must be >= 1, got ${value}`);
   }
-  return opts.modelDir === undefined
-    ? builtinBackbone(stride, limits, opts)
-    : userBackbone(opts.modelDir, opts.outputNode, stride, opts.inputRange ?? [0, 1], limits);
+  if (opts.modelDir === undefined) return builtinBackbone(stride, limits, opts);
+  // model.onnx runs on ONNX Runtime, model.json on tfjs; with both, BACKBONE_ENGINE=tfjs picks model.json.
+  const engine = opts.engine ?? 'auto';
+  const hasOnnx = existsSync(join(opts.modelDir, USER_ONNX_FILE));
+  if (hasOnnx && engine !== 'tfjs') return userOnnxBackbone(opts.modelDir, opts, limits);
+  if (engine === 'onnx')
+    throw new Error(
+      `BACKBONE_ENGINE=onnx needs ${join(opts.modelDir, USER_ONNX_FILE)}; that directory has none (a tfjs model.json runs with BACKBONE_ENGINE=auto or tfjs)`,
+    );
+  return userBackbone(opts.modelDir, opts.outputNode, stride, opts.inputRange ?? [0, 1], limits);
+}
+
+/** A `BACKBONE_DIR` holding `model.onnx` (see `user_onnx.ts`): one map, or a pyramid finest first. */
+async function userOnnxBackbone(
+  modelDir: string,
+  opts: LoadBackboneOptions,
+  limits: BackboneLimits,
+): Promise<Backbone> {
+  const engine = opts.engine ?? 'auto';
+  const model = await loadUserOnnx({
+    modelDir,
+    mean: opts.mean,
+    std: opts.std,
+    sizeDivisibility: opts.sizeDivisibility,
+    strides: opts.strides,
+    stride: opts.stride,
+    threads: opts.onnxThreads ?? 1,
+    engineReason: `onnx: ${engine === 'onnx' ? 'configured (BACKBONE_ENGINE=onnx)' : 'auto'}: BACKBONE_DIR holds ${USER_ONNX_FILE}`,
+  });
+  const levels = async (image: RgbImage) => {
+    checkImage(image, limits);
+    return model.run(image);
+  };
+  // Without the pyramid, image requests read the finest level (the first output).
+  const extract = async (image: RgbImage) => (await levels(image))[0];
+  return {
+    name: model.name,
+    stride: model.strides[0],
+    channels: model.channels,
+    limits,
+    engine: 'onnx',
+    extract,
+    pyramid:
+      model.strides.length > 1
+        ? { strides: model.strides, channels: model.channels, extract: levels }
+        : undefined,
+    describe: () => model.describe({ backend: tf.getBackend(), ...backendFacts() }),
+    onnxModel: () => model.bytes,
+    warmup: async () => {
+      await extract({ rgb: new Uint8Array(64 * 64 * 3), width: 64, height: 64 });
+    },
+    dispose: () => {
+      model.release().catch(() => undefined);
+    },
+  };
 }
 
 /**

@@ -94,7 +94,7 @@ export function rgbToInput(
       const row = base + y * pw;
       for (let x = 0; x < width; x++) {
         const v = Math.fround(rgb[3 * (y * width + x) + c] / 255);
-        data[row + x] = (v - m) / s;
+        data[row + x] = Math.fround(v - m) / s;
       }
     }
   }
