@@ -68,7 +68,9 @@ export async function runThroughputBench(): Promise<void> {
   const photo = readFileSync(photoPath);
   const counts = [defaultWorkers(), 1];
   const apps = await Promise.all(
-    counts.map((workers) => buildApp(parseConfig({}, { logLevel: 'silent', workers }))),
+    // WORKERS through the environment, as a user sets it: the settings derived from it (ONNX Runtime threads
+    // per worker) follow, as they do for a user.
+    counts.map((workers) => buildApp(parseConfig({ WORKERS: String(workers) }, { logLevel: 'silent' }))),
   );
   try {
     const urls: string[] = [];

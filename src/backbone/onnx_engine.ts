@@ -38,7 +38,8 @@ export function ortVersion(ort: OrtModule): string {
  *
  * @param intraOpThreads - threads one `run` may use. The pool runs `WORKERS` sessions at once (one per
  *   worker thread), so more than `cores / WORKERS` each would oversubscribe the cores: ORT's spinning
- *   threads then steal time from the other workers' sessions and the RoI kernels (see `config.ts`).
+ *   threads then steal time from the other workers' sessions and the RoI kernels (see `config.ts`);
+ *   they do not spin while idle (below).
  *   Inter-op parallelism stays 1: the graphs are chains of convolutions, and a second pool would
  *   double the thread count for nothing.
  */
@@ -50,6 +51,11 @@ export async function createSession(model: Uint8Array, intraOpThreads: number): 
     executionMode: 'sequential',
     intraOpNumThreads: intraOpThreads,
     interOpNumThreads: 1,
+    // No spinning: ORT's intra-op threads otherwise busy-wait between (and after) runs, taking cores
+    // from the other workers and the HTTP thread. With WORKERS=1 on 2 cores (2 intra-op threads) the
+    // server spent 68 ms of CPU per image request with spinning, 24 ms without, at the same rate
+    // (`npm run bench -- throughput`); with one thread per worker (the default) nothing spins anyway.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
 }
 
