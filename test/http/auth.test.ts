@@ -9,7 +9,9 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/server.js';
-import { testConfig } from '../support/fixtures.js';
+import { useApp } from '../support/app.js';
+import { featuresField, randomMap, testConfig } from '../support/fixtures.js';
+import { strictConfig } from '../support/v1.js';
 
 const API_KEY = 'test-key-0123456789';
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'];
@@ -209,5 +211,60 @@ describe('API_KEY: no spelling of a protected path reaches a handler without the
       detail: 'GET is not allowed on /v1/roi; it accepts POST',
       instance: '/v1/roi',
     });
+  });
+});
+
+const strictServer = useApp(strictConfig());
+
+describe('401 with API_KEY', () => {
+  const small = randomMap([1, 1, 2, 2]);
+  const payload = { features: featuresField(small), spatialScale: 1, boxes: [[0, 0, 1, 1]] };
+
+  it('refuses /v1/* without or with a wrong key', async () => {
+    const missing = await strictServer.app.inject({ method: 'POST', url: '/v1/roi', payload });
+    expect(missing.statusCode).toBe(401);
+    expect(missing.headers['www-authenticate']).toBe('Bearer');
+    expect(missing.json()).toEqual({
+      type: 'urn:roiserve:problem:unauthorized',
+      title: 'Unauthorized',
+      status: 401,
+      detail: 'this route needs an API key',
+      instance: '/v1/roi',
+      errors: [
+        {
+          field: 'Authorization',
+          expected: 'Authorization: Bearer <key> or X-API-Key: <key>',
+          message: 'missing key',
+        },
+      ],
+    });
+    const wrong = await strictServer.app.inject({
+      method: 'GET',
+      url: '/v1/backbone',
+      headers: { authorization: 'Bearer nope' },
+    });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().detail).toBe('the API key is not valid');
+  });
+
+  it('accepts Authorization: Bearer and X-API-Key; health, readiness and the docs stay open', async () => {
+    const bearer = await strictServer.app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload,
+      headers: { authorization: `Bearer ${API_KEY}` },
+    });
+    expect(bearer.statusCode).toBe(200);
+    const header = await strictServer.app.inject({
+      method: 'GET',
+      url: '/v1/backbone',
+      headers: { 'x-api-key': API_KEY },
+    });
+    expect(header.statusCode).toBe(200);
+    for (const url of ['/healthz', '/readyz', '/openapi.json']) {
+      expect((await strictServer.app.inject({ method: 'GET', url })).statusCode).toBe(200);
+    }
+    // /metrics needs the key too (unless METRICS_PORT moves it: test/http/metrics.test.ts).
+    expect((await strictServer.app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
   });
 });

@@ -1,6 +1,7 @@
-/** `GET /v1/backbone` over HTTP: the description carries the pyramid (the response schema keeps it). */
+/** `GET /v1/backbone` through `inject`: the built-in backbone's description, and the pyramid it carries (the response schema keeps it). */
 import { describe, expect, it } from 'vitest';
 import { useApp } from '../support/app.js';
+import { autoBackend } from '../support/tf.js';
 
 const server = useApp();
 
@@ -22,5 +23,21 @@ describe('GET /v1/backbone: pyramid', () => {
         d.pyramid.layers.reduce((s: number, l: { multiplyAdds: number }) => s + l.multiplyAdds, 0),
     );
     expect(d.pyramid.layers.map((l: { type: string }) => l.type)).toContain('upsample');
+  });
+});
+
+describe('GET /v1/backbone', () => {
+  it('describes the built-in backbone', async () => {
+    const r = await server.app.inject({ method: 'GET', url: '/v1/backbone' });
+    expect(r.statusCode).toBe(200);
+    const d = r.json();
+    expect(d).toMatchObject({
+      name: 'builtin-inception-s16',
+      ...(await autoBackend()),
+      stride: 16,
+      outputChannels: 256,
+    });
+    expect(d.layers.length).toBeGreaterThan(5);
+    expect(d.totalParams).toBe(d.layers.reduce((s: number, l: { params: number }) => s + l.params, 0));
   });
 });
