@@ -76,3 +76,21 @@ export function resolveLayout(layout: Layout | undefined): Layout {
   }
   return l;
 }
+
+/**
+ * The array a kernel writes its result into: `into` when given (it must hold exactly `length`
+ * floats), else a fresh one.
+ *
+ * @throws InvalidInputError (field `into`) for an array of another length
+ */
+export function resultArray(into: Float32Array | undefined, length: number): Float32Array {
+  if (into === undefined) return new Float32Array(length);
+  if (!(into instanceof Float32Array) || into.length !== length) {
+    throw new InvalidInputError(
+      `into holds ${into instanceof Float32Array ? into.length : 'no'} floats; the result has ${length}`,
+      'into',
+      `a Float32Array of exactly K·C·PH·PW = ${length} floats`,
+    );
+  }
+  return into;
+}

@@ -78,6 +78,7 @@ const pool = {
       outputSize: p.outputSize,
       outputLayout: p.outputLayout,
       shouldStop: p.shouldStop,
+      into: p.into,
     }),
   readCells: (box: Rect, s: number): Rect => {
     // End cell inclusive, and at least one cell (`roiPool` forces empty boxes to one cell).

@@ -11,6 +11,7 @@ import {
   resolveOutputSize,
   resolveSamplingRatio,
   resolveSpatialScale,
+  resultArray,
 } from './params.js';
 import type { AlignMode, Boxes, FeatureMap, Layout, Pooled } from './types.js';
 import { align16, Workspace } from './wasm/workspace.js';
@@ -43,7 +44,11 @@ export interface RoiAlignParams {
    * Called before each box; returning true stops the call with a `CancelledError` (the worker uses it
    * for clients that went away and tasks over their time limit). Default: never stop.
    */
-  shouldStop?: () => boolean;
+  shouldStop?: () => boolean; /**
+   * Write the result here instead of into a fresh array: exactly `K·C·PH·PW` floats, e.g. one range of
+   * a larger output shared between threads (`src/runtime/split.ts`). Default: a fresh array.
+   */
+  into?: Float32Array;
 }
 
 /** `aligned`, `samplingRatio` and `mode` after defaults and checks. */
@@ -432,7 +437,7 @@ export function roiAlign(input: FeatureMap, boxes: Boxes, params: RoiAlignParams
     if (geo.gridH * geo.gridW > maxSamples) maxSamples = geo.gridH * geo.gridW;
   }
 
-  const out = new Float32Array(K * C * PH * PW);
+  const out = resultArray(params.into, K * C * PH * PW);
   const shape: [number, number, number, number] = [K, C, PH, PW];
   if (K === 0) return { data: out, shape, layout };
 

@@ -4,7 +4,13 @@
 import { CancelledError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes, cRound } from './boxes.js';
 import { assertFeatureShape } from './features.js';
-import { assertParamsObject, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
+import {
+  assertParamsObject,
+  resolveLayout,
+  resolveOutputSize,
+  resolveSpatialScale,
+  resultArray,
+} from './params.js';
 import type { Boxes, FeatureMap, Layout, Pooled } from './types.js';
 import { Workspace } from './wasm/workspace.js';
 
@@ -16,7 +22,11 @@ export interface RoiPoolParams {
   /** Memory layout of the result. Default `'NCHW'`. */
   outputLayout?: Layout;
   /** Called before each box; true stops the call with a `CancelledError`. Default: never stop. */
-  shouldStop?: () => boolean;
+  shouldStop?: () => boolean; /**
+   * Write the result here instead of into a fresh array: exactly `K·C·PH·PW` floats, e.g. one range of
+   * a larger output shared between threads (`src/runtime/split.ts`). Default: a fresh array.
+   */
+  into?: Float32Array;
 }
 
 const fround = Math.fround;
@@ -103,7 +113,7 @@ export function roiPool(input: FeatureMap, boxes: Boxes, params: RoiPoolParams):
   assertBoxes(boxes, N);
   assertScaledBoxes(boxes, scale);
   const K = boxes.count;
-  const out = new Float32Array(K * C * PH * PW);
+  const out = resultArray(params.into, K * C * PH * PW);
   const shape: [number, number, number, number] = [K, C, PH, PW];
   if (K === 0) return { data: out, shape, layout };
 

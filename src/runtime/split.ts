@@ -121,13 +121,14 @@ function runRange(
 ): Partial<Record<RoiOp, number>> {
   const { fm, params } = share;
   const boxes: Boxes = { data: share.boxes.data.subarray(5 * k0, 5 * k1), count: k1 - k0 };
-  const runParams = { ...opRunParams(params), shouldStop };
   const ms: Partial<Record<RoiOp, number>> = {};
   for (const op of params.ops) {
     const t = performance.now();
-    const pooled = V1_OPERATORS[op].run(fm, boxes, runParams);
+    // The kernel writes this range's outputs in place: no copy, no array of its own.
     const out = share.outputs[op] as Float32Array;
-    out.set(pooled.data, (out.length / share.boxes.count) * k0);
+    const perBox = out.length / share.boxes.count;
+    const into = out.subarray(perBox * k0, perBox * k1);
+    V1_OPERATORS[op].run(fm, boxes, { ...opRunParams(params), shouldStop, into });
     ms[op] = performance.now() - t;
   }
   return ms;

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { CancelledError, InvalidInputError } from '../../src/errors.js';
 import type { Boxes, FeatureMap, Pooled } from '../../src/ops/index.js';
 import { toLayout } from '../../src/ops/index.js';
+import { V1_OPERATORS } from '../../src/ops/registry.js';
 import { runOpsHere, type OpsParams } from '../../src/core/pipeline.js';
 import type { RoiTimings } from '../../src/core/results.js';
 import {
@@ -157,6 +158,23 @@ describe('split ranges of boxes', () => {
     }, 2);
     await expect(run(fm, boxes, params(), timings(), stop)).rejects.toBeInstanceOf(CancelledError);
     expect(helperRan).toBe(1); // it took one range, stopped at its first box, and took no other
+  });
+
+  it('the kernels write into a given array (a range of a shared output): the same values, no array of their own', () => {
+    const fm = randomMap([1, 8, 12, 16], 12);
+    const boxes = boxesFor(40, 64, 48);
+    const p = { spatialScale: 1 / 4, outputSize: [3, 5] as [number, number], samplingRatio: 2 };
+    for (const op of ALL) {
+      const run = V1_OPERATORS[op].run;
+      const fresh = run(fm, boxes, p);
+      const shared = new Float32Array(new SharedArrayBuffer(4 * (fresh.data.length + 30)));
+      const into = shared.subarray(10, 10 + fresh.data.length);
+      const written = run(fm, boxes, { ...p, into });
+      expect(written.data).toBe(into);
+      sameBits(written, fresh);
+      expect(shared.subarray(0, 10).every((v) => v === 0)).toBe(true); // nothing outside its range
+      expect(() => run(fm, boxes, { ...p, into: shared })).toThrow(InvalidInputError);
+    }
   });
 
   it('cuts K boxes into about four ranges per worker, each of at least 32 boxes', () => {
