@@ -7,7 +7,8 @@
  * read back). ORT = RGB → NCHW float32 → `session.run` (normalisation inside the graph). tfjs and
  * ORT alternate run by run after a warm-up; medians of wall time and of process CPU time
  * (`process.cpuUsage`, all threads: steadier than wall time on a shared, loaded machine). Ratio =
- * tfjs / ORT (goal ≤ 1.0). The tfjs wasm binary in Node is SIMD single-threaded (tfjs disables wasm
+ * tfjs / ORT (goal ≤ 1.0). "onnx engine" is roiserve's `BACKBONE_ENGINE=onnx` backbone (the same
+ * export in ORT, plus the RGB → NCHW conversion and the copy out), what image requests now run. The tfjs wasm binary in Node is SIMD single-threaded (tfjs disables wasm
  * threads in Node), so both sides use 1 thread.
  */
 import { performance } from 'node:perf_hooks';
@@ -54,14 +55,16 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; wall: number;
 
 export async function runBackboneBench(): Promise<void> {
   const tfBackend = await initTensorFlow({ backend: 'wasm' });
-  const backbone = await loadBackbone();
+  const backbone = await loadBackbone({ engine: 'tfjs' });
+  // What BACKBONE_ENGINE=onnx serves (export, session with 1 intra-op thread, NCHW input conversion).
+  const engine = await loadBackbone({ engine: 'onnx', onnxThreads: 1 });
   const session = await createOrtBackbone(1);
   console.log(`tfjs backend: ${tfBackend.reason}; ORT: cpu, intra-op threads 1`);
   console.log(`warm-up ${WARMUP}, runs ${RUNS} (BENCH_RUNS), medians in ms\n`);
   console.log(
-    '| image | decode wall | backbone wall (tfjs wasm) | ORT wall | **ratio wall** | backbone CPU | ORT CPU | **ratio CPU** | max rel diff |',
+    '| image | decode wall | backbone wall (tfjs wasm) | ORT wall | **ratio wall** | backbone CPU | ORT CPU | **ratio CPU** | onnx engine wall | max rel diff |',
   );
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [width, height] of SIZES) {
     const jpeg = await testCardJpeg(width, height);
     const times = {
@@ -70,6 +73,7 @@ export async function runBackboneBench(): Promise<void> {
       ortWall: [] as number[],
       tfCpu: [] as number[],
       ortCpu: [] as number[],
+      engineWall: [] as number[],
     };
     let relDiff = 0;
     for (let run = 0; run < WARMUP + RUNS; run++) {
@@ -77,12 +81,14 @@ export async function runBackboneBench(): Promise<void> {
       const image = decoded.value;
       const tf = await timed(() => backbone.extract(image));
       const ort = await timed(() => runOrtBackbone(session, image.rgb, image.width, image.height));
+      const onnxEngine = await timed(() => engine.extract(image));
       if (run >= WARMUP) {
         times.decode.push(decoded.wall);
         times.tfWall.push(tf.wall);
         times.ortWall.push(ort.wall);
         times.tfCpu.push(tf.cpu);
         times.ortCpu.push(ort.cpu);
+        times.engineWall.push(onnxEngine.wall);
       }
       // The two engines must agree, or the timing compares different work.
       if (run === 0) relDiff = relativeError(tf.value, ort.value).rel;
@@ -93,7 +99,7 @@ export async function runBackboneBench(): Promise<void> {
     >;
     console.log(
       `| ${width}×${height} JPEG | ${ms(m.decode)} | ${ms(m.tfWall)} | ${ms(m.ortWall)} | **${(m.tfWall / m.ortWall).toFixed(2)}** | ` +
-        `${ms(m.tfCpu)} | ${ms(m.ortCpu)} | **${(m.tfCpu / m.ortCpu).toFixed(2)}** | ${relDiff.toExponential(1)} |`,
+        `${ms(m.tfCpu)} | ${ms(m.ortCpu)} | **${(m.tfCpu / m.ortCpu).toFixed(2)}** | ${ms(m.engineWall)} | ${relDiff.toExponential(1)} |`,
     );
   }
   const description = backbone.describe();
@@ -103,5 +109,6 @@ export async function runBackboneBench(): Promise<void> {
       `(×6.1 at 640×480), stride ${description.stride}, receptive field ${description.receptiveField} px`,
   );
   backbone.dispose();
+  engine.dispose();
   await session.release();
 }

@@ -15,6 +15,7 @@ const sections: Record<string, Section> = {
   throughput: async () => (await import('./throughput.js')).runThroughputBench(),
   split: async () => (await import('./split.js')).runSplitBench(),
   transfer: async () => (await import('./transfer.js')).runTransferBench(),
+  e2e: async () => (await import('./e2e.js')).runE2eBench(),
 };
 
 async function main(): Promise<void> {
