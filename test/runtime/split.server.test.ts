@@ -5,6 +5,7 @@
  * map (JSON and multipart `.npy`) and for an image. The pool's counters prove a helper took ranges.
  */
 import { describe, expect, it } from 'vitest';
+import type { CancelledTask } from '../../src/pool.js';
 import { writeNpy } from '../../src/tensors/npy.js';
 import { featuresField, randomMap, testConfig, testPng } from '../support/fixtures.js';
 import { useApp } from '../support/app.js';
@@ -123,6 +124,59 @@ describe('a request split across workers', () => {
       }
     }
     expect(server.app.work.splitStats.helperRanges).toBeGreaterThan(before);
+  });
+
+  it('does not split when every worker is spoken for (another request admitted): under load, no helpers', async () => {
+    const before = { ...server.app.work.splitStats };
+    // Another admitted request (reading its body, say) will need the second worker.
+    const other = server.app.work.admit();
+    try {
+      const r = await post(true, { features: featuresField(fm), spatialScale: 1 / 8, boxes });
+      expect(r.status).toBe(200);
+    } finally {
+      other.release();
+    }
+    expect(server.app.work.splitStats).toEqual(before);
+  });
+
+  it('a client that goes away stops the split request: the lead reports it stopped before its last box', async () => {
+    const url = await server.app.listen({ host: '127.0.0.1', port: 0 });
+    server.app.work.splitMinBoxes = 256;
+    const cancelled: CancelledTask[] = [];
+    const previous = server.app.work.onCancelled;
+    server.app.work.onCancelled = (task) => {
+      cancelled.push(task);
+      previous?.(task);
+    };
+    // ~3e9 multiply-adds: seconds of work, far more than the time it takes to go away.
+    const heavy = {
+      features: featuresField(randomMap([1, 32, 50, 68], 12)),
+      spatialScale: 1 / 16,
+      boxes: Array.from({ length: 8000 }, (_, k) => [k % 500, k % 300, 500 + (k % 500), 300 + (k % 400)]),
+      ops: ['align'],
+      samplingRatio: 16,
+      format: 'npy',
+    };
+    const requests = server.app.work.splitStats.requests;
+    const controller = new AbortController();
+    const answer = fetch(`${url}/v1/roi`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(heavy),
+      signal: controller.signal,
+    }).catch((err: unknown) => err);
+    try {
+      // Gone once the lead has shared its operators (helpers started).
+      await expect.poll(() => server.app.work.splitStats.requests, { timeout: 60_000 }).toBe(requests + 1);
+      controller.abort();
+      expect(await answer).toBeInstanceOf(Error);
+      await expect.poll(() => cancelled.length, { timeout: 60_000 }).toBe(1);
+      expect(cancelled[0]).toMatchObject({ reason: 'client_gone', when: 'running', boxesRequested: 8000 });
+      expect(cancelled[0].boxesStarted).toBeLessThan(8000);
+      await expect.poll(() => server.app.work.inFlight, { timeout: 60_000 }).toBe(0);
+    } finally {
+      server.app.work.onCancelled = previous;
+    }
   });
 
   it('does not split below SPLIT_MIN_BOXES', async () => {
