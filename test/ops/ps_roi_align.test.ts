@@ -7,6 +7,7 @@ import { refPsRoiAlign } from '../reference/ps_roi_reference.js';
 import { refBoxes } from '../reference/roi_reference.js';
 import { maxAbsDiff } from '../support/compare.js';
 import { fieldOf } from '../support/errors.js';
+import { randomPsProblem } from '../support/ops-problems.js';
 
 /** Boxes from `(b, x1, y1, x2, y2)` rows. */
 const rows = (...r: number[][]): Boxes => ({ data: Float32Array.from(r.flat()), count: r.length });
@@ -68,18 +69,7 @@ describe('psRoiAlign', () => {
     const rand = mulberry32(77);
     let values = 0;
     for (let t = 0; t < 150; t++) {
-      const [PH, PW] = [randInt(rand, 1, 4), randInt(rand, 1, 4)];
-      const [N, Cout, H, W] = [
-        randInt(rand, 1, 2),
-        randInt(rand, 1, 3),
-        randInt(rand, 1, 12),
-        randInt(rand, 1, 12),
-      ];
-      const C = Cout * PH * PW;
-      const x = randomMap(rand, N * C * H * W);
-      const stride = [1, 2, 16, 7][randInt(rand, 0, 3)];
-      const K = randInt(rand, 0, 6);
-      const data = randomBoxes(rand, K, N, H, W, stride);
+      const { PH, PW, N, Cout, C, H, W, x, stride, K, data } = randomPsProblem(rand, [1, 2, 16, 7]);
       // Adaptive only where the grid stays small (huge random boxes would pass the cost guard).
       const small = [...refBoxes(data, K)].every(
         (b) => Math.max((b.x2 - b.x1) / PW, (b.y2 - b.y1) / PH) / stride < 60,

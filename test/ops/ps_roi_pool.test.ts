@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { psRoiPool, toLayout } from '../../src/ops/index.js';
 import type { Boxes, FeatureMap } from '../../src/ops/index.js';
-import { mulberry32, randInt, randomBoxes, randomMap } from '../support/random.js';
+import { mulberry32 } from '../support/random.js';
 import { refPsRoiPool } from '../reference/ps_roi_reference.js';
 import { refBoxes } from '../reference/roi_reference.js';
 import { fieldOf } from '../support/errors.js';
+import { randomPsProblem } from '../support/ops-problems.js';
 
 /** Boxes from `(b, x1, y1, x2, y2)` rows. */
 const rows = (...r: number[][]): Boxes => ({ data: Float32Array.from(r.flat()), count: r.length });
@@ -73,18 +74,7 @@ describe('psRoiPool', () => {
     const rand = mulberry32(4242);
     let values = 0;
     for (let t = 0; t < 150; t++) {
-      const [PH, PW] = [randInt(rand, 1, 4), randInt(rand, 1, 4)];
-      const [N, Cout, H, W] = [
-        randInt(rand, 1, 2),
-        randInt(rand, 1, 3),
-        randInt(rand, 1, 12),
-        randInt(rand, 1, 12),
-      ];
-      const C = Cout * PH * PW;
-      const x = randomMap(rand, N * C * H * W);
-      const stride = [1, 2, 16, 7, 1 / 0.3][randInt(rand, 0, 4)];
-      const K = randInt(rand, 0, 6);
-      const data = randomBoxes(rand, K, N, H, W, stride);
+      const { PH, PW, N, Cout, C, H, W, x, stride, K, data } = randomPsProblem(rand, [1, 2, 16, 7, 1 / 0.3]);
       const nchw: FeatureMap = { data: x, shape: [N, C, H, W], layout: 'NCHW' };
       const p = { spatialScale: 1 / stride, outputSize: [PH, PW] as [number, number] };
       const ref = refPsRoiPool({ data: x, N, C, H, W }, refBoxes(data, K), { s: 1 / stride, PH, PW });

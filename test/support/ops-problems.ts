@@ -39,3 +39,39 @@ export function refAlignParams(p: {
   const [PH, PW] = p.outputSize;
   return { s: p.spatialScale, PH, PW, samplingRatio: p.samplingRatio, aligned: p.aligned, mode: p.mode };
 }
+
+/**
+ * A seeded random position-sensitive problem for the ps_align / ps_pool references: bins `PH × PW`
+ * (1..4 each), an NCHW map `[N, C_out·PH·PW, H, W]` (`N` 1..2, `C_out` 1..3, `H`, `W` 1..12, values in
+ * [-2, 2)) and `K` 0..6 random boxes at a stride drawn from `strides`. Draws in that order.
+ */
+export function randomPsProblem(
+  rand: () => number,
+  strides: readonly number[],
+): {
+  PH: number;
+  PW: number;
+  N: number;
+  Cout: number;
+  C: number;
+  H: number;
+  W: number;
+  x: Float32Array;
+  stride: number;
+  K: number;
+  data: Float32Array;
+} {
+  const [PH, PW] = [randInt(rand, 1, 4), randInt(rand, 1, 4)];
+  const [N, Cout, H, W] = [
+    randInt(rand, 1, 2),
+    randInt(rand, 1, 3),
+    randInt(rand, 1, 12),
+    randInt(rand, 1, 12),
+  ];
+  const C = Cout * PH * PW;
+  const x = randomMap(rand, N * C * H * W);
+  const stride = strides[randInt(rand, 0, strides.length - 1)];
+  const K = randInt(rand, 0, 6);
+  const data = randomBoxes(rand, K, N, H, W, stride);
+  return { PH, PW, N, Cout, C, H, W, x, stride, K, data };
+}
