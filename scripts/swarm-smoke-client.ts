@@ -13,9 +13,9 @@
  *       `PASS …` / `FAIL …` line per check: every answer 200, every body bit-identical to EXPECTED_FILE.
  *
  *   tsx scripts/swarm-smoke-client.ts rate BASE_URL KIND CONCURRENCY SECONDS
- *       throughput of one kind (image, features, feature-map): CONCURRENCY requests in flight for
- *       SECONDS, then one line with answers/s, latency percentiles and the count of non-200 answers
- *       (README "Scaling out" quotes it).
+ *       throughput of one kind (image, features, feature-map, or photo: fixtures/photo.jpg, 640×480,
+ *       2 boxes): CONCURRENCY requests in flight for SECONDS, then one line with answers/s, latency
+ *       percentiles and the count of non-200 answers (README "Scaling out" quotes it).
  *
  * The bodies are `.npy` and safetensors, which hold only the request's outputs and parameters; the JSON
  * format also carries per-request `timings`, so it could not be compared byte for byte.
@@ -191,14 +191,31 @@ async function loadCommand(
   }
 }
 
+/**
+ * `rate` only: fixtures/photo.jpg (640×480) with the 2 boxes `npm run bench -- throughput` sends (there
+ * as multipart with JSON output; the work is the same), all three ops.
+ */
+function photoKind(): Kind {
+  const jpeg = readFileSync(new URL('../fixtures/photo.jpg', import.meta.url)).toString('base64');
+  const boxes = [
+    [96, 56, 224, 144],
+    [0, 0, 320, 240],
+  ];
+  return {
+    name: 'photo',
+    path: '/v1/roi',
+    body: JSON.stringify({ image: jpeg, boxes, format: 'safetensors' }),
+  };
+}
+
 async function rateCommand(
   base: string,
   kindName: string,
   concurrency: number,
   seconds: number,
 ): Promise<void> {
-  const kind = (await kinds()).find((k) => k.name === kindName);
-  if (!kind) throw new Error(`unknown kind ${kindName}: image, features or feature-map`);
+  const kind = kindName === 'photo' ? photoKind() : (await kinds()).find((k) => k.name === kindName);
+  if (!kind) throw new Error(`unknown kind ${kindName}: image, features, feature-map or photo`);
   await send(base, kind); // warm: the first answer pays for connection set-up and lazy loading
   const t0 = Date.now();
   const outcomes: Outcome[] = [];

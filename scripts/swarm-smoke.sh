@@ -83,7 +83,7 @@ service_diagnostics() {
 # Removes the stack and waits until its containers and network are gone (a network still attached to
 # a stopping container cannot be removed, and the swarm cannot be left cleanly before).
 remove_stack() {
-  docker stack rm "$STACK" >/dev/null 2>&1 || return 1
+  timeout "$TIMEOUT" docker stack rm "$STACK" >/dev/null 2>&1 || return 1
   local deadline=$(($(date +%s) + TIMEOUT))
   while [ "$(date +%s)" -lt "$deadline" ]; do
     if [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] &&
@@ -103,7 +103,7 @@ leave_swarm() {
     log "not leaving the swarm: other services run in it ($others)"
     return 0
   fi
-  docker swarm leave --force >/dev/null 2>&1 || return 1
+  timeout 60 docker swarm leave --force >/dev/null 2>&1 || return 1
   # docker_gwbridge is made by the swarm's first task; drop it too unless it was there before.
   [ -n "$gwbridge_existed" ] || docker network rm docker_gwbridge >/dev/null 2>&1 || true
 }
@@ -217,7 +217,7 @@ LB_PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1"
 LB="http://127.0.0.1:$LB_PORT"
 t0=$(now_ms)
 if ROISERVE_IMAGE=$IMAGE ROISERVE_LB_IMAGE=$LB_IMAGE ROISERVE_LB_PORT=$LB_PORT ROISERVE_WORKERS=$WORKERS \
-  docker stack deploy --resolve-image never -c deploy/swarm/docker-stack.yml "$STACK" >"$TMP/deploy.log" 2>&1; then
+  timeout "$TIMEOUT" docker stack deploy --resolve-image never -c deploy/swarm/docker-stack.yml "$STACK" >"$TMP/deploy.log" 2>&1; then
   deployed=1
 else
   cat "$TMP/deploy.log"
@@ -253,7 +253,7 @@ log "load running: $CONCURRENCY requests in flight to $LB"
 sleep 2
 
 t0=$(now_ms)
-docker service update --force --detach "$SERVICE" >"$TMP/update.log" 2>&1 || abort "docker service update --force failed: $(cat "$TMP/update.log")"
+timeout "$TIMEOUT" docker service update --force --detach "$SERVICE" >"$TMP/update.log" 2>&1 || abort "docker service update --force failed: $(cat "$TMP/update.log")"
 log "docker service update --force $SERVICE (start-first, one task at a time)"
 update_done() { [ "$(update_state)" = completed ]; }
 if wait_for "$TIMEOUT" "the rolling update to complete" update_done && wait_for "$TIMEOUT" "2/2 healthy replicas" two_healthy; then
@@ -265,7 +265,7 @@ fi
 victim=$(healthy_containers | head -1)
 [ -n "$victim" ] || abort "no running replica to kill"
 t0=$(now_ms)
-docker kill "$victim" >/dev/null || abort "docker kill $victim failed"
+timeout 30 docker kill "$victim" >/dev/null || abort "docker kill $victim failed"
 log "docker kill $(docker inspect -f '{{.Name}}' "$victim" 2>/dev/null | sed 's#^/##')"
 back_to_two() { two_healthy && ! healthy_containers | grep -q "^${victim:0:12}"; }
 if wait_for "$TIMEOUT" "2/2 healthy replicas after the kill" back_to_two; then
