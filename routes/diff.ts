@@ -12,7 +12,7 @@ import { prepareRoi } from '../src/core/prepare.js';
 import { knownChannels, limitsFrom } from '../src/core/task.js';
 import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
 import { binaryPartsOf, multipartToJsonBody } from '../src/http/multipart.js';
-import { ROI_OPS } from '../src/ops/registry.js';
+import { COMPARED_OPS } from '../src/ops/registry.js';
 import { warningsResponseHeader } from '../src/warnings.js';
 import { diffBodySchema, diffResponseSchema } from './v1/schemas/diff.js';
 import { workErrorResponses } from './v1/schemas/errors.js';
@@ -68,7 +68,13 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const body = request.body;
-      const task = prepareRoi({ ...roiInputOf(body, binaryPartsOf(request)), ops: ROI_OPS }, limits, true);
+      const task = prepareRoi(
+        { ...roiInputOf(body, binaryPartsOf(request)), ops: COMPARED_OPS },
+        limits,
+        true,
+        // Rotated boxes are drawn as such; Pool, Align and Warp read their upright boxes.
+        true,
+      );
       // Refuse early when the channel count is known (features, or a loaded backbone); the worker checks
       // again once the feature map exists.
       const channels = knownChannels(task, app.readiness.backbone?.outputChannels);
@@ -80,7 +86,7 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
         { maxBoxes: body.maxBoxes, channel: body.channel, format: body.format },
         { slot: slotOf(request), signal: clientGoneSignal(reply.raw) },
       );
-      for (const op of ROI_OPS) app.metrics.boxes.inc({ op }, out.boxCount);
+      for (const op of COMPARED_OPS) app.metrics.boxes.inc({ op }, out.boxCount);
       if (!out.overlay) reply.header('X-Diff-Overlay', 'none; features input without an image');
       // Streamed, warnings in a header; its JSON form is `diffResponseSchema` (tested).
       return sendEncoded(request, reply, out, answerOptions, 'inline');

@@ -237,7 +237,8 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     limits: {
       fileSize: config.bodyLimitBytes,
       fieldSize: config.bodyLimitBytes,
-      files: 2,
+      // An image, or up to 8 `features` parts (a pyramid's levels, routes/v1/schemas/request.ts).
+      files: 8,
       fields: 24,
       parts: 32,
     },

@@ -20,7 +20,7 @@ import type { backboneDescriptionSchema } from '../../routes/backbone.js';
 import type { diffBodySchema, diffResponseSchema } from '../../routes/v1/schemas/diff.js';
 import type { featuresBodySchema } from '../../routes/features.js';
 import type { Problem } from '../problem.js';
-import type { roiBodySchema } from '../../routes/v1/schemas/request.js';
+import type { featuresJsonSchema, roiBodySchema } from '../../routes/v1/schemas/request.js';
 import type { featuresResponseSchema, roiResponseSchema } from '../../routes/v1/schemas/responses.js';
 import type { TensorJson } from '../core/wire.js';
 
@@ -28,12 +28,15 @@ import type { TensorJson } from '../core/wire.js';
 export type ImageInput = string | Uint8Array;
 
 /** A feature map as `/v1/roi` and `/v1/diff` take it; `data` may also be the float32 values themselves. */
-export type FeaturesInput = Omit<NonNullable<z.input<typeof roiBodySchema>['features']>, 'data'> & {
+export type FeaturesInput = Omit<z.input<typeof featuresJsonSchema>, 'data'> & {
   data: string | Float32Array;
 };
 
-/** Replaces the wire form of `image` / `features` with the friendlier inputs above. */
-type WithInputs<T> = Omit<T, 'image' | 'features'> & { image?: ImageInput; features?: FeaturesInput };
+/** Replaces the wire form of `image` / `features` with the friendlier inputs above (a list: a pyramid). */
+type WithInputs<T> = Omit<T, 'image' | 'features'> & {
+  image?: ImageInput;
+  features?: FeaturesInput | FeaturesInput[];
+};
 
 /** The body of `POST /v1/roi` (the zod schema's input type: defaults optional). */
 export type RoiRequest = WithInputs<z.input<typeof roiBodySchema>>;
@@ -143,14 +146,15 @@ function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
-function wireInputs<T extends { image?: ImageInput; features?: FeaturesInput }>(
+function wireInputs<T extends { image?: ImageInput; features?: FeaturesInput | FeaturesInput[] }>(
   body: T,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = { ...body };
   if (body.image instanceof Uint8Array) out.image = base64(body.image);
-  if (body.features && body.features.data instanceof Float32Array) {
-    out.features = { ...body.features, data: base64(float32Bytes(body.features.data)) };
-  }
+  const wire = (f: FeaturesInput) =>
+    f.data instanceof Float32Array ? { ...f, data: base64(float32Bytes(f.data)) } : f;
+  if (body.features)
+    out.features = Array.isArray(body.features) ? body.features.map(wire) : wire(body.features);
   return out;
 }
 

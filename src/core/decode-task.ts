@@ -36,13 +36,13 @@ export function decodeImageInput(image: Uint8Array | string): Uint8Array {
  *
  * @throws InvalidInputError naming `features`, `features.shape`, `features.data` or `features.data[i]`
  */
-export function decodeFeaturesInput(features: FeaturesInput): FeatureMap {
-  if (features.encoding === 'base64') return decodeFeatures(features);
-  const npy = readNpy(features.bytes, 'features');
+export function decodeFeaturesInput(features: FeaturesInput, field = 'features'): FeatureMap {
+  if (features.encoding === 'base64') return decodeFeatures(features, field);
+  const npy = readNpy(features.bytes, field);
   if (npy.shape.length !== 4) {
     throw new InvalidInputError(
-      `features .npy has shape [${npy.shape.join(', ')}]`,
-      'features.shape',
+      `${field} .npy has shape [${npy.shape.join(', ')}]`,
+      `${field}.shape`,
       'a 4-D float32 array [N, C, H, W] (or [N, H, W, C] with layout=NHWC)',
     );
   }
@@ -52,7 +52,7 @@ export function decodeFeaturesInput(features: FeaturesInput): FeatureMap {
     shape: logicalShape(stored, features.layout),
     layout: features.layout,
   };
-  assertFiniteFeatures(fm, 'features');
+  assertFiniteFeatures(fm, field);
   return fm;
 }
 
@@ -68,7 +68,13 @@ export function decodeFeaturesInput(features: FeaturesInput): FeatureMap {
  */
 export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask {
   const image = task.image === undefined ? undefined : decodeImageInput(task.image);
-  const features = task.features === undefined ? undefined : decodeFeaturesInput(task.features);
+  // A pyramid: each level decoded and checked on its own, named `features[i]` (the first is `features`).
+  const levelFeatures = task.levelFeatures?.map((f, i) => decodeFeaturesInput(f, `features[${i}]`));
+  const features = levelFeatures
+    ? levelFeatures[0]
+    : task.features === undefined
+      ? undefined
+      : decodeFeaturesInput(task.features);
   if (features) {
     assertBoxes(task.boxes, features.shape[0], 'boxes');
     if (task.features?.encoding === 'npy') {
@@ -76,7 +82,8 @@ export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask 
       checkFeatureMapRequest(task.boxes, features.shape, task.params, limits);
     }
   }
-  return { ...task, image, features };
+  const { levelFeatures: _sent, ...rest } = task;
+  return { ...rest, image, features, ...(levelFeatures ? { levelFeatures } : {}) };
 }
 
 /**
@@ -89,13 +96,14 @@ export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask 
  */
 export function decodeFeatures(
   features: Omit<Extract<FeaturesInput, { encoding: 'base64' }>, 'encoding'>,
+  field = 'features',
 ): FeatureMap {
-  const data = decodeFloat32Base64(features.data, 'features.data');
+  const data = decodeFloat32Base64(features.data, `${field}.data`);
   const expected = features.shape.reduce((a, b) => a * b, 1);
   if (data.length !== expected) {
     throw new InvalidInputError(
-      `features.data holds ${data.length} float32 values; shape [${features.shape.join(', ')}] needs ${expected}`,
-      'features.data',
+      `${field}.data holds ${data.length} float32 values; shape [${features.shape.join(', ')}] needs ${expected}`,
+      `${field}.data`,
       `${expected} little-endian float32 values (${expected * 4} bytes) in base64`,
     );
   }
@@ -104,6 +112,6 @@ export function decodeFeatures(
     shape: logicalShape(features.shape, features.layout),
     layout: features.layout,
   };
-  assertFiniteFeatures(fm, 'features');
+  assertFiniteFeatures(fm, field);
   return fm;
 }

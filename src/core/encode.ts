@@ -90,6 +90,7 @@ export function echoedParams(
   return {
     ops: p.ops,
     boxFormat: p.boxFormat,
+    clockwise: p.clockwise ?? false,
     normalized: p.normalized,
     outputSize: p.outputSize,
     samplingRatio: p.samplingRatio,
@@ -328,6 +329,7 @@ export function encodeRoi(
       boxes: boxRows(result.boxes),
       outputs: tensors,
       coverage: result.coverage,
+      levels: result.levels ?? null,
       warnings,
       timings: { ...result.timings, encode: 0, total: 0 },
     };

@@ -12,10 +12,18 @@ import type { TaskStop } from '../cancel.js';
 import { InvalidInputError, TooLargeError } from '../errors.js';
 import { decodeImage } from '../imaging/decode.js';
 import { boxAt, denormalizeBoxes, scaleBoxes } from '../ops/boxes.js';
-import { coverage, type BoxCoverage } from '../ops/coverage.js';
+import { coverage } from '../ops/coverage.js';
 import { toLayout } from '../ops/features.js';
 import { MAX_SAMPLING_GRID } from '../ops/params.js';
-import { ROI_OPS, V1_OPERATORS, type OpRunParams, type RoiOp } from '../ops/registry.js';
+import {
+  COMPARED_OPS,
+  V1_OPERATORS,
+  type ComparedOp,
+  type OpRunParams,
+  type RoiOp,
+} from '../ops/registry.js';
+import type { RotatedBoxes } from '../ops/rotated_roi_align.js';
+import { boxCoverage as coverageAtLevels, runOps as runLevelOps, type LevelMaps } from './run-ops.js';
 import type { AlignMode, Boxes, FeatureMap, Pooled } from '../ops/types.js';
 import { boxWarnings, size, type BoxFrame, type RoiWarning } from '../warnings.js';
 import { checkOutputValues, layoutWarnings } from './prepare.js';
@@ -33,11 +41,13 @@ import { boxesInPixels, checkRoiWork, multiplyAddsPerPixel } from './work-budget
 /** Every stage at 0, in the order of the response's `timings` (decode, backbone, then the operators). */
 function zeroTimings(): RoiTimings {
   const timings = { decode: 0, backbone: 0 } as RoiTimings;
-  for (const op of ROI_OPS) timings[op] = 0;
+  for (const op of COMPARED_OPS) timings[op] = 0;
   return timings;
 }
 
 const now = () => performance.now();
+
+const isComparedOp = (op: RoiOp): op is ComparedOp => (COMPARED_OPS as readonly string[]).includes(op);
 
 /**
  * Decodes an image (with the configured pixel limit and resize) and runs the backbone on it.
@@ -54,9 +64,17 @@ async function imageToFeatures(
   beforeDecode?: (b: Backbone, size: ImageSize) => void,
   maxSide: number | undefined = ctx.limits.maxImageSide,
   stop?: TaskStop,
+  pyramid = false,
 ) {
   // The backbone first: its limits are checked on the image's header, before anything is decoded.
   const backbone = await ctx.backbone();
+  if (pyramid && !backbone.pyramid) {
+    throw new InvalidInputError(
+      `pyramid: the backbone ${backbone.name} has no feature pyramid`,
+      'pyramid',
+      'pyramid only with a backbone that has one (the built-in backbone)',
+    );
+  }
   let t = now();
   const decoded = await decodeImage(bytes, {
     limitInputPixels: ctx.limits.maxImagePixels,
@@ -80,7 +98,9 @@ async function imageToFeatures(
   // The backbone cannot be interrupted: check just before it, and right after.
   stop?.check();
   t = now();
-  const fm = await backbone.extract(decoded);
+  // With `pyramid`, the levels (finest first); `fm` is then the finest.
+  const maps = pyramid && backbone.pyramid ? await backbone.pyramid.extract(decoded) : undefined;
+  const fm = maps ? maps[0] : await backbone.extract(decoded);
   const backboneMs = now() - t;
   stop?.check();
   const image: ImageInfo = {
@@ -93,15 +113,17 @@ async function imageToFeatures(
     scaleY: decoded.scaleY,
     format: decoded.format,
   };
+  const strides = maps && backbone.pyramid ? backbone.pyramid.strides : [backbone.stride];
   const featureMap: FeatureMapInfo = {
     shape: [...fm.shape],
-    stride: backbone.stride,
-    spatialScale: 1 / backbone.stride,
+    stride: strides[0],
+    spatialScale: 1 / strides[0],
     source: 'backbone',
     backbone: backbone.name,
     backend: ctx.backend(),
+    ...(maps ? { levels: levelInfo(maps, strides) } : {}),
   };
-  return { decoded, fm, image, featureMap, timings: { decode, backbone: backboneMs } };
+  return { decoded, fm, maps, strides, image, featureMap, timings: { decode, backbone: backboneMs } };
 }
 
 /** The decoded (resized) image size and the factors boxes are scaled by to reach it. */
@@ -151,10 +173,13 @@ function checkImageRoiWork(
   size: ImageSize,
   limits: RoiLimits,
 ): void {
-  const { stride } = backbone;
+  // A pyramid request: the ops costed on the finest level (an upper bound: a box's sampling grid and
+  // cells are largest there), the backbone with its pyramid head.
+  const pyramid = task.params.pyramid ? backbone.pyramid : undefined;
+  const stride = pyramid ? pyramid.strides[0] : backbone.stride;
   const mapShape = [
     1,
-    backbone.channels,
+    pyramid ? pyramid.channels : backbone.channels,
     Math.ceil(size.height / stride),
     Math.ceil(size.width / stride),
   ] as const;
@@ -162,7 +187,38 @@ function checkImageRoiWork(
   const pixelBoxes = boxesInPixels(task.boxes, task.params.normalized, frame);
   const resized = size.scaleX !== 1 || size.scaleY !== 1;
   const boxes = resized ? scaleBoxes(pixelBoxes, size.scaleX, size.scaleY) : pixelBoxes;
-  checkRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneMultiplyAdds(backbone, size));
+  const backboneWork = backboneMultiplyAdds(backbone, size);
+  const head = pyramid ? backbone.describe().pyramid : undefined;
+  if (head) backboneWork.multiplyAddsPerPixel = multiplyAddsPerPixel({ ...backbone.describe(), ...head });
+  checkRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneWork);
+}
+
+/** `featureMap.levels` of a pyramid: each map's level (`log2(stride)`), shape, stride and scale. */
+function levelInfo(
+  maps: readonly FeatureMap[],
+  strides: readonly number[],
+): NonNullable<FeatureMapInfo['levels']> {
+  return maps.map((m, i) => ({
+    level: Math.round(Math.log2(strides[i])),
+    shape: [...m.shape],
+    stride: strides[i],
+    spatialScale: 1 / strides[i],
+  }));
+}
+
+/** Rotated boxes in the resized image's frame: centres by each axis' factor, sizes by their geometric mean. */
+function scaleRotated(rotated: RotatedBoxes, sx: number, sy: number): RotatedBoxes {
+  if (sx === 1 && sy === 1) return rotated;
+  const data = Float32Array.from(rotated.data);
+  const s = Math.sqrt(sx * sy);
+  for (let k = 0; k < rotated.count; k++) {
+    const o = 6 * k;
+    data[o + 1] *= sx;
+    data[o + 2] *= sy;
+    data[o + 3] *= s;
+    data[o + 4] *= s;
+  }
+  return { data, count: rotated.count };
 }
 
 /**
@@ -268,6 +324,10 @@ export async function executeRoi(
   let frame: BoxFrame;
   /** Warnings about the inputs found here (after the task's, before those about the boxes). */
   const inputWarnings: RoiWarning[] = [];
+  /** The maps the ops read: one, or a pyramid's levels (finest first) with their scales. */
+  let levelMaps: LevelMaps;
+  /** Rotated boxes in the operators' frame (`boxFormat: cxcywha`). */
+  let opRotated = task.rotated;
   if (task.image !== undefined) {
     const out = await imageToFeatures(
       task.image,
@@ -285,8 +345,11 @@ export async function executeRoi(
       },
       params.maxSide,
       stop,
+      params.pyramid ?? false,
     );
     ({ fm, image, featureMap } = out);
+    levelMaps = { maps: out.maps ?? [fm], scales: out.strides.map((t) => 1 / t) };
+    if (opRotated) opRotated = scaleRotated(opRotated, image.scaleX, image.scaleY);
     timings.decode = out.timings.decode;
     timings.backbone = out.timings.backbone;
     if (task.includeImage) rgb = out.decoded.rgb;
@@ -314,6 +377,14 @@ export async function executeRoi(
       backbone: null,
       backend: null,
     };
+    const scales = params.spatialScales ?? [s];
+    const maps = task.levelFeatures ?? [fm];
+    levelMaps = { maps, scales };
+    if (task.levelFeatures)
+      featureMap.levels = levelInfo(
+        maps,
+        scales.map((x) => 1 / x),
+      );
     // Without an image size, coverage is clipped to the extent the feature map covers.
     imageSize = params.imageSize ?? [W / s, H / s];
     frame = {
@@ -344,12 +415,37 @@ export async function executeRoi(
     aligned: params.aligned,
     mode: params.mode,
   };
-  const outputs = await runOps(fm, opBoxes, opsParams, timings, stop);
-  stop?.check();
-  const boxCoverage: BoxCoverage[] = [];
-  for (let k = 0; k < opBoxes.count; k++) {
-    boxCoverage.push(coverage(boxAt(opBoxes, k), { spatialScale, imageSize }));
+  // RoI Pool, Align and Warp on one map run as they always did (and may be shared with idle workers,
+  // `src/runtime/split.ts`); a pyramid, rotated boxes and the position-sensitive ops run here.
+  const plain = levelMaps.maps.length === 1 && !opRotated && params.ops.every((op) => isComparedOp(op));
+  let outputs: Partial<Record<RoiOp, Pooled>>;
+  let levels: Int32Array | undefined;
+  if (plain) {
+    outputs = await runOps(fm, opBoxes, opsParams, timings, stop);
+  } else {
+    const shouldStop = stop ? () => stop.shouldStop() : undefined;
+    const ran = runLevelOps(levelMaps, {
+      ops: params.ops,
+      boxes: opBoxes,
+      rotated: opRotated,
+      params: { ...opRunParams(opsParams), shouldStop, clockwise: params.clockwise ?? false },
+      levelMapping: params.levelMapping,
+      timed: (op, ms) => {
+        timings[op as RoiOp] = ms;
+      },
+    });
+    outputs = ran.outputs as Partial<Record<RoiOp, Pooled>>;
+    levels = ran.levels;
   }
+  stop?.check();
+  const boxCoverage = plain
+    ? Array.from({ length: opBoxes.count }, (_, k) =>
+        coverage(boxAt(opBoxes, k), { spatialScale, imageSize }),
+      )
+    : coverageAtLevels(levelMaps, levels, opBoxes, opRotated, imageSize, {
+        aligned: params.aligned,
+        clockwise: params.clockwise ?? false,
+      });
   return {
     params: { ...params, spatialScale },
     image,
@@ -360,6 +456,7 @@ export async function executeRoi(
     opBoxes,
     outputs,
     coverage: boxCoverage,
+    levels: levels ? Array.from(levels) : null,
     warnings: [
       ...task.warnings,
       ...inputWarnings,

@@ -5,8 +5,9 @@
  * only decoding tells (`checkFeatureMapRequest`, `checkOutputValues`, `layoutWarnings`).
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
-import { toCanonicalBoxes } from '../ops/boxes.js';
-import { ROI_OPS } from '../ops/registry.js';
+import { toCanonicalBoxes, type BoxFormat } from '../ops/boxes.js';
+import { operator, ROI_OPS, type RoiOp } from '../ops/registry.js';
+import { toRotatedBoxes } from '../ops/rotated_roi_align.js';
 import type { Boxes, Layout } from '../ops/types.js';
 import { size, type RoiWarning } from '../warnings.js';
 import {
@@ -18,6 +19,7 @@ import {
   type RoiParams,
   type RoiTask,
 } from './task.js';
+import { uprightBoxes } from './run-ops.js';
 import { boxesInPixels, checkRoiWork, featureMapFrame } from './work-budget.js';
 
 /**
@@ -29,9 +31,16 @@ import { boxesInPixels, checkRoiWork, featureMapFrame } from './work-budget.js';
  * @param body - the typed input (a `/v1` body through `roiInputOf`, or a caller's own values)
  * @param limits - from `limitsFrom`
  * @param includeImage - ask the worker to return the decoded RGB image; default false
+ * @param rotatedAsUpright - `/v1/diff`: rotated boxes (`cxcywha`) are drawn as such, and the upright
+ *   operators read their upright bounding boxes (elsewhere only `rotated_align` takes them)
  * @throws InvalidInputError (400) or TooLargeError (413), naming the field
  */
-export function prepareRoi(body: RoiInput, limits: RoiLimits, includeImage = false): RoiTask {
+export function prepareRoi(
+  body: RoiInput,
+  limits: RoiLimits,
+  includeImage = false,
+  rotatedAsUpright = false,
+): RoiTask {
   const hasImage = body.image !== undefined;
   const hasFeatures = body.features !== undefined;
   if (hasImage === hasFeatures) {
@@ -96,22 +105,42 @@ export function prepareRoi(body: RoiInput, limits: RoiLimits, includeImage = fal
     );
   }
   const ops = ROI_OPS.filter((op) => body.ops.includes(op));
-  const features: FeaturesInput | undefined = body.features;
+  const levels = pyramidOf(body);
+  const features: FeaturesInput | undefined = levels ? levels.features[0] : (body.features as FeaturesInput);
   const task = { features } as RoiTask;
   const shape = knownFeatureShape(task);
   // Batch indices are checked against N in the worker, after the map is decoded (a `.npy` map's N is in
   // its header; and a map's own errors come first, as they always did).
   const batchSize = features ? Number.MAX_SAFE_INTEGER : 1;
-  const boxes = toCanonicalBoxes(body.boxes, { format: body.boxFormat, batchSize, field: 'boxes' });
+  const clockwise = body.clockwise ?? false;
+  const rotatedInput = body.boxFormat === 'cxcywha';
+  checkBoxKinds(ops, rotatedInput, body.normalized, rotatedAsUpright);
+  const rotated = rotatedInput ? toRotatedBoxes(body.boxes, { batchSize, field: 'boxes' }) : undefined;
+  // Rotated boxes: their upright bounding boxes stand for them wherever an upright box is read (the
+  // frame's warnings, the work budget, coverage's upright operators).
+  const boxes = rotated
+    ? uprightBoxes(rotated, clockwise)
+    : toCanonicalBoxes(body.boxes, { format: body.boxFormat as BoxFormat, batchSize, field: 'boxes' });
+  if (body.pyramid && !hasImage) {
+    throw new InvalidInputError(
+      "pyramid asks for the backbone's feature pyramid of an image; with features, send the pyramid's maps as a list",
+      'pyramid',
+      'pyramid only with `image`',
+    );
+  }
   const params: RoiParams = {
     ops,
     boxFormat: body.boxFormat,
+    clockwise,
+    levelMapping: body.levelMapping,
+    pyramid: body.pyramid ?? false,
+    spatialScales: levels?.scales,
     normalized: body.normalized,
     outputSize,
     samplingRatio: body.samplingRatio,
     aligned: body.aligned,
     mode: body.mode,
-    spatialScale: body.spatialScale,
+    spatialScale: levels ? levels.scales[0] : (body.spatialScale as number | undefined),
     imageSize: body.imageSize === undefined ? undefined : [body.imageSize[0], body.imageSize[1]],
     maxSide: hasImage ? maxSide.maxSide : undefined,
   };
@@ -121,12 +150,80 @@ export function prepareRoi(body: RoiInput, limits: RoiLimits, includeImage = fal
   return {
     image: body.image,
     features,
+    ...(levels ? { levelFeatures: levels.features } : {}),
+    ...(rotated ? { rotated } : {}),
     boxes,
     params,
     includeImage,
     // layout-suspect warnings come from the pipeline, which knows a .npy map's shape.
     warnings: [...maxSide.warnings],
   };
+}
+
+/**
+ * A pyramid of maps (`features` a list): its levels and scales, each list as long as the other. A single
+ * map with a list of scales, or a list of maps with one scale, is refused naming `spatialScale`. The
+ * scales' values (powers of two, consecutive) and the maps' shapes (same N and C) are checked by the
+ * kernels (`multiScaleRoi`), naming `spatialScale[i]` and `features[i].shape`.
+ *
+ * @returns undefined for a single map (or an image)
+ */
+function pyramidOf(body: RoiInput): { features: FeaturesInput[]; scales: number[] } | undefined {
+  const scale = body.spatialScale;
+  if (!Array.isArray(body.features)) {
+    if (Array.isArray(scale) && body.features !== undefined) {
+      throw new InvalidInputError(
+        `spatialScale is a list of ${scale.length} scales but features is one map: a list of scales goes with a list of maps (a pyramid)`,
+        'spatialScale',
+        'one number with one map, or a list as long as the list of maps',
+      );
+    }
+    return undefined;
+  }
+  const maps = body.features as readonly FeaturesInput[];
+  if (!Array.isArray(scale) || scale.length !== maps.length) {
+    throw new InvalidInputError(
+      `features is a list of ${maps.length} maps: spatialScale must be a list of ${maps.length} scales, one per map, finest first; got ${JSON.stringify(scale ?? null)}`,
+      'spatialScale',
+      `${maps.length} powers of two, finest first (e.g. ${[0.25, 0.125, 0.0625, 0.03125].slice(0, maps.length).join(', ')})`,
+    );
+  }
+  return { features: [...maps], scales: [...(scale as readonly number[])] };
+}
+
+/**
+ * Rotated boxes (`boxFormat: cxcywha`) go only to the operators that read them (`rotated_align`), and
+ * that one only takes them: anything else is a 400 naming `boxFormat`. Normalized rotated boxes are
+ * refused (`normalized`): a rectangle turned by an angle and scaled by a different factor along x and y
+ * is no longer a rectangle.
+ */
+function checkBoxKinds(
+  ops: readonly RoiOp[],
+  rotated: boolean,
+  normalized: boolean,
+  rotatedAsUpright: boolean,
+): void {
+  const wrong = ops.filter(
+    (op) => (operator(op).boxColumns === 6) !== rotated && !(rotated && rotatedAsUpright),
+  );
+  if (wrong.length > 0) {
+    throw new InvalidInputError(
+      rotated
+        ? `${wrong.join(', ')} ${wrong.length > 1 ? 'take' : 'takes'} upright boxes; boxFormat cxcywha gives rotated boxes, which only rotated_align reads`
+        : `rotated_align takes rotated boxes: send boxFormat "cxcywha" with rows (cx, cy, w, h, angle)`,
+      'boxFormat',
+      rotated
+        ? 'ops: ["rotated_align"] with boxFormat cxcywha'
+        : 'boxFormat "cxcywha" with rotated_align (and no upright op in the same request)',
+    );
+  }
+  if (rotated && normalized) {
+    throw new InvalidInputError(
+      'normalized is not supported with rotated boxes (cxcywha): send them in pixels',
+      'normalized',
+      'normalized false with boxFormat cxcywha',
+    );
+  }
 }
 
 /** Whether a map of `h × w` cells plausibly covers `imageSize` at `spatialScale` (backbones pad and round). */

@@ -5,18 +5,23 @@
  */
 import type { Backbone } from '../backbone/index.js';
 import type { BoxCoverage } from '../ops/coverage.js';
-import type { RoiOp } from '../ops/registry.js';
+import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
+import type { ComparedOp, RoiOp } from '../ops/registry.js';
 import type { Boxes, FeatureMap, Pooled } from '../ops/types.js';
 import type { RoiWarning } from '../warnings.js';
 import type { RoiLimits, RoiParams } from './task.js';
 
-/** Milliseconds per stage, one per `/v1` operator among them; a stage that did not run is 0. */
+/**
+ * Milliseconds per stage: RoI Pool, Align and Warp always (0 when they did not run), the other `/v1`
+ * operators (ps_align, ps_pool, rotated_align) when they ran.
+ */
 export type RoiTimings = {
   decode: number;
   backbone: number;
   /** Wait for a worker, set by the pool (`src/pool.ts`) on the way back; never by the pipeline. */
   queue?: number;
-} & Record<RoiOp, number>;
+} & Record<ComparedOp, number> &
+  Partial<Record<RoiOp, number>>;
 
 /** The decoded image, when the input was one. Coordinates of the ops are in `width × height`. */
 export interface ImageInfo {
@@ -52,6 +57,11 @@ export interface FeatureMapInfo {
   backbone: string | null;
   /** tfjs backend that ran the backbone (`tensorflow`, `wasm`, `cpu`); null for user features. */
   backend: string | null;
+  /**
+   * A pyramid (a list of maps, or `pyramid: true`): every level, finest first (`shape`, `stride` and
+   * `spatialScale` above are the first's). Absent with one map.
+   */
+  levels?: { level: number; shape: [number, number, number, number]; stride: number; spatialScale: number }[];
 }
 
 /** Everything one RoI request produces (structured-cloneable; its buffers are transferred). */
@@ -74,8 +84,10 @@ export interface RoiResult {
   opBoxes: Boxes;
   /** One output per requested op, `[K, C, PH, PW]`, NCHW. */
   outputs: Partial<Record<RoiOp, Pooled>>;
-  /** One entry per box, in the operators' frame (resized image pixels). */
-  coverage: BoxCoverage[];
+  /** One entry per box, in the operators' frame (resized image pixels); rotated boxes' have `rotated`. */
+  coverage: (BoxCoverage | RotatedBoxCoverage)[];
+  /** With a pyramid: the level `k` (stride `2^k`) each box was pooled from; null with one map. */
+  levels?: number[] | null;
   /** Non-fatal warnings: the task's, then those about the boxes (see `src/warnings.ts`). */
   warnings: RoiWarning[];
   timings: RoiTimings;

@@ -7,11 +7,16 @@
  */
 import type { Config } from '../config.js';
 import type { BoxFormat } from '../ops/boxes.js';
+import type { LevelMapping } from '../ops/multiscale.js';
+import type { RotatedBoxes } from '../ops/rotated_roi_align.js';
 import type { RoiOp } from '../ops/registry.js';
 import type { AlignMode, Boxes, FeatureMap, Layout } from '../ops/types.js';
 import type { RoiWarning } from '../warnings.js';
 
 export type { RoiOp };
+
+/** `boxFormat` of `/v1`: the upright formats, or `cxcywha` for rotated boxes (cx, cy, w, h, angle). */
+export type RoiBoxFormat = BoxFormat | 'cxcywha';
 
 /**
  * One RoI request as its caller has it, defaults filled in, nothing decoded: what {@link prepareRoi}
@@ -21,11 +26,20 @@ export type { RoiOp };
 export interface RoiInput {
   /** An encoded image: bytes (a file), or base64 text (JSON). */
   image: Uint8Array | string | undefined;
-  /** A feature map as sent (base64 with its stored shape, or `.npy` bytes). */
-  features: FeaturesInput | undefined;
-  /** Rows of 4 numbers in `boxFormat`, or 5 with the batch index first. */
+  /** A feature map as sent (base64 with its stored shape, or `.npy` bytes); a list: a pyramid, finest first. */
+  features: FeaturesInput | readonly FeaturesInput[] | undefined;
+  /**
+   * Rows of 4 numbers in `boxFormat`, or 5 with the batch index first; `cxcywha`: 5 (cx, cy, w, h, angle)
+   * or 6 with the batch index first.
+   */
   boxes: readonly (readonly number[])[];
-  boxFormat: BoxFormat;
+  boxFormat: RoiBoxFormat;
+  /** Rotated boxes: the angle turns clockwise (mmcv's flag). Default false. */
+  clockwise?: boolean;
+  /** With a pyramid: how boxes pick their level. Default torchvision's rule, 224, 4. */
+  levelMapping?: LevelMapping;
+  /** With `image`: pool from the backbone's pyramid. Default false. */
+  pyramid?: boolean;
   /** Coordinates are fractions of the frame. */
   normalized: boolean;
   /** Operators to run (duplicates ignored; run in the canonical order). */
@@ -35,8 +49,8 @@ export interface RoiInput {
   samplingRatio: number;
   aligned: boolean;
   mode: AlignMode;
-  /** Required with `features`, absent with `image` (the backbone sets 1 / stride). */
-  spatialScale: number | undefined;
+  /** Required with `features` (a list with a list of maps), absent with `image` (the backbone sets 1 / stride). */
+  spatialScale: number | readonly number[] | undefined;
   /** Longest image side after resizing (capped by `MAX_IMAGE_SIDE`); only with `image`. */
   maxSide: number | undefined;
   /** `[width, height]` of the image the features came from; only with `features`. */
@@ -46,7 +60,15 @@ export interface RoiInput {
 /** Parameters actually used, all defaults filled in (echoed in responses). */
 export interface RoiParams {
   ops: RoiOp[];
-  boxFormat: BoxFormat;
+  boxFormat: RoiBoxFormat;
+  /** Rotated boxes: the angle turns clockwise. Default false. */
+  clockwise?: boolean;
+  /** With a pyramid (a list of maps, or `pyramid`): the level rule. */
+  levelMapping?: LevelMapping;
+  /** With `image`: pool from the backbone's pyramid. Default false. */
+  pyramid?: boolean;
+  /** A pyramid of maps as sent: one scale per map, finest first (`spatialScale` is then the first). */
+  spatialScales?: number[];
   /** Boxes are fractions of the frame; the pipeline turns them into pixels once the frame is known. */
   normalized: boolean;
   /** `[PH, PW]`. */
@@ -100,8 +122,12 @@ export type FeaturesInput =
 export interface RoiTask {
   /** The encoded image: a file part's bytes, or base64 text from JSON (decoded in the worker). */
   image: Uint8Array | string | undefined;
-  /** The user's feature map as sent (decoded and checked in the worker). */
+  /** The user's feature map as sent (decoded and checked in the worker); a pyramid's finest level. */
   features: FeaturesInput | undefined;
+  /** A pyramid as sent: every level, finest first (`features` is the first). */
+  levelFeatures?: FeaturesInput[];
+  /** Rotated boxes (`boxFormat: cxcywha`) as sent; `boxes` are then their upright bounding boxes. */
+  rotated?: RotatedBoxes;
   /**
    * Canonical `[K, 5]` boxes in input-image pixels (before any resize); with `params.normalized`, in
    * fractions of the frame (the pipeline converts them once it knows the image size). With a feature
@@ -116,11 +142,13 @@ export interface RoiTask {
 }
 
 /** A {@link RoiTask} with its inputs decoded and checked: what the pipeline runs (in the worker). */
-export interface DecodedRoiTask extends Omit<RoiTask, 'image' | 'features'> {
+export interface DecodedRoiTask extends Omit<RoiTask, 'image' | 'features' | 'levelFeatures'> {
   /** Encoded image bytes (decoded by sharp in the pipeline). */
   image: Uint8Array | undefined;
   /** A user feature map, checked finite and consistent with its shape. */
   features: FeatureMap | undefined;
+  /** A pyramid's maps, finest first, each checked like `features` (the first is `features`). */
+  levelFeatures?: FeatureMap[];
 }
 
 /**

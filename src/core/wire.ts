@@ -5,8 +5,9 @@
  */
 import type { ChannelSelect } from '../imaging/render.js';
 import type { BoxCoverage } from '../ops/coverage.js';
-import type { BoxFormat } from '../ops/boxes.js';
-import type { CellOp, RoiOp } from '../ops/registry.js';
+import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
+import type { RoiBoxFormat } from './task.js';
+import type { CellOp, ComparedOp, RoiOp } from '../ops/registry.js';
 import type { AlignMode } from '../ops/types.js';
 import type { OutputDtype } from '../tensors/float16.js';
 import type { RoiWarning } from '../warnings.js';
@@ -24,14 +25,17 @@ export type BoxRow = [number, number, number, number, number];
 
 /** Milliseconds per stage (0 when a stage did not run), `encode` and `total` included. */
 export type TimingsJson = { decode: number; backbone: number; encode: number; total: number } & Record<
-  RoiOp,
+  ComparedOp,
   number
->;
+> &
+  Partial<Record<RoiOp, number>>;
 
 /** The parameters used, defaults filled in (`echoedParams`). */
 export interface EchoedParams {
   ops: RoiOp[];
-  boxFormat: BoxFormat;
+  boxFormat: RoiBoxFormat;
+  /** Rotated boxes: the angle turns clockwise. */
+  clockwise: boolean;
   normalized: boolean;
   outputSize: [number, number];
   samplingRatio: number;
@@ -51,7 +55,9 @@ export interface RoiResponseBody {
   featureMap: FeatureMapInfo;
   boxes: BoxRow[];
   outputs: Partial<Record<RoiOp, TensorJson>>;
-  coverage: BoxCoverage[];
+  coverage: (BoxCoverage | RotatedBoxCoverage)[];
+  /** With a pyramid: each box's level; null with one map. */
+  levels: number[] | null;
   warnings: RoiWarning[];
   timings: TimingsJson;
 }

@@ -13,7 +13,7 @@ import { InvalidInputError, RoiServeError } from '../errors.js';
  * ({@link binaryPartsOf}) and the body gets stand-ins in their place (the `layout` field goes into
  * `features`); the worker parses them, never the HTTP thread. Any other field is parsed as JSON text
  * when it parses (`[[0,0,10,10]]`, `0.25`, `false`) and kept as a string otherwise (`npy`, `xywh`).
- * Repeated fields are refused. The whole body is bounded by `BODY_LIMIT_BYTES`. Does nothing for
+ * Repeated fields are refused, but repeated `features` file parts, a pyramid's levels in order. The whole body is bounded by `BODY_LIMIT_BYTES`. Does nothing for
  * other content types.
  *
  * @throws InvalidInputError for a repeated field; TooLargeError (field `body`) over the limit
@@ -40,10 +40,13 @@ export async function multipartToJsonBody(request: FastifyRequest, reply: Fastif
   }
 }
 
-/** Multipart file parts kept as bytes: `image` (an encoded image) and `features` (a `.npy` file). */
+/**
+ * Multipart file parts kept as bytes: `image` (an encoded image) and `features` (a `.npy` file; several
+ * `features` parts, in order, are the levels of a pyramid).
+ */
 export interface BinaryParts {
   image?: Uint8Array;
-  features?: Uint8Array;
+  features?: Uint8Array | Uint8Array[];
 }
 
 const binaryParts = new WeakMap<FastifyRequest, BinaryParts>();
@@ -77,7 +80,9 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
     for (let step = await guard.race(first); !step.done; step = await guard.race(parts.next())) {
       const part = step.value;
       const name = part.fieldname;
-      if (Object.hasOwn(body, name)) {
+      // Repeated `features` file parts are a pyramid's levels, finest first; any other repeat is refused.
+      const nextLevel = name === 'features' && part.type === 'file' && files.features !== undefined;
+      if (Object.hasOwn(body, name) && !nextLevel) {
         throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
       }
       if (part.type === 'file') {
@@ -85,9 +90,15 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
         // Binary parts stay bytes (no base64 round trip); the worker parses and checks them. The body
         // gets a stand-in the schema accepts, so that presence and `layout` are validated as in JSON.
         if (name === 'features') {
-          files.features = bytes;
           // The layout comes from the `layout` field, which may follow this part: merged below.
-          body.features = { shape: [1, 1, 1, 1], data: '' };
+          const standIn = { shape: [1, 1, 1, 1], data: '' };
+          if (files.features === undefined) {
+            files.features = bytes;
+            body.features = standIn;
+          } else {
+            files.features = [...(Array.isArray(files.features) ? files.features : [files.features]), bytes];
+            body.features = [...(Array.isArray(body.features) ? body.features : [body.features]), standIn];
+          }
         } else if (name === 'image') {
           files.image = bytes;
           // An empty file is refused by the schema like an empty string (`image`: at least 1 character).
@@ -115,8 +126,17 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
  * @throws InvalidInputError without `features`, or when `features` (as JSON text) has its own layout
  */
 function moveLayoutIntoFeatures(body: Record<string, unknown>): void {
+  if (Array.isArray(body.features)) {
+    // A pyramid's `.npy` parts: one layout for all of them.
+    for (const level of body.features as unknown[]) {
+      if (typeof level === 'object' && level !== null)
+        (level as Record<string, unknown>).layout = body.layout;
+    }
+    delete body.layout;
+    return;
+  }
   const features = body.features;
-  if (typeof features !== 'object' || features === null || Array.isArray(features)) {
+  if (typeof features !== 'object' || features === null) {
     throw new InvalidInputError(
       'layout describes the features part; there is no features part',
       'layout',

@@ -44,6 +44,40 @@ interface ZodIssueParams {
   format?: string;
 }
 
+/** A zod issue inside an `invalid_union` issue's `errors` (one list per branch). */
+interface BranchIssue {
+  code: string;
+  path: PropertyKey[];
+  message?: string;
+  [key: string]: unknown;
+}
+
+/**
+ * A value that matched no branch of a union (`features`: one map or a list of maps; `spatialScale`: a
+ * number or a list): when exactly one branch has the value's kind (its issues are not a type mismatch
+ * of the value itself), that branch's issues, with their own fields (`features.layout`), instead of
+ * one vague "one of the accepted forms" at the union.
+ */
+function expandUnions(validation: readonly ValidationIssue[]): ValidationIssue[] {
+  return validation.flatMap((issue): ValidationIssue[] => {
+    const branches = (issue.params as { errors?: unknown }).errors;
+    if (issue.keyword !== 'invalid_union' || !Array.isArray(branches)) return [issue];
+    const fitting = (branches as BranchIssue[][]).filter(
+      (branch) => !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0),
+    );
+    if (fitting.length !== 1) return [issue];
+    const base = issue.instancePath.replace(/\/$/, '');
+    return expandUnions(
+      fitting[0].map(({ code, path, message, ...params }) => ({
+        keyword: code,
+        instancePath: [base, ...path.map(String)].join('/'),
+        message,
+        params,
+      })),
+    );
+  });
+}
+
 /** `/boxes/0/2` → `boxes[0][2]`; `/features/shape` → `features.shape`. */
 export function fieldFromPath(path: readonly PropertyKey[]): string {
   let out = '';
@@ -96,13 +130,21 @@ function valueAt(root: unknown, path: readonly string[]): unknown {
 function knownFields(schema: unknown, path: readonly string[]): string[] {
   let node = schema;
   const unwrap = (s: unknown): unknown => {
-    while (s instanceof z.ZodOptional || s instanceof z.ZodDefault || s instanceof z.ZodNullable) {
-      s = s.unwrap();
+    for (;;) {
+      if (s instanceof z.ZodOptional || s instanceof z.ZodDefault || s instanceof z.ZodNullable)
+        s = s.unwrap();
+      // One map or a list of maps (`features`): the object form's fields.
+      else if (s instanceof z.ZodUnion) s = (s.options as unknown[]).find((o) => o instanceof z.ZodObject);
+      else return s;
     }
-    return s;
   };
   for (const key of path) {
     node = unwrap(node);
+    // A list's items (`features[1]`): the item schema's fields.
+    if (node instanceof z.ZodArray && /^\d+$/.test(key)) {
+      node = node.element;
+      continue;
+    }
     if (!(node instanceof z.ZodObject)) return [];
     node = (node.shape as Record<string, unknown>)[key];
   }
@@ -184,7 +226,7 @@ export function validationFields(
 ): FieldMessage[] {
   const errors: FieldMessage[] = [];
   let flatBoxesReported = false;
-  for (const issue of validation) {
+  for (const issue of expandUnions(validation)) {
     const path = issue.instancePath.split('/').filter((s) => s !== '');
     const params = issue.params as ZodIssueParams;
     if (issue.keyword === 'unrecognized_keys' && params.keys) {

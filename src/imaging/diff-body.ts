@@ -8,7 +8,7 @@ import type { DiffResponse } from '../../routes/v1/schemas/diff.js';
 import { checkChannel, type DiffOptions } from '../core/diff-options.js';
 import type { FeatureMap, Pooled } from '../ops/types.js';
 import type { RoiResult } from '../core/results.js';
-import { DIFF_PAIRS, pairKey, ROI_OPS, type RoiOp } from '../ops/registry.js';
+import { COMPARED_OPS, DIFF_PAIRS, pairKey, type ComparedOp } from '../ops/registry.js';
 import { boxRows, echoedParams, JSON_CONTENT_TYPE, type EncodedBody } from '../core/encode.js';
 import { coverageSummary, diffStats, renderDiff, type PairDiff } from './render-sheet.js';
 import { toPng, type RgbImage } from './render.js';
@@ -54,7 +54,7 @@ export async function encodeDiff(
   const features = result.features as FeatureMap;
   checkChannel(options.channel, result.featureMap.shape[1]);
   const start = performance.now();
-  const pooled = result.outputs as Record<RoiOp, Pooled>;
+  const pooled = result.outputs as Record<ComparedOp, Pooled>;
   const image = result.image;
   const imageSize: [number, number] = image
     ? [image.width, image.height]
@@ -77,6 +77,8 @@ export async function encodeDiff(
     spatialScale: result.params.spatialScale,
     boxes: result.opBoxes,
     coverage: result.coverage,
+    // A pyramid: each box's level, drawn on the sheet (its grid and regions at its stride).
+    ...(result.levels ? { levels: result.levels.map((level) => ({ level, stride: 2 ** level })) } : {}),
     pooled,
     params: result.params,
     channel: options.channel,
@@ -119,7 +121,7 @@ export async function encodeDiff(
   const payload: DiffResponse = {
     params: {
       ...roiParams,
-      ops: [...ROI_OPS],
+      ops: [...COMPARED_OPS],
       maxBoxes: options.maxBoxes,
       channel: options.channel,
       format: 'json',

@@ -44,10 +44,10 @@ import {
   COVERAGE_ORDER,
   COMPARE_ORDER,
   DIFF_PAIRS,
-  ROI_OPS,
-  V1_OPERATORS,
+  COMPARED_OPS,
+  COMPARED_OPERATORS,
   type CellOp,
-  type RoiOp,
+  type ComparedOp,
 } from '../ops/registry.js';
 import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
 import type { Point } from '../ops/polygon.js';
@@ -65,8 +65,8 @@ export interface RawImage {
   channels: 3 | 4;
 }
 
-/** A `/v1` operator (the registry's `RoiOp`). */
-export type OpName = RoiOp;
+/** An operator the diff compares (the registry's `ComparedOp`: pool, align, warp). */
+export type OpName = ComparedOp;
 
 /** Everything the sheet shows. */
 export interface DiffRenderInput {
@@ -132,7 +132,7 @@ export interface DiffRender {
 /** The pairs of ops compared, reference first (the registry's `DIFF_PAIRS`). */
 export const OP_PAIRS: readonly (readonly [OpName, OpName])[] = DIFF_PAIRS;
 
-const OP_TITLE = (op: OpName): string => V1_OPERATORS[op].title;
+const OP_TITLE = (op: OpName): string => COMPARED_OPERATORS[op].title;
 
 /** The op the others are compared with: the one reading the exact box (RoI Align). */
 const REFERENCE: OpName = COMPARE_ORDER[0];
@@ -590,12 +590,12 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
   const pw = cell * PW;
   const ph = cell * PH;
   const values = Object.fromEntries(
-    ROI_OPS.map((op) => [op, reducePooled(pooled[op], k, channel)]),
+    COMPARED_OPS.map((op) => [op, reducePooled(pooled[op], k, channel)]),
   ) as Record<OpName, Float32Array>;
-  const [vmin, vmax] = valueRange(...ROI_OPS.map((op) => values[op]));
+  const [vmin, vmax] = valueRange(...COMPARED_OPS.map((op) => values[op]));
   // The reference against each other op: |Align − Pool|, |Align − Warp|.
   const diffs = OP_PAIRS.filter(([a]) => a === REFERENCE).map(([a, b]) => ({
-    title: `|${V1_OPERATORS[a].shortTitle} − ${V1_OPERATORS[b].shortTitle}|`,
+    title: `|${COMPARED_OPERATORS[a].shortTitle} − ${COMPARED_OPERATORS[b].shortTitle}|`,
     map: reduceDifference(pooled[a], pooled[b], k, channel),
   }));
   const dmax = valueRange(...diffs.map((d) => d.map))[1];
@@ -664,7 +664,7 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
 
   // Value panels on one shared scale.
   let x = MARGIN + LABEL_W;
-  for (const op of ROI_OPS) {
+  for (const op of COMPARED_OPS) {
     const image = heatmapImage(values[op], PH, PW, { min: vmin, max: vmax, cell, colormap: 'viridis' });
     rasters.push({ image, left: x, top });
     svg += `<rect x="${x - 0.5}" y="${top - 0.5}" width="${pw + 1}" height="${ph + 1}" fill="none" stroke="#999"/>`;
@@ -674,7 +674,7 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
       fill: INK,
       anchor: 'middle',
     });
-    x += pw + (op === ROI_OPS[ROI_OPS.length - 1] ? 8 : GAP / 2);
+    x += pw + (op === COMPARED_OPS[COMPARED_OPS.length - 1] ? 8 : GAP / 2);
   }
   const bar1 = colorbar(x, top, ph, vmin, vmax, 'viridis');
   rasters.push(bar1.raster);
@@ -942,7 +942,7 @@ async function renderSummary(input: DiffRenderInput, shown: number): Promise<Rgb
   y += 26;
   // The reference against each other op, as in the rows: |Align − Pool|, |Align − Warp|.
   const total = diffStats(input.pooled).total.filter((d) => d.a === REFERENCE);
-  const short = (op: OpName) => V1_OPERATORS[op].shortTitle;
+  const short = (op: OpName) => COMPARED_OPERATORS[op].shortTitle;
   svg += svgText(
     'Outputs over all boxes and channels: ' +
       total

@@ -3,7 +3,7 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { resolveSpatialScale } from './params.js';
-import { COVERAGE_ORDER, V1_OPERATORS, type RoiOp } from './registry.js';
+import { COMPARED_OPERATORS, COVERAGE_ORDER, type ComparedOp } from './registry.js';
 import type { Rect } from './types.js';
 
 /** Coverage of one operator for one box. Areas in square image pixels. */
@@ -35,7 +35,7 @@ export type BoxCoverage = {
   box: Rect;
   /** `(x2 - x1) * (y2 - y1)`. */
   boxArea: number;
-} & Record<RoiOp, OpCoverage>;
+} & Record<ComparedOp, OpCoverage>;
 
 export interface CoverageOptions {
   /** 1 / stride of the feature map (e.g. 1/32). Required. */
@@ -135,7 +135,7 @@ export function coverage(box: Rect, opts: CoverageOptions): BoxCoverage {
 
   const result = { box: exact, boxArea } as BoxCoverage;
   for (const op of COVERAGE_ORDER) {
-    const entry = V1_OPERATORS[op];
+    const entry = COMPARED_OPERATORS[op];
     if (entry.reads === 'exact') {
       // Clipped like the others: a box wholly outside the image reads nothing (lost = the whole box).
       result[op] = opCoverage(clip(exact, imageSize), exact, boxArea);

@@ -6,7 +6,7 @@
 import type { Rect } from './types.js';
 
 /** A point `[x, y]` in image pixels (y down). */
-export type Point = readonly [number, number];
+export type Point = [number, number];
 
 /**
  * The corners of a rotated box `(cx, cy, w, h, angle)` in image pixels, with detectron2's

@@ -43,8 +43,13 @@ export interface OperatorEntry<B = Boxes, P = OpRunParams> {
   readonly shortTitle: string;
   /** torchvision's function name, also the `/v2` model name (`roi_align`). */
   readonly model: string;
-  /** Served by `/v1/roi` (through the pipeline, with coverage); false: `/v2` only. */
+  /** Served by `/v1/roi` (through the pipeline); false: `/v2` only. */
   readonly v1: boolean;
+  /**
+   * One of the upright operators `/v1/diff` compares and every box's `coverage` lists (RoI Pool, Align,
+   * Warp). The others (position-sensitive, rotated) run on `/v1/roi` only when asked for.
+   */
+  readonly compared: boolean;
   /** What it reads of a box: see {@link ReadKind}. */
   readonly reads: ReadKind;
   /** Numbers per box row: 5 `(b, x1, y1, x2, y2)`, or 6 `(b, cx, cy, w, h, angle)` for rotated boxes. */
@@ -68,6 +73,7 @@ const pool = {
   shortTitle: 'Pool',
   model: 'roi_pool',
   v1: true,
+  compared: true,
   reads: 'cells',
   boxColumns: 5,
   positionSensitive: false,
@@ -93,6 +99,7 @@ const align = {
   shortTitle: 'Align',
   model: 'roi_align',
   v1: true,
+  compared: true,
   reads: 'exact',
   boxColumns: 5,
   positionSensitive: false,
@@ -106,6 +113,7 @@ const warp = {
   shortTitle: 'Warp',
   model: 'roi_warp',
   v1: true,
+  compared: true,
   reads: 'snapped',
   boxColumns: 5,
   positionSensitive: false,
@@ -122,7 +130,8 @@ const psAlign = {
   title: 'PS RoI Align',
   shortTitle: 'PS Align',
   model: 'ps_roi_align',
-  v1: false,
+  v1: true,
+  compared: false,
   reads: 'exact',
   boxColumns: 5,
   positionSensitive: true,
@@ -135,7 +144,8 @@ const psPool = {
   title: 'PS RoI Pool',
   shortTitle: 'PS Pool',
   model: 'ps_roi_pool',
-  v1: false,
+  v1: true,
+  compared: false,
   reads: 'cells',
   boxColumns: 5,
   positionSensitive: true,
@@ -148,7 +158,8 @@ const rotatedAlign = {
   title: 'Rotated RoI Align',
   shortTitle: 'Rotated Align',
   model: 'rotated_roi_align',
-  v1: false,
+  v1: true,
+  compared: false,
   reads: 'exact',
   boxColumns: 6,
   positionSensitive: false,
@@ -164,7 +175,7 @@ export type OperatorName = Operator['name'];
 
 /** The operators `/v1/roi` runs. */
 export type V1Operator = Extract<Operator, { v1: true }>;
-/** Their names: `'pool' | 'align' | 'warp'`. */
+/** Their names: `'pool' | 'align' | 'warp' | 'ps_align' | 'ps_pool' | 'rotated_align'`. */
 export type RoiOp = V1Operator['name'];
 
 /** The operators taking canonical `[K, 5]` boxes (all but rotated ones), e.g. for multi-level pooling. */
@@ -189,39 +200,54 @@ export function operator<N extends OperatorName>(name: N): Extract<Operator, { n
 /** The upright-box entries (canonical `[K, 5]` boxes), in registry order. */
 export const UPRIGHT_OPERATORS = OPERATORS.filter((op): op is UprightOperator => op.boxColumns === 5);
 
+/** The operators `/v1/diff` compares and `coverage` lists: RoI Pool, Align, Warp. */
+export type ComparedOperator = Extract<Operator, { compared: true }>;
+/** Their names: `'pool' | 'align' | 'warp'`. */
+export type ComparedOp = ComparedOperator['name'];
+
+/** The compared operators in canonical order (`pool, align, warp`), as a non-empty tuple. */
+export const COMPARED_OPS = OPERATORS.filter((op): op is ComparedOperator => op.compared).map(
+  (op) => op.name,
+) as unknown as readonly [ComparedOp, ...ComparedOp[]];
+
+/** The compared entries by name. */
+export const COMPARED_OPERATORS: Readonly<Record<ComparedOp, ComparedOperator>> = Object.fromEntries(
+  OPERATORS.filter((op): op is ComparedOperator => op.compared).map((op) => [op.name, op]),
+) as Record<ComparedOp, ComparedOperator>;
+
 /**
- * The `/v1` operators in the order of comparison: exact readers first (the reference: RoI Align reads
- * the box as given), then the others in canonical order: `align, pool, warp`.
+ * The compared operators in the order of comparison: exact readers first (the reference: RoI Align
+ * reads the box as given), then the others in canonical order: `align, pool, warp`.
  */
-export const COMPARE_ORDER: readonly RoiOp[] = [
-  ...ROI_OPS.filter((op) => V1_OPERATORS[op].reads === 'exact'),
-  ...ROI_OPS.filter((op) => V1_OPERATORS[op].reads !== 'exact'),
+export const COMPARE_ORDER: readonly ComparedOp[] = [
+  ...COMPARED_OPS.filter((op) => COMPARED_OPERATORS[op].reads === 'exact'),
+  ...COMPARED_OPS.filter((op) => COMPARED_OPERATORS[op].reads !== 'exact'),
 ];
 
 /** The pairs `/v1/diff` compares, reference first: every pair of {@link COMPARE_ORDER}, in order. */
-export const DIFF_PAIRS: readonly (readonly [RoiOp, RoiOp])[] = COMPARE_ORDER.flatMap((a, i) =>
+export const DIFF_PAIRS: readonly (readonly [ComparedOp, ComparedOp])[] = COMPARE_ORDER.flatMap((a, i) =>
   COMPARE_ORDER.slice(i + 1).map((b) => [a, b] as const),
 );
 
 /** A pair's key in responses: `"align-pool"`. */
-export const pairKey = (a: RoiOp, b: RoiOp): string => `${a}-${b}`;
+export const pairKey = (a: ComparedOp, b: ComparedOp): string => `${a}-${b}`;
 
 /**
- * The `/v1` operators whose region is whole feature cells (RoI Pool, RoI Warp), in canonical order:
+ * The compared operators whose region is whole feature cells (RoI Pool, RoI Warp), in canonical order:
  * the ones the diff's overlays draw and its summary spreads (the exact reader has nothing to show).
  */
-export const CELL_OPS = ROI_OPS.filter(
-  (op): op is CellOp => V1_OPERATORS[op].reads !== 'exact',
+export const CELL_OPS = COMPARED_OPS.filter(
+  (op): op is CellOp => COMPARED_OPERATORS[op].reads !== 'exact',
 ) as readonly CellOp[];
 
-/** The `/v1` operators that read whole cells or a snapped box: `'pool' | 'warp'`. */
-export type CellOp = Extract<V1Operator, { reads: 'cells' | 'snapped' }>['name'];
+/** The compared operators that read whole cells or a snapped box: `'pool' | 'warp'`. */
+export type CellOp = Extract<ComparedOperator, { reads: 'cells' | 'snapped' }>['name'];
 
 /**
- * The `/v1` operators in the order of a box's coverage entries: cell-aligned regions first, then exact
- * ones (`pool, warp, align`, the order the JSON has always had).
+ * The compared operators in the order of a box's coverage entries: cell-aligned regions first, then
+ * exact ones (`pool, warp, align`, the order the JSON has always had).
  */
-export const COVERAGE_ORDER: readonly RoiOp[] = [
+export const COVERAGE_ORDER: readonly ComparedOp[] = [
   ...CELL_OPS,
-  ...ROI_OPS.filter((op) => V1_OPERATORS[op].reads === 'exact'),
+  ...COMPARED_OPS.filter((op) => COMPARED_OPERATORS[op].reads === 'exact'),
 ];

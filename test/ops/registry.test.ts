@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   CELL_OPS,
+  COMPARED_OPS,
   COMPARE_ORDER,
   COVERAGE_ORDER,
   DIFF_PAIRS,
@@ -33,8 +34,9 @@ const map: FeatureMap = {
 const boxes: Boxes = { data: Float32Array.from([0, 1.3, 0.7, 9.9, 8.2, 0, 3, 3, 11, 11]), count: 2 };
 
 describe('operator registry', () => {
-  it('lists the /v1 operators in their canonical order, and the /v2-only ones after them', () => {
-    expect(ROI_OPS).toEqual(['pool', 'align', 'warp']);
+  it('lists the /v1 operators in their canonical order: the compared ones, then the others', () => {
+    expect(ROI_OPS).toEqual(['pool', 'align', 'warp', 'ps_align', 'ps_pool', 'rotated_align']);
+    expect(COMPARED_OPS).toEqual(['pool', 'align', 'warp']);
     expect(OPERATORS.map((op) => op.model)).toEqual([
       'roi_pool',
       'roi_align',
@@ -59,18 +61,29 @@ describe('operator registry', () => {
   });
 
   it('gives the stages, the response keys and the /v2 models their names', () => {
-    expect(STAGES).toEqual(['decode', 'backbone', 'pool', 'align', 'warp', 'encode']);
+    const others = ['ps_align', 'ps_pool', 'rotated_align'];
+    expect(STAGES).toEqual(['decode', 'backbone', 'pool', 'align', 'warp', ...others, 'encode']);
     expect(Object.keys(timingsSchema.shape)).toEqual([
       'decode',
       'backbone',
       'pool',
       'align',
       'warp',
+      ...others,
       'encode',
       'total',
     ]);
-    expect(Object.keys(roiResponseSchema.shape.outputs.shape)).toEqual(['pool', 'align', 'warp']);
-    expect(Object.keys(boxCoverageSchema.shape)).toEqual(['box', 'boxArea', 'pool', 'warp', 'align']);
+    expect(Object.keys(roiResponseSchema.shape.outputs.shape)).toEqual(['pool', 'align', 'warp', ...others]);
+    // Rotated boxes add their polygon and what rotated_align reads.
+    expect(Object.keys(boxCoverageSchema.shape)).toEqual([
+      'box',
+      'boxArea',
+      'pool',
+      'warp',
+      'align',
+      'polygon',
+      'rotated',
+    ]);
     for (const op of OPERATORS) expect(MODELS.has(op.model)).toBe(true);
   });
 
@@ -85,7 +98,7 @@ describe('operator registry', () => {
     expect(ps[1].run(map, boxes, p)).toEqual(psRoiPool(map, boxes, p));
   });
 
-  it('gives coverage one entry per /v1 operator, in COVERAGE_ORDER', () => {
+  it('gives coverage one entry per compared operator, in COVERAGE_ORDER', () => {
     const c = coverage(
       { x1: 296, y1: 192, x2: 496, y2: 337 },
       { spatialScale: 1 / 32, imageSize: [512, 512] },

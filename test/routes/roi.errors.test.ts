@@ -61,8 +61,9 @@ describe('errors: 400 with the field and what was expected', () => {
         },
         {
           field: 'ops[0]',
-          expected: 'one of "pool", "align", "warp"',
-          message: 'Invalid option: expected one of "pool"|"align"|"warp"',
+          expected: 'one of "pool", "align", "warp", "ps_align", "ps_pool", "rotated_align"',
+          message:
+            'Invalid option: expected one of "pool"|"align"|"warp"|"ps_align"|"ps_pool"|"rotated_align"',
         },
         {
           field: 'outputSize',

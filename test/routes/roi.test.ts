@@ -33,6 +33,7 @@ describe('POST /v1/roi with features', () => {
     expect(body.params).toEqual({
       ops: ['pool', 'align', 'warp'],
       boxFormat: 'xyxy',
+      clockwise: false,
       normalized: false,
       outputSize: [7, 7],
       samplingRatio: 2,

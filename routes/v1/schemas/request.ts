@@ -6,12 +6,18 @@
  * like JSON.
  */
 import { z } from 'zod';
-import type { RoiInput } from '../../../src/core/task.js';
+import type { FeaturesInput, RoiInput } from '../../../src/core/task.js';
 import type { BinaryParts } from '../../../src/http/multipart.js';
-import { BOX_FORMATS, ROI_OPS } from '../../../src/ops/index.js';
+import { BOX_FORMATS, COMPARED_OPS, LEVEL_RULES, ROI_OPS } from '../../../src/ops/index.js';
 import { OUTPUT_DTYPES } from '../../../src/tensors/float16.js';
 
 const positiveInt = z.number().int().positive();
+
+/** The most pyramid levels one request may send. */
+const MAX_LEVELS = 8;
+
+/** The box formats of `/v1`: the upright ones, and `cxcywha` for rotated boxes. */
+const ROI_BOX_FORMATS = [...BOX_FORMATS, 'cxcywha'] as const;
 
 /**
  * `features` in JSON: a float32 feature map as base64 little-endian bytes.
@@ -63,18 +69,56 @@ export const roiInputFields = {
     .min(1)
     .optional()
     .describe('an encoded image (PNG, JPEG, WebP, GIF, TIFF, AVIF), base64; or a file part in multipart'),
-  features: featuresJsonSchema.optional(),
-  boxes: z
-    .array(z.array(z.number()).min(4).max(5))
+  features: z
+    .union([featuresJsonSchema, z.array(featuresJsonSchema).min(1).max(MAX_LEVELS)])
+    .optional()
     .describe(
-      'rows of 4 numbers in `boxFormat`, or 5 with the batch index first; input-image pixels (fractions with `normalized`)',
+      'one feature map, or a pyramid: a list of maps, finest first, same N and C, with `spatialScale` a list ' +
+        'of the same length (powers of two); each box is pooled on its level (see `levelMapping`). ' +
+        'Multipart: repeated `features` parts, in order',
+    ),
+  boxes: z
+    .array(z.array(z.number()).min(4).max(6))
+    .describe(
+      'rows of 4 numbers in `boxFormat`, or 5 with the batch index first; input-image pixels (fractions with ' +
+        '`normalized`). With boxFormat cxcywha: 5 (cx, cy, w, h, angle) or 6 with the batch index first',
     ),
   boxFormat: z
-    .enum(BOX_FORMATS)
+    .enum(ROI_BOX_FORMATS)
     .default('xyxy')
     .describe(
       'xyxy = (x1, y1, x2, y2); xywh = top-left + size; cxcywh = centre + size; yxyx = (y1, x1, y2, x2), ' +
-        "TensorFlow's crop_and_resize order",
+        "TensorFlow's crop_and_resize order; cxcywha = rotated boxes (cx, cy, w, h, angle), angle in degrees " +
+        'counter-clockwise as seen in the image (only `rotated_align` reads them)',
+    ),
+  clockwise: z
+    .boolean()
+    .default(false)
+    .describe(
+      "rotated boxes: the angle turns clockwise (mmcv's flag; detectron2's angle is counter-clockwise)",
+    ),
+  levelMapping: z
+    .strictObject({
+      rule: z
+        .enum(LEVEL_RULES)
+        .default('torchvision')
+        .describe(
+          'torchvision: floor(L0 + log2(s / S0) + 1e-6); detectron2: floor(L0 + log2(s / S0 + 1e-8))',
+        ),
+      canonicalBoxSize: z
+        .number()
+        .positive()
+        .default(224)
+        .describe('S0: the box size (sqrt of its area) of level L0'),
+      canonicalLevel: z.number().int().min(-64).max(64).default(4).describe('L0'),
+    })
+    .optional()
+    .describe('with a pyramid: how a box picks its level (FPN Eq. 1), s = sqrt(box area) in image pixels'),
+  pyramid: z
+    .boolean()
+    .default(false)
+    .describe(
+      "with `image`: pool from the backbone's feature pyramid (the built-in one: strides 8, 16, 32), each box on its level",
     ),
   normalized: z
     .boolean()
@@ -87,8 +131,11 @@ export const roiInputFields = {
   ops: z
     .array(z.enum(ROI_OPS))
     .min(1)
-    .default([...ROI_OPS])
-    .describe(`operators to run; duplicates are ignored, results come in the order ${ROI_OPS.join(', ')}`),
+    .default([...COMPARED_OPS])
+    .describe(
+      `operators to run (default ${COMPARED_OPS.join(', ')}); duplicates are ignored, results come in the order ` +
+        `${ROI_OPS.join(', ')}. ps_align / ps_pool need C a multiple of PH·PW; rotated_align needs boxFormat cxcywha`,
+    ),
   outputSize: z
     .union([positiveInt, z.tuple([positiveInt, positiveInt])])
     .default(7)
@@ -104,11 +151,11 @@ export const roiInputFields = {
     .describe('half-pixel offset (true = ONNX half_pixel, detectron2 ROIAlignV2)'),
   mode: z.enum(['avg', 'max', 'onnx_max']).default('avg').describe('bin reduction of align and warp'),
   spatialScale: z
-    .number()
-    .positive()
+    .union([z.number().positive(), z.array(z.number().positive()).min(1).max(MAX_LEVELS)])
     .optional()
     .describe(
-      'feature-map coordinates per image pixel; required with `features`, fixed to 1/stride with `image`',
+      'feature-map coordinates per image pixel; required with `features`, fixed to 1/stride with `image`. ' +
+        'With a list of maps: a list of the same length, powers of two, finest first (0.25, 0.125, …)',
     ),
   maxSide: maxSideField,
   imageSize: z
@@ -153,14 +200,25 @@ export type RoiInputBody = z.output<z.ZodObject<typeof roiInputFields>>;
  */
 export function roiInputOf(body: RoiInputBody, binary: BinaryParts = {}): RoiInput {
   const npy = binary.features;
+  // Multipart `.npy` parts share the body's one `layout` (moved into the stand-ins' `layout`).
+  const layout = (Array.isArray(body.features) ? body.features[0]?.layout : body.features?.layout) ?? 'NCHW';
+  const fromNpy = (bytes: Uint8Array): FeaturesInput => ({ encoding: 'npy', bytes, layout });
+  const fromJson = (f: z.output<typeof featuresJsonSchema>): FeaturesInput => ({ encoding: 'base64', ...f });
   return {
     image: binary.image ?? body.image,
     features:
       npy !== undefined
-        ? { encoding: 'npy', bytes: npy, layout: body.features?.layout ?? 'NCHW' }
+        ? Array.isArray(npy)
+          ? npy.map(fromNpy)
+          : fromNpy(npy)
         : body.features === undefined
           ? undefined
-          : { encoding: 'base64', ...body.features },
+          : Array.isArray(body.features)
+            ? body.features.map(fromJson)
+            : fromJson(body.features),
+    clockwise: body.clockwise,
+    levelMapping: body.levelMapping,
+    pyramid: body.pyramid,
     boxes: body.boxes,
     boxFormat: body.boxFormat,
     normalized: body.normalized,

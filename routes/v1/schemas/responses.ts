@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import type { FeaturesResponseBody, RoiResponseBody } from '../../../src/core/wire.js';
-import { BOX_FORMATS, COVERAGE_ORDER, ROI_OPS, type RoiOp } from '../../../src/ops/index.js';
+import { BOX_FORMATS, COMPARED_OPS, COVERAGE_ORDER, ROI_OPS, type RoiOp } from '../../../src/ops/index.js';
 import { OUTPUT_DTYPES } from '../../../src/tensors/float16.js';
 import { warningsSchema } from '../../../src/warnings.js';
 
@@ -56,6 +56,19 @@ export const featureMapInfoSchema = z
     source: z.enum(['input', 'backbone']),
     backbone: z.string().nullable(),
     backend: z.string().nullable().describe('tfjs backend that ran the backbone'),
+    levels: z
+      .array(
+        z.object({
+          level: z.number().int().describe('FPN level k: stride 2^k'),
+          shape: z.tuple([z.number().int(), z.number().int(), z.number().int(), z.number().int()]),
+          stride: z.number(),
+          spatialScale: z.number(),
+        }),
+      )
+      .optional()
+      .describe(
+        'a pyramid: every level, finest first (the fields above are the first level); absent with one map',
+      ),
   })
   .describe('the feature map the operators ran on');
 
@@ -73,8 +86,8 @@ const opCoverageSchema = z.object({
 });
 
 /** `{ [op]: schema }` for each of `ops`, in their order (a zod shape, typed by op name). */
-function perOp<T extends z.ZodType>(ops: readonly RoiOp[], schema: T): Record<RoiOp, T> {
-  return Object.fromEntries(ops.map((op) => [op, schema])) as Record<RoiOp, T>;
+function perOp<K extends RoiOp, T extends z.ZodType>(ops: readonly K[], schema: T): Record<K, T> {
+  return Object.fromEntries(ops.map((op) => [op, schema])) as Record<K, T>;
 }
 
 export const boxCoverageSchema = z
@@ -82,6 +95,20 @@ export const boxCoverageSchema = z
     box: rectSchema,
     boxArea: z.number(),
     ...perOp(COVERAGE_ORDER, opCoverageSchema),
+    polygon: z
+      .array(z.tuple([z.number(), z.number()]))
+      .optional()
+      .describe(
+        'rotated boxes: the corners (image px); `box` is then its upright box, which pool, warp and align read',
+      ),
+    rotated: opCoverageSchema
+      .extend({
+        polygon: z.array(z.tuple([z.number(), z.number()])).describe('the region read, clipped to the image'),
+      })
+      .optional()
+      .describe(
+        'rotated boxes: what rotated_align reads (the rotated box, clipped to the image) against the box',
+      ),
   })
   .describe('what each operator reads of one box, in the operators frame (resized-image pixels)');
 
@@ -89,7 +116,11 @@ export const timingsSchema = z
   .object({
     decode: z.number(),
     backbone: z.number(),
-    ...perOp(ROI_OPS, z.number()),
+    ...perOp(COMPARED_OPS, z.number()),
+    ...perOp(
+      ROI_OPS.filter((op) => !(COMPARED_OPS as readonly string[]).includes(op)),
+      z.number().optional(),
+    ),
     encode: z.number(),
     total: z.number(),
   })
@@ -97,7 +128,8 @@ export const timingsSchema = z
 
 export const roiParamsSchema = z.object({
   ops: z.array(z.enum(ROI_OPS)),
-  boxFormat: z.enum(BOX_FORMATS),
+  boxFormat: z.enum([...BOX_FORMATS, 'cxcywha']),
+  clockwise: z.boolean().describe('rotated boxes: the angle turns clockwise'),
   normalized: z.boolean().describe('whether `boxes` were sent as fractions (the echoed boxes are pixels)'),
   outputSize: z.tuple([z.number().int(), z.number().int()]).describe('[PH, PW]'),
   samplingRatio: z.number().int(),
@@ -132,6 +164,12 @@ export const roiResponseSchema = z
       .object(perOp(ROI_OPS, tensorSchema.optional()))
       .describe('one [K, C, PH, PW] tensor per requested op'),
     coverage: z.array(boxCoverageSchema),
+    levels: z
+      .array(z.number().int())
+      .nullable()
+      .describe(
+        'with a pyramid: the level k (stride 2^k) each box was pooled from, in box order; null with one map',
+      ),
     warnings: warningsSchema,
     timings: timingsSchema,
   })
