@@ -21,7 +21,8 @@ import { writeNpy } from '../../src/tensors/npy.js';
 import { b64, fromB64, runOracleScript } from '../oracle/script.js';
 import { useApp } from '../support/app.js';
 import { debianPython } from '../support/python.js';
-import { featuresField, maxAbsDiff, randomMap, tensorData, testPng } from './helpers.js';
+import { maxAbsDiff } from '../support/compare.js';
+import { featuresField, randomMap, tensorData, testPng } from '../support/fixtures.js';
 
 const server = useApp();
 const haveTorchvision = debianPython({
