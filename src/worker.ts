@@ -146,25 +146,30 @@ export default async function handle(
         const started = performance.now();
         // A large request shares its operators with idle workers (the pool sends them on this message).
         const split = task.split;
-        const ops = split
+        const shared = split
           ? splitOps(
               (share) => parentPort?.postMessage({ roiserve: 'split', id: split.id, share }),
               split.workers,
             )
           : undefined;
-        const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop, ops);
-        stop.check();
-        const encoded = encodeRoi(result, task.format, task.encoding, task.dtype, started);
-        // The body holds its own copy of the outputs: free theirs now (see src/runtime/free-now.ts).
-        for (const pooled of Object.values(result.outputs)) freeNow(pooled?.data);
-        transfers = ownedBuffers([encoded.body]);
-        value = {
-          ...encodedWork(encoded, result.timings),
-          boxCount: result.boxes.count,
-          ops: result.params.ops,
-          // The result's warnings and the encoder's (dtype-overflow), for the header.
-          warnings: encoded.warnings,
-        };
+        try {
+          const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop, shared?.run);
+          stop.check();
+          const encoded = encodeRoi(result, task.format, task.encoding, task.dtype, started);
+          // The body holds its own copy of the outputs: free theirs now (see src/runtime/free-now.ts).
+          for (const pooled of Object.values(result.outputs)) freeNow(pooled?.data);
+          transfers = ownedBuffers([encoded.body]);
+          value = {
+            ...encodedWork(encoded, result.timings),
+            boxCount: result.boxes.count,
+            ops: result.params.ops,
+            // The result's warnings and the encoder's (dtype-overflow), for the header.
+            warnings: encoded.warnings,
+          };
+        } finally {
+          // Split outputs lie in this thread's shared arena, read until the body was encoded.
+          shared?.release();
+        }
         break;
       }
       case 'diff': {

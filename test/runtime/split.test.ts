@@ -18,6 +18,7 @@ import {
   YIELD,
   rangeCount,
   runRanges,
+  SharedArena,
   shareOps,
   sharedPooled,
   splitOps,
@@ -112,7 +113,8 @@ describe('split ranges of boxes', () => {
       runShared(share, 3, false);
     }, 2);
     const t = timings();
-    const split = await run(fm, boxes, p, t);
+    const split = await run.run(fm, boxes, p, t);
+    run.release();
     expect(Atomics.load((announced as SplitShare).control, HELPED)).toBe(3);
     expect(Atomics.load((announced as SplitShare).control, DONE)).toBe(8);
     for (const op of ALL) sameBits(split[op], unsplit[op]);
@@ -132,10 +134,11 @@ describe('split ranges of boxes', () => {
     expect(unsplit).toBeInstanceOf(InvalidInputError);
     expect((unsplit as Error).message).toMatch(/^boxes\[150\]/);
     const run = splitOps((share) => runRanges(share, true), 2);
-    const split = await run(fm, boxes, p, timings()).then(
+    const split = await run.run(fm, boxes, p, timings()).then(
       () => undefined,
       (e: unknown) => e,
     );
+    run.release();
     expect(split).toBeInstanceOf(InvalidInputError);
     expect((split as InvalidInputError).message).toBe((unsplit as InvalidInputError).message);
     expect((split as InvalidInputError).field).toBe((unsplit as InvalidInputError).field);
@@ -156,7 +159,8 @@ describe('split ranges of boxes', () => {
       stopped = true; // the client went away as the helper started
       helperRan = runRanges(share, true, () => stopped).ranges;
     }, 2);
-    await expect(run(fm, boxes, params(), timings(), stop)).rejects.toBeInstanceOf(CancelledError);
+    await expect(run.run(fm, boxes, params(), timings(), stop)).rejects.toBeInstanceOf(CancelledError);
+    run.release();
     expect(helperRan).toBe(1); // it took one range, stopped at its first box, and took no other
   });
 
@@ -175,6 +179,34 @@ describe('split ranges of boxes', () => {
       expect(shared.subarray(0, 10).every((v) => v === 0)).toBe(true); // nothing outside its range
       expect(() => run(fm, boxes, { ...p, into: shared })).toThrow(InvalidInputError);
     }
+  });
+
+  it('the arena reuses one shared buffer from request to request (shared memory prompts no collection)', () => {
+    const arena = new SharedArena();
+    const first = arena.take(4 << 20);
+    expect(() => arena.take(1)).toThrow(/in use/);
+    arena.release();
+    expect(arena.take(3 << 20)).toBe(first); // smaller: the same buffer
+    arena.release();
+    const larger = arena.take(5 << 20);
+    expect(larger).not.toBe(first);
+    arena.release();
+    expect(arena.take(1 << 20)).not.toBe(larger); // over twice too large: replaced, not pinned
+    arena.discard(); // a helper may still write there: never handed out again
+    const fresh = arena.take(1 << 20);
+    arena.release();
+    expect(arena.take(1 << 20)).toBe(fresh);
+    arena.release();
+    // Two requests through one arena: the second reads none of the first's values.
+    const fm = randomMap([1, 8, 12, 16], 13);
+    const boxes = boxesFor(100, 64, 48);
+    const a = shareOps(fm, boxes, params(), 2, arena);
+    runShared(a, 0);
+    arena.release();
+    const b = shareOps(randomMap([1, 8, 12, 16], 14), boxes, params(), 2, arena);
+    expect(b.fm.data.buffer).toBe(a.fm.data.buffer);
+    runShared(b, 2);
+    arena.release();
   });
 
   it('cuts K boxes into about four ranges per worker, each of at least 32 boxes', () => {
