@@ -20,11 +20,11 @@ FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 # ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node's install script would download its CUDA provider;
 # the project denies that script in package.json `allowScripts`, which npm reads from 11.16 on (Node
-# 24's bundled npm does) but older npm does not (Node 20's and 22's npm 10), so keep the variable for
-# NODE_MAJOR=20/22. It is a devDependency, so only a full install could run it.
+# 24's bundled npm does) but older npm does not (Node 20's and 22's npm 10), and .npmrc says skip too;
+# the variable keeps it off whatever npm and .npmrc do. The service runs ONNX Runtime on the CPU.
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
     ONNXRUNTIME_NODE_INSTALL=skip
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 # --ignore-scripts: the compiler needs no native binaries, so no downloads (tfjs-node, onnxruntime-node)
 # are attempted here. The npm cache this fills lets prod-deps install offline from the same tarballs.
 RUN npm ci --ignore-scripts
@@ -52,7 +52,38 @@ RUN rm -rf node_modules \
       -o -name '*.fesm.js' -o -name '*.min.js.html' -o -name 'tf.js' -o -name 'tf-*.js' \) \
       ! -name '*.node.js' -delete \
  # sharp's wasm fallback is only loaded when no native build fits the platform.
- && if ls -d node_modules/@img/sharp-linux-* >/dev/null 2>&1; then rm -rf node_modules/@img/sharp-wasm32; fi
+ && if ls -d node_modules/@img/sharp-linux-* >/dev/null 2>&1; then rm -rf node_modules/@img/sharp-wasm32; fi \
+ # onnxruntime-node ships its native binaries for every platform (~290 MB: linux, darwin and win32, x64
+ # and arm64); keep only this image's (linux/x64 or linux/arm64, ~45 MB), the one its loader picks
+ # (dist/binding.js: bin/napi-v6/<process.platform>/<process.arch>).
+ && ort=node_modules/onnxruntime-node/bin/napi-v6 \
+ && keep="$(node -p 'process.platform + "/" + process.arch')" \
+ && test -f "$ort/$keep/onnxruntime_binding.node" \
+ && find "$ort" -mindepth 2 -maxdepth 2 -type d ! -path "$ort/$keep" -exec rm -rf {} + \
+ && find "$ort" -mindepth 1 -maxdepth 1 -type d ! -path "$ort/${keep%%/*}" -exec rm -rf {} + \
+ # TensorFlow.js in Node loads each package's `main`, one self-contained bundle (dist/*.node.js, which
+ # requires only other packages' mains): the per-file ES module tree beside it is for bundlers (~25 MB).
+ # tfjs-node is left whole. core-js (14 MB) is a dependency of @tensorflow/tfjs that none of those
+ # bundles requires (its browser builds' polyfills).
+ && node -e ' \
+      const fs = require("fs"), path = require("path"), root = "node_modules/@tensorflow"; \
+      for (const name of fs.readdirSync(root)) { \
+        if (name === "tfjs-node") continue; \
+        const dir = path.join(root, name), dist = path.join(dir, "dist"); \
+        const main = path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, "package.json"))).main); \
+        if (!fs.existsSync(main)) throw new Error("no main file " + main); \
+        const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { \
+          const f = path.join(d, e.name); \
+          if (e.isDirectory()) walk(f); else if (f.endsWith(".js") && f !== main) fs.rmSync(f); } }; \
+        if (fs.existsSync(dist)) walk(dist); \
+      }' \
+ && find node_modules/@tensorflow -type d -empty -delete \
+ && rm -rf node_modules/core-js \
+ # Packages' own test suites and zod's TypeScript sources (its exports point at the built .js/.cjs; the
+ # "@zod/source" condition Node never uses): ~10 MB no code requires.
+ && find node_modules -mindepth 2 -maxdepth 3 -type d \( -name test -o -name tests -o -name __tests__ \) -prune \
+      -exec rm -rf {} + \
+ && rm -rf node_modules/zod/src
 
 # ---------------------------------------------------------------- build: TypeScript -> dist/
 FROM deps AS build
