@@ -4,13 +4,29 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AnswerBytes } from './http/answers.js';
-import { ROI_OPS, type RoiOp } from './ops/registry.js';
-import type { WorkPool } from './pool.js';
+import { STAGES, type Stage } from './core/results.js';
+import type { CancelledTask } from './runtime/protocol.js';
 
-/** Stages timed by the pipeline and the encoders (the `Server-Timing` names). */
-export const STAGES: readonly Stage[] = ['decode', 'backbone', ...ROI_OPS, 'encode'];
-/** `decode`, `backbone`, one per `/v1` operator (the registry's names), `encode`. */
-export type Stage = 'decode' | 'backbone' | RoiOp | 'encode';
+/**
+ * What the metrics read of the work pool at scrape time, and the hook it reports stopped tasks to: a
+ * small interface, so that metrics and the pool (`src/runtime/pool.ts`) do not import each other.
+ */
+export interface WorkGauges {
+  /** tfjs tensors the workers hold, as of their latest replies. */
+  tensorCount(): number;
+  /** Requests running in or waiting for a worker. */
+  readonly inFlight: number;
+  /** Requests holding a place in the queue (from arrival). */
+  readonly admitted: number;
+  /** Requests waiting for a worker. */
+  readonly queued: number;
+  /** Worker threads. */
+  readonly size: number;
+  /** Tasks handed to a worker so far. */
+  readonly started: number;
+  /** Set by the metrics: called for every task the pool stopped. */
+  onCancelled: ((task: CancelledTask) => void) | undefined;
+}
 
 export interface Metrics {
   registry: Registry;
@@ -45,7 +61,7 @@ export interface Metrics {
  * @param pool - read at scrape time for the queue and the workers' tfjs tensor count
  * @param answers - read at scrape time for the bytes of answers being sent
  */
-export function createMetrics(pool: WorkPool, answers?: AnswerBytes): Metrics {
+export function createMetrics(pool: WorkGauges, answers?: AnswerBytes): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({

@@ -14,7 +14,7 @@ import type { Config } from './config.js';
 import { BusyError } from './errors.js';
 import { registerOpenApi } from './http/openapi.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { type BackboneInfo, WorkPool } from './pool.js';
+import { type BackboneInfo, WorkPool } from './runtime/pool.js';
 import { requireApiKey } from './http/auth.js';
 import { buildMetricsListener } from './http/metrics-listener.js';
 import { useJsonBodyParser } from './http/json-body.js';

@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import { loadConfig, ConfigError, type Config } from '../config.js';
 import { RoiServeError } from '../errors.js';
 import { fieldFromPath } from '../http/validation-messages.js';
-import { WorkPool } from '../pool.js';
+import { WorkPool } from '../runtime/pool.js';
 
 /** Exit codes: 0 done; 1 a failure that is not the caller's (worker, network, server 5xx, a batch item); 2 bad usage or input. */
 export const EXIT_FAILURE = 1;

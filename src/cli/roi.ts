@@ -10,7 +10,7 @@
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Command, Option } from 'commander';
-import type { WorkPool } from '../pool.js';
+import type { WorkPool } from '../runtime/pool.js';
 import { limitsFrom, type RoiLimits } from '../core/task.js';
 import { prepareRoi } from '../core/prepare.js';
 import { roiBodySchema, roiInputOf, type RoiBody } from '../../routes/v1/schemas/request.js';

@@ -1,8 +1,8 @@
 /**
  * The request → result work shared by `POST /v1/roi`, `POST /v1/diff` and `POST /v1/features`:
  * decode the image, run the backbone, apply the RoI operators, measure coverage. It runs inside a
- * worker thread (`src/worker.ts`) so the HTTP thread stays responsive; routes reach it through the
- * pool (`app.work.roi(task)`, see `src/pool.ts`) after `prepareRoi` (`./prepare.ts`).
+ * worker thread (`src/runtime/worker.ts`) so the HTTP thread stays responsive; routes reach it through the
+ * pool (`app.work.roi(task)`, see `src/runtime/pool.ts`) after `prepareRoi` (`./prepare.ts`).
  *
  * Shapes: feature maps `[N, C, H, W]` (NHWC in memory from the backbone), outputs `[K, C, PH, PW]`
  * (NCHW in memory), boxes `[K, 5]` rows `(b, x1, y1, x2, y2)`.

@@ -6,10 +6,15 @@
 import type { Backbone } from '../backbone/index.js';
 import type { BoxCoverage } from '../ops/coverage.js';
 import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
-import type { ComparedOp, RoiOp } from '../ops/registry.js';
+import { ROI_OPS, type ComparedOp, type RoiOp } from '../ops/registry.js';
 import type { Boxes, FeatureMap, Pooled } from '../ops/types.js';
 import type { RoiWarning } from '../warnings.js';
 import type { RoiLimits, RoiParams } from './task.js';
+
+/** Stages timed by the pipeline and the encoders (the `Server-Timing` names, the metrics' `stage`). */
+export const STAGES: readonly Stage[] = ['decode', 'backbone', ...ROI_OPS, 'encode'];
+/** `decode`, `backbone`, one per `/v1` operator (the registry's names), `encode`. */
+export type Stage = 'decode' | 'backbone' | RoiOp | 'encode';
 
 /**
  * Milliseconds per stage: RoI Pool, Align and Warp always (0 when they did not run), the other `/v1`
@@ -18,7 +23,7 @@ import type { RoiLimits, RoiParams } from './task.js';
 export type RoiTimings = {
   decode: number;
   backbone: number;
-  /** Wait for a worker, set by the pool (`src/pool.ts`) on the way back; never by the pipeline. */
+  /** Wait for a worker, set by the pool (`src/runtime/pool.ts`) on the way back; never by the pipeline. */
   queue?: number;
 } & Record<ComparedOp, number> &
   Partial<Record<RoiOp, number>>;

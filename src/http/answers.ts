@@ -13,7 +13,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { EncodedWork } from '../pool.js';
+import type { EncodedWork } from '../runtime/protocol.js';
 import { freeNow } from '../runtime/free-now.js';
 import { WARNINGS_HEADER, warningsHeaderValue, type RoiWarning } from '../warnings.js';
 import { recordTimings } from './timing.js';

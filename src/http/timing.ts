@@ -5,7 +5,7 @@
  *   header must go out before the body, so the transfer itself is not in it);
  * - `parse`: reading, parsing and validating the body on the HTTP thread (`preParsing` to the handler,
  *   or to the error when the body was refused);
- * - `queue`: waiting for a worker (measured by the pool, `src/pool.ts`);
+ * - `queue`: waiting for a worker (measured by the pool, `src/runtime/pool.ts`);
  * - the pipeline's stages (`decode`, `backbone`, `pool`, `align`, `warp`, `encode`) that ran.
  *
  * A stage that did not run is left out (an error before any work carries only `total`, maybe `parse`).

@@ -1,5 +1,5 @@
 /**
- * The body of `POST /v1/diff`, rendered and encoded in a worker (`src/worker.ts`, task kind `diff`): the
+ * The body of `POST /v1/diff`, rendered and encoded in a worker (`src/runtime/worker.ts`, task kind `diff`): the
  * PNG sheet, or the JSON with coverage, difference statistics and the pictures as base64 PNGs. Rendering
  * a sheet and its statistics takes hundreds of ms of CPU; on the HTTP thread it stalled every other
  * request, `/healthz` included, for that long (issue 11, item 11).

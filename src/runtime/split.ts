@@ -5,7 +5,7 @@
  * How it runs. The request's own worker (the *lead*) does everything it always did up to the
  * operators (decode, backbone or the user's map, every check), then puts the feature map and the
  * boxes in `SharedArrayBuffer`s and allocates the outputs there too ({@link shareOps}). It tells the
- * pool (a message, see `src/pool.ts`), which sends *helper* tasks to the workers that are idle at that
+ * pool (a message, see `src/runtime/pool.ts`), which sends *helper* tasks to the workers that are idle at that
  * moment, and nothing more. Lead and helpers then take ranges of boxes from one atomic counter
  * ({@link runRanges}) and write each range's outputs straight into the shared outputs at that range's
  * offset: the results are in box order with no concatenation, and each worker reads the one map in

@@ -91,7 +91,7 @@ describe('package.json exports', () => {
   it('the walker sees what it must: the service reaches fastify, its worker sharp and tfjs', () => {
     expect(importGraph(join(repo, 'src/index.ts')).packages).toContain('fastify');
     // the worker is loaded by file name (piscina), not imported: walk it on its own
-    const worker = importGraph(join(repo, 'src/worker.ts')).packages;
+    const worker = importGraph(join(repo, 'src/runtime/worker.ts')).packages;
     expect(worker).toContain('sharp');
     expect(worker).toContain('@tensorflow/tfjs');
   });

@@ -22,7 +22,7 @@ import {
   type Boxes,
   type FeatureMap,
 } from '../../src/ops/index.js';
-import { STAGES } from '../../src/metrics.js';
+import { STAGES } from '../../src/core/results.js';
 import { boxCoverageSchema, roiResponseSchema, timingsSchema } from '../../routes/v1/schemas/responses.js';
 import { MODELS } from '../../src/oip/models.js';
 

@@ -5,7 +5,7 @@
  * map (JSON and multipart `.npy`) and for an image. The pool's counters prove a helper took ranges.
  */
 import { describe, expect, it } from 'vitest';
-import type { CancelledTask } from '../../src/pool.js';
+import type { CancelledTask } from '../../src/runtime/protocol.js';
 import { writeNpy } from '../../src/tensors/npy.js';
 import { featuresField, randomMap, testConfig, testPng } from '../support/fixtures.js';
 import { useApp } from '../support/app.js';

@@ -8,11 +8,11 @@ import { crc32, deflateSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { WorkerFailure } from '../src/pool.js';
-import type { RoiTask } from '../src/core/task.js';
-import { buildApp } from '../src/server.js';
-import { testConfig, testPng } from './support/fixtures.js';
-import { useApp } from './support/app.js';
+import { WorkerFailure } from '../../src/runtime/pool.js';
+import type { RoiTask } from '../../src/core/task.js';
+import { buildApp } from '../../src/server.js';
+import { testConfig, testPng } from '../support/fixtures.js';
+import { useApp } from '../support/app.js';
 
 const server = useApp();
 

@@ -8,27 +8,28 @@
  */
 import { parentPort, threadId } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { getTf, initTensorFlow, loadBackbone, type Backbone } from './backbone/index.js';
-import { taskStop } from './cancel.js';
-import { RoiServeError } from './errors.js';
-import { encodeDiff } from './imaging/diff-body.js';
-import { loadFont } from './imaging/text.js';
-import { describeBackbone, executeFeatures, executeRoi } from './core/pipeline.js';
-import { type PipelineContext, type RoiResult } from './core/results.js';
+import { getTf, initTensorFlow, loadBackbone, type Backbone } from '../backbone/index.js';
+import { taskStop } from '../cancel.js';
+import { RoiServeError } from '../errors.js';
+import { encodeDiff } from '../imaging/diff-body.js';
+import { loadFont } from '../imaging/text.js';
+import { describeBackbone, executeFeatures, executeRoi } from '../core/pipeline.js';
+import type { PipelineContext } from '../core/results.js';
 import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js';
-import { encodeFeatures, encodeRoi, type EncodedBody } from './core/encode.js';
-import { decodeImageInput, decodeRoiTask } from './core/decode-task.js';
-import { runKernel } from './oip/kernel-task.js';
-import { freeNow } from './runtime/free-now.js';
-import { runRanges, splitOps } from './runtime/split.js';
+import { encodeFeatures, encodeRoi, type EncodedBody } from '../core/encode.js';
+import { decodeImageInput, decodeRoiTask } from '../core/decode-task.js';
+import { runKernel } from '../oip/kernel-task.js';
+import { freeNow } from './free-now.js';
+import { runRanges, splitOps } from './split.js';
 import {
   ownedBuffers,
+  roiTransfers,
   type EncodedWork,
   type WorkerInit,
   type WorkerReply,
   type WorkerStats,
   type WorkerTask,
-} from './pool.js';
+} from './protocol.js';
 
 const init = Piscina.workerData as WorkerInit;
 const retireBoard = new RetireBoard(init.retireBoard);
@@ -56,7 +57,7 @@ function loadBackboneOnce(): Promise<Backbone> {
     // What ran the backbone, for the answers' featureMap.backend: the tfjs backend, or ONNX Runtime.
     backend = backbone.engine === 'onnx' ? 'onnxruntime' : selected.backend;
     await backbone.warmup();
-    // Tells the pool this thread can serve images: `/readyz` counts such workers (src/pool.ts).
+    // Tells the pool this thread can serve images: `/readyz` counts such workers (src/runtime/pool.ts).
     parentPort?.postMessage({ roiserve: 'ready', threadId });
     return backbone;
   })();
@@ -71,7 +72,7 @@ loadBackboneOnce().then(
 );
 
 /**
- * This thread's stats for a reply, and whether it retires (see `src/recycle.ts`): after an unexpected
+ * This thread's stats for a reply, and whether it retires (see `src/runtime/recycle.ts`): after an unexpected
  * failure (a wasm abort corrupts the module for every later task; replacing the thread cannot fix a
  * backbone that never loaded, so that case does not retire), or when its memory is over the bound.
  * A retiring thread marks the shared board first: the pool's balancer then gives it no more tasks.
@@ -99,16 +100,6 @@ const ctx: PipelineContext = {
   limits: init.limits,
 };
 
-function roiTransfers(result: RoiResult): ArrayBuffer[] {
-  return ownedBuffers([
-    result.rgb,
-    result.features?.data,
-    result.boxes.data,
-    result.opBoxes.data,
-    ...Object.values(result.outputs).map((p) => p?.data),
-  ]);
-}
-
 /** An encoder's output as the pool's `EncodedWork` (the body still a Uint8Array), `encode` added to the stage timings. */
 function encodedWork(
   { body, contentType, filename, encodeMs }: EncodedBody & { encodeMs: number },
@@ -118,7 +109,7 @@ function encodedWork(
 }
 
 /**
- * Handles one task from the pool (see `WorkerTask` in `src/pool.ts`). `cancel` is the task's cancel
+ * Handles one task from the pool (see `WorkerTask` in `src/runtime/pool.ts`). `cancel` is the task's cancel
  * flag and `timeoutMs` its time limit (`src/cancel.ts`): checked before starting, between stages and
  * before each box; a stopped task answers with a 499 `CancelledError` and the pool tells why.
  */

@@ -1,66 +1,38 @@
 /**
- * The bounded work pool: `workers` piscina threads run the pipeline (`src/worker.ts`); up to
+ * The bounded work pool: `workers` piscina threads run the pipeline (`src/runtime/worker.ts`); up to
  * `queueLimit` more requests wait; one more is refused at once with a 503 (`BusyError`). The HTTP
- * thread never runs decode, backbone or kernels, so `/healthz` answers while they run.
+ * thread never runs decode, backbone or kernels, so `/healthz` answers while they run. The messages
+ * and buffer ownership it shares with the workers are in `./protocol.ts`.
+ *
+ * Over 400 lines on purpose: one class holds the queue, the cancellation of queued and running tasks,
+ * the retiring of workers and the coordination of split requests (`./split.ts`), which all act on the
+ * same private state (the piscina instance, the in-flight count, the active splits).
  */
-import type { KernelResult, KernelTask } from './oip/kernel-task.js';
+import type { KernelResult, KernelTask } from '../oip/kernel-task.js';
 import type { Worker } from 'node:worker_threads';
 import { Piscina, type PiscinaTask } from 'piscina';
-import type { BackboneDescription } from './backbone/index.js';
-import type { Config } from './config.js';
-import type { DiffOptions } from './core/diff-options.js';
-import { Admission, type Slot } from './admission.js';
-import { boxesStarted, CLIENT_GONE, newCancelFlag, requestStop, stopReason, TIMED_OUT } from './cancel.js';
-import { BusyError, CancelledError, RoiServeError, TaskTimeoutError } from './errors.js';
-import type { Stage } from './metrics.js';
-import type { RoiResult } from './core/results.js';
+import type { BackboneDescription } from '../backbone/index.js';
+import type { Config } from '../config.js';
+import type { DiffOptions } from '../core/diff-options.js';
+import { Admission, type Slot } from '../admission.js';
+import { boxesStarted, CLIENT_GONE, newCancelFlag, requestStop, stopReason, TIMED_OUT } from '../cancel.js';
+import { BusyError, CancelledError, RoiServeError, TaskTimeoutError } from '../errors.js';
+import type { RoiResult } from '../core/results.js';
 import { RetireBoard, type RetireReason } from './recycle.js';
-import { limitsFrom, type RoiLimits, type RoiTask } from './core/task.js';
-import { type RoiOp } from './ops/registry.js';
-import type { EncodedBody } from './core/encode.js';
-import type { OutputDtype } from './tensors/float16.js';
-import type { RoiWarning } from './warnings.js';
-import { BROKEN, DONE, HELPED, YIELD, type SplitShare } from './runtime/split.js';
-
-/** Data every worker starts with (`Piscina.workerData`). */
-export interface WorkerInit {
-  tfBackend: Config['tfBackend'];
-  backboneEngine: Config['backboneEngine'];
-  /** ONNX Runtime intra-op threads of this worker's session. */
-  backboneThreads: number;
-  backboneDir: string | undefined;
-  backboneOutputNode: string | undefined;
-  backboneStride: number | undefined;
-  /** ONNX user backbones' input transform and strides (`BACKBONE_MEAN`, … see `config.ts`). */
-  backboneOnnx: Pick<Config, 'backboneMean' | 'backboneStd' | 'backboneSizeDivisibility' | 'backboneStrides'>;
-  /** The backbone refuses images with a larger aspect ratio (`MAX_IMAGE_ASPECT`). */
-  maxImageAspect: number;
-  limits: RoiLimits;
-  /** A worker whose memory passes this retires after its reply (`WORKER_MAX_MEMORY_MB`); 0: never. */
-  maxMemoryBytes: number;
-  /** The {@link RetireBoard}'s shared memory. */
-  retireBoard: SharedArrayBuffer;
-}
-
-/** A message to a worker. */
-export type WorkerTask =
-  | { kind: 'roi'; task: RoiTask }
-  | {
-      kind: 'roiEncoded';
-      task: RoiTask;
-      format: 'json' | 'npy' | 'safetensors';
-      encoding: 'base64' | 'array';
-      /** Element type of the outputs (`src/tensors/float16.ts`); float32 when absent. */
-      dtype?: OutputDtype;
-      /** Share the operators with idle workers (`src/runtime/split.ts`); `id` names the messages. */
-      split?: { id: number; workers: number };
-    }
-  | { kind: 'roiHelp'; share: SplitShare }
-  | { kind: 'diff'; task: RoiTask; options: DiffOptions }
-  | { kind: 'features'; image: Uint8Array | string; format: 'json' | 'npy'; maxSide?: number }
-  | { kind: 'describe' }
-  | { kind: 'onnxModel' }
-  | { kind: 'kernel'; kernel: KernelTask };
+import { limitsFrom, type RoiTask } from '../core/task.js';
+import { type RoiOp } from '../ops/registry.js';
+import type { OutputDtype } from '../tensors/float16.js';
+import type { RoiWarning } from '../warnings.js';
+import { BROKEN, DONE, HELPED, YIELD, type SplitShare } from './split.js';
+import {
+  ownedBuffers,
+  taskTransfers,
+  type CancelledTask,
+  type EncodedWork,
+  type WorkerInit,
+  type WorkerReply,
+  type WorkerTask,
+} from './protocol.js';
 
 /** How a task runs: in the slot its request took on arrival (`slotOf(request)`, `src/admission.ts`). */
 export interface RunOptions {
@@ -92,45 +64,6 @@ interface ActiveSplit {
   queued: Set<() => void>;
 }
 
-/** A task the pool stopped, as reported to {@link WorkPool.onCancelled} (metrics). */
-export interface CancelledTask {
-  reason: 'client_gone' | 'timeout';
-  /** `queued`: dropped from the queue, it never ran; `running`: stopped at the worker's next check. */
-  when: 'queued' | 'running';
-  /** Boxes its kernels started, summed over the ops (0 when it never ran). */
-  boxesStarted: number;
-  /** Boxes × ops it asked for (0 for tasks without boxes). */
-  boxesRequested: number;
-}
-
-/** A response body the worker encoded, with the stage timings (ms) for `Server-Timing`. */
-export interface EncodedWork extends Omit<EncodedBody, 'body'> {
-  body: Buffer;
-  /** Stage timings (ms); `queue` is the wait for a worker, added by the pool. */
-  timings: Partial<Record<Stage | 'queue', number>>;
-}
-
-/**
- * Per-reply bookkeeping: which thread answered, how many tfjs tensors it holds now, and whether it
- * retires (the pool then ends it and piscina starts a fresh one; see `src/recycle.ts`).
- */
-export interface WorkerStats {
-  threadId: number;
-  tensors: number;
-  /** When the worker took the task (`performance.timeOrigin + performance.now()`, ms since the epoch). */
-  startedAt: number;
-  retire?: RetireReason;
-}
-
-/** A worker's answer; errors travel as data because structured cloning drops their class. */
-export type WorkerReply =
-  | { ok: true; value: unknown; stats: WorkerStats }
-  | {
-      ok: false;
-      error: { status: number; message: string; field: string; expected: string };
-      stats: WorkerStats;
-    };
-
 /** `GET /v1/backbone`: the backbone description (it names the tfjs backend too). */
 export type BackboneInfo = BackboneDescription;
 
@@ -147,33 +80,6 @@ function workerFile(): { filename: string; execArgv: string[] } {
   const fromSource = import.meta.url.endsWith('.ts');
   const filename = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url).href;
   return { filename, execArgv: fromSource ? ['--import', 'tsx'] : [] };
-}
-
-/**
- * Buffers that can be moved to the other thread instead of copied: whole, unshared ArrayBuffers only
- * (never a Buffer pool slab, never a view into a larger buffer). Used on both sides of the pool.
- *
- * Never pass a buffer a native addon allocated (sharp's `toBuffer()` output, for one): Node 22 and
- * later refuse to transfer such "external" memory, and the whole reply then fails with
- * `DataCloneError`. Nothing in JavaScript tells them apart, so copy them first (`new Uint8Array(buf)`).
- */
-export function ownedBuffers(views: Array<ArrayBufferView | null | undefined>): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const view of views) {
-    if (!view) continue;
-    const buffer = view.buffer;
-    if (buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === buffer.byteLength) {
-      out.add(buffer);
-    }
-  }
-  return [...out];
-}
-
-/** The buffers of a task that move to the worker: boxes, and the image or `.npy` bytes when sent as files. */
-function taskTransfers(task: RoiTask): ArrayBuffer[] {
-  const image = typeof task.image === 'string' ? undefined : task.image;
-  const npy = task.features?.encoding === 'npy' ? task.features.bytes : undefined;
-  return ownedBuffers([task.boxes.data, image, npy]);
 }
 
 /** A zero-copy Buffer view of bytes that crossed the thread boundary (they arrive as a Uint8Array). */
