@@ -28,7 +28,7 @@ const execFileAsync = promisify(execFile);
 
 /**
  * The client (plain JavaScript, its own process): posts the multipart body `count` times, prints one
- * `[ms, alignMs, bytes]` per request. argv: url, npy path, boxes path, count.
+ * `[ms, stages, bytes]` per request (stages: Server-Timing's name → ms). argv: url, npy path, boxes path, count.
  */
 const CLIENT = `
 import { readFileSync } from 'node:fs';
@@ -50,8 +50,9 @@ for (let i = 0; i < Number(count); i++) {
   const ms = performance.now() - t;
   if (r.status !== 200) throw new Error(r.status + ' ' + Buffer.from(answer).toString());
   const bytes = answer.byteLength;
-  const align = /align;dur=([0-9.]+)/.exec(r.headers.get('server-timing') ?? '');
-  out.push([ms, align ? Number(align[1]) : NaN, bytes]);
+  const stages = {};
+  for (const m of (r.headers.get('server-timing') ?? '').matchAll(/([a-z_]+);dur=([0-9.]+)/g)) stages[m[1]] = Number(m[2]);
+  out.push([ms, stages, bytes]);
 }
 console.log(JSON.stringify(out));
 `;
@@ -103,7 +104,7 @@ export async function runSplitBench(): Promise<void> {
         boxesPath,
         String(count),
       ]);
-      return JSON.parse(stdout) as [number, number, number][];
+      return JSON.parse(stdout) as [number, Record<string, number>, number][];
     };
     const ort = async (session: typeof ortAll) => {
       const t = performance.now();
@@ -117,6 +118,7 @@ export async function runSplitBench(): Promise<void> {
     await ort(ortOne);
     const wall = { split: [] as number[], unsplit: [] as number[] };
     const kernel = { split: [] as number[], unsplit: [] as number[] };
+    const timing = { split: [] as Record<string, number>[], unsplit: [] as Record<string, number>[] };
     const peer = { all: [] as number[], one: [] as number[] };
     const helpedBefore = app.work.splitStats.helperRanges;
     console.log(
@@ -131,9 +133,10 @@ export async function runSplitBench(): Promise<void> {
         ['split', 256],
         ['unsplit', 0],
       ] as const) {
-        for (const [ms, alignMs] of await client(min, PER_ROUND)) {
+        for (const [ms, stages] of await client(min, PER_ROUND)) {
           wall[mode].push(ms);
-          kernel[mode].push(alignMs);
+          kernel[mode].push(stages.align ?? NaN);
+          timing[mode].push(stages);
         }
       }
       for (let i = 0; i < PER_ROUND; i++) {
@@ -151,6 +154,13 @@ export async function runSplitBench(): Promise<void> {
     console.log(row('roiserve, unsplit, RoI Align in its worker (Server-Timing)', median(kernel.unsplit)));
     console.log(row(`ONNX Runtime RoiAlign, ${cores} intra-op threads`, all));
     console.log(row('ONNX Runtime RoiAlign, 1 intra-op thread', median(peer.one)));
+    for (const mode of ['split', 'unsplit'] as const) {
+      const stage = (name: string) => median(timing[mode].map((t) => t[name] ?? 0)).toFixed(1);
+      console.log(
+        `${mode}: Server-Timing medians: parse ${stage('parse')}, queue ${stage('queue')}, align ${stage('align')}, ` +
+          `encode ${stage('encode')}, arrival → send ${stage('total')} ms; the rest of the wall time is moving the bytes`,
+      );
+    }
     console.log(
       `\nsplit: ${(median(wall.unsplit) / median(wall.split)).toFixed(2)}× faster end to end, ` +
         `${(median(kernel.unsplit) / median(kernel.split)).toFixed(2)}× in the kernels; helpers ran ${helped} ` +
