@@ -72,7 +72,7 @@ async function imageToFeatures(
     throw new InvalidInputError(
       `pyramid: the backbone ${backbone.name} has no feature pyramid`,
       'pyramid',
-      'pyramid only with a backbone that has one (the built-in backbone)',
+      'pyramid only with a backbone that has one (the built-in backbone, or an ONNX BACKBONE_DIR model with several outputs)',
     );
   }
   let t = now();

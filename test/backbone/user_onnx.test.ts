@@ -13,7 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBackbone } from '../../src/backbone/index.js';
 import { initTensorFlow } from '../../src/backbone/tf.js';
 import { inferStride } from '../../src/backbone/user_onnx.js';
+import sharp from 'sharp';
 import { multiScaleRoi } from '../../src/ops/index.js';
+import { buildApp } from '../../src/server.js';
+import { readNpy } from '../../src/tensors/npy.js';
+import { testConfig } from '../support/fixtures.js';
 import { b64, fromB64, runOracleScript } from '../oracle/script.js';
 import { debianPython } from '../support/python.js';
 
@@ -228,8 +232,8 @@ const haveTorch = debianPython({
 
 describe.runIf(haveTorch)("torchvision's ResNet-18 FPN exported to ONNX", () => {
   it(
-    'image → multi-level RoI Align equals MultiScaleRoIAlign on the same model (≤ 1e-4 relative)',
-    { timeout: 120_000 },
+    'image → multi-level RoI Align equals MultiScaleRoIAlign on the same model (≤ 1e-4 relative), in process and over /v1/roi',
+    { timeout: 180_000 },
     async () => {
       const [width, height] = [500, 460];
       const rgb = new Uint8Array(width * height * 3);
@@ -289,6 +293,50 @@ describe.runIf(haveTorch)("torchvision's ResNet-18 FPN exported to ONNX", () => 
         expect(maxAbs / scale).toBeLessThanOrEqual(1e-4);
       } finally {
         backbone.dispose();
+      }
+
+      // The same through the service: BACKBONE_DIR + the normalization variables, a PNG (lossless, so
+      // the worker decodes the same RGB), POST /v1/roi with pyramid: true.
+      const app = await buildApp(
+        testConfig({
+          backboneDir: modelDir,
+          backboneMean: [...mean],
+          backboneStd: [...std],
+          backboneSizeDivisibility: 32,
+        }),
+      );
+      try {
+        await app.readiness.settled;
+        const png = await sharp(Buffer.from(rgb), { raw: { width, height, channels: 3 } })
+          .png()
+          .toBuffer();
+        const r = await app.inject({
+          method: 'POST',
+          url: '/v1/roi',
+          payload: {
+            image: png.toString('base64'),
+            boxes: Array.from({ length: boxes.length / 4 }, (_, i) => [...boxes.subarray(4 * i, 4 * i + 4)]),
+            ops: ['align'],
+            outputSize: 7,
+            samplingRatio: 2,
+            aligned: false,
+            pyramid: true,
+            format: 'npy',
+          },
+        });
+        expect(r.statusCode, r.body.slice(0, 300)).toBe(200);
+        const served = readNpy(r.rawPayload);
+        expect(served.shape).toEqual(oracle.shape);
+        const expected = fromB64(oracle.pooled);
+        let maxAbs = 0;
+        let scale = 0;
+        for (let i = 0; i < expected.length; i++) {
+          maxAbs = Math.max(maxAbs, Math.abs(served.data[i] - expected[i]));
+          scale = Math.max(scale, Math.abs(expected[i]));
+        }
+        expect(maxAbs / scale).toBeLessThanOrEqual(1e-4);
+      } finally {
+        await app.close();
       }
     },
   );
