@@ -3,7 +3,6 @@
  * written from detectron2's formula on seeded random inputs, and the invariants of the contract
  * (angle 0 = roiAlign, a 90° turn of map and box, 360° = 0°), plus argument errors.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   roiAlign,
@@ -17,41 +16,18 @@ import { mulberry32, randInt, randomMap } from '../support/random.js';
 import { refRotatedBoxes, refRotatedRoiAlign } from '../reference/rotated_reference.js';
 import { maxAbsDiff } from '../support/compare.js';
 import { fieldOf } from '../support/errors.js';
+import { expectClose, publishedVectors, type PublishedVector } from '../support/vectors.js';
 
-interface RotatedVector {
-  name: string;
-  source: { repo: string; path: string; commit: string; test: string };
-  op: string;
-  params: {
-    output_height: number;
-    output_width: number;
-    spatial_scale: number;
-    sampling_ratio: number;
-    aligned: boolean;
-    mode: string;
-  };
-  input: { shape: [number, number, number, number]; layout: 'NCHW'; data: number[] };
-  rois: number[][];
-  batch_indices: number[];
-  expected: { shape: number[]; data: number[] };
-  tolerance: { rtol: number; atol: number };
-}
+type RotatedVector = PublishedVector<{
+  output_height: number;
+  output_width: number;
+  spatial_scale: number;
+  sampling_ratio: number;
+  aligned: boolean;
+  mode: string;
+}>;
 
-const vectors = (
-  JSON.parse(
-    readFileSync(new URL('../../fixtures/roi-vectors.json', import.meta.url), 'utf8'),
-  ) as RotatedVector[]
-).filter((v) => v.op === 'roi_align_rotated');
-
-function expectClose(actual: Float32Array, v: RotatedVector): void {
-  expect(actual.length).toBe(v.expected.data.length);
-  v.expected.data.forEach((e, i) => {
-    const bound = v.tolerance.atol + v.tolerance.rtol * Math.abs(e);
-    if (!(Math.abs(actual[i] - e) <= bound)) {
-      throw new Error(`${v.name}: value ${i} is ${actual[i]}, expected ${e} ± ${bound}`);
-    }
-  });
-}
+const vectors = publishedVectors<RotatedVector['params']>(['roi_align_rotated']);
 
 /** The 5×5 map X[y][x] = 5y + x of detectron2's test (one channel). */
 const ramp5: FeatureMap = {

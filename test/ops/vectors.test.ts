@@ -4,45 +4,23 @@
  * fast kernels and the slow references, with each vector's own tolerance. Vectors of other operators
  * in the same file (`roi_align_rotated`, ...) are run by those operators' tests.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { roiAlign, roiPool, toCanonicalBoxes } from '../../src/ops/index.js';
 import type { AlignMode, FeatureMap } from '../../src/ops/index.js';
 import { refBoxes, refRoiAlign, refRoiPool } from '../reference/roi_reference.js';
+import { expectClose, publishedVectors, type PublishedVector } from '../support/vectors.js';
 
-interface Vector {
-  name: string;
-  source: { repo: string; path: string; commit: string };
-  op: 'roi_align' | 'roi_pool';
-  params: {
-    output_height: number;
-    output_width: number;
-    spatial_scale: number;
-    sampling_ratio?: number;
-    aligned?: boolean;
-    mode?: 'avg' | 'max';
-    max_semantics?: string;
-  };
-  input: { shape: [number, number, number, number]; layout: 'NCHW'; data: number[] };
-  rois: number[][];
-  batch_indices: number[];
-  expected: { shape: number[]; data: number[] };
-  tolerance: { rtol: number; atol: number };
-}
+type Vector = PublishedVector<{
+  output_height: number;
+  output_width: number;
+  spatial_scale: number;
+  sampling_ratio?: number;
+  aligned?: boolean;
+  mode?: 'avg' | 'max';
+  max_semantics?: string;
+}>;
 
-const vectors = (
-  JSON.parse(readFileSync(new URL('../../fixtures/roi-vectors.json', import.meta.url), 'utf8')) as Vector[]
-).filter((v) => v.op === 'roi_align' || v.op === 'roi_pool');
-
-function expectClose(actual: Float32Array, v: Vector): void {
-  expect(actual.length).toBe(v.expected.data.length);
-  v.expected.data.forEach((e, i) => {
-    const bound = v.tolerance.atol + v.tolerance.rtol * Math.abs(e);
-    if (!(Math.abs(actual[i] - e) <= bound)) {
-      throw new Error(`${v.name}: value ${i} is ${actual[i]}, expected ${e} ± ${bound}`);
-    }
-  });
-}
+const vectors = publishedVectors<Vector['params']>(['roi_align', 'roi_pool']);
 
 describe('published reference vectors', () => {
   it('has all 15 vectors, each with a source', () => {
