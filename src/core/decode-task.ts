@@ -27,7 +27,12 @@ import {
  * @throws InvalidInputError (field `image`) for text that is not base64
  */
 export function decodeImageInput(image: Uint8Array | string): Uint8Array {
-  return typeof image === 'string' ? decodeBase64Bytes(image, 'image') : image;
+  return decodeBase64IfText(image, 'image');
+}
+
+/** File bytes as they are, base64 text decoded (errors name `field`). */
+function decodeBase64IfText(image: Uint8Array | string, field: string): Uint8Array {
+  return typeof image === 'string' ? decodeBase64Bytes(image, field) : image;
 }
 
 /**
@@ -68,6 +73,7 @@ export function decodeFeaturesInput(features: FeaturesInput, field = 'features')
  */
 export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask {
   const image = task.image === undefined ? undefined : decodeImageInput(task.image);
+  const images = task.images?.map((each, i) => decodeBase64IfText(each, `images[${i}]`));
   // A pyramid: each level decoded and checked on its own, named `features[i]` (the first is `features`).
   const levelFeatures = task.levelFeatures?.map((f, i) => decodeFeaturesInput(f, `features[${i}]`));
   const features = levelFeatures
@@ -82,8 +88,14 @@ export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask 
       checkFeatureMapRequest(task.boxes, features.shape, task.params, limits);
     }
   }
-  const { levelFeatures: _sent, ...rest } = task;
-  return { ...rest, image, features, ...(levelFeatures ? { levelFeatures } : {}) };
+  const { levelFeatures: _sent, images: _sentImages, ...rest } = task;
+  return {
+    ...rest,
+    image,
+    ...(images ? { images } : {}),
+    features,
+    ...(levelFeatures ? { levelFeatures } : {}),
+  };
 }
 
 /**

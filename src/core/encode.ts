@@ -325,6 +325,7 @@ export function encodeRoi(
     const payload: RoiResponseBody = {
       params: { ...echoedParams(result, 'json', encoding), dtype },
       image: result.image,
+      ...(result.images ? { images: result.images } : {}),
       featureMap: result.featureMap,
       boxes: boxRows(result.boxes),
       outputs: tensors,

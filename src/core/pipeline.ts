@@ -23,6 +23,7 @@ import {
   type RoiOp,
 } from '../ops/registry.js';
 import type { RotatedBoxes } from '../ops/rotated_roi_align.js';
+import { executeImages } from './images.js';
 import { boxCoverage as coverageAtLevels, runOps as runLevelOps, type LevelMaps } from './run-ops.js';
 import type { AlignMode, Boxes, FeatureMap, Pooled } from '../ops/types.js';
 import { boxWarnings, size, type BoxFrame, type RoiWarning } from '../warnings.js';
@@ -310,6 +311,8 @@ export async function executeRoi(
   stop?: TaskStop,
   runOps: OpsRunner = runOpsHere,
 ): Promise<RoiResult> {
+  // Several images: each through this pipeline on its own, with its boxes (src/core/images.ts).
+  if (task.images) return executeImages(task, (one) => executeRoi(one, ctx, stop));
   const { params } = task;
   const timings = zeroTimings();
   let fm: FeatureMap;

@@ -41,7 +41,16 @@ export function prepareRoi(
   includeImage = false,
   rotatedAsUpright = false,
 ): RoiTask {
-  const hasImage = body.image !== undefined;
+  const images = body.images;
+  if (images !== undefined && body.image !== undefined) {
+    throw new InvalidInputError(
+      'give either image or images, not both',
+      'images',
+      'one image as `image`, or several as `images`',
+    );
+  }
+  // `images` is an image input like `image` for every check below; boxes pick one by their batch index.
+  const hasImage = body.image !== undefined || images !== undefined;
   const hasFeatures = body.features !== undefined;
   if (hasImage === hasFeatures) {
     throw new InvalidInputError(
@@ -111,7 +120,7 @@ export function prepareRoi(
   const shape = knownFeatureShape(task);
   // Batch indices are checked against N in the worker, after the map is decoded (a `.npy` map's N is in
   // its header; and a map's own errors come first, as they always did).
-  const batchSize = features ? Number.MAX_SAFE_INTEGER : 1;
+  const batchSize = features ? Number.MAX_SAFE_INTEGER : (images?.length ?? 1);
   const clockwise = body.clockwise ?? false;
   const rotatedInput = body.boxFormat === 'cxcywha';
   checkBoxKinds(ops, rotatedInput, body.normalized, rotatedAsUpright);
@@ -149,6 +158,7 @@ export function prepareRoi(
   if (shape) checkFeatureMapRequest(boxes, shape, params, limits);
   return {
     image: body.image,
+    ...(images ? { images: [...images] } : {}),
     features,
     ...(levels ? { levelFeatures: levels.features } : {}),
     ...(rotated ? { rotated } : {}),

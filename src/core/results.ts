@@ -73,8 +73,10 @@ export interface FeatureMapInfo {
 export interface RoiResult {
   /** Parameters used, defaults filled in; `spatialScale` resolved (1/stride for images). */
   params: RoiParams & { spatialScale: number };
-  /** null for features input. */
+  /** null for features input; with `images`, the first image. */
   image: ImageInfo | null;
+  /** With `images`: each image, in order (`image` is the first). */
+  images?: ImageInfo[];
   /** The decoded RGB pixels `[height, width, 3]` (HWC) of the resized image; only if `task.includeImage`. */
   rgb: Uint8Array | null;
   /**

@@ -26,6 +26,8 @@ export type RoiBoxFormat = BoxFormat | 'cxcywha';
 export interface RoiInput {
   /** An encoded image: bytes (a file), or base64 text (JSON). */
   image: Uint8Array | string | undefined;
+  /** Several encoded images (instead of `image`): a box's batch index picks its image. */
+  images?: readonly (Uint8Array | string)[];
   /** A feature map as sent (base64 with its stored shape, or `.npy` bytes); a list: a pyramid, finest first. */
   features: FeaturesInput | readonly FeaturesInput[] | undefined;
   /**
@@ -122,6 +124,8 @@ export type FeaturesInput =
 export interface RoiTask {
   /** The encoded image: a file part's bytes, or base64 text from JSON (decoded in the worker). */
   image: Uint8Array | string | undefined;
+  /** Several encoded images (`images`), each run through the backbone on its own; boxes' `b` picks one. */
+  images?: (Uint8Array | string)[];
   /** The user's feature map as sent (decoded and checked in the worker); a pyramid's finest level. */
   features: FeaturesInput | undefined;
   /** A pyramid as sent: every level, finest first (`features` is the first). */
@@ -142,9 +146,11 @@ export interface RoiTask {
 }
 
 /** A {@link RoiTask} with its inputs decoded and checked: what the pipeline runs (in the worker). */
-export interface DecodedRoiTask extends Omit<RoiTask, 'image' | 'features' | 'levelFeatures'> {
+export interface DecodedRoiTask extends Omit<RoiTask, 'image' | 'images' | 'features' | 'levelFeatures'> {
   /** Encoded image bytes (decoded by sharp in the pipeline). */
   image: Uint8Array | undefined;
+  /** Several images' bytes (`images`). */
+  images?: Uint8Array[];
   /** A user feature map, checked finite and consistent with its shape. */
   features: FeatureMap | undefined;
   /** A pyramid's maps, finest first, each checked like `features` (the first is `features`). */

@@ -52,6 +52,8 @@ export interface EchoedParams {
 export interface RoiResponseBody {
   params: EchoedParams & { dtype: OutputDtype };
   image: ImageInfo | null;
+  /** With `images`: each image (`image` is the first). */
+  images?: ImageInfo[];
   featureMap: FeatureMapInfo;
   boxes: BoxRow[];
   outputs: Partial<Record<RoiOp, TensorJson>>;

@@ -47,6 +47,8 @@ export async function multipartToJsonBody(request: FastifyRequest, reply: Fastif
 export interface BinaryParts {
   image?: Uint8Array;
   features?: Uint8Array | Uint8Array[];
+  /** Repeated `images` file parts, in order. */
+  images?: Uint8Array[];
 }
 
 const binaryParts = new WeakMap<FastifyRequest, BinaryParts>();
@@ -82,7 +84,8 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
       const name = part.fieldname;
       // Repeated `features` file parts are a pyramid's levels, finest first; any other repeat is refused.
       const nextLevel = name === 'features' && part.type === 'file' && files.features !== undefined;
-      if (Object.hasOwn(body, name) && !nextLevel) {
+      const nextImage = name === 'images' && part.type === 'file';
+      if (Object.hasOwn(body, name) && !nextLevel && !nextImage) {
         throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
       }
       if (part.type === 'file') {
@@ -99,6 +102,13 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
             files.features = [...(Array.isArray(files.features) ? files.features : [files.features]), bytes];
             body.features = [...(Array.isArray(body.features) ? body.features : [body.features]), standIn];
           }
+        } else if (name === 'images') {
+          // Each part one image, in order; the body holds as many stand-ins.
+          files.images = [...(files.images ?? []), bytes];
+          body.images = [
+            ...((body.images as unknown[] | undefined) ?? []),
+            bytes.length === 0 ? '' : FILE_PART,
+          ];
         } else if (name === 'image') {
           files.image = bytes;
           // An empty file is refused by the schema like an empty string (`image`: at least 1 character).

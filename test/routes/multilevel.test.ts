@@ -420,3 +420,87 @@ describe('/v1/diff with a pyramid and with rotated boxes', () => {
     expect(cov.align.gained).toBeCloseTo(42.4264 ** 2 - 800, 1);
   });
 });
+
+describe('/v1/roi with several images', () => {
+  it('one request with two images (different sizes) equals two requests with one; b picks the image', async () => {
+    const a = await testPng(97, 71);
+    const b = await testPng(64, 48);
+    const rows = [
+      [1, 2, 3, 40, 30],
+      [0, 10, 5, 90, 60],
+      [1, 0, 0, 64, 48],
+      [0, 50, 40, 120, 90], // partly outside image 0: its coverage is clipped to 97×71
+    ];
+    const common = { ops: ['align', 'pool'], outputSize: 2 };
+    const both = await roi({ images: [a.toString('base64'), b.toString('base64')], boxes: rows, ...common });
+    expect(both.statusCode, both.body).toBe(200);
+    const one = async (img: Buffer, picked: number[][]) =>
+      (
+        await roi({ image: img.toString('base64'), boxes: picked.map((r) => [0, ...r.slice(1)]), ...common })
+      ).json();
+    const first = await one(a, [rows[1], rows[3]]);
+    const second = await one(b, [rows[0], rows[2]]);
+    const body = both.json();
+    expect(body.images.map((i: { width: number }) => i.width)).toEqual([97, 64]);
+    for (const op of ['align', 'pool']) {
+      const all = tensorData(body.outputs[op]);
+      const row = all.length / 4;
+      const f = tensorData(first.outputs[op]);
+      const s = tensorData(second.outputs[op]);
+      expect(Array.from(all.subarray(row, 2 * row))).toEqual(Array.from(f.subarray(0, row)));
+      expect(Array.from(all.subarray(3 * row, 4 * row))).toEqual(Array.from(f.subarray(row)));
+      expect(Array.from(all.subarray(0, row))).toEqual(Array.from(s.subarray(0, row)));
+      expect(Array.from(all.subarray(2 * row, 3 * row))).toEqual(Array.from(s.subarray(row)));
+    }
+    expect(body.coverage[3]).toEqual(first.coverage[1]);
+    expect(body.coverage[3].align.region.x2).toBe(97);
+    expect(body.coverage[0]).toEqual(second.coverage[0]);
+    expect(body.boxes.map((r: number[]) => r[0])).toEqual([1, 0, 1, 0]);
+  });
+
+  it('with pyramid: true each image has its levels; multipart takes repeated images parts', async () => {
+    const a = await testPng(97, 71);
+    const b = await testPng(64, 48);
+    const form = new FormData();
+    form.append('images', new Blob([new Uint8Array(a)]), 'a.png');
+    form.append('images', new Blob([new Uint8Array(b)]), 'b.png');
+    form.append('pyramid', 'true');
+    form.append(
+      'boxes',
+      JSON.stringify([
+        [1, 0, 0, 64, 48],
+        [0, 2, 3, 30, 20],
+      ]),
+    );
+    form.append('ops', JSON.stringify(['align']));
+    form.append('levelMapping', JSON.stringify({ canonicalBoxSize: 40 }));
+    const encoded = new Response(form);
+    const r = await server.app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: Buffer.from(await encoded.arrayBuffer()),
+      headers: { 'content-type': encoded.headers.get('content-type') as string },
+    });
+    expect(r.statusCode, r.body).toBe(200);
+    // s = sqrt(64·48) = 55.4 → floor(4 + log2(55.4 / 40)) = 4; sqrt(28·17) = 21.8 → 3.
+    expect(r.json().levels).toEqual([4, 3]);
+    expect(r.json().outputs.align.shape).toEqual([2, 64, 7, 7]);
+  });
+
+  it('refuses a batch index past the images (naming the box), image with images, and images on /v1/diff', async () => {
+    const png = (await testPng(32, 32)).toString('base64');
+    const past = await roi({ images: [png], boxes: [[1, 0, 0, 8, 8]] });
+    expect(past.statusCode).toBe(400);
+    expect(past.json().errors[0].field).toBe('boxes[0][0]');
+    const both = await roi({ image: png, images: [png], boxes: [] });
+    expect(both.statusCode).toBe(400);
+    expect(both.json().errors[0].field).toBe('images');
+    const diff = await server.app.inject({
+      method: 'POST',
+      url: '/v1/diff',
+      payload: { images: [png], boxes: [] },
+    });
+    expect(diff.statusCode).toBe(400);
+    expect(diff.json().errors[0].field).toBe('images');
+  });
+});

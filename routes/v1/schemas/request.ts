@@ -15,6 +15,8 @@ const positiveInt = z.number().int().positive();
 
 /** The most pyramid levels one request may send. */
 const MAX_LEVELS = 8;
+/** The most images one request may send (`images`). */
+const MAX_IMAGES = 8;
 
 /** The box formats of `/v1`: the upright ones, and `cxcywha` for rotated boxes. */
 const ROI_BOX_FORMATS = [...BOX_FORMATS, 'cxcywha'] as const;
@@ -69,6 +71,16 @@ export const roiInputFields = {
     .min(1)
     .optional()
     .describe('an encoded image (PNG, JPEG, WebP, GIF, TIFF, AVIF), base64; or a file part in multipart'),
+  images: z
+    .array(z.string().min(1))
+    .min(1)
+    .max(MAX_IMAGES)
+    .optional()
+    .describe(
+      'instead of `image`: several encoded images (base64; multipart: repeated `images` file parts, in order). ' +
+        'A box row of 5 numbers picks its image by its first (the batch index); each image goes through the ' +
+        'backbone on its own (sizes may differ) and its coverage is clipped to it',
+    ),
   features: z
     .union([featuresJsonSchema, z.array(featuresJsonSchema).min(1).max(MAX_LEVELS)])
     .optional()
@@ -206,6 +218,7 @@ export function roiInputOf(body: RoiInputBody, binary: BinaryParts = {}): RoiInp
   const fromJson = (f: z.output<typeof featuresJsonSchema>): FeaturesInput => ({ encoding: 'base64', ...f });
   return {
     image: binary.image ?? body.image,
+    images: binary.images ?? body.images,
     features:
       npy !== undefined
         ? Array.isArray(npy)

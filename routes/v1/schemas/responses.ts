@@ -153,7 +153,11 @@ export const roiResponseSchema = z
     params: roiParamsSchema
       .extend({ dtype: z.enum(OUTPUT_DTYPES) })
       .describe('the parameters used, defaults filled in'),
-    image: imageInfoSchema.nullable().describe('null for features input'),
+    image: imageInfoSchema.nullable().describe('null for features input; with `images`, the first image'),
+    images: z
+      .array(imageInfoSchema)
+      .optional()
+      .describe('with `images`: each image, in order (boxes pick one by their batch index)'),
     featureMap: featureMapInfoSchema,
     boxes: z
       .array(z.tuple([z.number(), z.number(), z.number(), z.number(), z.number()]))
