@@ -265,20 +265,31 @@ export type OpsRunner = (
   stop?: TaskStop,
 ) => Promise<Partial<Record<RoiOp, Pooled>>>;
 
+/**
+ * The operators in this thread, one after the other, each output in an array from `alloc` (given
+ * its length, `K·C·PH·PW`) or a fresh one: the worker asks for a `.npy` answer's array with room for
+ * the header in front, so that the file needs no copy of it (`writeNpy`).
+ */
+export function runOpsWith(alloc?: (length: number) => Float32Array): OpsRunner {
+  return async (fm, opBoxes, params, timings, stop) => {
+    // Checked by the kernels before each box (it counts the boxes for the pool).
+    const shouldStop = stop ? () => stop.shouldStop() : undefined;
+    // Each entry's kernel reads the parameters it lists (RoI Pool: none of sampling, aligned, mode).
+    const runParams: OpRunParams = { ...opRunParams(params), shouldStop };
+    const [PH, PW] = params.outputSize;
+    const length = opBoxes.count * fm.shape[1] * PH * PW;
+    const outputs: Partial<Record<RoiOp, Pooled>> = {};
+    for (const op of params.ops) {
+      const t = now();
+      outputs[op] = V1_OPERATORS[op].run(fm, opBoxes, { ...runParams, into: alloc?.(length) });
+      timings[op] = now() - t;
+    }
+    return outputs;
+  };
+}
+
 /** The operators in this thread, one after the other (the default {@link OpsRunner}). */
-export const runOpsHere: OpsRunner = async (fm, opBoxes, params, timings, stop) => {
-  // Checked by the kernels before each box (it counts the boxes for the pool).
-  const shouldStop = stop ? () => stop.shouldStop() : undefined;
-  // Each entry's kernel reads the parameters it lists (RoI Pool: none of sampling, aligned, mode).
-  const runParams: OpRunParams = { ...opRunParams(params), shouldStop };
-  const outputs: Partial<Record<RoiOp, Pooled>> = {};
-  for (const op of params.ops) {
-    const t = now();
-    outputs[op] = V1_OPERATORS[op].run(fm, opBoxes, runParams);
-    timings[op] = now() - t;
-  }
-  return outputs;
-};
+export const runOpsHere: OpsRunner = runOpsWith();
 
 /** The kernels' parameters for `params` (NCHW outputs), without `shouldStop`. */
 export function opRunParams(params: OpsParams): OpRunParams {

@@ -13,12 +13,13 @@ import { taskStop } from '../cancel.js';
 import { RoiServeError } from '../errors.js';
 import { encodeDiff } from '../imaging/diff-body.js';
 import { loadFont } from '../imaging/text.js';
-import { describeBackbone, executeFeatures, executeRoi } from '../core/pipeline.js';
+import { describeBackbone, executeFeatures, executeRoi, runOpsWith } from '../core/pipeline.js';
 import type { PipelineContext } from '../core/results.js';
 import { RetireBoard, workerMemoryBytes, type RetireReason } from './recycle.js';
 import { encodeFeatures, encodeRoi, type EncodedBody } from '../core/encode.js';
 import { decodeImageInput, decodeRoiTask } from '../core/decode-task.js';
 import { runKernel } from '../oip/kernel-task.js';
+import { npyFloats } from '../tensors/npy.js';
 import { freeNow } from './free-now.js';
 import { runRanges, splitOps } from './split.js';
 import {
@@ -143,12 +144,18 @@ export default async function handle(
               split.workers,
             )
           : undefined;
+        // A float32 .npy answer: the kernel's output gets room for the header, so the file is that
+        // array's own buffer, not a copy of it (writeNpy).
+        const npyInPlace = task.format === 'npy' && (task.dtype ?? 'float32') === 'float32';
+        const ops = shared?.run ?? (npyInPlace ? runOpsWith(npyFloats) : undefined);
         try {
-          const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop, shared?.run);
+          const result = await executeRoi(decodeRoiTask(task.task, init.limits), ctx, stop, ops);
           stop.check();
           const encoded = encodeRoi(result, task.format, task.encoding, task.dtype, started);
           // The body holds its own copy of the outputs: free theirs now (see src/runtime/free-now.ts).
-          for (const pooled of Object.values(result.outputs)) freeNow(pooled?.data);
+          for (const pooled of Object.values(result.outputs)) {
+            if (pooled?.data.buffer !== encoded.body.buffer) freeNow(pooled?.data);
+          }
           transfers = ownedBuffers([encoded.body]);
           value = {
             ...encodedWork(encoded, result.timings),

@@ -162,6 +162,8 @@ export interface NpyArray {
  *
  * @param data - row-major values (float32), or float16 bit patterns; `data.length` = product of `shape`
  * @param shape - dimensions, e.g. `[K, C, PH, PW]`
+ * @returns the file; for `data` from {@link npyFloats} (room for the header in front of it) the header
+ *   is written into that room and the file is `data`'s own buffer: no copy (do not reuse `data`)
  */
 export function writeNpy(data: Float32Array | Uint16Array, shape: readonly number[]): Buffer {
   const count = shape.reduce((a, b) => a * b, 1);
@@ -177,8 +179,38 @@ export function writeNpy(data: Float32Array | Uint16Array, shape: readonly numbe
   prefix[6] = 1;
   prefix[7] = 0;
   prefix.writeUInt16LE(header.length, 8);
+  const at = prefix.length + header.length;
+  const buffer = data.buffer;
+  if (
+    littleEndianHost &&
+    buffer instanceof ArrayBuffer &&
+    data.byteOffset === at &&
+    buffer.byteLength === at + data.byteLength
+  ) {
+    // The data sits right after room for exactly this header (`npyFloats`): the buffer is the file.
+    const file = Buffer.from(buffer);
+    prefix.copy(file, 0);
+    file.write(header, prefix.length, 'latin1');
+    return file;
+  }
   const body = littleEndianBytes(data);
   return Buffer.concat([prefix, Buffer.from(header, 'latin1'), body]);
+}
+
+/**
+ * Bytes before the data of the `.npy` files {@link writeNpy} writes (magic, version, length, and the
+ * header padded to a multiple of 64) whenever the header text is at most 117 characters: every shape
+ * of up to 4 dimensions below 10^10 each.
+ */
+export const NPY_HEADER_BYTES = 128;
+
+/**
+ * A float32 array with {@link NPY_HEADER_BYTES} of room in front, in a buffer of its own: when its
+ * header has that length, {@link writeNpy} writes the header there and returns the whole buffer as
+ * the file, instead of copying the data after a separate header.
+ */
+export function npyFloats(length: number): Float32Array {
+  return new Float32Array(new ArrayBuffer(NPY_HEADER_BYTES + 4 * length), NPY_HEADER_BYTES, length);
 }
 
 /**
