@@ -406,12 +406,13 @@ class Client:
     # --- images ------------------------------------------------------------------------------------
 
     def from_image(self, image, boxes, op="align", output_size=7, sampling_ratio=None, aligned=None,
-                   box_format=None, normalized=None, max_side=None):
+                   box_format=None, normalized=None, max_side=None, pyramid=None):
         """The server's backbone runs on ``image`` (a path or encoded bytes), then ``op`` on ``boxes``.
 
         ``boxes`` are image pixels, ``[K, 4]`` (or ``[K, 5]`` with batch index 0). Returns a numpy
         ``[K, C, PH, PW]`` array. ``None`` leaves a parameter at the server's default (for images:
-        ``samplingRatio`` 2, ``aligned`` true; see README's ``/v1/roi`` table).
+        ``samplingRatio`` 2, ``aligned`` true; see README's ``/v1/roi`` table). ``pyramid=True`` pools
+        each box from its level of the backbone's feature pyramid (the built-in one: strides 8, 16, 32).
         """
         fields = {
             "boxes": _boxes_rows(boxes, need_batch=False),
@@ -422,6 +423,7 @@ class Client:
             "boxFormat": box_format,
             "normalized": None if normalized is None else bool(normalized),
             "maxSide": max_side,
+            "pyramid": None if pyramid is None else bool(pyramid),
             "format": "npy",
         }
         data = self._post("/v1/roi", fields, {"image": ("image", _read(image))})

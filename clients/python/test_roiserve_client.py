@@ -285,6 +285,9 @@ class Http(unittest.TestCase):
             box_format="xywh", normalized=True, max_side=320,
         )
         self.assertEqual(out.shape, (1, 256, 2, 3))
+        # the built-in pyramid: 64 channels on every level
+        out = rs.from_image(photo, [[96, 56, 224, 144]], output_size=2, pyramid=True)
+        self.assertEqual(out.shape, (1, 64, 2, 2))
         fmap = rs.image_features(photo, max_side=320)
         self.assertEqual(fmap.shape[:2], (1, 256))
         png = rs.diff(

@@ -9,7 +9,7 @@ import { diffBodySchema } from '../../routes/v1/schemas/diff.js';
 import { roiInputOf } from '../../routes/v1/schemas/request.js';
 import { limitsFrom } from '../core/task.js';
 import { prepareRoi } from '../core/prepare.js';
-import { ROI_OPS } from '../ops/registry.js';
+import { COMPARED_OPS } from '../ops/registry.js';
 import {
   CliError,
   cliConfig,
@@ -122,7 +122,12 @@ export function diffCommand(): Command {
       } else {
         const config = cliConfig();
         const parts = features ? { features: bytes } : { image: bytes };
-        const task = prepareRoi({ ...roiInputOf(body, parts), ops: ROI_OPS }, limitsFrom(config), true);
+        const task = prepareRoi(
+          { ...roiInputOf(body, parts), ops: COMPARED_OPS },
+          limitsFrom(config),
+          true,
+          true,
+        );
         const result = await withPool(config, 1, (pool) =>
           pool.diff(task, { maxBoxes: body.maxBoxes, channel: body.channel, format: body.format }),
         );

@@ -14,7 +14,7 @@ import type { WorkPool } from '../runtime/pool.js';
 import { limitsFrom, type RoiLimits } from '../core/task.js';
 import { prepareRoi } from '../core/prepare.js';
 import { roiBodySchema, roiInputOf, type RoiBody } from '../../routes/v1/schemas/request.js';
-import { ROI_OPS } from '../ops/registry.js';
+import { COMPARED_OPS, ROI_OPS } from '../ops/registry.js';
 import { checkRoiFormat } from '../core/encode.js';
 import { OUTPUT_DTYPES } from '../tensors/float16.js';
 import {
@@ -99,7 +99,7 @@ export function isFeatureFile(path: string): boolean {
 export function roiBody(opts: RoiCliOptions, boxes: unknown, features: boolean): RoiBody {
   const format = formatOf(opts.output, opts.format);
   // `.npy` holds one tensor: without --op, RoI Align (the API's default, all three, has no .npy form).
-  const ops = opts.op ?? (format === 'npy' ? ['align'] : [...ROI_OPS]);
+  const ops = opts.op ?? (format === 'npy' ? ['align'] : [...COMPARED_OPS]);
   const body: Record<string, unknown> = {
     boxes,
     ops,
