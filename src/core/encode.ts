@@ -148,7 +148,7 @@ function wireOutputs(
 /**
  * One safetensors file: a tensor per op (named as in `ops`: `[K, C, PH, PW]`, `F32`, `F16` or
  * `BF16` as `dtype` says) and, in `__metadata__`, JSON text of `params`, `boxes`, `image`,
- * `featureMap`, `warnings` (as in the JSON response).
+ * `featureMap`, `levels`, `warnings` (as in the JSON response).
  */
 export function roiSafetensors(result: RoiResult, dtype: OutputDtype = 'float32'): Buffer {
   return roiSafetensorsOf(result, wireOutputs(result, dtype), dtype);
@@ -170,6 +170,8 @@ function roiSafetensorsOf(
     boxes: JSON.stringify(boxRows(result.boxes)),
     image: JSON.stringify(result.image satisfies ImageInfo | null),
     featureMap: JSON.stringify(result.featureMap satisfies FeatureMapInfo),
+    // With a pyramid, each box's level (as in the JSON); null with one map.
+    levels: JSON.stringify(result.levels ?? null),
     warnings: JSON.stringify([...result.warnings, ...wire.warnings]),
   };
   return writeSafetensors(tensors, metadata);

@@ -18,6 +18,7 @@ import {
 import { loadBackbone } from '../../src/backbone/index.js';
 import { decodeImage } from '../../src/imaging/decode.js';
 import { writeNpy } from '../../src/tensors/npy.js';
+import { readSafetensors } from '../../src/tensors/safetensors.js';
 import { b64, fromB64, runOracleScript } from '../oracle/script.js';
 import { useApp } from '../support/app.js';
 import { debianPython } from '../support/python.js';
@@ -72,6 +73,20 @@ describe('/v1/roi with a feature pyramid', () => {
     }
     // Coverage at each box's own stride: box 2 (level 5) reads whole 32 px cells with Pool.
     expect(json.coverage[2].pool.region.x1 % 32).toBe(0);
+    // safetensors carries the levels in its metadata, like the JSON.
+    const st = await roi({
+      features: maps.map(featuresField),
+      spatialScale: SCALES,
+      boxes: boxes5,
+      ops: ['align'],
+      outputSize: [3, 2],
+      aligned: false,
+      format: 'safetensors',
+    });
+    expect(st.statusCode).toBe(200);
+    const { tensors, metadata } = readSafetensors(st.rawPayload);
+    expect(JSON.parse(metadata.levels)).toEqual([4, 3, 5, 2, 4]);
+    expect(maxAbsDiff(tensors.align.data, tensorData(json.outputs.align))).toBe(0);
   });
 
   it('levelMapping: rule detectron2 puts s = 223.9999 on level 3; canonicalBoxSize and canonicalLevel move the levels', async () => {
