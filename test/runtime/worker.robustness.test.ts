@@ -175,7 +175,8 @@ describe('workers that die or outgrow their memory are replaced', () => {
 
   it('WORKER_MAX_MEMORY_MB: a worker past it after a big image answers, then is replaced; the next request works', async () => {
     // A fresh worker holds ~0.15 GB (heap + wasm); a 2048² image grows tfjs-wasm's memory to ~0.45 GB.
-    const small = await buildApp(testConfig({ workerMaxMemoryMb: 300 }));
+    // BACKBONE_ENGINE=tfjs: the growth is tfjs-wasm's (ONNX Runtime frees its buffers after each run).
+    const small = await buildApp(testConfig({ workerMaxMemoryMb: 300, backboneEngine: 'tfjs' }));
     try {
       await small.readiness.settled;
       const [before] = small.work.threadIds;
