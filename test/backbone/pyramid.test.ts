@@ -141,7 +141,7 @@ describe('built-in pyramid: shapes and description', () => {
 
 describe.runIf(haveTorch)('built-in pyramid vs PyTorch (same nodes, same weights)', () => {
   // 131×97: P3 17×13, P4 9×7, P5 5×4, so both top-down steps crop a row and a column (10×8 → 9×7,
-  // 18×14 → 17×13); 64×48 needs no crop; 9×7 is smaller than one P5 cell.
+  // 18×14 → 17×13); 64×48 only the P5 → P4 step in height (4 → 3 rows); 9×7 is smaller than one P5 cell.
   for (const [w, h] of [
     [131, 97],
     [64, 48],

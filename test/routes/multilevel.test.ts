@@ -412,6 +412,32 @@ describe('/v1/diff with a pyramid and with rotated boxes', () => {
     expect(png.headers['content-type']).toBe('image/png');
   });
 
+  it("an image with pyramid: true: each box at its level's stride on the sheet", async () => {
+    const png = await testPng(97, 71);
+    const r = await server.app.inject({
+      method: 'POST',
+      url: '/v1/diff',
+      payload: {
+        image: png.toString('base64'),
+        pyramid: true,
+        boxes: [
+          [2, 3, 30, 20],
+          [0, 0, 96, 70],
+        ],
+        levelMapping: { canonicalBoxSize: 40 },
+        format: 'json',
+        outputSize: 2,
+      },
+    });
+    expect(r.statusCode, r.body).toBe(200);
+    // Levels 3 and 5 (as in the /v1/roi test above): Pool's cells are 8 and 32 px.
+    const cov = r.json().coverage;
+    expect(cov[0].pool.region.x2 % 8).toBe(0);
+    expect(cov[0].pool.region.x2 % 32).not.toBe(0);
+    // On P5: cRound(96 / 32) = 3 and cRound(70 / 32) = 2, end cells included.
+    expect(cov[1].pool.cells).toEqual({ x1: 0, y1: 0, x2: 4, y2: 3 });
+  });
+
   it('rotated boxes: drawn as polygons; Pool, Align and Warp read their upright boxes; rotated coverage per box', async () => {
     const fm = randomMap([1, 4, 32, 40], 9);
     const r = await server.app.inject({
