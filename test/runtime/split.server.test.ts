@@ -179,6 +179,35 @@ describe('a request split across workers', () => {
     }
   });
 
+  it('a request arriving while helpers run gets a worker after their current range, not after the whole split', async () => {
+    server.app.work.splitMinBoxes = 256;
+    // Seconds of work in 8 ranges (see the cancellation test); its helper would take about half.
+    const heavy = {
+      features: featuresField(randomMap([1, 32, 50, 68], 15)),
+      spatialScale: 1 / 16,
+      boxes: Array.from({ length: 8000 }, (_, k) => [k % 500, k % 300, 500 + (k % 500), 300 + (k % 400)]),
+      ops: ['align'],
+      samplingRatio: 16,
+      format: 'npy',
+    };
+    const { requests, helperRanges } = server.app.work.splitStats;
+    const finished: string[] = [];
+    const big = server.app
+      .inject({ method: 'POST', url: '/v1/roi', payload: heavy })
+      .then((r) => finished.push(`big ${r.statusCode}`));
+    await expect.poll(() => server.app.work.splitStats.requests, { timeout: 60_000 }).toBe(requests + 1);
+    const small = await server.app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: { features: featuresField(fm), spatialScale: 1 / 8, boxes: boxes.slice(0, 10) },
+    });
+    finished.push(`small ${small.statusCode}`);
+    await big;
+    expect(finished).toEqual(['small 200', 'big 200']);
+    // The helper stopped taking ranges once the small request waited: the lead ran the rest.
+    expect(server.app.work.splitStats.helperRanges - helperRanges).toBeLessThanOrEqual(2);
+  });
+
   it('does not split below SPLIT_MIN_BOXES', async () => {
     const before = server.app.work.splitStats.requests;
     const r = await post(true, {
