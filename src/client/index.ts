@@ -16,9 +16,9 @@
  * ```
  */
 import type { z } from 'zod';
-import type { backboneDescriptionSchema } from '../../routes/backbone.js';
+import type { backboneDescriptionSchema } from '../../routes/v1/backbone.js';
 import type { diffBodySchema, diffResponseSchema } from '../../routes/v1/schemas/diff.js';
-import type { featuresBodySchema } from '../../routes/features.js';
+import type { featuresBodySchema } from '../../routes/v1/features.js';
 import type { Problem } from '../problem.js';
 import type { featuresJsonSchema, roiBodySchema } from '../../routes/v1/schemas/request.js';
 import type { featuresResponseSchema, roiResponseSchema } from '../../routes/v1/schemas/responses.js';

@@ -3,7 +3,9 @@
  * body into the JSON shape, so one zod schema validates both content types; file parts stay bytes
  * ({@link binaryPartsOf}) for the worker to parse.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import fastifyMultipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
 import { bodyTooLarge, guardBody, lingerThenClose } from '../body-guard.js';
 import { InvalidInputError, RoiServeError } from '../errors.js';
 
@@ -170,4 +172,20 @@ function parseFieldText(text: string): unknown {
   } catch {
     return text;
   }
+}
+
+/**
+ * Registers `@fastify/multipart` with the service's limits: parts bounded by `BODY_LIMIT_BYTES`, an
+ * image or up to 8 `features` parts (a pyramid's levels, `routes/v1/schemas/request.ts`).
+ */
+export async function registerMultipart(app: FastifyInstance, config: Config): Promise<void> {
+  await app.register(fastifyMultipart, {
+    limits: {
+      fileSize: config.bodyLimitBytes,
+      fieldSize: config.bodyLimitBytes,
+      files: 8,
+      fields: 24,
+      parts: 32,
+    },
+  });
 }

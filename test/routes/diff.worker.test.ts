@@ -69,7 +69,9 @@ const small = {
 
 describe('POST /v1/diff renders in the worker', () => {
   it('the route does not import the renderer, the fonts or the diff body encoder', () => {
-    const reached = [...runtimeImports(resolve(root, 'routes/diff.ts'))].map((f) => f.slice(root.length + 1));
+    const reached = [...runtimeImports(resolve(root, 'routes/v1/diff.ts'))].map((f) =>
+      f.slice(root.length + 1),
+    );
     expect(reached).toContain('src/core/diff-options.ts');
     expect(reached).toContain('src/core/prepare.ts');
     for (const renderer of [

@@ -5,19 +5,19 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { admitWork, slotOf } from '../src/admission.js';
-import { clientGoneSignal } from '../src/cancel.js';
-import { checkChannel } from '../src/core/diff-options.js';
-import { prepareRoi } from '../src/core/prepare.js';
-import { knownChannels, limitsFrom } from '../src/core/task.js';
-import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
-import { binaryPartsOf, multipartToJsonBody } from '../src/http/multipart.js';
-import { InvalidInputError } from '../src/errors.js';
-import { COMPARED_OPS } from '../src/ops/registry.js';
-import { warningsResponseHeader } from '../src/warnings.js';
-import { diffBodySchema, diffResponseSchema } from './v1/schemas/diff.js';
-import { workErrorResponses } from './v1/schemas/errors.js';
-import { roiInputOf } from './v1/schemas/request.js';
+import { admitWork, slotOf } from '../../src/admission.js';
+import { clientGoneSignal } from '../../src/cancel.js';
+import { checkChannel } from '../../src/core/diff-options.js';
+import { prepareRoi } from '../../src/core/prepare.js';
+import { knownChannels, limitsFrom } from '../../src/core/task.js';
+import { answerOptionsOf, sendEncoded } from '../../src/http/answers.js';
+import { binaryPartsOf, multipartToJsonBody } from '../../src/http/multipart.js';
+import { InvalidInputError } from '../../src/errors.js';
+import { COMPARED_OPS } from '../../src/ops/registry.js';
+import { warningsResponseHeader } from '../../src/warnings.js';
+import { diffBodySchema, diffResponseSchema } from './schemas/diff.js';
+import { workErrorResponses } from './schemas/errors.js';
+import { roiInputOf } from './schemas/request.js';
 
 const diffRoutes: FastifyPluginAsyncZod = async (app) => {
   // Answers go out in chunks, counted, and are cut when the client stops reading (src/http/answers.ts).
@@ -26,7 +26,7 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.route({
     method: 'POST',
-    url: '/v1/diff',
+    url: '/diff',
     schema: {
       operationId: 'diff',
       summary: 'Pictures of what RoI Pool, RoI Align and RoI Warp keep, lose and gain',

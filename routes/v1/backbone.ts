@@ -1,8 +1,8 @@
 /** `GET /v1/backbone`: what the built-in (or configured) backbone is, layer by layer. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { RoiServeError } from '../src/errors.js';
-import { problemResponse } from '../src/http/openapi.js';
+import { RoiServeError } from '../../src/errors.js';
+import { problemResponse } from '../../src/http/openapi.js';
 
 const layerSchema = z.object({
   name: z.string(),
@@ -88,7 +88,7 @@ export const backboneDescriptionSchema = z
 
 const backboneRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
-    '/v1/backbone',
+    '/backbone',
     {
       schema: {
         operationId: 'backbone',
@@ -106,7 +106,7 @@ const backboneRoutes: FastifyPluginAsyncZod = async (app) => {
   );
 
   app.get(
-    '/v1/backbone/model.onnx',
+    '/backbone/model.onnx',
     {
       schema: {
         operationId: 'backboneOnnx',

@@ -4,22 +4,22 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { admitWork, slotOf } from '../src/admission.js';
-import { clientGoneSignal } from '../src/cancel.js';
-import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
+import { admitWork, slotOf } from '../../src/admission.js';
+import { clientGoneSignal } from '../../src/cancel.js';
+import { answerOptionsOf, sendEncoded } from '../../src/http/answers.js';
 import {
   checkArrayEncoding,
   checkRoiFormat,
   NPY_CONTENT_TYPE,
   SAFETENSORS_CONTENT_TYPE,
-} from '../src/core/encode.js';
-import { outputValueCount, prepareRoi } from '../src/core/prepare.js';
-import { knownChannels, limitsFrom } from '../src/core/task.js';
-import { binaryPartsOf, multipartToJsonBody } from '../src/http/multipart.js';
-import { warningsResponseHeader } from '../src/warnings.js';
-import { workErrorResponses } from './v1/schemas/errors.js';
-import { roiBodySchema, roiInputOf } from './v1/schemas/request.js';
-import { roiResponseSchema } from './v1/schemas/responses.js';
+} from '../../src/core/encode.js';
+import { outputValueCount, prepareRoi } from '../../src/core/prepare.js';
+import { knownChannels, limitsFrom } from '../../src/core/task.js';
+import { binaryPartsOf, multipartToJsonBody } from '../../src/http/multipart.js';
+import { warningsResponseHeader } from '../../src/warnings.js';
+import { workErrorResponses } from './schemas/errors.js';
+import { roiBodySchema, roiInputOf } from './schemas/request.js';
+import { roiResponseSchema } from './schemas/responses.js';
 
 const binary = z.string().meta({ format: 'binary' });
 
@@ -36,7 +36,7 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.route({
     method: 'POST',
-    url: '/v1/roi',
+    url: '/roi',
     schema: {
       operationId: 'roi',
       summary: 'Run RoI Pool / RoI Align / RoI Warp on an image or a feature map',

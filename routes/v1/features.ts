@@ -1,16 +1,16 @@
 /** `POST /v1/features`: an image in, the backbone's feature map `[1, C, H, W]` out (JSON or `.npy`). */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { admitWork, slotOf } from '../src/admission.js';
-import { clientGoneSignal } from '../src/cancel.js';
-import { answerOptionsOf, sendEncoded } from '../src/http/answers.js';
-import { NPY_CONTENT_TYPE } from '../src/core/encode.js';
-import { resolveMaxSide } from '../src/core/prepare.js';
-import { binaryPartsOf, multipartToJsonBody } from '../src/http/multipart.js';
-import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../src/warnings.js';
-import { workErrorResponses } from './v1/schemas/errors.js';
-import { maxSideField } from './v1/schemas/request.js';
-import { featuresResponseSchema } from './v1/schemas/responses.js';
+import { admitWork, slotOf } from '../../src/admission.js';
+import { clientGoneSignal } from '../../src/cancel.js';
+import { answerOptionsOf, sendEncoded } from '../../src/http/answers.js';
+import { NPY_CONTENT_TYPE } from '../../src/core/encode.js';
+import { resolveMaxSide } from '../../src/core/prepare.js';
+import { binaryPartsOf, multipartToJsonBody } from '../../src/http/multipart.js';
+import { WARNINGS_HEADER, warningsHeaderValue, warningsResponseHeader } from '../../src/warnings.js';
+import { workErrorResponses } from './schemas/errors.js';
+import { maxSideField } from './schemas/request.js';
+import { featuresResponseSchema } from './schemas/responses.js';
 
 export const featuresBodySchema = z
   .strictObject({
@@ -32,7 +32,7 @@ const featuresRoutes: FastifyPluginAsyncZod = async (app) => {
   const answerOptions = answerOptionsOf(app);
   app.route({
     method: 'POST',
-    url: '/v1/features',
+    url: '/features',
     schema: {
       operationId: 'features',
       summary: 'Run the backbone on an image: the feature map [1, C, H, W]',
