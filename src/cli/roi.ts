@@ -45,6 +45,8 @@ export interface RoiCliOptions {
   mode?: string;
   spatialScale?: number;
   boxFormat?: string;
+  clockwise?: boolean;
+  pyramid?: boolean;
   normalized?: boolean;
   maxSide?: number;
   imageSize?: number | [number, number];
@@ -109,6 +111,8 @@ export function roiBody(opts: RoiCliOptions, boxes: unknown, features: boolean):
     mode: opts.mode,
     spatialScale: opts.spatialScale,
     boxFormat: opts.boxFormat,
+    clockwise: opts.clockwise,
+    pyramid: opts.pyramid,
     normalized: opts.normalized,
     maxSide: opts.maxSide,
     imageSize: typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize,
@@ -206,12 +210,15 @@ export function roiCommand(): Command {
       numberArg('--spatial-scale'),
     )
     .addOption(
-      new Option('--box-format <f>', 'coordinate order (default xyxy)').choices([
-        'xyxy',
-        'xywh',
-        'cxcywh',
-        'yxyx',
-      ]),
+      new Option(
+        '--box-format <f>',
+        'coordinate order (default xyxy); cxcywha: rotated boxes (cx, cy, w, h, angle°) for --op rotated_align',
+      ).choices(['xyxy', 'xywh', 'cxcywh', 'yxyx', 'cxcywha']),
+    )
+    .option('--clockwise', 'rotated boxes: the angle turns clockwise')
+    .option(
+      '--pyramid',
+      "an image: pool each box from its level of the backbone's pyramid (strides 8, 16, 32)",
     )
     .option('--normalized', 'box coordinates are fractions of the image size')
     .option(

@@ -122,6 +122,38 @@ describe('roiserve roi', () => {
     expect(readFileSync(join(dir, 'align.npy')).equals(expected)).toBe(true);
   }, 60_000);
 
+  it('--pyramid: the image through the backbone pyramid, the service answer byte for byte', async () => {
+    const run = await roiserve(
+      [
+        'roi',
+        photo,
+        '--boxes',
+        'boxes.json',
+        '--op',
+        'align',
+        '--pyramid',
+        '--output-size',
+        '2',
+        '-o',
+        'fpn.npy',
+      ],
+      dir,
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const expected = await service(
+      { field: 'image', path: photo },
+      {
+        boxes: '[[96,56,224,144],[0,0,320,240]]',
+        ops: '["align"]',
+        pyramid: 'true',
+        outputSize: '2',
+        format: 'npy',
+      },
+    );
+    expect(readFileSync(join(dir, 'fpn.npy')).equals(expected)).toBe(true);
+  }, 60_000);
+
   it('a .npy feature map in-process and with --url: safetensors equal to the service answer', async () => {
     const args = [
       'roi',
