@@ -26,6 +26,12 @@ export interface WorkGauges {
   readonly started: number;
   /** Set by the metrics: called for every task the pool stopped. */
   onCancelled: ((task: CancelledTask) => void) | undefined;
+  /** Requests split across workers, helper tasks started, ranges of boxes helpers ran (`src/runtime/split.ts`). */
+  readonly splitStats?: {
+    readonly requests: number;
+    readonly helpers: number;
+    readonly helperRanges: number;
+  };
 }
 
 export interface Metrics {
@@ -166,6 +172,20 @@ export function createMetrics(pool: WorkGauges, answers?: AnswerBytes): Metrics 
       // The pool keeps the count; a counter's value can only be set by resetting it.
       this.reset();
       this.inc(pool.started);
+    },
+  });
+  new Counter({
+    name: 'roiserve_split_total',
+    help: 'Requests with many boxes shared with idle workers (requests), helper tasks started for them (helpers), and ranges of boxes the helpers ran (helper_ranges)',
+    labelNames: ['count'] as const,
+    registers: [registry],
+    collect() {
+      // The pool keeps the counts; a counter's value can only be set by resetting it.
+      this.reset();
+      const stats = pool.splitStats;
+      this.inc({ count: 'requests' }, stats?.requests ?? 0);
+      this.inc({ count: 'helpers' }, stats?.helpers ?? 0);
+      this.inc({ count: 'helper_ranges' }, stats?.helperRanges ?? 0);
     },
   });
   pool.onCancelled = (task) => {

@@ -124,6 +124,11 @@ describe('a request split across workers', () => {
       }
     }
     expect(server.app.work.splitStats.helperRanges).toBeGreaterThan(before);
+    // The same counts on /metrics.
+    const metrics = (await server.app.inject({ method: 'GET', url: '/metrics' })).body;
+    const { requests, helperRanges } = server.app.work.splitStats;
+    expect(metrics).toContain(`roiserve_split_total{count="requests"} ${requests}`);
+    expect(metrics).toContain(`roiserve_split_total{count="helper_ranges"} ${helperRanges}`);
   });
 
   it('does not split when every worker is spoken for (another request admitted): under load, no helpers', async () => {
