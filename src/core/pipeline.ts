@@ -4,7 +4,7 @@
  * worker thread (`src/runtime/worker.ts`) so the HTTP thread stays responsive; routes reach it through the
  * pool (`app.work.roi(task)`, see `src/runtime/pool.ts`) after `prepareRoi` (`./prepare.ts`).
  *
- * Shapes: feature maps `[N, C, H, W]` (NHWC in memory from the backbone), outputs `[K, C, PH, PW]`
+ * Shapes: feature maps `[N, C, H, W]` (NHWC in memory from tfjs, NCHW from ONNX Runtime), outputs `[K, C, PH, PW]`
  * (NCHW in memory), boxes `[K, 5]` rows `(b, x1, y1, x2, y2)`.
  */
 import { checkBackboneInput, type Backbone, type BackboneDescription } from '../backbone/index.js';

@@ -60,7 +60,7 @@ export interface FeatureMapInfo {
   /** `input` for user features, else the backbone name. */
   source: 'input' | 'backbone';
   backbone: string | null;
-  /** tfjs backend that ran the backbone (`tensorflow`, `wasm`, `cpu`); null for user features. */
+  /** What ran the backbone: the tfjs backend (`tensorflow`, `wasm`, `cpu`) or `onnxruntime`; null for user features. */
   backend: string | null;
   /**
    * A pyramid (a list of maps, or `pyramid: true`): every level, finest first (`shape`, `stride` and

@@ -55,7 +55,12 @@ export const featureMapInfoSchema = z
     spatialScale: z.number().describe('feature cells per image pixel (1 / stride)'),
     source: z.enum(['input', 'backbone']),
     backbone: z.string().nullable(),
-    backend: z.string().nullable().describe('tfjs backend that ran the backbone'),
+    backend: z
+      .string()
+      .nullable()
+      .describe(
+        'what ran the backbone: the tfjs backend (tensorflow, wasm, cpu) or onnxruntime; null for features input',
+      ),
     levels: z
       .array(
         z.object({
