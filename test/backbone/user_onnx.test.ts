@@ -213,6 +213,12 @@ describe('BACKBONE_DIR/model.onnx: a pyramid the test builds', () => {
     await expect(loadBackbone({ modelDir: join(root, 'fpn2'), engine: 'tfjs' })).rejects.toThrow(
       /model\.json/,
     );
+    // BACKBONE_ENGINE=onnx with a directory that has no model.onnx (a tfjs model's, say).
+    const tfjsDir = join(root, 'tfjs-only');
+    mkdirSync(tfjsDir, { recursive: true });
+    await expect(loadBackbone({ modelDir: tfjsDir, engine: 'onnx' })).rejects.toThrow(
+      /BACKBONE_ENGINE=onnx needs .*tfjs-only\/model\.onnx; that directory has none/,
+    );
   });
 
   it('infers strides as torchvision does: 2^round(log2(input / map)), only when the map fits on both axes', () => {
