@@ -1,13 +1,13 @@
 /**
  * Property tests: random boxes, scales, channels and mutated bodies thrown at POST /v1/diff get a 200
  * (a PNG that decodes, or JSON) or a 4xx problem, never a 5xx. Each 200 renders a sheet, so the runs are
- * few; `test/routes/roi.property.test.ts` covers the shared input parsing at length.
+ * few; `test/routes/v1/roi.property.test.ts` covers the shared input parsing at length.
  */
 import fc from 'fast-check';
 import sharp from 'sharp';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { featuresField, randomMap } from '../support/fixtures.js';
-import { useApp } from '../support/app.js';
+import { featuresField, randomMap } from '../../support/fixtures.js';
+import { useApp } from '../../support/app.js';
 
 const server = useApp();
 

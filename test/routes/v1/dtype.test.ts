@@ -12,19 +12,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { roiAlign, roiPool, toCanonicalBoxes, type FeatureMap } from '../../src/ops/index.js';
-import { roiResponseSchema } from '../../routes/v1/schemas/responses.js';
-import { buildApp } from '../../src/server.js';
+import { roiAlign, roiPool, toCanonicalBoxes, type FeatureMap } from '../../../src/ops/index.js';
+import { roiResponseSchema } from '../../../routes/v1/schemas/responses.js';
+import { buildApp } from '../../../src/server.js';
 import {
   bfloat16BitsToFloat32,
   float16BitsToFloat32,
   float32ToBfloat16Bits,
   float32ToFloat16Bits,
-} from '../../src/tensors/float16.js';
-import { parseNpyHeader } from '../../src/tensors/npy.js';
-import { WARNINGS_HEADER } from '../../src/warnings.js';
-import { featuresField, randomMap, testConfig } from '../support/fixtures.js';
-import { PYTHON, pythonCan } from '../support/python.js';
+} from '../../../src/tensors/float16.js';
+import { parseNpyHeader } from '../../../src/tensors/npy.js';
+import { WARNINGS_HEADER } from '../../../src/warnings.js';
+import { featuresField, randomMap, testConfig } from '../../support/fixtures.js';
+import { PYTHON, pythonCan } from '../../support/python.js';
 
 let app: FastifyInstance;
 

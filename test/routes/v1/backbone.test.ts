@@ -1,7 +1,7 @@
 /** `GET /v1/backbone` through `inject`: the built-in backbone's description, and the pyramid it carries (the response schema keeps it). */
 import { describe, expect, it } from 'vitest';
-import { useApp } from '../support/app.js';
-import { autoBackend } from '../support/tf.js';
+import { useApp } from '../../support/app.js';
+import { autoBackend } from '../../support/tf.js';
 
 const server = useApp();
 

@@ -14,16 +14,16 @@ import {
   toCanonicalBoxes,
   toRotatedBoxes,
   type FeatureMap,
-} from '../../src/ops/index.js';
-import { loadBackbone } from '../../src/backbone/index.js';
-import { decodeImage } from '../../src/imaging/decode.js';
-import { writeNpy } from '../../src/tensors/npy.js';
-import { readSafetensors } from '../../src/tensors/safetensors.js';
-import { b64, fromB64, runOracleScript } from '../oracle/script.js';
-import { useApp } from '../support/app.js';
-import { debianPython } from '../support/python.js';
-import { maxAbsDiff } from '../support/compare.js';
-import { featuresField, randomMap, tensorData, testPng } from '../support/fixtures.js';
+} from '../../../src/ops/index.js';
+import { loadBackbone } from '../../../src/backbone/index.js';
+import { decodeImage } from '../../../src/imaging/decode.js';
+import { writeNpy } from '../../../src/tensors/npy.js';
+import { readSafetensors } from '../../../src/tensors/safetensors.js';
+import { b64, fromB64, runOracleScript } from '../../oracle/script.js';
+import { useApp } from '../../support/app.js';
+import { debianPython } from '../../support/python.js';
+import { maxAbsDiff } from '../../support/compare.js';
+import { featuresField, randomMap, tensorData, testPng } from '../../support/fixtures.js';
 
 const server = useApp();
 const haveTorchvision = debianPython({

@@ -5,8 +5,8 @@
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, testConfig } from '../support/fixtures.js';
+import { buildApp } from '../../../src/server.js';
+import { featuresField, randomMap, testConfig } from '../../support/fixtures.js';
 
 let app: FastifyInstance;
 

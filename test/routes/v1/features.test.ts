@@ -1,14 +1,14 @@
 /** `POST /v1/features` and `POST /v1/roi` with an image through `inject`: the backbone's map, the ops on it, no tensor leaks, and /v1/features' refusals. */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { roiAlign, toCanonicalBoxes, type FeatureMap } from '../../src/ops/index.js';
-import { buildApp } from '../../src/server.js';
-import { featuresResponseSchema, roiResponseSchema } from '../../routes/v1/schemas/responses.js';
-import { readNpy } from '../../src/tensors/npy.js';
-import { useApp } from '../support/app.js';
-import { tensorData, testConfig, testPng } from '../support/fixtures.js';
-import { maxAbsDiff } from '../support/compare.js';
-import { autoEngine } from '../support/tf.js';
-import { roiPoster } from '../support/v1.js';
+import { roiAlign, toCanonicalBoxes, type FeatureMap } from '../../../src/ops/index.js';
+import { buildApp } from '../../../src/server.js';
+import { featuresResponseSchema, roiResponseSchema } from '../../../routes/v1/schemas/responses.js';
+import { readNpy } from '../../../src/tensors/npy.js';
+import { useApp } from '../../support/app.js';
+import { tensorData, testConfig, testPng } from '../../support/fixtures.js';
+import { maxAbsDiff } from '../../support/compare.js';
+import { autoEngine } from '../../support/tf.js';
+import { roiPoster } from '../../support/v1.js';
 
 const server = useApp();
 const roi = roiPoster(server);

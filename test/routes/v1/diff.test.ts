@@ -4,10 +4,17 @@
  */
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { diffResponseSchema } from '../../routes/v1/schemas/diff.js';
-import { coverage, roiAlign, roiPool, roiWarp, toCanonicalBoxes, type Pooled } from '../../src/ops/index.js';
-import { featuresField, randomMap, tensorData, testPng } from '../support/fixtures.js';
-import { useApp } from '../support/app.js';
+import { diffResponseSchema } from '../../../routes/v1/schemas/diff.js';
+import {
+  coverage,
+  roiAlign,
+  roiPool,
+  roiWarp,
+  toCanonicalBoxes,
+  type Pooled,
+} from '../../../src/ops/index.js';
+import { featuresField, randomMap, tensorData, testPng } from '../../support/fixtures.js';
+import { useApp } from '../../support/app.js';
 
 const server = useApp();
 

@@ -3,9 +3,9 @@
  * image format it does not read, 413 for MAX_BOXES, MAX_OUTPUT_VALUES and `array` over 1 M values.
  */
 import { describe, expect, it } from 'vitest';
-import { encodeFloat32Base64 } from '../../src/tensors/base64.js';
-import { useApp } from '../support/app.js';
-import { featuresField, randomMap, testPng } from '../support/fixtures.js';
+import { encodeFloat32Base64 } from '../../../src/tensors/base64.js';
+import { useApp } from '../../support/app.js';
+import { featuresField, randomMap, testPng } from '../../support/fixtures.js';
 import {
   PROBLEM_TYPE,
   STRICT_API_KEY as API_KEY,
@@ -13,7 +13,7 @@ import {
   sampleBoxes as boxes,
   sampleMap as fm,
   strictConfig,
-} from '../support/v1.js';
+} from '../../support/v1.js';
 
 const server = useApp();
 const strictServer = useApp(strictConfig());

@@ -5,14 +5,14 @@
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toLayout } from '../../src/ops/index.js';
-import { limitsFrom } from '../../src/core/task.js';
-import { prepareRoi } from '../../src/core/prepare.js';
-import { roiBodySchema, roiInputOf } from '../../routes/v1/schemas/request.js';
-import { buildApp } from '../../src/server.js';
-import { writeNpy } from '../../src/tensors/npy.js';
-import { readSafetensors } from '../../src/tensors/safetensors.js';
-import { featuresField, randomMap, tensorData, testConfig, testPng } from '../support/fixtures.js';
+import { toLayout } from '../../../src/ops/index.js';
+import { limitsFrom } from '../../../src/core/task.js';
+import { prepareRoi } from '../../../src/core/prepare.js';
+import { roiBodySchema, roiInputOf } from '../../../routes/v1/schemas/request.js';
+import { buildApp } from '../../../src/server.js';
+import { writeNpy } from '../../../src/tensors/npy.js';
+import { readSafetensors } from '../../../src/tensors/safetensors.js';
+import { featuresField, randomMap, tensorData, testConfig, testPng } from '../../support/fixtures.js';
 
 let app: FastifyInstance;
 

@@ -6,9 +6,9 @@
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { readNpy } from '../../src/tensors/npy.js';
-import { useApp } from '../support/app.js';
-import { testConfig, testPng } from '../support/fixtures.js';
+import { readNpy } from '../../../src/tensors/npy.js';
+import { useApp } from '../../support/app.js';
+import { testConfig, testPng } from '../../support/fixtures.js';
 
 const server = useApp(testConfig({ backboneEngine: 'tfjs' }));
 

@@ -1,8 +1,8 @@
 /** MAX_IMAGE_PIXELS and MAX_IMAGE_SIDE on `POST /v1/roi` and `/v1/features` with an image, through `inject` (the strict app). */
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { useApp } from '../support/app.js';
-import { STRICT_API_KEY as API_KEY, roiPoster, strictConfig } from '../support/v1.js';
+import { useApp } from '../../support/app.js';
+import { STRICT_API_KEY as API_KEY, roiPoster, strictConfig } from '../../support/v1.js';
 
 const server = useApp();
 const strictServer = useApp(strictConfig());

@@ -10,25 +10,25 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildApp } from '../../src/server.js';
-import { featuresField, randomMap, testConfig } from '../support/fixtures.js';
+import { buildApp } from '../../../src/server.js';
+import { featuresField, randomMap, testConfig } from '../../support/fixtures.js';
 
 // Module mocks apply to this thread only: the worker (a piscina thread started with tsx) imports the real
 // renderer. Were the route to render, these would turn every diff into a 500.
-vi.mock('../../src/imaging/render-sheet.js', () => {
+vi.mock('../../../src/imaging/render-sheet.js', () => {
   const refuse = () => {
     throw new Error('rendered on the HTTP thread');
   };
   return { renderDiff: refuse, diffStats: refuse, renderOverlay: refuse, rectDifference: refuse };
 });
-vi.mock('../../src/imaging/render.js', async (original) => ({
+vi.mock('../../../src/imaging/render.js', async (original) => ({
   ...(await original<object>()),
   toPng: () => {
     throw new Error('PNG encoded on the HTTP thread');
   },
 }));
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** Files reachable from `file` by runtime imports (`import type` / `export type` are erased by tsc). */
 function runtimeImports(file: string, seen = new Set<string>()): Set<string> {

@@ -7,14 +7,14 @@ import {
   toCanonicalBoxes,
   toLayout,
   type FeatureMap,
-} from '../../src/ops/index.js';
-import { roiResponseSchema } from '../../routes/v1/schemas/responses.js';
-import { readNpy } from '../../src/tensors/npy.js';
-import { readSafetensors } from '../../src/tensors/safetensors.js';
-import { useApp } from '../support/app.js';
-import { featuresField, tensorData } from '../support/fixtures.js';
-import { maxAbsDiff } from '../support/compare.js';
-import { roiPoster, sampleBoxes as boxes, sampleMap as fm } from '../support/v1.js';
+} from '../../../src/ops/index.js';
+import { roiResponseSchema } from '../../../routes/v1/schemas/responses.js';
+import { readNpy } from '../../../src/tensors/npy.js';
+import { readSafetensors } from '../../../src/tensors/safetensors.js';
+import { useApp } from '../../support/app.js';
+import { featuresField, tensorData } from '../../support/fixtures.js';
+import { maxAbsDiff } from '../../support/compare.js';
+import { roiPoster, sampleBoxes as boxes, sampleMap as fm } from '../../support/v1.js';
 
 const server = useApp();
 const roi = roiPoster(server);
