@@ -4,7 +4,7 @@
  * it, and the results are put back together in the boxes' order. So one request with two images gives
  * what two requests with one image give, row for row.
  */
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, TooLargeError, UnsupportedMediaError } from '../errors.js';
 import type { RoiOp } from '../ops/registry.js';
 import type { RotatedBoxes } from '../ops/rotated_roi_align.js';
 import type { Boxes, Pooled } from '../ops/types.js';
@@ -41,28 +41,63 @@ function renameBoxes(warning: RoiWarning, rows: readonly number[]): RoiWarning {
 }
 
 /**
- * Runs a task with `images`: `executeOne` (the pipeline's `executeRoi`) once per image on its boxes,
- * then scatters the rows back. The result's `image` and `featureMap` are the first image's; `images`
- * lists each image's. Every image runs, even one no box picks (its map fixes the output's `C`).
+ * An error about one image (field `image`, as the pipeline names its input) renamed for the request's
+ * `images[i]`; other errors pass unchanged.
+ */
+function imageError(err: unknown, i: number): unknown {
+  if (
+    !(
+      err instanceof InvalidInputError ||
+      err instanceof TooLargeError ||
+      err instanceof UnsupportedMediaError
+    ) ||
+    err.field !== 'image'
+  ) {
+    return err;
+  }
+  const Kind = err.constructor as new (message: string, field: string, expected: string) => Error;
+  return new Kind(`images[${i}]: ${err.message}`, `images[${i}]`, err.expected);
+}
+
+/** Runs `run` for image `i`, its errors about `image` renamed `images[i]`. */
+async function forImage<T>(i: number, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    throw imageError(err, i);
+  }
+}
+
+/**
+ * Runs a task with `images`: `checkAll` on the images' own tasks first (the request's limits on the
+ * whole request: one request with 8 images must not do 8 × `MAX_WORK`), then `executeOne` (the
+ * pipeline's `executeRoi`) once per image on its boxes, then scatters the rows back. The result's
+ * `image` and `featureMap` are the first image's; `images` lists each image's. Every image runs, even
+ * one no box picks (its map fixes the output's `C`).
  *
- * @throws whatever `executeOne` throws for an image, its message prefixed with `images[i]`
+ * @param checkAll - given each image's task and a wrapper that renames an image's errors `images[i]`
+ * @throws whatever `checkAll` or `executeOne` throws for an image, its message prefixed with `images[i]`
  */
 export async function executeImages(
   task: DecodedRoiTask,
   executeOne: (task: DecodedRoiTask) => Promise<RoiResult>,
+  checkAll?: (
+    tasks: DecodedRoiTask[],
+    perImage: <T>(i: number, run: () => Promise<T>) => Promise<T>,
+  ) => Promise<void>,
 ): Promise<RoiResult & { images: ImageInfo[] }> {
   const images = task.images as Uint8Array[];
   const K = task.boxes.count;
-  const parts: { rows: number[]; result: RoiResult }[] = [];
+  const tasks: { rows: number[]; task: DecodedRoiTask }[] = [];
   for (let i = 0; i < images.length; i++) {
     const picked = rowsOf(task.boxes.data, K, 5, i);
     const boxes: Boxes = { data: picked.data, count: picked.rows.length };
     const rotated: RotatedBoxes | undefined = task.rotated
       ? { data: rowsOf(task.rotated.data, K, 6, i).data, count: picked.rows.length }
       : undefined;
-    let result: RoiResult;
-    try {
-      result = await executeOne({
+    tasks.push({
+      rows: picked.rows,
+      task: {
         ...task,
         image: images[i],
         images: undefined,
@@ -70,14 +105,16 @@ export async function executeImages(
         ...(rotated ? { rotated } : {}),
         // The task's own warnings once, with the first image.
         warnings: i === 0 ? task.warnings : [],
-      });
-    } catch (err) {
-      if (err instanceof InvalidInputError && err.field === 'image') {
-        throw new InvalidInputError(`images[${i}]: ${err.message}`, `images[${i}]`, err.expected);
-      }
-      throw err;
-    }
-    parts.push({ rows: picked.rows, result });
+      },
+    });
+  }
+  await checkAll?.(
+    tasks.map((t) => t.task),
+    forImage,
+  );
+  const parts: { rows: number[]; result: RoiResult }[] = [];
+  for (const [i, one] of tasks.entries()) {
+    parts.push({ rows: one.rows, result: await forImage(i, () => executeOne(one.task)) });
   }
   const first = parts[0].result;
   // Outputs: `[K, C, PH, PW]` per op, each image's rows where its boxes were.

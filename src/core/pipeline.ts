@@ -10,7 +10,7 @@
 import { checkBackboneInput, type Backbone, type BackboneDescription } from '../backbone/index.js';
 import type { TaskStop } from '../cancel.js';
 import { InvalidInputError, TooLargeError } from '../errors.js';
-import { decodeImage } from '../imaging/decode.js';
+import { decodeImage, readImageSize } from '../imaging/decode.js';
 import { boxAt, denormalizeBoxes, scaleBoxes } from '../ops/boxes.js';
 import { coverage } from '../ops/coverage.js';
 import { toLayout } from '../ops/features.js';
@@ -37,7 +37,13 @@ import type {
   RoiTimings,
 } from './results.js';
 import type { DecodedRoiTask, RoiLimits, RoiParams } from './task.js';
-import { boxesInPixels, checkRoiWork, multiplyAddsPerPixel } from './work-budget.js';
+import {
+  boxesInPixels,
+  checkImagesWork,
+  checkWork,
+  estimateRoiWork,
+  multiplyAddsPerPixel,
+} from './work-budget.js';
 
 /** Every stage at 0, in the order of the response's `timings` (decode, backbone, then the operators). */
 function zeroTimings(): RoiTimings {
@@ -164,16 +170,11 @@ function checkBackboneWork(backbone: Backbone, size: { width: number; height: nu
 }
 
 /**
- * The work budget of an image request, once its decoded size is known and before the backbone runs:
+ * The work estimate of an image request, once its decoded size is known and before the backbone runs:
  * the backbone on `size` pixels plus the ops on the map it will produce (`ceil(side / stride)`), with
  * the boxes in the resized frame.
  */
-function checkImageRoiWork(
-  task: DecodedRoiTask,
-  backbone: Backbone,
-  size: ImageSize,
-  limits: RoiLimits,
-): void {
+function imageRoiWork(task: DecodedRoiTask, backbone: Backbone, size: ImageSize, limits: RoiLimits) {
   // A pyramid request: the ops costed on the finest level (an upper bound: a box's sampling grid and
   // cells are largest there), the backbone with its pyramid head.
   const pyramid = task.params.pyramid ? backbone.pyramid : undefined;
@@ -191,7 +192,57 @@ function checkImageRoiWork(
   const backboneWork = backboneMultiplyAdds(backbone, size);
   const head = pyramid ? backbone.describe().pyramid : undefined;
   if (head) backboneWork.multiplyAddsPerPixel = multiplyAddsPerPixel({ ...backbone.describe(), ...head });
-  checkRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneWork);
+  return estimateRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneWork);
+}
+
+/** The work budget of one image's request ({@link imageRoiWork} against `MAX_WORK`). */
+function checkImageRoiWork(
+  task: DecodedRoiTask,
+  backbone: Backbone,
+  size: ImageSize,
+  limits: RoiLimits,
+): void {
+  const { estimate, input } = imageRoiWork(task, backbone, size, limits);
+  checkWork(estimate, input, limits.maxWork);
+}
+
+/**
+ * The limits of a request with several images (`images`), checked on the whole request before any
+ * image is decoded: every image's size from its header, then the outputs of all boxes against
+ * `MAX_OUTPUT_VALUES` and every image's backbone pass plus its boxes' ops against `MAX_WORK` (each
+ * image is checked again on its own as it runs, which the whole passing implies).
+ *
+ * @param tasks - one task per image (its image and the boxes that pick it), from `executeImages`
+ * @throws TooLargeError naming `images` (or `boxes` for the outputs); the header errors of an image,
+ *   field `image` (`executeImages` renames them `images[i]`), wrapped by `perImage`
+ */
+async function checkImagesRequest(
+  task: DecodedRoiTask,
+  tasks: readonly DecodedRoiTask[],
+  ctx: PipelineContext,
+  perImage: <T>(i: number, run: () => Promise<T>) => Promise<T>,
+): Promise<void> {
+  const backbone = await ctx.backbone();
+  const { params } = task;
+  const channels = params.pyramid && backbone.pyramid ? backbone.pyramid.channels : backbone.channels;
+  checkOutputValues(task.boxes.count, channels, params.outputSize, params.ops.length, ctx.limits);
+  const estimates: ReturnType<typeof imageRoiWork>[] = [];
+  for (const [i, one] of tasks.entries()) {
+    const size = await perImage(i, () =>
+      readImageSize(one.image as Uint8Array, {
+        limitInputPixels: ctx.limits.maxImagePixels,
+        maxSide: params.maxSide ?? ctx.limits.maxImageSide,
+        field: 'image',
+      }),
+    );
+    const scaled: ImageSize = {
+      ...size,
+      scaleX: size.width / size.originalWidth,
+      scaleY: size.height / size.originalHeight,
+    };
+    estimates.push(imageRoiWork(one, backbone, scaled, ctx.limits));
+  }
+  checkImagesWork(estimates, ctx.limits.maxWork);
 }
 
 /** `featureMap.levels` of a pyramid: each map's level (`log2(stride)`), shape, stride and scale. */
@@ -323,7 +374,14 @@ export async function executeRoi(
   runOps: OpsRunner = runOpsHere,
 ): Promise<RoiResult> {
   // Several images: each through this pipeline on its own, with its boxes (src/core/images.ts).
-  if (task.images) return executeImages(task, (one) => executeRoi(one, ctx, stop));
+  // The whole request is held to the limits first, from the images' headers (src/core/images.ts).
+  if (task.images) {
+    return executeImages(
+      task,
+      (one) => executeRoi(one, ctx, stop),
+      (tasks, perImage) => checkImagesRequest(task, tasks, ctx, perImage),
+    );
+  }
   const { params } = task;
   const timings = zeroTimings();
   let fm: FeatureMap;

@@ -238,7 +238,36 @@ export function estimateWork(
 }
 
 /**
- * Estimates and checks a RoI request in one call: {@link estimateWork} then {@link checkWork}.
+ * The estimate of a RoI request from its parameters, with the {@link OpsWorkInput} it was made from
+ * (which {@link checkWork} and {@link describeWork} read for their messages).
+ *
+ * @param params - the request's op parameters (`RoiParams` from `src/core/task.ts`)
+ * @param limits - `maxSamplingGrid`
+ */
+export function estimateRoiWork(
+  boxes: Boxes,
+  mapShape: readonly [number, number, number, number],
+  spatialScale: number,
+  params: Pick<OpsWorkInput, 'ops' | 'outputSize' | 'samplingRatio' | 'aligned' | 'mode'>,
+  limits: { maxSamplingGrid: number },
+  backbone?: { multiplyAddsPerPixel: number; width: number; height: number },
+): { estimate: WorkEstimate; input: OpsWorkInput } {
+  const input: OpsWorkInput = {
+    boxes,
+    mapShape,
+    spatialScale,
+    ops: params.ops,
+    outputSize: params.outputSize,
+    samplingRatio: params.samplingRatio,
+    aligned: params.aligned,
+    mode: params.mode,
+    maxSamplingGrid: limits.maxSamplingGrid,
+  };
+  return { estimate: estimateWork(input, backbone), input };
+}
+
+/**
+ * Estimates and checks a RoI request in one call: {@link estimateRoiWork} then {@link checkWork}.
  *
  * @param params - the request's op parameters (`RoiParams` from `src/core/task.ts`)
  * @param limits - `maxWork` (`MAX_WORK`) and `maxSamplingGrid`
@@ -253,18 +282,7 @@ export function checkRoiWork(
   limits: { maxWork: number; maxSamplingGrid: number },
   backbone?: { multiplyAddsPerPixel: number; width: number; height: number },
 ): WorkEstimate {
-  const input: OpsWorkInput = {
-    boxes,
-    mapShape,
-    spatialScale,
-    ops: params.ops,
-    outputSize: params.outputSize,
-    samplingRatio: params.samplingRatio,
-    aligned: params.aligned,
-    mode: params.mode,
-    maxSamplingGrid: limits.maxSamplingGrid,
-  };
-  const estimate = estimateWork(input, backbone);
+  const { estimate, input } = estimateRoiWork(boxes, mapShape, spatialScale, params, limits, backbone);
   checkWork(estimate, input, limits.maxWork);
   return estimate;
 }
@@ -291,17 +309,8 @@ export function featureMapFrame(
 
 const sci = (n: number): string => n.toExponential(1);
 
-/**
- * Refuses (413) a request whose estimate exceeds `maxWork`, with the estimate by part and what to
- * change. Nothing has run yet when this throws.
- *
- * @param estimate - from {@link estimateWork}
- * @param input - the same input (for the message's K, C, PH·PW and grid)
- * @param maxWork - `MAX_WORK`
- * @throws TooLargeError (field `boxes`)
- */
-export function checkWork(estimate: WorkEstimate, input: OpsWorkInput, maxWork: number): void {
-  if (estimate.total <= maxWork) return;
+/** The estimate by part, for messages: `backbone 7.7e+6 multiply-adds; align 1.2e+9 (…)`. */
+export function describeWork(estimate: WorkEstimate, input: OpsWorkInput): string {
   const K = input.boxes.count;
   const [, C] = input.mapShape;
   const [PH, PW] = input.outputSize;
@@ -316,9 +325,50 @@ export function checkWork(estimate: WorkEstimate, input: OpsWorkInput, maxWork: 
           : `K=${K} · PH·PW=${PH * PW} · ${sci(w.samples / Math.max(K * PH * PW, 1))} samples/bin · 4 taps × C=${C}`;
     parts.push(`${op} ${sci(w.units)} (${what})`);
   }
+  return parts.join('; ');
+}
+
+/**
+ * Refuses (413) a request whose estimate exceeds `maxWork`, with the estimate by part and what to
+ * change. Nothing has run yet when this throws.
+ *
+ * @param estimate - from {@link estimateWork}
+ * @param input - the same input (for the message's K, C, PH·PW and grid)
+ * @param maxWork - `MAX_WORK`
+ * @throws TooLargeError (field `boxes`)
+ */
+export function checkWork(estimate: WorkEstimate, input: OpsWorkInput, maxWork: number): void {
+  if (estimate.total <= maxWork) return;
   throw new TooLargeError(
-    `this request would cost ~${sci(estimate.total)} work units (${parts.join('; ')}), over MAX_WORK=${sci(maxWork)}`,
+    `this request would cost ~${sci(estimate.total)} work units (${describeWork(estimate, input)}), over MAX_WORK=${sci(maxWork)}`,
     'boxes',
     `an estimated cost <= ${sci(maxWork)} work units: use fewer boxes, a smaller outputSize or samplingRatio, or a smaller feature map / image`,
+  );
+}
+
+/**
+ * Refuses (413) a request with several images (`images`) whose images together exceed `maxWork`:
+ * the limit protects the service, so the whole request counts (every image's backbone pass and every
+ * box's kernels), not each image on its own (8 images would otherwise do 8 × `MAX_WORK`). Nothing has
+ * run yet when this throws: the pipeline calls it with the sizes from the images' headers.
+ *
+ * @param perImage - each image's estimate (its backbone and its boxes' ops) with its input, in order
+ * @param maxWork - `MAX_WORK`
+ * @returns the request's total
+ * @throws TooLargeError (field `images`) naming each image's share
+ */
+export function checkImagesWork(
+  perImage: readonly { estimate: WorkEstimate; input: OpsWorkInput }[],
+  maxWork: number,
+): number {
+  const total = perImage.reduce((sum, p) => sum + p.estimate.total, 0);
+  if (total <= maxWork) return total;
+  const parts = perImage.map(
+    (p, i) => `images[${i}] ~${sci(p.estimate.total)}: ${describeWork(p.estimate, p.input)}`,
+  );
+  throw new TooLargeError(
+    `this request would cost ~${sci(total)} work units over its ${perImage.length} images (${parts.join('; ')}), over MAX_WORK=${sci(maxWork)}`,
+    'images',
+    `an estimated cost <= ${sci(maxWork)} work units for all images together: send fewer or smaller images (or a smaller maxSide) per request, fewer boxes, a smaller outputSize or samplingRatio`,
   );
 }

@@ -80,23 +80,37 @@ function unsupported(detected: string, field: string): UnsupportedMediaError {
   );
 }
 
+/** What an image's header tells, before any pixel is decoded (see {@link readImageSize}). */
+export interface ImageHeaderSize {
+  /** Width after EXIF orientation and the optional `maxSide` resize: the width the pixels will have. */
+  width: number;
+  height: number;
+  /** Width after EXIF orientation, before resizing: the frame boxes are given in. */
+  originalWidth: number;
+  originalHeight: number;
+  /** Detected format: one of {@link SUPPORTED_IMAGE_FORMATS}. */
+  format: string;
+}
+
 /**
- * Decodes an uploaded image into RGB pixels.
+ * Reads an image's size from its header (no pixel decoded) with the checks {@link decodeImage} makes
+ * before decoding: empty, unsupported or corrupt header, zero size, the pixel limit; and the size it
+ * will have after `maxSide`. The pipeline uses it to cost all the images of a request (`images`)
+ * before any of them is decoded or goes through the backbone.
  *
- * @param bytes - The encoded image.
- * @param opts.limitInputPixels - Pixel limit of one frame, default 40e6 (413 above it).
- * @param opts.maxSide - Optional longest side after resizing; default keeps the original size.
- * @param opts.field - Field name for errors, default `'image'`.
- * @param opts.checkSize - Size check run on the header before decoding, default none.
- * @returns RGB pixels `[H, W, 3]` plus original size and the scale used.
- * @throws UnsupportedMediaError (415) for an undetectable or unsupported format (the error names it);
- *   TooLargeError (413) over the pixel limit; InvalidInputError (400) for empty, zero-size,
- *   truncated or corrupt images.
+ * @param opts - `limitInputPixels`, `maxSide` and `field` as for {@link decodeImage} (`checkSize` is not called)
+ * @throws as {@link decodeImage} does for the header
  */
-export async function decodeImage(
+export async function readImageSize(
   bytes: Buffer | Uint8Array,
   opts: DecodeOptions = {},
-): Promise<DecodedImage> {
+): Promise<ImageHeaderSize> {
+  const { width, height, originalWidth, originalHeight, format } = await readHeader(bytes, opts);
+  return { width, height, originalWidth, originalHeight, format };
+}
+
+/** The header half of {@link decodeImage}: the checks and sizes that need no pixel. */
+async function readHeader(bytes: Buffer | Uint8Array, opts: DecodeOptions) {
   const field = opts.field ?? 'image';
   const limit = opts.limitInputPixels ?? DEFAULT_LIMIT_INPUT_PIXELS;
   const { maxSide } = opts;
@@ -159,6 +173,28 @@ export async function decodeImage(
     height = Math.max(1, Math.round(originalHeight * s));
   }
 
+  return { input, field, limit, sharpOptions, width, height, originalWidth, originalHeight, format };
+}
+
+/**
+ * Decodes an uploaded image into RGB pixels.
+ *
+ * @param bytes - The encoded image.
+ * @param opts.limitInputPixels - Pixel limit of one frame, default 40e6 (413 above it).
+ * @param opts.maxSide - Optional longest side after resizing; default keeps the original size.
+ * @param opts.field - Field name for errors, default `'image'`.
+ * @param opts.checkSize - Size check run on the header before decoding, default none.
+ * @returns RGB pixels `[H, W, 3]` plus original size and the scale used.
+ * @throws UnsupportedMediaError (415) for an undetectable or unsupported format (the error names it);
+ *   TooLargeError (413) over the pixel limit; InvalidInputError (400) for empty, zero-size,
+ *   truncated or corrupt images.
+ */
+export async function decodeImage(
+  bytes: Buffer | Uint8Array,
+  opts: DecodeOptions = {},
+): Promise<DecodedImage> {
+  const { input, field, limit, sharpOptions, width, height, originalWidth, originalHeight, format } =
+    await readHeader(bytes, opts);
   opts.checkSize?.({ width, height, originalWidth, originalHeight });
   const decode = (failOn: 'warning' | 'truncated') => {
     let pipeline = sharp(input, { ...sharpOptions, failOn, autoOrient: true })

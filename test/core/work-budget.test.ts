@@ -324,3 +324,72 @@ describe('features map size', () => {
     expect(small.total).toBeLessThan(1e5);
   });
 });
+
+describe('several images (images): the whole request counts against MAX_WORK', () => {
+  function fakeBackbone(): Backbone & { extract: ReturnType<typeof vi.fn> } {
+    const extract = vi.fn(() => Promise.reject(new Error('the backbone must not run')));
+    return {
+      name: 'fake',
+      stride: 16,
+      channels: 256,
+      limits: { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 },
+      engine: 'tfjs',
+      extract,
+      onnxModel: () => null,
+      describe: () => ({ totalMultiplyAdds: 1255 * 224 * 224, referenceInput: [224, 224] }) as never,
+      warmup: async () => undefined,
+      dispose: () => undefined,
+    };
+  }
+
+  // Each 96×64 image costs its backbone pass, 1255 · 96 · 64 = 7.7e6 multiply-adds, plus a few
+  // thousand units of ops (one 8×8 box, one bin, one sample: the copy-in of a 6×4×256 map is 6144).
+  // MAX_WORK = 2e7 takes two such images (1.55e7) and not three (2.3e7), though each is 0.4 of it.
+  async function run(count: number, images?: Buffer[]) {
+    const backbone = fakeBackbone();
+    const limits = { ...defaults, maxWork: 2e7 };
+    const ctx: PipelineContext = { backbone: async () => backbone, backend: () => null, limits };
+    const png = await testPng(96, 64);
+    const list = (images ?? Array.from({ length: count }, () => png)).map((b) => b.toString('base64'));
+    const task = prepareRoi(
+      roiInputOf(
+        roiBodySchema.parse({
+          images: list,
+          boxes: list.map((_, i) => [i, 0, 0, 8, 8]),
+          ops: ['align'],
+          outputSize: 1,
+          samplingRatio: 1,
+        }),
+      ),
+      limits,
+    );
+    const error = await executeRoi(decodeRoiTask(task, limits), ctx).catch((err: unknown) => err);
+    return { error, backbone };
+  }
+
+  it('refuses (413, field images) three images whose sum is over MAX_WORK, before any backbone pass', async () => {
+    const { error, backbone } = await run(3);
+    expect(error).toBeInstanceOf(TooLargeError);
+    expect((error as TooLargeError).field).toBe('images');
+    expect((error as Error).message).toMatch(
+      /^this request would cost ~2\.3e\+7 work units over its 3 images \(images\[0\] ~7\.7e\+6: backbone 7\.7e\+6 multiply-adds; align .*\), over MAX_WORK=2\.0e\+7$/,
+    );
+    expect((error as TooLargeError).expected).toMatch(/fewer or smaller images/);
+    expect(backbone.extract).not.toHaveBeenCalled();
+  });
+
+  it('lets two through (1.5e7): the backbone runs', async () => {
+    const { error, backbone } = await run(2);
+    expect((error as Error).message).toBe('the backbone must not run');
+    expect(backbone.extract).toHaveBeenCalledOnce();
+  });
+
+  it("reads every image's header before any backbone pass: a corrupt second image is a 400 naming images[1]", async () => {
+    const png = await testPng(96, 64);
+    const { error, backbone } = await run(2, [png, Buffer.from('not an image at all')]);
+    expect((error as TooLargeError).status).toBe(415);
+    expect((error as TooLargeError).field).toBe('images[1]');
+    expect((error as Error).message).toMatch(/^images\[1\]: /);
+    expect(backbone.extract).not.toHaveBeenCalled();
+  });
+});
