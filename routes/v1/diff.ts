@@ -86,7 +86,7 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
       );
       // Refuse early when the channel count is known (features, or a loaded backbone); the worker checks
       // again once the feature map exists.
-      const channels = knownChannels(task, app.readiness.backbone?.outputChannels);
+      const channels = knownChannels(task, app.readiness.backbone);
       if (channels !== undefined) checkChannel(body.channel, channels);
       // The worker runs the operators, renders the pictures and encodes the body; this thread only sends
       // it (rendering a sheet here stalled every other request, /healthz included).

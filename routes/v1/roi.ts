@@ -87,10 +87,10 @@ const roiRoutes: FastifyPluginAsyncZod = async (app) => {
       const task = prepareRoi(roiInputOf(body, binaryPartsOf(request)), limits);
       if (body.format === 'json' && body.encoding === 'array') {
         // Refuse early when the channel count is known (features, or a loaded backbone).
-        const channels = knownChannels(task, app.readiness.backbone?.outputChannels);
+        const channels = knownChannels(task, app.readiness.backbone);
         if (typeof channels === 'number') {
           checkArrayEncoding(
-            outputValueCount(task.boxes.count, channels, task.params.outputSize, task.params.ops.length),
+            outputValueCount(task.boxes.count, channels, task.params.outputSize, task.params.ops),
             'array',
           );
         }

@@ -225,7 +225,7 @@ async function checkImagesRequest(
   const backbone = await ctx.backbone();
   const { params } = task;
   const channels = params.pyramid && backbone.pyramid ? backbone.pyramid.channels : backbone.channels;
-  checkOutputValues(task.boxes.count, channels, params.outputSize, params.ops.length, ctx.limits);
+  checkOutputValues(task.boxes.count, channels, params.outputSize, params.ops, ctx.limits);
   const estimates: ReturnType<typeof imageRoiWork>[] = [];
   for (const [i, one] of tasks.entries()) {
     const size = await perImage(i, () =>
@@ -406,13 +406,9 @@ export async function executeRoi(
       ctx,
       (backbone, size) => {
         // Check the output size and the work budget before decoding and the (expensive) backbone.
-        checkOutputValues(
-          task.boxes.count,
-          backbone.channels,
-          params.outputSize,
-          params.ops.length,
-          ctx.limits,
-        );
+        // The channels of the map the ops will read: the pyramid's with `pyramid: true`.
+        const channels = params.pyramid && backbone.pyramid ? backbone.pyramid.channels : backbone.channels;
+        checkOutputValues(task.boxes.count, channels, params.outputSize, params.ops, ctx.limits);
         checkImageRoiWork(task, backbone, size, ctx.limits);
       },
       params.maxSide,

@@ -299,14 +299,29 @@ export function resolveMaxSide(
   };
 }
 
-/** Values in a request's outputs: K·C·PH·PW per op, summed over the ops. */
+/**
+ * The channels op `op` outputs from a map of `channels`: `C`, or for the position-sensitive ops
+ * `C / (PH·PW)` (each output channel reads `PH·PW` input ones). A `C` they cannot split counts whole:
+ * that request is refused (400) before it runs.
+ */
+export function opOutputChannels(op: RoiOp, channels: number, outputSize: readonly [number, number]): number {
+  const bins = outputSize[0] * outputSize[1];
+  return operator(op).positionSensitive && channels % bins === 0 ? channels / bins : channels;
+}
+
+/**
+ * Values in a request's outputs: K·C·PH·PW per op, summed over the ops, with each op's own output
+ * channels ({@link opOutputChannels}); `ops` a count: that many ops of `C` channels.
+ */
 export function outputValueCount(
   boxCount: number,
   channels: number,
   outputSize: readonly [number, number],
-  opCount: number,
+  ops: number | readonly RoiOp[],
 ): number {
-  return boxCount * channels * outputSize[0] * outputSize[1] * opCount;
+  const perOp = boxCount * outputSize[0] * outputSize[1];
+  if (typeof ops === 'number') return perOp * channels * ops;
+  return ops.reduce((sum, op) => sum + perOp * opOutputChannels(op, channels, outputSize), 0);
 }
 
 /**
@@ -323,7 +338,7 @@ export function checkFeatureMapRequest(
   params: RoiParams,
   limits: RoiLimits,
 ): void {
-  checkOutputValues(boxes.count, shape[1], params.outputSize, params.ops.length, limits);
+  checkOutputValues(boxes.count, shape[1], params.outputSize, params.ops, limits);
   const s = params.spatialScale as number;
   const frame = featureMapFrame(shape, s, params.imageSize);
   checkRoiWork(boxesInPixels(boxes, params.normalized, frame), shape, s, params, limits);
@@ -338,13 +353,15 @@ export function checkOutputValues(
   boxCount: number,
   channels: number,
   outputSize: readonly [number, number],
-  opCount: number,
+  ops: number | readonly RoiOp[],
   limits: Pick<RoiLimits, 'maxOutputValues'>,
 ): void {
-  const values = outputValueCount(boxCount, channels, outputSize, opCount);
+  const values = outputValueCount(boxCount, channels, outputSize, ops);
   if (values > limits.maxOutputValues) {
+    const opCount = typeof ops === 'number' ? ops : ops.length;
+    const ps = typeof ops !== 'number' && ops.some((op) => operator(op).positionSensitive);
     throw new TooLargeError(
-      `the outputs would hold ${values} values (K=${boxCount} · C=${channels} · PH·PW=${outputSize[0] * outputSize[1]} · ops=${opCount}), over the limit of ${limits.maxOutputValues}`,
+      `the outputs would hold ${values} values (K=${boxCount} · C=${channels}${ps ? ' (the ps ops: C/(PH·PW))' : ''} · PH·PW=${outputSize[0] * outputSize[1]} · ops=${opCount}), over the limit of ${limits.maxOutputValues}`,
       'boxes',
       `K · C · PH · PW · ops <= ${limits.maxOutputValues}: fewer boxes, ops or a smaller outputSize`,
     );

@@ -168,11 +168,19 @@ export function knownFeatureShape(task: RoiTask): [number, number, number, numbe
 
 /**
  * The channel count the operators will see, when known before any work: the feature map's (see
- * {@link knownFeatureShape}), or for an image the loaded backbone's output channels; undefined otherwise.
- * Routes use it to refuse a request early (a channel index, an array encoding too large).
+ * {@link knownFeatureShape}; a pyramid's levels all have the first's), or for an image the loaded
+ * backbone's output channels, its pyramid's with `pyramid: true` (the built-in pyramid has 64, the
+ * net 256); undefined otherwise. Routes use it to refuse a request early (a channel index, an array
+ * encoding too large). The position-sensitive ops output fewer (`outputValueCount` counts them).
  */
-export function knownChannels(task: RoiTask, backboneChannels: number | undefined): number | undefined {
-  return task.features ? knownFeatureShape(task)?.[1] : backboneChannels;
+export function knownChannels(
+  task: RoiTask,
+  backbone: { outputChannels: number; pyramid?: { channels: number } } | undefined,
+): number | undefined {
+  if (task.features) return knownFeatureShape(task)?.[1];
+  if (!backbone) return undefined;
+  if (task.params.pyramid) return backbone.pyramid?.channels;
+  return backbone.outputChannels;
 }
 
 /** Picks the {@link RoiLimits} out of a {@link Config}. */

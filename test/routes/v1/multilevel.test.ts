@@ -545,3 +545,46 @@ describe('/v1/roi with several images', () => {
     expect(diff.json().errors[0].field).toBe('images');
   });
 });
+
+describe('encoding: "array" counts the channels of what runs (its 1 M value limit)', () => {
+  const refused = (r: { statusCode: number; json: () => { errors: { field: string }[] } }) =>
+    r.statusCode === 413 && r.json().errors[0].field === 'encoding';
+
+  it("pyramid: true outputs the pyramid's 64 channels, not the net's 256: 300 boxes at 7×7 fit (940800 values), 319 do not", async () => {
+    // The early refusal reads the loaded backbone: wait for it, so that the route (not the worker) decides.
+    await server.app.readiness.settled;
+    expect(server.app.readiness.backbone?.pyramid?.channels).toBe(64);
+    const png = (await testPng(97, 71)).toString('base64');
+    const body = (K: number) => ({
+      image: png,
+      pyramid: true,
+      boxes: Array.from({ length: K }, (_, k) => [k % 40, 2, 60, 50]),
+      ops: ['align'],
+      outputSize: 7,
+      encoding: 'array',
+    });
+    // 300 · 64 · 49 = 940800 <= 1e6 (with 256 channels it would be 3763200); 319 · 64 · 49 = 1000384.
+    const fits = await roi(body(300));
+    expect(fits.statusCode, fits.body).toBe(200);
+    expect(fits.json().outputs.align.shape).toEqual([300, 64, 7, 7]);
+    expect(fits.json().outputs.align.data).toHaveLength(940800);
+    expect(refused(await roi(body(319)))).toBe(true);
+  });
+
+  it('ps_align outputs C/(PH·PW) channels: 680 boxes of 30 channels at 7×7 fit (999600 values), 681 do not', async () => {
+    // C = 1470 = 30 · 49: counted on all C the outputs would be 49 times larger.
+    const map = randomMap([1, 1470, 4, 4], 5);
+    const body = (K: number) => ({
+      features: featuresField(map),
+      spatialScale: 1,
+      boxes: Array.from({ length: K }, () => [0, 0, 3, 3]),
+      ops: ['ps_align'],
+      outputSize: 7,
+      encoding: 'array',
+    });
+    const fits = await roi(body(680));
+    expect(fits.statusCode, fits.body).toBe(200);
+    expect(fits.json().outputs.ps_align.shape).toEqual([680, 30, 7, 7]);
+    expect(refused(await roi(body(681)))).toBe(true);
+  });
+});
