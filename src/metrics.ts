@@ -3,9 +3,14 @@
  * Node's default metrics come along, among them `nodejs_eventloop_lag_seconds` (event-loop lag).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AnswerBytes } from './http/answers.js';
 import { STAGES, type Stage } from './core/results.js';
 import type { CancelledTask } from './runtime/protocol.js';
+
+/** What the metrics read of the answers being sent (`AnswerBytes`, `src/http/answers.ts`). */
+export interface AnswerGauge {
+  /** Bytes of work answers being written. */
+  readonly inFlight: number;
+}
 
 /**
  * What the metrics read of the work pool at scrape time, and the hook it reports stopped tasks to: a
@@ -67,7 +72,7 @@ export interface Metrics {
  * @param pool - read at scrape time for the queue and the workers' tfjs tensor count
  * @param answers - read at scrape time for the bytes of answers being sent
  */
-export function createMetrics(pool: WorkGauges, answers?: AnswerBytes): Metrics {
+export function createMetrics(pool: WorkGauges, answers?: AnswerGauge): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({

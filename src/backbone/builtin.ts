@@ -25,7 +25,6 @@
  * list, the weights, the tfjs model and the description walk the same node kinds and are kept together,
  * so a new kind is added in one place.
  */
-import type { PyramidDescription } from './pyramid.js';
 import { tf } from './tf.js';
 
 /**
@@ -397,6 +396,33 @@ export interface LayerDescription {
   /** Receptive field (px of the input) and stride (jump) of one output position. */
   receptiveField: number;
   totalStride: number;
+}
+
+// The pyramid's description lives here, beside the net's (`pyramid.ts` computes it), so that neither
+// module imports the other.
+/** One level of the pyramid as `/v1/backbone` describes it. */
+export interface PyramidLevelDescription {
+  /** The node it is read from (`fpn/p3`, …). */
+  name: string;
+  /** FPN level `k`: stride `2^k`. */
+  level: number;
+  stride: number;
+  /** Logical `[1, C, H, W]` at the reference input. */
+  outputShape: number[];
+  receptiveField: number;
+}
+
+/** `/v1/backbone`'s `pyramid`: the levels and the cost of a pyramid forward pass. */
+export interface PyramidDescription {
+  channels: number;
+  strides: number[];
+  levels: PyramidLevelDescription[];
+  /** Parameters of the whole pyramid network (the built-in net's included). */
+  totalParams: number;
+  /** Multiply-adds of one pyramid forward pass at the reference input (the built-in net's included). */
+  totalMultiplyAdds: number;
+  /** The layers the pyramid adds to the built-in net (`layers` lists the net itself). */
+  layers: LayerDescription[];
 }
 
 export interface BackboneDescription {

@@ -14,7 +14,7 @@ import {
   networkWeights,
   type BackboneDescription,
 } from './builtin.js';
-import type { Backbone, BackbonePyramid, LoadBackboneOptions } from './index.js';
+import type { Backbone, BackbonePyramid, LoadBackboneOptions } from './types.js';
 import {
   BUILTIN_INPUT_RANGE,
   REFERENCE_INPUT,

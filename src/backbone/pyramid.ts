@@ -24,7 +24,15 @@
  * 64 channels keep it light (the smoothing conv on P3 is the largest new cost) and make the
  * position-sensitive ops usable on it with 1×1, 2×2, 4×4 or 8×8 bins (`C` must be a multiple of `PH·PW`).
  */
-import { BUILTIN_NETWORK, describeNetwork, type LayerDescription, type NetworkNode } from './builtin.js';
+import {
+  BUILTIN_NETWORK,
+  describeNetwork,
+  type NetworkNode,
+  type PyramidDescription,
+  type PyramidLevelDescription,
+} from './builtin.js';
+
+export type { PyramidDescription, PyramidLevelDescription };
 
 /** Channels of every pyramid level. */
 export const PYRAMID_CHANNELS = 64;
@@ -60,31 +68,6 @@ export const PYRAMID_HEAD: readonly NetworkNode[] = [
 
 /** The built-in net with the pyramid head: {@link BUILTIN_NETWORK}'s node objects, then {@link PYRAMID_HEAD}. */
 export const PYRAMID_NETWORK: readonly NetworkNode[] = [...BUILTIN_NETWORK, ...PYRAMID_HEAD];
-
-/** One level of the pyramid as `/v1/backbone` describes it. */
-export interface PyramidLevelDescription {
-  /** The node it is read from (`fpn/p3`, …). */
-  name: string;
-  /** FPN level `k`: stride `2^k`. */
-  level: number;
-  stride: number;
-  /** Logical `[1, C, H, W]` at the reference input. */
-  outputShape: number[];
-  receptiveField: number;
-}
-
-/** `/v1/backbone`'s `pyramid`: the levels and the cost of a pyramid forward pass. */
-export interface PyramidDescription {
-  channels: number;
-  strides: number[];
-  levels: PyramidLevelDescription[];
-  /** Parameters of the whole pyramid network (the built-in net's included). */
-  totalParams: number;
-  /** Multiply-adds of one pyramid forward pass at the reference input (the built-in net's included). */
-  totalMultiplyAdds: number;
-  /** The layers the pyramid adds to the built-in net (`layers` lists the net itself). */
-  layers: LayerDescription[];
-}
 
 /** The pyramid at `referenceInput` (`[H, W]`). */
 export function describePyramid(referenceInput: [number, number]): PyramidDescription {

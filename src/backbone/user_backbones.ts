@@ -3,7 +3,7 @@
  * on tfjs, or an ONNX model (`model.onnx`, `user_onnx.ts`) on ONNX Runtime.
  */
 import { basename } from 'node:path';
-import type { Backbone, LoadBackboneOptions } from './index.js';
+import type { Backbone, LoadBackboneOptions } from './types.js';
 import {
   backendFacts,
   checkImage,

@@ -9,7 +9,7 @@ import { backboneCommand } from './backbone.js';
 import { cliErrorOf, EXIT_USAGE } from './common.js';
 import { diffCommand } from './diff.js';
 import { featuresCommand } from './features.js';
-import { roiCommand } from './roi.js';
+import { roiCommand } from './roi-command.js';
 import { serveCommand } from './serve.js';
 
 /** The program, with every command (exported for tests and `--help` checks). */
