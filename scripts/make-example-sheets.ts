@@ -90,7 +90,7 @@ async function main(): Promise<void> {
       spatialScale: 1 / 32,
       imageSize: [512, 512],
       boxes: [
-        [296, 192, 496, 337], // the worked example of docs/roi-semantics.md
+        [296, 192, 496, 337], // the worked example of docs/semantics.md
         [52, 124, 246, 344],
       ],
       outputSize: 3,

@@ -1,6 +1,6 @@
 /**
  * Slow, obviously-correct references for position-sensitive RoI Align / Pool: one nested loop per
- * output value, written straight from docs/roi-semantics ("Position-sensitive RoI Align / Pool"),
+ * output value, written straight from docs/semantics.md ("Position-sensitive RoI Align / Pool"),
  * reading NCHW through an index function. Geometry in float32 (`Math.fround`) as the contract asks;
  * values accumulate in doubles (so the fast kernels, which sum in float32 like torchvision, agree to
  * float tolerance, and choose exactly the same samples and cells).

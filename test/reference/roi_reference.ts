@@ -1,6 +1,6 @@
 /**
  * Slow, obviously-correct references for the three operators: one nested loop per output value,
- * written straight from docs/roi-semantics (the contract), reading NCHW through an index function.
+ * written straight from docs/semantics.md (the contract), reading NCHW through an index function.
  * Geometry in float32 (`Math.fround`) as the contract asks; values accumulate in doubles.
  * The fast kernels in src/ops are compared with these on random inputs.
  */

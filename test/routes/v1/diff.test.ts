@@ -56,7 +56,7 @@ interface DiffJson {
 }
 
 describe('POST /v1/diff, features input', () => {
-  // The worked example of docs/roi-semantics.md: 512×512 image, stride 32, 3×3 output.
+  // The worked example of docs/semantics.md: 512×512 image, stride 32, 3×3 output.
   const fm = randomMap([1, 3, 16, 16], 5);
   const example = {
     features: featuresField(fm),
