@@ -11,7 +11,7 @@ import type { RoiResult } from '../core/results.js';
 import { COMPARED_OPS, DIFF_PAIRS, pairKey, type ComparedOp } from '../ops/registry.js';
 import { boxRows, echoedParams, JSON_CONTENT_TYPE, type EncodedBody } from '../core/encode.js';
 import { coverageSummary, diffStats, renderDiff, type PairDiff } from './render-sheet.js';
-import { toPng, type RgbImage } from './render.js';
+import { toPng, type Raster } from './render.js';
 import type { RoiWarning } from '../warnings.js';
 
 type Pairs = DiffResponse['differencesAll']['pairs'];
@@ -115,7 +115,7 @@ export async function encodeDiff(
     rendered.overlay ? toPng(rendered.overlay) : null,
     Promise.all(rendered.rows.map(toPng)),
     // Always there: the pipeline returns the feature map with includeImage.
-    toPng(rendered.featureHeatmap as RgbImage),
+    toPng(rendered.featureHeatmap as Raster),
   ]);
   const { format: _format, encoding: _encoding, ...roiParams } = echoedParams(result, 'json', 'base64');
   const payload: DiffResponse = {

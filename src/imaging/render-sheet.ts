@@ -33,7 +33,7 @@ import {
   valueRange,
   type ChannelSelect,
   type PairStats,
-  type RgbImage,
+  type Raster,
 } from './render.js';
 import { drawTextRuns, measureText, takeTextRuns, textToken as svgText, wrapText } from './text.js';
 import { levelTag, levelTagSvg, rotatedBoxSvg } from './overlay-shapes.js';
@@ -116,15 +116,15 @@ export interface PairDiff extends PairStats {
 
 export interface DiffRender {
   /** The whole sheet. */
-  sheet: RgbImage;
+  sheet: Raster;
   /** Overlay strip (both overlays and the legend); absent without an image. */
-  overlay?: RgbImage;
+  overlay?: Raster;
   /** Feature heatmap with boxes; absent without a feature map, or when not asked for (`featureHeatmap`). */
-  featureHeatmap?: RgbImage;
+  featureHeatmap?: Raster;
   /** One panel row per shown box. */
-  rows: RgbImage[];
+  rows: Raster[];
   /** The summary over all boxes (coverage spreads, IoU histograms, differences); absent without boxes. */
-  summary?: RgbImage;
+  summary?: Raster;
   /** Number of boxes with panels, `min(K, maxBoxes)`. */
   boxesShown: number;
 }
@@ -273,7 +273,7 @@ export async function renderOverlay(
   boxes: readonly OverlayBox[],
   stride: number,
   drawGrid: boolean,
-): Promise<{ image: RgbImage; gridDrawn: boolean }> {
+): Promise<{ image: Raster; gridDrawn: boolean }> {
   const [fw, fh] = frame;
   const scale = displayScale(fw, fh, OVERLAY_MAX_W, OVERLAY_MAX_H, OVERLAY_MAX_UPSCALE);
   const dw = Math.max(1, Math.round(fw * scale));
@@ -348,7 +348,7 @@ export async function renderOverlay(
     layers.labels;
   // The strip hands a base already at display size (resized once for both overlays); anything else is
   // resized here. Upscaling stays nearest (pixels and feature cells stay crisp); downscaling filters.
-  const sized: RgbImage =
+  const sized: Raster =
     base.width === dw && base.height === dh && base.channels === 3
       ? {
           data: Buffer.from(base.data.buffer, base.data.byteOffset, base.data.byteLength),
@@ -449,7 +449,7 @@ function legendSvg(
 }
 
 /** A `width × height` raster of one colour. */
-function solid(width: number, height: number, [r, g, b]: Rgb): RgbImage {
+function solid(width: number, height: number, [r, g, b]: Rgb): Raster {
   const data = Buffer.alloc(width * height * 3);
   for (let i = 0; i < width * height; i++) data.set([r, g, b], i * 3);
   return { data, width, height };
@@ -459,7 +459,7 @@ function solid(width: number, height: number, [r, g, b]: Rgb): RgbImage {
  * Copies `image` into `canvas` with its top-left corner at `(left, top)` (rounded), clipped to the canvas.
  * Row copies in JS: libvips' composite of raw layers cost ~150 ms for one sheet, this ~1 ms.
  */
-function blit(canvas: RgbImage, image: RgbImage, left: number, top: number): void {
+function blit(canvas: Raster, image: Raster, left: number, top: number): void {
   const x0 = Math.round(left);
   const y0 = Math.round(top);
   const from = Math.max(0, -x0);
@@ -481,10 +481,10 @@ function blit(canvas: RgbImage, image: RgbImage, left: number, top: number): voi
 export async function compose(
   width: number,
   height: number,
-  rasters: readonly { image: RgbImage; left: number; top: number }[],
+  rasters: readonly { image: Raster; left: number; top: number }[],
   markup: string,
-): Promise<RgbImage> {
-  const canvas: RgbImage = { data: Buffer.alloc(width * height * 3, 255), width, height };
+): Promise<Raster> {
+  const canvas: Raster = { data: Buffer.alloc(width * height * 3, 255), width, height };
   for (const { image, left, top } of rasters) blit(canvas, image, left, top);
   if (!markup) return canvas;
   // Text comes out of the SVG and is drawn last from cached glyph masks (see `drawTextRuns`).
@@ -495,7 +495,7 @@ export async function compose(
 }
 
 /** Rasterises an SVG body of the canvas's size alone and blends it over the canvas. */
-async function blendSvg(canvas: RgbImage, svg: string): Promise<void> {
+async function blendSvg(canvas: Raster, svg: string): Promise<void> {
   const { width, height } = canvas;
   const { data: layer } = await sharp(
     Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg}</svg>`),
@@ -553,7 +553,7 @@ function colorbar(
   min: number,
   max: number,
   colormap: ColormapName,
-): { raster: { image: RgbImage; left: number; top: number }; svg: string } {
+): { raster: { image: Raster; left: number; top: number }; svg: string } {
   const image = colorbarImage(BAR_W, height, colormap);
   let svg = `<rect x="${x - 0.5}" y="${y - 0.5}" width="${BAR_W + 1}" height="${height + 1}" fill="none" stroke="#999"/>`;
   const ticks: [number, number][] = [
@@ -583,7 +583,7 @@ export function panelCaption(map: Float32Array): [string, string] {
 }
 
 /** One row of panels for box `k`. */
-async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSelect): Promise<RgbImage> {
+async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSelect): Promise<Raster> {
   const { pooled, coverage } = input;
   const [, C, PH, PW] = pooled[REFERENCE].shape;
   const cell = Math.max(1, Math.floor(PANEL / Math.max(PH, PW)));
@@ -600,7 +600,7 @@ async function renderRow(input: DiffRenderInput, k: number, channel: ChannelSele
   }));
   const dmax = valueRange(...diffs.map((d) => d.map))[1];
 
-  const rasters: { image: RgbImage; left: number; top: number }[] = [];
+  const rasters: { image: Raster; left: number; top: number }[] = [];
   let svg = '';
   const top = TITLE_H + 8;
 
@@ -720,7 +720,7 @@ async function renderFeaturePanel(
   input: DiffRenderInput,
   channel: ChannelSelect,
   shown: number,
-): Promise<{ image: RgbImage; batch: number }> {
+): Promise<{ image: Raster; batch: number }> {
   const features = input.features as FeatureMap;
   const [N, C, H, W] = features.shape;
   const batch = shown > 0 ? Math.min(N - 1, input.boxes.data[0]) : 0;
@@ -786,11 +786,11 @@ function boxExtras(input: DiffRenderInput, k: number): Pick<OverlayBox, 'polygon
 }
 
 /** The overlay strip: RoI Pool and RoI Warp over the image, and the legend. */
-async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promise<RgbImage> {
+async function renderOverlayStrip(input: DiffRenderInput, shown: number): Promise<Raster> {
   const image = input.image as RawImage;
   const frame = input.imageSize ?? ([image.width, image.height] as const);
   const stride = 1 / input.spatialScale;
-  const rasters: { image: RgbImage; left: number; top: number }[] = [];
+  const rasters: { image: Raster; left: number; top: number }[] = [];
   let svg = '';
   let x = MARGIN;
   let bottom = 0;
@@ -888,7 +888,7 @@ export function coverageSummary(coverage: readonly BoxCoverage[]): CoverageSumma
  * The summary over all boxes: per op (Pool, Warp) IoU, gained and lost fractions as min · median · max,
  * an IoU histogram, and the differences between the outputs over all boxes and channels.
  */
-async function renderSummary(input: DiffRenderInput, shown: number): Promise<RgbImage> {
+async function renderSummary(input: DiffRenderInput, shown: number): Promise<Raster> {
   const summary = coverageSummary(input.coverage);
   const K = summary.boxes;
   const cols = [MARGIN, MARGIN + 84, MARGIN + 290, MARGIN + 420, MARGIN + 650];
@@ -976,7 +976,7 @@ export async function renderDiff(input: DiffRenderInput): Promise<DiffRender> {
       ? await renderFeaturePanel(input, channel, shown)
       : undefined;
   const summary = K > 0 ? await renderSummary(input, shown) : undefined;
-  const rows: RgbImage[] = [];
+  const rows: Raster[] = [];
   for (let k = 0; k < shown; k++) rows.push(await renderRow(input, k, channel));
 
   // Header: what was computed, with which parameters.

@@ -9,8 +9,11 @@ import sharp, { type Sharp } from 'sharp';
 import { colormapLut, colormapIndex, type ColormapName } from './colormap.js';
 import type { FeatureMap, Pooled } from '../ops/types.js';
 
-/** An 8-bit RGB raster, row-major `[height, width, 3]`. */
-export interface RgbImage {
+/**
+ * An 8-bit RGB raster the pictures are drawn on, row-major `[height, width, 3]` in a Buffer. (Not the
+ * backbone's `RgbImage`, `src/backbone/input.ts`: the decoded input image, its pixels in `rgb`.)
+ */
+export interface Raster {
   data: Buffer;
   width: number;
   height: number;
@@ -180,7 +183,7 @@ export function heatmapImage(
   rows: number,
   cols: number,
   options: { min: number; max: number; cell?: number; colormap?: ColormapName },
-): RgbImage {
+): Raster {
   const { min, max, cell = 1, colormap = 'viridis' } = options;
   const lut = colormapLut(colormap);
   const width = cols * cell;
@@ -206,7 +209,7 @@ export function heatmapImage(
 }
 
 /** A vertical colour bar `width × height`, high end at the top. */
-export function colorbarImage(width: number, height: number, colormap: ColormapName = 'viridis'): RgbImage {
+export function colorbarImage(width: number, height: number, colormap: ColormapName = 'viridis'): Raster {
   const lut = colormapLut(colormap);
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) {
@@ -221,17 +224,17 @@ export function colorbarImage(width: number, height: number, colormap: ColormapN
 }
 
 /** sharp input options for a raw RGB raster. */
-export function rawInput(image: RgbImage): { raw: { width: number; height: number; channels: 3 } } {
+export function rawInput(image: Raster): { raw: { width: number; height: number; channels: 3 } } {
   return { raw: { width: image.width, height: image.height, channels: 3 } };
 }
 
 /** PNG bytes of an RGB raster. */
-export async function toPng(image: RgbImage): Promise<Buffer> {
+export async function toPng(image: Raster): Promise<Buffer> {
   return sharp(image.data, rawInput(image)).png({ compressionLevel: 6 }).toBuffer();
 }
 
 /** Decodes a sharp pipeline's output to an RGB raster (alpha flattened onto white). */
-export async function toRgb(pipeline: Sharp): Promise<RgbImage> {
+export async function toRgb(pipeline: Sharp): Promise<Raster> {
   const { data, info } = await pipeline
     .flatten({ background: '#ffffff' })
     .removeAlpha()

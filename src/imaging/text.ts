@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import opentype, { type Font, type Glyph, type PathCommand } from 'opentype.js';
 import sharp from 'sharp';
-import type { RgbImage } from './render.js';
+import type { Raster } from './render.js';
 
 export type FontWeight = 'normal' | 'bold';
 export type TextAnchor = 'start' | 'middle' | 'end';
@@ -299,7 +299,7 @@ function parseFill(fill: string): [number, number, number] {
  * across and 1/2 px down). A sheet's few hundred glyphs are a few dozen distinct masks: after the first
  * sheet, text costs a blend per pixel of ink instead of librsvg filling every outline again.
  */
-export async function drawTextRuns(canvas: RgbImage, runs: readonly TextRun[]): Promise<void> {
+export async function drawTextRuns(canvas: Raster, runs: readonly TextRun[]): Promise<void> {
   if (masks.size > MAX_MASKS) masks.clear();
   const placed: { key: string; x: number; y: number; fill: [number, number, number] }[] = [];
   const missing = new Map<string, { outline: GlyphOutline; phase: number }>();

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { FILL_OPACITY, PALETTE, type Rgb } from '../../src/imaging/colormap.js';
 import { levelTag, polygonPath } from '../../src/imaging/overlay-shapes.js';
 import { renderDiff, renderOverlay, type RawImage } from '../../src/imaging/render-sheet.js';
-import type { RgbImage } from '../../src/imaging/render.js';
+import type { Raster } from '../../src/imaging/render.js';
 import {
   coverage,
   roiAlign,
@@ -27,7 +27,7 @@ function flat(width: number, height: number, color: Rgb): RawImage {
   return { data, width, height, channels: 3 };
 }
 
-function pixel(img: RgbImage, x: number, y: number): number[] {
+function pixel(img: Raster, x: number, y: number): number[] {
   const o = (Math.floor(y) * img.width + Math.floor(x)) * 3;
   return [img.data[o], img.data[o + 1], img.data[o + 2]];
 }
@@ -95,7 +95,7 @@ describe('pyramid levels on the sheet', () => {
     const fine = (await paint(32)).image;
     const s = plain.width / 512;
     // x = 160 is a cell edge at stride 32 but not at 64: a grid line only when the box's stride is 32.
-    const line = (img: RgbImage) => pixel(img, Math.round(160 * s) + 0.5, 150 * s);
+    const line = (img: Raster) => pixel(img, Math.round(160 * s) + 0.5, 150 * s);
     expect(line(plain)).toEqual([...GREY]); // inside box and region: the image itself
     expect(line(fine)[0]).toBeGreaterThan(GREY[0] + 20); // a white line at 40 % opacity
   });
@@ -167,7 +167,7 @@ describe('rotated boxes on the sheet', () => {
     expect(rotated.sheet.height - upright.sheet.height).toBe(18); // the header line
     // The table's fourth line (pool, warp, align, then Rotated; baseline 22 + 18 + 16 (the line saying the
     // box is rotated) + 24 + 4·18 = 152): text in the rotated box's row, blank in the upright one.
-    const inked = (img: RgbImage) => {
+    const inked = (img: Raster) => {
       for (let y = 142; y < 156; y++)
         for (let x = 16; x < 80; x++) if (pixel(img, x, y)[0] < 160) return true;
       return false;

@@ -17,7 +17,7 @@ import {
   type DiffRenderInput,
   type RawImage,
 } from '../../src/imaging/render-sheet.js';
-import { formatNumber, reduceDifference, toRgb, type RgbImage } from '../../src/imaging/render.js';
+import { formatNumber, reduceDifference, toRgb, type Raster } from '../../src/imaging/render.js';
 import { svgText } from '../../src/imaging/text.js';
 import {
   coverage,
@@ -43,7 +43,7 @@ function quadrants(width: number, height: number, colors: [Rgb, Rgb, Rgb, Rgb]):
 const GREY: Rgb = [128, 128, 128];
 const FAR: Rgb = [30, 160, 90];
 
-function pixel(img: RgbImage, x: number, y: number): number[] {
+function pixel(img: Raster, x: number, y: number): number[] {
   const o = (Math.floor(y) * img.width + Math.floor(x)) * 3;
   return [img.data[o], img.data[o + 1], img.data[o + 2]];
 }
