@@ -15,6 +15,7 @@ import { boxAt, denormalizeBoxes, scaleBoxes } from '../ops/boxes.js';
 import { coverage } from '../ops/coverage.js';
 import { toLayout } from '../ops/features.js';
 import { MAX_SAMPLING_GRID } from '../ops/params.js';
+import { roiGeometry, type RoiGeometry } from '../ops/roi_align.js';
 import {
   COMPARED_OPS,
   V1_OPERATORS,
@@ -280,10 +281,14 @@ function scaleRotated(rotated: RotatedBoxes, sx: number, sy: number): RotatedBox
 function checkAdaptiveGrid(boxes: Boxes, params: RoiParams, spatialScale: number, maxGrid: number): void {
   if (params.samplingRatio > 0 || maxGrid >= MAX_SAMPLING_GRID) return;
   const [PH, PW] = params.outputSize;
+  // The kernel's own float32 geometry (`roiGeometry`), not a float64 copy of it: a box the kernel would
+  // sample with `maxGrid` points per axis is never refused here, and one over it always is.
+  const geo: RoiGeometry = { startY: 0, startX: 0, binH: 0, binW: 0, gridH: 0, gridW: 0 };
+  const s = Math.fround(spatialScale);
   for (let k = 0; k < boxes.count; k++) {
-    const box = boxAt(boxes, k);
-    const gh = Math.ceil(((box.y2 - box.y1) * spatialScale) / PH);
-    const gw = Math.ceil(((box.x2 - box.x1) * spatialScale) / PW);
+    roiGeometry(boxes.data, k, s, PH, PW, params.samplingRatio, params.aligned, geo);
+    const gh = geo.gridH;
+    const gw = geo.gridW;
     if (gh > maxGrid || gw > maxGrid) {
       throw new InvalidInputError(
         `the adaptive sampling grid of boxes[${k}] would be ${Math.max(gh, gw)} points per axis, over the limit of ${maxGrid}`,

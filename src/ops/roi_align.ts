@@ -90,9 +90,11 @@ const fround = Math.fround;
 
 /**
  * Per-RoI geometry in float32, in ONNX Runtime's order of operations, so that the discrete decisions
- * (a sample outside the map, `floor`, the edge clamp) agree with it bit for bit.
+ * (a sample outside the map, `floor`, the edge clamp) agree with it bit for bit. Exported for the
+ * pipeline's guard of the configured `MAX_SAMPLING_GRID` (`src/core/pipeline.ts`), so that the guard and
+ * the kernel compute the adaptive grid with the same arithmetic.
  */
-interface RoiGeometry {
+export interface RoiGeometry {
   startY: number;
   startX: number;
   binH: number;
@@ -101,7 +103,7 @@ interface RoiGeometry {
   gridW: number;
 }
 
-function roiGeometry(
+export function roiGeometry(
   data: Float32Array,
   k: number,
   s: number,
