@@ -5,7 +5,7 @@
  * `MAX_WORK × ns/unit` is what the default budget means in seconds of one core here.
  */
 import { initTensorFlow, loadBackbone } from '../src/backbone/index.js';
-import { roiAlign, roiPool, roiWarp } from '../src/ops/index.js';
+import { psRoiAlign, psRoiPool, roiAlign, roiPool, roiWarp } from '../src/ops/index.js';
 import type { AlignMode, Boxes, FeatureMap } from '../src/ops/types.js';
 import { estimateWork, multiplyAddsPerPixel, type OpsWorkInput } from '../src/core/work-budget.js';
 
@@ -17,7 +17,7 @@ interface Case {
   K: number;
   /** Box side in map cells (boxes at the top-left, slightly varied). */
   side: number;
-  op: 'pool' | 'align' | 'warp';
+  op: 'pool' | 'align' | 'warp' | 'ps_align' | 'ps_pool';
   outputSize: number;
   samplingRatio: number;
   mode: AlignMode;
@@ -168,6 +168,22 @@ const cases: Case[] = [
     samplingRatio: 2,
     mode: 'avg',
   },
+  // The position-sensitive kernels (plain JavaScript on the map as it lies; PS_TAP_COST): R-FCN-like
+  // C = 49 · C_out, 7×7, from cache-friendly to a map that misses the cache on every channel.
+  ...[1, 10, 100].flatMap((Cout) =>
+    (['ps_align', 'ps_pool'] as const).map((op): Case => ({
+      name: `${op} o7 64² C=${49 * Cout}`,
+      C: 49 * Cout,
+      H: 64,
+      W: 64,
+      K: 300,
+      side: 48,
+      op,
+      outputSize: 7,
+      samplingRatio: 2,
+      mode: 'avg',
+    })),
+  ),
 ];
 
 function featureMap(C: number, H: number, W: number): FeatureMap {
@@ -226,6 +242,8 @@ export async function runWorkBudgetBench(): Promise<void> {
     const ms = time(() => {
       if (c.op === 'pool') roiPool(fm, input.boxes, params);
       else if (c.op === 'align') roiAlign(fm, input.boxes, params);
+      else if (c.op === 'ps_align') psRoiAlign(fm, input.boxes, params);
+      else if (c.op === 'ps_pool') psRoiPool(fm, input.boxes, params);
       else roiWarp(fm, input.boxes, params);
     });
     row(c.name, units, ms);

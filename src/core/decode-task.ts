@@ -83,9 +83,12 @@ export function decodeRoiTask(task: RoiTask, limits: RoiLimits): DecodedRoiTask 
       : decodeFeaturesInput(task.features);
   if (features) {
     assertBoxes(task.boxes, features.shape[0], 'boxes');
-    if (task.features?.encoding === 'npy') {
-      // Checked on the HTTP thread when the shape came with the JSON; a `.npy` shape is known only now.
-      checkFeatureMapRequest(task.boxes, features.shape, task.params, limits);
+    // Checked on the HTTP thread when the shapes came with the JSON; a `.npy` shape is known only now.
+    if ((task.levelFeatures ?? [task.features]).some((f) => f?.encoding === 'npy')) {
+      checkFeatureMapRequest(task.boxes, features.shape, task.params, limits, {
+        levelShapes: levelFeatures?.map((f) => f.shape),
+        rotated: task.rotated,
+      });
     }
   }
   const { levelFeatures: _sent, images: _sentImages, ...rest } = task;

@@ -176,8 +176,8 @@ function checkBackboneWork(backbone: Backbone, size: { width: number; height: nu
  * the boxes in the resized frame.
  */
 function imageRoiWork(task: DecodedRoiTask, backbone: Backbone, size: ImageSize, limits: RoiLimits) {
-  // A pyramid request: the ops costed on the finest level (an upper bound: a box's sampling grid and
-  // cells are largest there), the backbone with its pyramid head.
+  // A pyramid request: each box's ops costed on its level (the level mapping needs only the boxes), the
+  // backbone with its pyramid head.
   const pyramid = task.params.pyramid ? backbone.pyramid : undefined;
   const stride = pyramid ? pyramid.strides[0] : backbone.stride;
   const mapShape = [
@@ -193,7 +193,20 @@ function imageRoiWork(task: DecodedRoiTask, backbone: Backbone, size: ImageSize,
   const backboneWork = backboneMultiplyAdds(backbone, size);
   const head = pyramid ? backbone.describe().pyramid : undefined;
   if (head) backboneWork.multiplyAddsPerPixel = multiplyAddsPerPixel({ ...backbone.describe(), ...head });
-  return estimateRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneWork);
+  // Each level's map is `ceil(side / stride)` (the backbone's pyramid crops to that; an upper bound).
+  const levels = pyramid && {
+    shapes: pyramid.strides.map(
+      (t) => [1, pyramid.channels, Math.ceil(size.height / t), Math.ceil(size.width / t)] as const,
+    ),
+    scales: pyramid.strides.map((t) => 1 / t),
+    levelMapping: task.params.levelMapping,
+  };
+  // Rotated boxes follow the image's resize as the pipeline scales them (their level is from w·h).
+  const rotated = task.rotated && scaleRotated(task.rotated, size.scaleX, size.scaleY);
+  return estimateRoiWork(boxes, mapShape, 1 / stride, task.params, limits, backboneWork, {
+    pyramid: levels || undefined,
+    rotated,
+  });
 }
 
 /** The work budget of one image's request ({@link imageRoiWork} against `MAX_WORK`). */

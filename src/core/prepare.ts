@@ -7,7 +7,7 @@
 import { InvalidInputError, TooLargeError } from '../errors.js';
 import { toCanonicalBoxes, type BoxFormat } from '../ops/boxes.js';
 import { operator, ROI_OPS, type RoiOp } from '../ops/registry.js';
-import { toRotatedBoxes } from '../ops/rotated_roi_align.js';
+import { toRotatedBoxes, type RotatedBoxes } from '../ops/rotated_roi_align.js';
 import type { Boxes, Layout } from '../ops/types.js';
 import { size, type RoiWarning } from '../warnings.js';
 import {
@@ -155,7 +155,14 @@ export function prepareRoi(
   };
   // The shapes are known: refuse an over-budget request here, before it takes a queue slot (a
   // `.npy` map's shape is in its header: the worker checks it once read, see `decodeRoiTask`).
-  if (shape) checkFeatureMapRequest(boxes, shape, params, limits);
+  // A pyramid's levels are costed each on its own map: all their shapes must be known here.
+  const levelShapes = levels?.features.map((f) => knownFeatureShape({ features: f } as RoiTask));
+  if (shape && !levelShapes?.includes(undefined)) {
+    checkFeatureMapRequest(boxes, shape, params, limits, {
+      levelShapes: levelShapes as [number, number, number, number][] | undefined,
+      rotated,
+    });
+  }
   return {
     image: body.image,
     ...(images ? { images: [...images] } : {}),
@@ -337,11 +344,23 @@ export function checkFeatureMapRequest(
   shape: readonly [number, number, number, number],
   params: RoiParams,
   limits: RoiLimits,
+  extra: {
+    /** A pyramid's `[N, C, H, W]` per level (finest first, `shape` the first): boxes costed on their level. */
+    levelShapes?: readonly (readonly [number, number, number, number])[];
+    rotated?: RotatedBoxes;
+  } = {},
 ): void {
   checkOutputValues(boxes.count, shape[1], params.outputSize, params.ops, limits);
   const s = params.spatialScale as number;
   const frame = featureMapFrame(shape, s, params.imageSize);
-  checkRoiWork(boxesInPixels(boxes, params.normalized, frame), shape, s, params, limits);
+  const pyramid =
+    extra.levelShapes && params.spatialScales
+      ? { shapes: extra.levelShapes, scales: params.spatialScales, levelMapping: params.levelMapping }
+      : undefined;
+  checkRoiWork(boxesInPixels(boxes, params.normalized, frame), shape, s, params, limits, undefined, {
+    pyramid,
+    rotated: extra.rotated,
+  });
 }
 
 /**

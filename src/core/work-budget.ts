@@ -27,6 +27,10 @@
  * pool:             Σ_boxes cells read · (Cp + TAP_OVERHEAD_POOL) + K·PH·PW · POOL_BIN_COST
  *                   cells read = Σ_bins rows·cols of the quantized bins, clipped to the map (exact)
  * every op:         K·C·PH·PW · OUTPUT_COST                               (transpose + copy out)
+ * ps_align:         Σ_boxes PH·PW · gh·gw · 4 taps · (C_out·PS_TAP_COST + TAP_OVERHEAD)  (no merging,
+ *                   no copy-in; C_out = C / (PH·PW)) + the sample tables and bins as align
+ * ps_pool:          Σ_boxes cells read (torchvision's bins) · (C_out·PS_TAP_COST + TAP_OVERHEAD_POOL) + bins
+ * pyramid:          each box on its level (the level mapping), each level with boxes as one map
  * backbone:         multiply-adds per pixel · width · height              (image input only)
  * ```
  * Warp is align on the boxes snapped to whole cells (`warpCells`), so its grids are computed on those.
@@ -35,7 +39,9 @@ import { TooLargeError } from '../errors.js';
 import { denormalizeBoxes } from '../ops/boxes.js';
 import { poolBinEdges, poolCells } from '../ops/roi_pool.js';
 import { warpCells } from '../ops/roi_warp.js';
+import { mapLevels, mapRotatedLevels, type LevelMapping } from '../ops/multiscale.js';
 import { V1_OPERATORS, type RoiOp } from '../ops/registry.js';
+import type { RotatedBoxes } from '../ops/rotated_roi_align.js';
 import type { AlignMode, Boxes } from '../ops/types.js';
 
 /** Channels' worth of work per tap besides the channel loop (its table entry, address, weight). */
@@ -50,6 +56,16 @@ export const ALIGN_BIN_COST = 512;
 export const POOL_BIN_COST = 64;
 /** Units per output value (the NCHW transpose and the copy out of the kernels' memory). */
 export const OUTPUT_COST = 4;
+
+/**
+ * Units per channel of one tap (PS Align) or one cell (PS Pool) of the position-sensitive kernels.
+ * They run as plain JavaScript on the map where it lies (no copy into the WebAssembly workspace), and
+ * each output channel reads its own input channel `PH·PW` planes further on, so a channel-tap costs
+ * more than the WebAssembly kernels' one unit: `npm run bench -- budget` (best of 3, NCHW maps of 49
+ * to 4900 channels, 64×64, 300 boxes, 7×7) gave 1 to 4 ns a channel-tap; 16 units puts them at 0.1 to
+ * 0.25 ns a unit, where the other kernels are.
+ */
+export const PS_TAP_COST = 16;
 
 /** The kernels' padded channel count: `C` rounded up to a multiple of 4. */
 export const paddedChannels = (C: number): number => Math.ceil(C / 4) * 4;
@@ -68,6 +84,22 @@ export interface OpsWorkInput {
   mode: AlignMode;
   /** The largest adaptive grid per axis (larger ones are refused elsewhere). */
   maxSamplingGrid: number;
+  /**
+   * A pyramid (several maps, finest first): each box is costed on the level the level mapping gives it
+   * (`mapShape` and `spatialScale` are then the finest level's). Absent: one map.
+   */
+  pyramid?: PyramidWorkInput;
+  /** The rotated boxes behind `boxes` (their upright boxes), for `rotated_align`'s level mapping. */
+  rotated?: RotatedBoxes;
+}
+
+/** A pyramid's maps for the estimate: each level's logical shape and scale, and the level rule. */
+export interface PyramidWorkInput {
+  /** `[N, C, H, W]` of each level, finest first. */
+  shapes: readonly (readonly [number, number, number, number])[];
+  /** `2^-k` of each level, finest first. */
+  scales: readonly number[];
+  levelMapping?: LevelMapping;
 }
 
 /** One op's share of the estimate. */
@@ -202,6 +234,131 @@ export function poolWork(input: OpsWorkInput): OpWork {
   return { taps, samples: 0, units };
 }
 
+/** The output channels of a position-sensitive op: `C / (PH·PW)` (a `C` that does not split is refused, 400). */
+const psChannels = (C: number, PH: number, PW: number): number => (C % (PH * PW) === 0 ? C / (PH * PW) : C);
+
+/**
+ * PS RoI Align work (`psRoiAlign`): every sample of every bin reads its 4 taps on the bin's own input
+ * channels only, `C_out = C / (PH·PW)` of them, and nothing is merged (whatever `mode`); it reads the
+ * map where it lies (no copy-in). The grid is `roiAlign`'s with the half-pixel offset always on.
+ */
+export function psAlignWork(input: OpsWorkInput): OpWork {
+  const { boxes, mapShape, outputSize, samplingRatio, maxSamplingGrid } = input;
+  const [PH, PW] = outputSize;
+  const Cout = psChannels(mapShape[1], PH, PW);
+  const s = fround(input.spatialScale);
+  const d = boxes.data;
+  let samples = 0;
+  let axis = 0;
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    const g = alignGrid(
+      d[o + 1],
+      d[o + 2],
+      d[o + 3],
+      d[o + 4],
+      s,
+      PH,
+      PW,
+      samplingRatio,
+      true,
+      maxSamplingGrid,
+    );
+    samples += PH * PW * g.gh * g.gw;
+    axis += PH * g.gh + PW * g.gw;
+  }
+  const taps = 4 * samples;
+  const units =
+    taps * (Cout * PS_TAP_COST + TAP_OVERHEAD) +
+    axis * AXIS_SAMPLE_COST +
+    boxes.count * PH * PW * ALIGN_BIN_COST +
+    boxes.count * Cout * PH * PW * OUTPUT_COST;
+  return { taps, samples, units };
+}
+
+/**
+ * PS RoI Pool work (`psRoiPool`): the cells of each bin (torchvision's: end exclusive, every edge
+ * clipped to `size - 1`), exact, each read on `C_out = C / (PH·PW)` channels; no copy-in.
+ */
+export function psPoolWork(input: OpsWorkInput): OpWork {
+  const { boxes, mapShape, outputSize } = input;
+  const [, C, H, W] = mapShape;
+  const [PH, PW] = outputSize;
+  const Cout = psChannels(C, PH, PW);
+  const rowStart = new Int32Array(PH);
+  const rowEnd = new Int32Array(PH);
+  const colStart = new Int32Array(PW);
+  const colEnd = new Int32Array(PW);
+  const d = boxes.data;
+  let taps = 0;
+  for (let k = 0; k < boxes.count; k++) {
+    const o = 5 * k;
+    const { sx, sy, ex, ey } = poolCells(d[o + 1], d[o + 2], d[o + 3], d[o + 4], input.spatialScale);
+    poolBinEdges(PH, sy, Math.max(ey - sy, 1), H - 1, rowStart, rowEnd);
+    poolBinEdges(PW, sx, Math.max(ex - sx, 1), W - 1, colStart, colEnd);
+    let rows = 0;
+    let cols = 0;
+    for (let p = 0; p < PH; p++) rows += Math.max(rowEnd[p] - rowStart[p], 0);
+    for (let p = 0; p < PW; p++) cols += Math.max(colEnd[p] - colStart[p], 0);
+    taps += rows * cols;
+  }
+  const units =
+    taps * (Cout * PS_TAP_COST + TAP_OVERHEAD_POOL) +
+    boxes.count * PH * PW * POOL_BIN_COST +
+    boxes.count * Cout * PH * PW * OUTPUT_COST;
+  return { taps, samples: 0, units };
+}
+
+/** One op on one map: the cost model of what its kernel reads. */
+function opWork(op: RoiOp, input: OpsWorkInput): OpWork {
+  if (op === 'ps_align') return psAlignWork(input);
+  if (op === 'ps_pool') return psPoolWork(input);
+  // The others follow what they read (the registry's `reads`): whole cells, or samples of the exact
+  // or the snapped box (`rotated_align`: its upright box, which holds every sample).
+  const reads = V1_OPERATORS[op].reads;
+  return reads === 'cells' ? poolWork(input) : alignWork(input, reads === 'snapped');
+}
+
+/**
+ * One op on a pyramid: the boxes grouped by the level the level mapping gives them (`mapLevels`, or
+ * `mapRotatedLevels` for `rotated_align`: what `multiScaleRoi` runs), each group costed on its level's
+ * map at its scale, copy-in included, and only levels that have boxes (the kernels skip the others;
+ * with no box, the finest once). A pyramid the kernels will refuse (scales not consecutive powers of
+ * two) is costed on its finest map: an upper bound of the grids and cells.
+ */
+function pyramidWork(op: RoiOp, input: OpsWorkInput, pyramid: PyramidWorkInput): OpWork {
+  const { shapes, scales, levelMapping } = pyramid;
+  const L = scales.length;
+  const kMin = -Math.log2(scales[0]);
+  const consecutive =
+    L === shapes.length && Number.isInteger(kMin) && scales.every((x, i) => x === 2 ** -(kMin + i));
+  const single: OpsWorkInput = { ...input, pyramid: undefined };
+  if (!consecutive) return opWork(op, single);
+  const levels =
+    op === 'rotated_align' && input.rotated
+      ? mapRotatedLevels(input.rotated, levelMapping, kMin, kMin + L - 1)
+      : mapLevels(input.boxes, levelMapping, kMin, kMin + L - 1);
+  const total: OpWork = { taps: 0, samples: 0, units: 0 };
+  const K = input.boxes.count;
+  for (let i = 0; i < L; i++) {
+    const rows: number[] = [];
+    for (let k = 0; k < K; k++) if (levels[k] === kMin + i) rows.push(k);
+    if (rows.length === 0 && !(K === 0 && i === 0)) continue;
+    const data = new Float32Array(5 * rows.length);
+    rows.forEach((k, j) => data.set(input.boxes.data.subarray(5 * k, 5 * k + 5), 5 * j));
+    const w = opWork(op, {
+      ...single,
+      boxes: { data, count: rows.length },
+      mapShape: shapes[i],
+      spatialScale: scales[i],
+    });
+    total.taps += w.taps;
+    total.samples += w.samples;
+    total.units += w.units;
+  }
+  return total;
+}
+
 /**
  * The backbone's multiply-adds per input pixel, from its description (multiply-adds at a reference
  * size). Convolutions cost in proportion to the pixels, so this scales to any size.
@@ -227,10 +384,7 @@ export function estimateWork(
 ): WorkEstimate {
   const ops: WorkEstimate['ops'] = {};
   for (const op of input.ops) {
-    // The cost model follows what the op reads (the registry's `reads`): whole cells, or samples of the
-    // exact or the snapped box.
-    const reads = V1_OPERATORS[op].reads;
-    ops[op] = reads === 'cells' ? poolWork(input) : alignWork(input, reads === 'snapped');
+    ops[op] = input.pyramid ? pyramidWork(op, input, input.pyramid) : opWork(op, input);
   }
   const backboneUnits = backbone ? backbone.multiplyAddsPerPixel * backbone.width * backbone.height : 0;
   const total = backboneUnits + Object.values(ops).reduce((sum, w) => sum + w.units, 0);
@@ -251,8 +405,10 @@ export function estimateRoiWork(
   params: Pick<OpsWorkInput, 'ops' | 'outputSize' | 'samplingRatio' | 'aligned' | 'mode'>,
   limits: { maxSamplingGrid: number },
   backbone?: { multiplyAddsPerPixel: number; width: number; height: number },
+  extra: Pick<OpsWorkInput, 'pyramid' | 'rotated'> = {},
 ): { estimate: WorkEstimate; input: OpsWorkInput } {
   const input: OpsWorkInput = {
+    ...extra,
     boxes,
     mapShape,
     spatialScale,
@@ -281,8 +437,9 @@ export function checkRoiWork(
   params: Pick<OpsWorkInput, 'ops' | 'outputSize' | 'samplingRatio' | 'aligned' | 'mode'>,
   limits: { maxWork: number; maxSamplingGrid: number },
   backbone?: { multiplyAddsPerPixel: number; width: number; height: number },
+  extra: Pick<OpsWorkInput, 'pyramid' | 'rotated'> = {},
 ): WorkEstimate {
-  const { estimate, input } = estimateRoiWork(boxes, mapShape, spatialScale, params, limits, backbone);
+  const { estimate, input } = estimateRoiWork(boxes, mapShape, spatialScale, params, limits, backbone, extra);
   checkWork(estimate, input, limits.maxWork);
   return estimate;
 }
@@ -317,12 +474,14 @@ export function describeWork(estimate: WorkEstimate, input: OpsWorkInput): strin
   const parts: string[] = [];
   if (estimate.backbone > 0) parts.push(`backbone ${sci(estimate.backbone)} multiply-adds`);
   for (const [op, w] of Object.entries(estimate.ops) as [RoiOp, OpWork][]) {
+    const ps = V1_OPERATORS[op].positionSensitive;
+    const channels = ps ? `C/(PH·PW)=${psChannels(C, PH, PW)}` : `C=${C}`;
     const what =
       V1_OPERATORS[op].reads === 'cells'
-        ? `${sci(w.taps)} cells read × C=${C}`
-        : input.mode === 'avg'
-          ? `${sci(w.taps)} merged taps × C=${C}`
-          : `K=${K} · PH·PW=${PH * PW} · ${sci(w.samples / Math.max(K * PH * PW, 1))} samples/bin · 4 taps × C=${C}`;
+        ? `${sci(w.taps)} cells read × ${channels}`
+        : input.mode === 'avg' && !ps
+          ? `${sci(w.taps)} merged taps × ${channels}`
+          : `K=${K} · PH·PW=${PH * PW} · ${sci(w.samples / Math.max(K * PH * PW, 1))} samples/bin · 4 taps × ${channels}`;
     parts.push(`${op} ${sci(w.units)} (${what})`);
   }
   return parts.join('; ');

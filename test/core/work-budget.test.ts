@@ -7,7 +7,14 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Backbone } from '../../src/backbone/index.js';
 import { parseConfig } from '../../src/config.js';
 import { TooLargeError } from '../../src/errors.js';
-import { toCanonicalBoxes, type AlignMode, type Boxes } from '../../src/ops/index.js';
+import {
+  psRoiAlign,
+  psRoiPool,
+  toCanonicalBoxes,
+  type AlignMode,
+  type Boxes,
+  type FeatureMap,
+} from '../../src/ops/index.js';
 import { executeRoi } from '../../src/core/pipeline.js';
 import { type PipelineContext } from '../../src/core/results.js';
 import { limitsFrom } from '../../src/core/task.js';
@@ -18,7 +25,13 @@ import {
   alignWork,
   estimateWork,
   poolWork,
+  psAlignWork,
+  psPoolWork,
   checkRoiWork,
+  OUTPUT_COST,
+  POOL_BIN_COST,
+  PS_TAP_COST,
+  TAP_OVERHEAD_POOL,
   type OpsWorkInput,
 } from '../../src/core/work-budget.js';
 import { refBoxes, refRoiAlign, refRoiPool, refRoiWarp, type RefMap } from '../reference/roi_reference.js';
@@ -391,5 +404,145 @@ describe('several images (images): the whole request counts against MAX_WORK', (
     expect((error as TooLargeError).field).toBe('images[1]');
     expect((error as Error).message).toMatch(/^images\[1\]: /);
     expect(backbone.extract).not.toHaveBeenCalled();
+  });
+});
+
+describe('the position-sensitive ops: costed on the C/(PH·PW) channels they read', () => {
+  const PH = 3;
+  const PW = 2;
+  const Cout = 4;
+  const C = Cout * PH * PW; // 24
+  const H = 12;
+  const W = 10;
+
+  /** A map whose data counts the values the kernel reads (the ps kernels read the map where it lies). */
+  function countingFeatures(): { map: FeatureMap; reads: () => number } {
+    let reads = 0;
+    const data = new Proxy(new Float32Array(C * H * W).fill(1), {
+      get(target, key) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+        const value = Reflect.get(target, key, target) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    return { map: { data, shape: [1, C, H, W], layout: 'NCHW' }, reads: () => reads };
+  }
+  const psInput = (boxes: Boxes, over: Partial<OpsWorkInput> = {}) =>
+    input(boxes, { mapShape: [1, C, H, W], outputSize: [PH, PW], mode: 'avg', ...over });
+
+  it('PS RoI Pool: cells read × C_out = what psRoiPool reads, exactly (boxes off the map included)', () => {
+    for (const boxes of [inside, outside]) {
+      const { map, reads } = countingFeatures();
+      psRoiPool(map, boxes, { spatialScale: 0.5, outputSize: [PH, PW] });
+      const work = psPoolWork(psInput(boxes));
+      expect(work.taps * Cout).toBe(reads());
+      expect(reads()).toBeGreaterThan(0);
+    }
+  });
+
+  it('PS RoI Align: 4 taps × every sample × C_out = what psRoiAlign reads for boxes on the map; at least it off the map', () => {
+    for (const sr of [1, 2, 0]) {
+      const { map, reads } = countingFeatures();
+      psRoiAlign(map, inside, { spatialScale: 0.5, outputSize: [PH, PW], samplingRatio: sr });
+      const work = psAlignWork(psInput(inside, { samplingRatio: sr }));
+      expect(work.taps * Cout).toBe(reads());
+    }
+    const { map, reads } = countingFeatures();
+    psRoiAlign(map, outside, { spatialScale: 0.5, outputSize: [PH, PW], samplingRatio: 2 });
+    expect(psAlignWork(psInput(outside)).taps * Cout).toBeGreaterThanOrEqual(reads());
+  });
+
+  it('a ps request just under MAX_WORK passes and just over is refused: the estimate is the count of what psRoiPool reads, at PS_TAP_COST a channel-cell', () => {
+    // 200 boxes of the whole 20×24 image: PS Pool reads the quantized bins, clipped to H-1 × W-1.
+    const rows = Array.from({ length: 200 }, () => [0, 0, 20, 24]);
+    const boxes = boxesOf(rows);
+    const { map, reads } = countingFeatures();
+    psRoiPool(map, boxes, { spatialScale: 0.5, outputSize: [PH, PW] });
+    // README: Σ cells · (C_out · PS_TAP_COST + TAP_OVERHEAD_POOL) + K·PH·PW·POOL_BIN_COST + K·C_out·PH·PW·OUTPUT_COST.
+    const cells = reads() / Cout;
+    const expected =
+      cells * (Cout * PS_TAP_COST + TAP_OVERHEAD_POOL) +
+      200 * PH * PW * POOL_BIN_COST +
+      200 * Cout * PH * PW * OUTPUT_COST;
+    expect(estimateWork(psInput(boxes, { ops: ['ps_pool'] })).total).toBe(expected);
+    const body = (maxWork: number) => {
+      const request = roiBodySchema.parse({
+        features: { shape: [1, C, H, W], data: Buffer.alloc(4 * C * H * W).toString('base64') },
+        spatialScale: 0.5,
+        boxes: rows,
+        ops: ['ps_pool'],
+        outputSize: [PH, PW],
+      });
+      return () => prepareRoi(roiInputOf(request), { ...defaults, maxWork });
+    };
+    expect(body(expected)).not.toThrow();
+    expect(body(expected - 1)).toThrow(/ps_pool .*cells read × C\/\(PH·PW\)=4\)/);
+  });
+});
+
+describe('a pyramid: each box costed on its level', () => {
+  // P2..P5 of a 512×512 image; a 448² box is level 5 (torchvision's rule), a 56² one level 2.
+  const scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32];
+  const shapes = scales.map((s) => [1, 8, 512 * s, 512 * s] as const);
+  const rows = [
+    [0, 10, 20, 458, 468],
+    [0, 100, 100, 156, 156],
+  ];
+  const common = { outputSize: [7, 7] as [number, number], mode: 'avg' as AlignMode, samplingRatio: 2 };
+
+  it('equals the sum of each box on its own level (the coarser levels without boxes cost nothing)', () => {
+    for (const op of ['pool', 'align', 'ps_pool'] as const) {
+      const C = op === 'ps_pool' ? 49 : 8;
+      const sh = shapes.map(([n, , h, w]) => [n, C, h, w] as const);
+      const on = (row: number[], level: number) =>
+        estimateWork(
+          input(boxesOf([row]), { ...common, ops: [op], mapShape: sh[level], spatialScale: scales[level] }),
+        ).total;
+      const pyramid = estimateWork(
+        input(boxesOf(rows), {
+          ...common,
+          ops: [op],
+          mapShape: sh[0],
+          spatialScale: scales[0],
+          pyramid: { shapes: sh, scales },
+        }),
+      );
+      expect(pyramid.total).toBe(on(rows[0], 3) + on(rows[1], 0));
+    }
+  });
+
+  it('a pyramid request just under MAX_WORK passes, just over is refused (it was costed on the finest map)', () => {
+    const maps = shapes.map((shape) => ({
+      shape: [...shape],
+      data: Buffer.alloc(4 * shape[1] * shape[2] * shape[3]).toString('base64'),
+    }));
+    // The 448² box on P5 (14² cells of 32 px, + the end cell) and the 56² box on P2, RoI Pool:
+    const onLevel = (row: number[], level: number) =>
+      estimateWork(
+        input(boxesOf([row]), {
+          ...common,
+          ops: ['pool'],
+          mapShape: shapes[level],
+          spatialScale: scales[level],
+        }),
+      ).total;
+    const expected = onLevel(rows[0], 3) + onLevel(rows[1], 0);
+    const onFinest = onLevel(rows[0], 0) + onLevel(rows[1], 0);
+    expect(onFinest).toBeGreaterThan(2 * expected);
+    const run = (maxWork: number) => () =>
+      prepareRoi(
+        roiInputOf(
+          roiBodySchema.parse({
+            features: maps,
+            spatialScale: scales,
+            boxes: rows,
+            ops: ['pool'],
+            outputSize: 7,
+          }),
+        ),
+        { ...defaults, maxWork },
+      );
+    expect(run(expected)).not.toThrow();
+    expect(run(expected - 1)).toThrow(/MAX_WORK/);
   });
 });
