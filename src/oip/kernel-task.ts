@@ -70,9 +70,11 @@ export interface KernelResult {
  * Runs a {@link KernelTask} (in the worker).
  *
  * @param check - called between stages: throws when the task was cancelled or ran out of time
- * @throws InvalidInputError naming `features`, `rois` or the parameter at fault
+ * @param shouldStop - given to the kernels, which call it before each box (`TaskStop.shouldStop`), so a
+ *   long kernel stops for a client gone away or `TASK_TIMEOUT_SECONDS` too; default: never
+ * @throws InvalidInputError naming `features`, `rois` or the parameter at fault; CancelledError
  */
-export function runKernel(task: KernelTask, check: () => void): KernelResult {
+export function runKernel(task: KernelTask, check: () => void, shouldStop?: () => boolean): KernelResult {
   const started = performance.now();
   let result: { data: Float32Array; shape: [number, number, number, number]; levels?: Int32Array };
   let decoded: number;
@@ -86,7 +88,7 @@ export function runKernel(task: KernelTask, check: () => void): KernelResult {
       maps,
       task.spatialScales,
       task.boxes,
-      { outputSize, samplingRatio, aligned: task.aligned },
+      { outputSize, samplingRatio, aligned: task.aligned, shouldStop },
       task.mapping,
     );
     result = { data: out.output.data, shape: out.output.shape, levels: out.levels };
@@ -103,13 +105,14 @@ export function runKernel(task: KernelTask, check: () => void): KernelResult {
         samplingRatio,
         aligned,
         clockwise,
+        shouldStop,
       });
     } else {
       assertBoxes(task.boxes, map.shape[0], 'rois');
       result =
         task.op === 'ps_align'
-          ? psRoiAlign(map, task.boxes, { spatialScale, outputSize, samplingRatio })
-          : psRoiPool(map, task.boxes, { spatialScale, outputSize });
+          ? psRoiAlign(map, task.boxes, { spatialScale, outputSize, samplingRatio, shouldStop })
+          : psRoiPool(map, task.boxes, { spatialScale, outputSize, shouldStop });
     }
   }
   return {

@@ -3,7 +3,7 @@
  * Dai, Li, He, Sun, "R-FCN: Object Detection via Region-based Fully Convolutional Networks",
  * NIPS 2016, https://arxiv.org/abs/1605.06409), as torchvision's `ps_roi_align`.
  */
-import { InvalidInputError } from '../errors.js';
+import { CancelledError, InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import {
@@ -29,6 +29,11 @@ export interface PsRoiAlignParams {
   samplingRatio?: number;
   /** Memory layout of the result. Default `'NCHW'`. */
   outputLayout?: Layout;
+  /**
+   * Called before each box; returning true stops the call with a `CancelledError` (the worker uses it
+   * for clients that went away and tasks over their time limit), as in `roiAlign`. Default: never stop.
+   */
+  shouldStop?: () => boolean;
 }
 
 /**
@@ -193,10 +198,10 @@ function fillAxis(
  * @param input feature map `[N, C, H, W]`, `C` a multiple of `PH·PW`; must be finite (see `assertFiniteFeatures`).
  * @param boxes `[K, 5]` canonical boxes in image pixels (see `toCanonicalBoxes`).
  * @param params `spatialScale` (required), `outputSize` = 7, `samplingRatio` = 2 (`<= 0` adaptive, at
- *   most 64 per axis), `outputLayout` = `'NCHW'`.
+ *   most 64 per axis), `outputLayout` = `'NCHW'`, `shouldStop` (checked before each box).
  * @returns pooled `[K, C / (PH·PW), PH, PW]`.
  * @throws InvalidInputError naming the field (`features.shape` when `C` is not a multiple of `PH·PW`,
- *   `boxes[3][0]`, `samplingRatio`, ...).
+ *   `boxes[3][0]`, `samplingRatio`, ...); CancelledError when `shouldStop` returns true.
  */
 export function psRoiAlign(input: FeatureMap, boxes: Boxes, params: PsRoiAlignParams): Pooled {
   assertParamsObject(params, 'PS RoI Align');
@@ -244,6 +249,7 @@ export function psRoiAlign(input: FeatureMap, boxes: Boxes, params: PsRoiAlignPa
   const chanStep = PH * PW * is.c; // input channel (c + 1)·PH·PW + ... is this far from c·PH·PW + ...
 
   for (let k = 0; k < K; k++) {
+    if (params.shouldStop?.()) throw new CancelledError();
     psGeometry(d, k, scale, PH, PW, samplingRatio, geo);
     const { gridH, gridW } = geo;
     const count = gridH * gridW;

@@ -2,6 +2,7 @@
  * Position-sensitive RoI Pool (Dai, Li, He, Sun, "R-FCN: Object Detection via Region-based Fully
  * Convolutional Networks", NIPS 2016, https://arxiv.org/abs/1605.06409), as torchvision's `ps_roi_pool`.
  */
+import { CancelledError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import { assertParamsObject, resolveLayout, resolveOutputSize, resolveSpatialScale } from './params.js';
@@ -16,6 +17,11 @@ export interface PsRoiPoolParams {
   outputSize?: number | readonly [number, number];
   /** Memory layout of the result. Default `'NCHW'`. */
   outputLayout?: Layout;
+  /**
+   * Called before each box; returning true stops the call with a `CancelledError` (the worker uses it
+   * for clients that went away and tasks over their time limit), as in `roiAlign`. Default: never stop.
+   */
+  shouldStop?: () => boolean;
 }
 
 const fround = Math.fround;
@@ -53,10 +59,11 @@ const fround = Math.fround;
  *
  * @param input feature map `[N, C, H, W]`, `C` a multiple of `PH·PW`; must be finite (see `assertFiniteFeatures`).
  * @param boxes `[K, 5]` canonical boxes in image pixels.
- * @param params `spatialScale` (required), `outputSize` = 7, `outputLayout` = `'NCHW'`.
+ * @param params `spatialScale` (required), `outputSize` = 7, `outputLayout` = `'NCHW'`, `shouldStop`
+ *   (checked before each box).
  * @returns pooled `[K, C / (PH·PW), PH, PW]`.
  * @throws InvalidInputError naming the field (`features.shape` when `C` is not a multiple of `PH·PW`,
- *   `boxes[3][0]`, `outputSize`, ...).
+ *   `boxes[3][0]`, `outputSize`, ...); CancelledError when `shouldStop` returns true.
  */
 export function psRoiPool(input: FeatureMap, boxes: Boxes, params: PsRoiPoolParams): Pooled {
   assertParamsObject(params, 'PS RoI Pool');
@@ -84,6 +91,7 @@ export function psRoiPool(input: FeatureMap, boxes: Boxes, params: PsRoiPoolPara
   const d = boxes.data;
 
   for (let k = 0; k < K; k++) {
+    if (params.shouldStop?.()) throw new CancelledError();
     const { sx, sy, ex, ey } = poolCells(d[5 * k + 1], d[5 * k + 2], d[5 * k + 3], d[5 * k + 4], scale);
     // torchvision clips every bin edge to [0, size - 1]: hence `size - 1` as the clip bound.
     poolBinEdges(PH, sy, Math.max(ey - sy, 1), H - 1, rowStart, rowEnd);

@@ -8,7 +8,7 @@
  * (facebookresearch/detectron2); mmcv's ops/csrc/pytorch/cpu/roi_align_rotated.cpp for `aligned = false`
  * and `clockwise`.
  */
-import { InvalidInputError } from '../errors.js';
+import { CancelledError, InvalidInputError } from '../errors.js';
 import { checkBatchIndex, FLOAT32_MAX } from './boxes.js';
 import { assertFeatureShape } from './features.js';
 import {
@@ -174,6 +174,11 @@ export interface RotatedRoiAlignParams {
   clockwise?: boolean;
   /** Memory layout of the result. Default `'NCHW'`. */
   outputLayout?: Layout;
+  /**
+   * Called before each box; returning true stops the call with a `CancelledError` (the worker uses it
+   * for clients that went away and tasks over their time limit), as in `roiAlign`. Default: never stop.
+   */
+  shouldStop?: () => boolean;
 }
 
 interface RotatedSettings {
@@ -432,10 +437,11 @@ function writeRotatedTaps(
  * @param input feature map `[N, C, H, W]`; must be finite (see `assertFiniteFeatures`).
  * @param boxes `[K, 6]` rotated boxes (see `toRotatedBoxes`).
  * @param params `spatialScale` (required), `outputSize` = 7, `samplingRatio` = 2 (`<= 0` adaptive, at
- *   most 64 per axis), `aligned` = true, `clockwise` = false, `outputLayout` = `'NCHW'`.
+ *   most 64 per axis), `aligned` = true, `clockwise` = false, `outputLayout` = `'NCHW'`, `shouldStop`
+ *   (checked before each box).
  * @returns pooled `[K, C, PH, PW]`.
  * @throws InvalidInputError naming the field (`features.shape`, `boxes[3][0]`, `boxes[1][3]`,
- *   `samplingRatio`, `clockwise`, ...).
+ *   `samplingRatio`, `clockwise`, ...); CancelledError when `shouldStop` returns true.
  */
 export function rotatedRoiAlign(
   input: FeatureMap,
@@ -504,6 +510,7 @@ export function rotatedRoiAlign(
   for (let k0 = 0; k0 < K; k0 += ws.roisPerChunk) {
     const k1 = Math.min(K, k0 + ws.roisPerChunk);
     for (let k = k0; k < k1; k++) {
+      if (params.shouldStop?.()) throw new CancelledError();
       rotatedGeometry(boxes.data, k, cfg, geo);
       const batchAt = ws.imageAt(boxes.data[6 * k]);
       writeRotatedTaps(geo, sc, PH, PW, H, W, batchAt, rowBytes, cellBytes, i32, f32, ws.tables, tapsAt);

@@ -210,7 +210,11 @@ export default async function handle(
         break;
       }
       case 'kernel': {
-        const result = runKernel(task.kernel, () => stop.check());
+        const result = runKernel(
+          task.kernel,
+          () => stop.check(),
+          () => stop.shouldStop(),
+        );
         transfers = ownedBuffers([result.data, result.levels]);
         value = result;
         break;
