@@ -546,3 +546,69 @@ describe('a pyramid: each box costed on its level', () => {
     expect(run(expected - 1)).toThrow(/MAX_WORK/);
   });
 });
+
+describe('pyramid: true: the budget costs each box on its level, before the backbone runs', () => {
+  function pyramidBackbone() {
+    const extract = vi.fn(() => Promise.reject(new Error('the backbone must not run')));
+    const backbone: Backbone = {
+      name: 'fake-fpn',
+      stride: 16,
+      channels: 256,
+      limits: { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 },
+      engine: 'tfjs',
+      extract,
+      pyramid: { strides: [8, 16, 32], channels: 64, extract },
+      onnxModel: () => null,
+      describe: () =>
+        ({
+          totalMultiplyAdds: 1255 * 224 * 224,
+          referenceInput: [224, 224],
+          pyramid: { totalMultiplyAdds: 2483 * 224 * 224 },
+        }) as never,
+      warmup: async () => undefined,
+      dispose: () => undefined,
+    };
+    return { backbone, extract };
+  }
+
+  it('a 512² image with a 500² box (level 5, stride 32) and a 100² box (level 3): just under passes, just over is refused', async () => {
+    const rows = [
+      [0, 0, 500, 500],
+      [10, 10, 110, 110],
+    ];
+    // torchvision's rule: floor(4 + log2(500 / 224)) = 5, floor(4 + log2(100 / 224)) = 2 → clamped to 3.
+    const onLevel = (row: number[], stride: number) =>
+      estimateWork(
+        input(boxesOf([row]), {
+          ops: ['pool'],
+          outputSize: [7, 7],
+          mapShape: [1, 64, 512 / stride, 512 / stride],
+          spatialScale: 1 / stride,
+        }),
+      ).total;
+    const expected = 2483 * 512 * 512 + onLevel(rows[0], 32) + onLevel(rows[1], 8);
+    // On the finest map the 500² box costs about 9 times as much (16 times the cells; 16 times the copy-in).
+    expect(onLevel(rows[0], 8)).toBeGreaterThan(5 * onLevel(rows[0], 32));
+    const png = (await testPng(512, 512)).toString('base64');
+    const run = async (maxWork: number) => {
+      const { backbone, extract } = pyramidBackbone();
+      const limits = { ...defaults, maxWork };
+      const ctx: PipelineContext = { backbone: async () => backbone, backend: () => null, limits };
+      const body = roiBodySchema.parse({
+        image: png,
+        pyramid: true,
+        boxes: rows,
+        ops: ['pool'],
+        outputSize: 7,
+      });
+      const task = prepareRoi(roiInputOf(body), limits);
+      const error = await executeRoi(decodeRoiTask(task, limits), ctx).catch((err: unknown) => err);
+      return { error, extract };
+    };
+    const under = await run(expected);
+    expect((under.error as Error).message).toBe('the backbone must not run');
+    const over = await run(expected - 1);
+    expect(over.error).toBeInstanceOf(TooLargeError);
+    expect(over.extract).not.toHaveBeenCalled();
+  });
+});
