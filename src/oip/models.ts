@@ -12,11 +12,10 @@
  * `rotatedTask`, `multiScaleTask`) into their own module with those readers exported.
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
-import { mapLevels, psChannelsOut, toCanonicalBoxes, toRotatedBoxes, type AlignMode } from '../ops/index.js';
+import { psChannelsOut, toCanonicalBoxes, toRotatedBoxes, type AlignMode } from '../ops/index.js';
 import {
   COMPARE_ORDER,
   OPERATORS,
-  ROI_OPS,
   V1_OPERATORS,
   operator,
   type OpParam,
@@ -158,14 +157,6 @@ export const MODELS: ReadonlyMap<string, Model> = new Map<string, Model>([
   [ROTATED.name, ROTATED],
   [MULTISCALE.name, MULTISCALE],
 ]);
-
-/**
- * The `/v1` operator whose cost model a `/v2`-only operator shares (the same `reads`): the work budget
- * prices PS RoI Align as RoI Align and PS RoI Pool as RoI Pool, over `C_out` channels.
- */
-function costLike(op: PsOp): RoiOp {
-  return ROI_OPS.find((o) => V1_OPERATORS[o].reads === operator(op).reads) as RoiOp;
-}
 
 /** The request parameters `rotated_roi_align` reads. */
 export const ROTATED_PARAMETERS = [
@@ -467,8 +458,8 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
 /**
  * Builds the {@link PsRoiTask} of an inference request for `ps_roi_align` / `ps_roi_pool`: `features`
  * FP32 `[N, C, H, W]` with `C = C_out·PH·PW`, `rois` as for the RoI models. Defaults: output 7×7,
- * sampling ratio 2 (as `roi_align`). The work budget (`MAX_WORK`) is checked as for RoI Align / Pool
- * over `C_out` channels: each output value reads one channel's bin.
+ * sampling ratio 2 (as `roi_align`). The work budget (`MAX_WORK`) is checked with the ps ops' own cost
+ * model (`src/core/work-budget.ts`): each output value reads its bin on one of the `C_out` channels.
  *
  * @throws InvalidInputError (400) / TooLargeError (413), naming the input or parameter
  */
@@ -498,17 +489,13 @@ export function psTask(request: InferenceRequest, model: PsModel, limits: RoiLim
   checkRowCount(rows, limits);
   const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: n, field: 'rois' });
   checkOutputValues(boxes.count, channelsOut, outputSize, 1, limits);
+  // The ps ops' own cost model (`psAlignWork` / `psPoolWork`): each output channel reads its
+  // `C_out` share of the map's `C`, sample by sample (nothing merged).
   checkRoiWork(
     boxes,
-    [n, channelsOut, h, w],
+    [n, c, h, w],
     spatialScale,
-    {
-      ops: [costLike(model.op)],
-      outputSize,
-      samplingRatio,
-      aligned: false,
-      mode: 'avg',
-    },
+    { ops: [model.op], outputSize, samplingRatio, aligned: true, mode: 'avg' },
     limits,
   );
   const data = float32Values(features);
@@ -706,19 +693,15 @@ export function multiScaleTask(
       'a power of two: 0.25 for P2, 0.125 for P3, …',
     );
   }
-  // Each box at its level costs what the box scaled to that level costs on features_0.
-  const assigned = mapLevels(boxes, mapping, kMin, kMin + levels.length - 1);
-  const scaled = new Float32Array(boxes.data);
-  for (let k = 0; k < boxes.count; k++) {
-    const f = 2 ** (kMin - assigned[k]);
-    for (let j = 1; j < 5; j++) scaled[5 * k + j] *= f;
-  }
+  // Each box on its level's map at its scale, as `multiScaleRoi` runs it (src/core/work-budget.ts).
   checkRoiWork(
-    { data: scaled, count: boxes.count },
+    boxes,
     shapes[0],
     scale0,
     { ops: ['align'], outputSize, samplingRatio, aligned, mode: 'avg' },
     limits,
+    undefined,
+    { pyramid: { shapes, scales, levelMapping: mapping } },
   );
   return {
     op: 'multiscale_align',

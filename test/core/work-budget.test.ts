@@ -21,16 +21,21 @@ import { limitsFrom } from '../../src/core/task.js';
 import { prepareRoi } from '../../src/core/prepare.js';
 import { roiBodySchema, roiInputOf } from '../../routes/v1/schemas/request.js';
 import { decodeRoiTask } from '../../src/core/decode-task.js';
+import type { InferenceRequest } from '../../src/oip/codec.js';
+import { MODELS, psTask, type PsModel } from '../../src/oip/models.js';
 import {
   alignWork,
   estimateWork,
   poolWork,
   psAlignWork,
   psPoolWork,
+  ALIGN_BIN_COST,
+  AXIS_SAMPLE_COST,
   checkRoiWork,
   OUTPUT_COST,
   POOL_BIN_COST,
   PS_TAP_COST,
+  TAP_OVERHEAD,
   TAP_OVERHEAD_POOL,
   type OpsWorkInput,
 } from '../../src/core/work-budget.js';
@@ -610,5 +615,46 @@ describe('pyramid: true: the budget costs each box on its level, before the back
     const over = await run(expected - 1);
     expect(over.error).toBeInstanceOf(TooLargeError);
     expect(over.extract).not.toHaveBeenCalled();
+  });
+});
+
+describe('/v2 ps_roi_align: costed with the ps model (every sample read, nothing merged)', () => {
+  // One 2×2 box, output 1×1, sampling_ratio 64: 4096 samples × 4 taps on C_out = 4 channels. Costed as
+  // RoI Align avg (merged taps: 5 × 5 cells) it was ~5e3 units, 250 times less than what runs.
+  const request = (): InferenceRequest => ({
+    id: undefined,
+    parameters: { spatial_scale: 1, output_size: 1, sampling_ratio: 64 },
+    inputs: [
+      {
+        name: 'features',
+        shape: [1, 4, 8, 8],
+        datatype: 'FP32',
+        parameters: {},
+        data: new Array(256).fill(1),
+        binary: undefined,
+      },
+      {
+        name: 'rois',
+        shape: [1, 5],
+        datatype: 'FP32',
+        parameters: {},
+        data: [0, 0, 0, 2, 2],
+        binary: undefined,
+      },
+    ],
+    outputs: undefined,
+  });
+  const model = MODELS.get('ps_roi_align') as PsModel;
+  // README: Σ PH·PW·gh·gw · 4 taps · (C_out · PS_TAP_COST + TAP_OVERHEAD) + (PH·gh + PW·gw) · AXIS_SAMPLE_COST
+  // + K·PH·PW · ALIGN_BIN_COST + K·C_out·PH·PW · OUTPUT_COST.
+  const expected =
+    64 * 64 * 4 * (4 * PS_TAP_COST + TAP_OVERHEAD) +
+    128 * AXIS_SAMPLE_COST +
+    ALIGN_BIN_COST +
+    4 * OUTPUT_COST;
+
+  it('passes at exactly its cost, is refused (413) one unit under', () => {
+    expect(() => psTask(request(), model, { ...defaults, maxWork: expected })).not.toThrow();
+    expect(() => psTask(request(), model, { ...defaults, maxWork: expected - 1 })).toThrow(TooLargeError);
   });
 });
