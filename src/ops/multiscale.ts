@@ -247,9 +247,7 @@ function checkPyramid(features: readonly FeatureMap[], scales: readonly number[]
         `[${N}, ${C}, H, W]`,
       );
     }
-    const ratioH = 2 ** Math.round(Math.log2(h / H0));
-    const ratioW = 2 ** Math.round(Math.log2(w / W0));
-    if (ratioH !== 2 ** -i || ratioW !== 2 ** -i) {
+    if (!sizeFitsLevel(h, H0, i) || !sizeFitsLevel(w, W0, i)) {
       throw new InvalidInputError(
         `features[${i}] is ${h}×${w}, not about 1/${2 ** i} of features[0] (${H0}×${W0}) as its scale ` +
           `${s} says (maps are listed finest first)`,
@@ -259,6 +257,22 @@ function checkPyramid(features: readonly FeatureMap[], scales: readonly number[]
     }
   }
   return kMin;
+}
+
+/**
+ * Whether a side of `size` cells is level `i`'s side for a finest level of `size0` cells: about
+ * `size0 / 2^i` (the ratio rounded in log2, torchvision's `_infer_scale`), or exactly what halving `i`
+ * times gives, rounding up (strided convolutions with padding, the built-in pyramid) or down (unpadded
+ * pooling). The exact forms matter for small maps, where the sides bottom out at 1 cell and the log2
+ * rounding says "same level": a 16×16 image's own pyramid at strides 8, 16, 32 is 2×2, 1×1, 1×1.
+ */
+function sizeFitsLevel(size: number, size0: number, i: number): boolean {
+  const f = 2 ** i;
+  return (
+    2 ** Math.round(Math.log2(size / size0)) === 1 / f ||
+    size === Math.ceil(size0 / f) ||
+    size === Math.max(1, Math.floor(size0 / f))
+  );
 }
 
 /**

@@ -265,6 +265,25 @@ describe('multiScaleRoi', () => {
       expect(fieldOf(() => run([features[0], features[1], features[2], bad]))).toBe('features[3].data');
     });
 
+    it('small maps: sides that bottom out at one cell, halved rounding up or down, are their levels', () => {
+      const map = (h: number, w: number): FeatureMap => ({
+        data: new Float32Array(h * w).fill(1),
+        shape: [1, 1, h, w],
+        layout: 'NCHW',
+      });
+      const tiny = squares(4);
+      // A 16×32 image at strides 8, 16, 32 (ceil): 2×4, 1×2, 1×1; log2 rounding alone calls 1×1 level 1.
+      const up = multiScaleRoi('align', [map(2, 4), map(1, 2), map(1, 1)], [1 / 8, 1 / 16, 1 / 32], tiny, {});
+      expect(Array.from(up.output.data)).toEqual(new Array(49).fill(1));
+      // Unpadded pooling rounds down: 5×5, 2×2, 1×1.
+      const down = multiScaleRoi('pool', [map(5, 5), map(2, 2), map(1, 1)], [1, 0.5, 0.25], tiny, {});
+      expect(down.output.shape).toEqual([1, 1, 7, 7]);
+      // Still refused: a second level larger than the first.
+      expect(fieldOf(() => multiScaleRoi('align', [map(2, 2), map(4, 4)], [1, 0.5], tiny, {}))).toBe(
+        'features[1].shape',
+      );
+    });
+
     it('spatialScale: one per map, powers of two, consecutive', () => {
       expect(fieldOf(() => run(features, scales.slice(0, 3)))).toBe('spatialScale');
       expect(fieldOf(() => run(features, [0.25, 0.125, 0.0625, 0.03]))).toBe('spatialScale[3]');

@@ -318,6 +318,22 @@ describe('/v1/roi with pyramid: true (the built-in backbone pyramid)', () => {
     expect(plain.json().featureMap.levels).toBeUndefined();
   });
 
+  it("a small image's own pyramid is accepted: 16×16 gives levels of 2×2, 1×1, 1×1 (was a 400 naming features[2].shape)", async () => {
+    const png = await testPng(16, 16);
+    const r = await roi({
+      image: png.toString('base64'),
+      pyramid: true,
+      boxes: [[0, 0, 16, 16]],
+      ops: ['align'],
+    });
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json().featureMap.levels.map((l: { shape: number[] }) => l.shape)).toEqual([
+      [1, 64, 2, 2],
+      [1, 64, 1, 1],
+      [1, 64, 1, 1],
+    ]);
+  });
+
   it('pyramid with features is a 400 naming pyramid', async () => {
     const r = await roi({
       features: featuresField(randomMap([1, 4, 8, 8], 1)),
