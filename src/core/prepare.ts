@@ -120,7 +120,7 @@ export function prepareRoi(
   const shape = knownFeatureShape(task);
   // Batch indices are checked against N in the worker, after the map is decoded (a `.npy` map's N is in
   // its header; and a map's own errors come first, as they always did).
-  const batchSize = features ? Number.MAX_SAFE_INTEGER : (images?.length ?? 1);
+  const batchSize = features ? Infinity : (images?.length ?? 1);
   const clockwise = body.clockwise ?? false;
   const rotatedInput = body.boxFormat === 'cxcywha';
   checkBoxKinds(ops, rotatedInput, body.normalized, rotatedAsUpright);

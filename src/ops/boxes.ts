@@ -124,9 +124,18 @@ function writeRow(
 
 /**
  * Checks a box's batch index (an integer `0 <= b < batchSize`) and returns it; the error names `field`.
+ * `batchSize` Infinity when N is not known yet: only `b >= 0`, an integer, is checked (N comes later).
  * Shared by the axis-aligned and the rotated box checks.
  */
 export function checkBatchIndex(b: unknown, batchSize: number, field: string): number {
+  // `batchSize` Infinity: N is not known yet (a feature map checked before it is decoded).
+  if (!Number.isFinite(batchSize) && (typeof b !== 'number' || !Number.isInteger(b) || b < 0)) {
+    throw new InvalidInputError(
+      `${field} is ${String(b)}, not a batch index (an integer >= 0, the image the box is on)`,
+      field,
+      'an integer batch index b >= 0',
+    );
+  }
   if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= batchSize) {
     throw new InvalidInputError(
       `${field} is ${String(b)}, but the feature map has N = ${batchSize}`,

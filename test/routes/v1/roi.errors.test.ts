@@ -90,6 +90,22 @@ describe('errors: 400 with the field and what was expected', () => {
     ],
     ['a bad box (x2 < x1)', { boxes: [[5, 0, 1, 1]] }, 400, 'boxes[0][2]', /x2/],
     ['a batch index out of range', { boxes: [[2, 0, 0, 1, 1]] }, 400, 'boxes[0][0]', /N = 2/],
+    // Checked before the map is decoded: said without an N (it said "N = 9007199254740991").
+    [
+      'a fractional batch index',
+      { boxes: [[0.5, 0, 0, 1, 1]] },
+      400,
+      'boxes[0][0]',
+      /0\.5, not a batch index/,
+    ],
+    ['a negative batch index', { boxes: [[-1, 0, 0, 1, 1]] }, 400, 'boxes[0][0]', /-1, not a batch index/],
+    [
+      'a fractional batch index of a rotated box',
+      { boxes: [[0.5, 2, 2, 2, 2, 90]], boxFormat: 'cxcywha', ops: ['rotated_align'] },
+      400,
+      'boxes[0][0]',
+      /0\.5, not a batch index/,
+    ],
     ['a box row of 3 numbers', { boxes: [[1, 2, 3]] }, 400, 'boxes[0]', /.+/],
     ['outputSize over 64', { outputSize: 65 }, 400, 'outputSize', /exceeds the limit 64/],
     ['outputSize pair over 64', { outputSize: [2, 100] }, 400, 'outputSize[1]', /exceeds the limit 64/],
