@@ -7,7 +7,7 @@ import fastifyMultipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { bodyTooLarge, guardBody, lingerThenClose } from '../body-guard.js';
-import { InvalidInputError, RoiServeError } from '../errors.js';
+import { InvalidInputError, RoiServeError, TooLargeError } from '../errors.js';
 
 /**
  * `preValidation` hook turning a `multipart/form-data` body into the JSON shape, so one zod schema
@@ -80,6 +80,8 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
   // The first next() starts busboy (pipes the request into it); only then may the guard listen.
   const first = parts.next();
   const guard = guardBody(request.raw, limit);
+  // The name of the last file part read: a file-count limit hit next is about that field.
+  let lastFile = 'body';
   try {
     for (let step = await guard.race(first); !step.done; step = await guard.race(parts.next())) {
       const part = step.value;
@@ -91,6 +93,7 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
         throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
       }
       if (part.type === 'file') {
+        lastFile = name;
         const bytes = await guard.race(part.toBuffer());
         // Binary parts stay bytes (no base64 round trip); the worker parses and checks them. The body
         // gets a stand-in the schema accepts, so that presence and `layout` are validated as in JSON.
@@ -124,11 +127,40 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
         body[name] = name === 'image' ? String(part.value) : parseFieldText(String(part.value));
       }
     }
+  } catch (err) {
+    throw namedPartLimit(err, lastFile);
   } finally {
     guard.dispose();
   }
   if (Object.hasOwn(body, 'layout')) moveLayoutIntoFeatures(body);
   return body;
+}
+
+/** The part counts `registerMultipart` allows (busboy's limits). */
+const PART_LIMITS = { files: 8, fields: 24, parts: 32 } as const;
+
+/**
+ * `@fastify/multipart`'s count limits ("reach files limit", no field) as a 413 that names the field
+ * and the limit: a 9th `images` part is refused naming `images`. Other errors pass unchanged.
+ */
+function namedPartLimit(err: unknown, lastFile: string): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'FST_FILES_LIMIT') {
+    return new TooLargeError(
+      `more than ${PART_LIMITS.files} file parts (the last one read: ${lastFile})`,
+      lastFile,
+      `at most ${PART_LIMITS.files} file parts: images, or a pyramid's features levels`,
+    );
+  }
+  if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT') {
+    const what = code === 'FST_FIELDS_LIMIT' ? 'fields' : 'parts';
+    return new TooLargeError(
+      `more than ${PART_LIMITS[what]} multipart ${what}`,
+      'body',
+      `at most ${PART_LIMITS[what]} ${what}, each field once`,
+    );
+  }
+  return err;
 }
 
 /**
@@ -180,12 +212,6 @@ function parseFieldText(text: string): unknown {
  */
 export async function registerMultipart(app: FastifyInstance, config: Config): Promise<void> {
   await app.register(fastifyMultipart, {
-    limits: {
-      fileSize: config.bodyLimitBytes,
-      fieldSize: config.bodyLimitBytes,
-      files: 8,
-      fields: 24,
-      parts: 32,
-    },
+    limits: { fileSize: config.bodyLimitBytes, fieldSize: config.bodyLimitBytes, ...PART_LIMITS },
   });
 }

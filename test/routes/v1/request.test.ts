@@ -121,6 +121,41 @@ describe('features layout: shape is the array shape as stored', () => {
   });
 });
 
+describe('multipart: repeated images parts', () => {
+  /** A multipart body of repeated fields, in order. */
+  async function roiParts(parts: Array<[string, string | Uint8Array]>) {
+    const form = new FormData();
+    for (const [name, value] of parts) {
+      if (typeof value === 'string') form.append(name, value);
+      else form.append(name, new Blob([value as Uint8Array<ArrayBuffer>]), `${name}.bin`);
+    }
+    const encoded = new Response(form);
+    return app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: Buffer.from(await encoded.arrayBuffer()),
+      headers: { 'content-type': encoded.headers.get('content-type') as string },
+    });
+  }
+
+  it('a 9th file part is a 413 naming the field and the limit (was "reach files limit", no field)', async () => {
+    const png = new Uint8Array(await testPng(8, 8));
+    const images = await roiParts([
+      ...Array.from({ length: 9 }, () => ['images', png] as [string, Uint8Array]),
+    ]);
+    expect(images.statusCode).toBe(413);
+    expect(images.json().errors[0]).toMatchObject({
+      field: 'images',
+      expected: expect.stringContaining('8'),
+    });
+    const levels = await roiParts(
+      Array.from({ length: 9 }, () => ['features', writeNpy(new Float32Array(4), [1, 1, 2, 2])]),
+    );
+    expect(levels.statusCode).toBe(413);
+    expect(levels.json().errors[0].field).toBe('features');
+  });
+});
+
 describe('layout-suspect: with imageSize, a shape that fits only in the other layout', () => {
   const map = toLayout(randomMap([1, 3, 8, 10], 4), 'NHWC'); // H 8, W 10: 40×32 pixels at 1/4
   const body = { spatialScale: 0.25, imageSize: [40, 32], boxes: [[0, 0, 8, 8]], ops: ['align'] };
