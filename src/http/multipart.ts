@@ -88,7 +88,9 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
       const name = part.fieldname;
       // Repeated `features` file parts are a pyramid's levels, finest first; any other repeat is refused.
       const nextLevel = name === 'features' && part.type === 'file' && files.features !== undefined;
-      const nextImage = name === 'images' && part.type === 'file';
+      // Repeated `images` file parts are the images in order; a file part after an `images` text field
+      // is refused like any repeat (its bytes would replace the text's images, shifting every index).
+      const nextImage = name === 'images' && part.type === 'file' && files.images !== undefined;
       if (Object.hasOwn(body, name) && !nextLevel && !nextImage) {
         throw new InvalidInputError(`field ${name} is given twice`, name, 'each field at most once');
       }

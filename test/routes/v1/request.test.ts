@@ -138,6 +138,17 @@ describe('multipart: repeated images parts', () => {
     });
   }
 
+  it('an images file part after an images text field is refused naming images (it replaced the text images)', async () => {
+    const png = new Uint8Array(await testPng(16, 16));
+    const r = await roiParts([
+      ['images', JSON.stringify([Buffer.from(png).toString('base64')])],
+      ['images', png],
+      ['boxes', '[[0, 0, 0, 8, 8]]'],
+    ]);
+    expect(r.statusCode, r.body).toBe(400);
+    expect(r.json().errors[0].field).toBe('images');
+  });
+
   it('a 9th file part is a 413 naming the field and the limit (was "reach files limit", no field)', async () => {
     const png = new Uint8Array(await testPng(8, 8));
     const images = await roiParts([
