@@ -8,9 +8,16 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import { limitsFrom } from '../core/task.js';
-import { type RoiBody } from '../../routes/v1/schemas/request.js';
 import { CliError, cliConfig, cliErrorOf, EXIT_FAILURE, readInput, withPool } from './common.js';
-import { isFeatureFile, roiBody, runRoiLocal, runRoiRemote, type RoiCliOptions } from './roi.js';
+import {
+  isFeatureFile,
+  roiRequest,
+  runRoiLocal,
+  runRoiRemote,
+  type RoiCliOptions,
+  type RoiFormat,
+  type RoiRequest,
+} from './roi.js';
 
 /** One JSONL line, parsed or not. */
 interface BatchItem {
@@ -106,7 +113,7 @@ class Progress {
  * @param dir - the folder the JSONL's image names are relative to
  */
 export async function runBatch(dir: string, opts: RoiCliOptions): Promise<number> {
-  const format: RoiBody['format'] = (opts.format as RoiBody['format'] | undefined) ?? 'npy';
+  const format: RoiFormat = (opts.format as RoiFormat | undefined) ?? 'npy';
   const ext = format === 'safetensors' ? '.safetensors' : `.${format}`;
   const items = await readBatchFile(opts.boxes);
   if (items.length === 0) throw new CliError(`--boxes ${opts.boxes}: no lines`);
@@ -119,13 +126,13 @@ export async function runBatch(dir: string, opts: RoiCliOptions): Promise<number
   const config = opts.url === undefined ? cliConfig() : undefined;
 
   const runOne = async (
-    run: (body: RoiBody, bytes: Uint8Array, features: boolean, name: string) => Promise<Buffer>,
+    run: (request: RoiRequest, bytes: Uint8Array, features: boolean, name: string) => Promise<Buffer>,
     item: BatchItem,
   ) => {
     try {
       if (item.error !== undefined) throw new CliError(item.error);
       const features = isFeatureFile(item.image);
-      const body = roiBody({ ...opts, output: `out${ext}`, format }, item.boxes, features);
+      const request = roiRequest({ ...opts, output: `out${ext}`, format }, item.boxes, features);
       // Two images of the same base name would overwrite each other's output: the later one fails instead.
       const target = join(opts.output, `${basename(item.image, extname(item.image))}${ext}`);
       const previous = outputs.get(target);
@@ -142,7 +149,7 @@ export async function runBatch(dir: string, opts: RoiCliOptions): Promise<number
           `image: cannot read ${source} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
         );
       });
-      await writeFile(target, await run(body, bytes, features, item.image));
+      await writeFile(target, await run(request, bytes, features, item.image));
       progress.tick(label(item), undefined);
     } catch (err) {
       const reason = cliErrorOf(err).message;
@@ -162,14 +169,14 @@ export async function runBatch(dir: string, opts: RoiCliOptions): Promise<number
 
   if (config === undefined) {
     const remote = { url: opts.url as string, apiKey: opts.apiKey };
-    await drain(4, (body, bytes, features, name) =>
-      runRoiRemote(remote, body, bytes, features, name, `${name}: `),
+    await drain(4, (request, bytes, features, name) =>
+      runRoiRemote(remote, request, bytes, features, name, `${name}: `),
     );
   } else {
     const limits = limitsFrom(config);
     await withPool(config, items.length, (pool) =>
-      drain(Math.min(2 * pool.size, pool.size + pool.queueLimit), (body, bytes, features, name) =>
-        runRoiLocal(pool, limits, body, bytes, features, `${name}: `),
+      drain(Math.min(2 * pool.size, pool.size + pool.queueLimit), (request, bytes, features, name) =>
+        runRoiLocal(pool, limits, request, bytes, features, `${name}: `),
       ),
     );
   }

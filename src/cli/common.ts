@@ -5,10 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError } from 'commander';
-import type { z } from 'zod';
 import { loadConfig, ConfigError, type Config } from '../config.js';
 import { RoiServeError } from '../errors.js';
-import { fieldFromPath } from '../http/validation-messages.js';
 import { WorkPool } from '../runtime/pool.js';
 
 /** Exit codes: 0 done; 1 a failure that is not the caller's (worker, network, server 5xx, a batch item); 2 bad usage or input. */
@@ -38,21 +36,6 @@ export function cliErrorOf(err: unknown): CliError {
   }
   if (err instanceof ConfigError) return new CliError(err.message, EXIT_USAGE);
   return new CliError(err instanceof Error ? err.message : String(err), EXIT_FAILURE);
-}
-
-/**
- * Validates a request body with the route's own zod schema, so the CLI accepts exactly what the API
- * does, with the same defaults.
- *
- * @throws CliError (exit 2) naming every bad field the way the API's problem+json does
- */
-export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
-  const result = schema.safeParse(body);
-  if (result.success) return result.data;
-  const lines = result.error.issues.map(
-    (issue) => `${fieldFromPath(issue.path) || 'body'}: ${issue.message}`,
-  );
-  throw new CliError(lines.join('\n'), EXIT_USAGE);
 }
 
 /** The environment's config (the same variables as the service: WORKERS, BACKBONE_DIR, limits, …). */
@@ -156,25 +139,20 @@ async function request(
 
 /**
  * The multipart form of a work request for `--url`: the input file as its own part (`image`, or
- * `features` for a `.npy` map), each other field of `body` as a text field (JSON unless a string), and
- * a feature map's layout as the `layout` field, since a `.npy` part cannot carry it. `body.image` and
- * `body.features` are the JSON body's stand-ins for the file and are not sent.
+ * `features` for a `.npy` map), each of `fields` (a `/v1` body's fields; a feature map's `layout`, which
+ * a `.npy` part cannot carry, among them) as a text field: JSON unless a string. Undefined fields are
+ * left out: the server fills in its defaults.
  */
 export function workForm(
-  body: Record<string, unknown>,
+  fields: Record<string, unknown>,
   bytes: Uint8Array,
   features: boolean,
   name: string,
 ): FormData {
   const form = new FormData();
   form.append(features ? 'features' : 'image', new Blob([new Uint8Array(bytes)]), name);
-  for (const [key, value] of Object.entries(body)) {
-    if (key === 'image' || value === undefined) continue;
-    if (key === 'features') {
-      const layout = (value as { layout?: string }).layout;
-      if (layout !== undefined) form.append('layout', layout);
-      continue;
-    }
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
     form.append(key, typeof value === 'string' ? value : JSON.stringify(value));
   }
   return form;
@@ -205,10 +183,43 @@ export function numberArg(name: string): (value: string) => number {
   };
 }
 
-/** `7` or `7,5` (PH,PW) → a number or a pair. */
-export function sizeArg(name: string): (value: string) => number | [number, number] {
+/**
+ * An integer option; `min`/`max` bound it (`--max-side 0` is refused here, as the API refuses
+ * `maxSide: 0`, before any work).
+ */
+export function intArg(name: string, min?: number, max?: number): (value: string) => number {
+  const range =
+    min === 1 && max === undefined
+      ? 'a positive integer'
+      : `an integer${min !== undefined ? ` >= ${min}` : ''}${max !== undefined ? ` <= ${max}` : ''}`;
   return (value) => {
-    const parts = value.split(/[,x]/).map(numberArg(name));
+    const n = numberArg(name)(value);
+    if (!Number.isInteger(n) || (min !== undefined && n < min) || (max !== undefined && n > max)) {
+      throw new InvalidArgumentError(`${name}: "${value}" is not ${range}`);
+    }
+    return n;
+  };
+}
+
+/** A positive number option (`--spatial-scale 0.25`). */
+export function positiveArg(name: string): (value: string) => number {
+  return (value) => {
+    const n = numberArg(name)(value);
+    if (!(n > 0)) throw new InvalidArgumentError(`${name}: "${value}" is not a positive number`);
+    return n;
+  };
+}
+
+/**
+ * `7` or `7,5` (PH,PW) → a number or a pair, each checked by `part` (default: a positive integer,
+ * `--output-size`; `--image-size` takes positive numbers).
+ */
+export function sizeArg(
+  name: string,
+  part: (value: string) => number = intArg(name, 1),
+): (value: string) => number | [number, number] {
+  return (value) => {
+    const parts = value.split(/[,x]/).map(part);
     if (parts.length === 1) return parts[0];
     if (parts.length === 2) return [parts[0], parts[1]];
     throw new InvalidArgumentError(`${name}: "${value}" is neither N nor A,B`);

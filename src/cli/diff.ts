@@ -1,20 +1,21 @@
 /**
  * `roiserve diff`: the visual diff of RoI Pool, Align and Warp (`POST /v1/diff`) as a PNG sheet or
- * JSON, validated by the route's own schema and rendered by the service's workers.
+ * JSON: the options become the core's typed input (as `roi`'s do, `./roi.ts`), checked by the core's
+ * `prepareRoi` and rendered by the service's workers.
  */
 import { writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { Command, Option } from 'commander';
-import { diffBodySchema } from '../../routes/v1/schemas/diff.js';
-import { roiInputOf } from '../../routes/v1/schemas/request.js';
+import { CHANNEL_REDUCTIONS, DIFF_DEFAULTS, MAX_DIFF_BOXES } from '../core/diff-options.js';
 import { limitsFrom } from '../core/task.js';
 import { prepareRoi } from '../core/prepare.js';
+import type { ChannelSelect } from '../imaging/render.js';
 import { COMPARED_OPS } from '../ops/registry.js';
 import {
   CliError,
   cliConfig,
-  numberArg,
-  parseBody,
+  intArg,
+  positiveArg,
   postForm,
   printWarnings,
   printWarningsHeader,
@@ -23,7 +24,7 @@ import {
   withPool,
   workForm,
 } from './common.js';
-import { isFeatureFile, readBoxesFile } from './roi.js';
+import { isFeatureFile, readBoxesFile, roiInputWith, roiRequest } from './roi.js';
 
 interface DiffCliOptions {
   boxes: string;
@@ -51,14 +52,14 @@ export function diffCommand(): Command {
     .requiredOption('--boxes <file>', 'JSON file: [[x1, y1, x2, y2], ...] (or {"boxes": [...]})')
     .requiredOption('-o, --output <file>', 'sheet.png or diff.json')
     .option('--output-size <n>', 'PH = PW, or PH,PW (default 7)', sizeArg('--output-size'))
-    .option('--sampling-ratio <n>', 'samples per bin and axis (default 2)', numberArg('--sampling-ratio'))
+    .option('--sampling-ratio <n>', 'samples per bin and axis (default 2)', intArg('--sampling-ratio'))
     .option('--aligned', 'half-pixel offset (the default)')
     .option('--no-aligned', 'no half-pixel offset')
     .addOption(new Option('--mode <mode>', 'bin reduction (default avg)').choices(['avg', 'max', 'onnx_max']))
     .option(
       '--spatial-scale <s>',
       'feature-map cells per image pixel; required with a .npy map',
-      numberArg('--spatial-scale'),
+      positiveArg('--spatial-scale'),
     )
     .addOption(
       new Option('--box-format <f>', 'coordinate order (default xyxy)').choices([
@@ -72,12 +73,16 @@ export function diffCommand(): Command {
     .option(
       '--max-side <n>',
       'shrink the image so its longer side is at most n pixels',
-      numberArg('--max-side'),
+      intArg('--max-side', 1),
     )
     .addOption(
       new Option('--layout <layout>', 'memory order of a .npy map (default NCHW)').choices(['NCHW', 'NHWC']),
     )
-    .option('--max-boxes <n>', 'boxes that get a row of panels (default 8)', numberArg('--max-boxes'))
+    .option(
+      '--max-boxes <n>',
+      `boxes that get a row of panels (default 8, at most ${MAX_DIFF_BOXES})`,
+      intArg('--max-boxes', 0, MAX_DIFF_BOXES),
+    )
     .option('--channel <c>', 'a channel index, or mean, meanabs (default), max')
     .option('--url <url>', 'send the work to a running server instead')
     .option('--api-key <key>', "the server's API_KEY (with --url)")
@@ -87,53 +92,61 @@ export function diffCommand(): Command {
       if (ext !== '.png' && ext !== '.json')
         throw new CliError(`-o ${opts.output}: use a .png or .json file`);
       const features = isFeatureFile(input);
-      const channel =
-        opts.channel === undefined
-          ? undefined
-          : /^\d+$/.test(opts.channel)
-            ? Number(opts.channel)
-            : opts.channel;
-      const raw: Record<string, unknown> = {
-        boxes: await readBoxesFile(opts.boxes),
-        outputSize: opts.outputSize,
-        samplingRatio: opts.samplingRatio,
-        aligned: opts.aligned,
-        mode: opts.mode,
-        spatialScale: opts.spatialScale,
-        boxFormat: opts.boxFormat,
-        normalized: opts.normalized,
-        maxSide: opts.maxSide,
-        maxBoxes: opts.maxBoxes,
-        channel,
-        format: ext === '.png' ? 'png' : 'json',
-        ...(features
-          ? { features: { shape: [1, 1, 1, 1], data: '', layout: opts.layout } }
-          : { image: '(file)' }),
-      };
-      for (const key of Object.keys(raw)) if (raw[key] === undefined) delete raw[key];
-      const body = parseBody(diffBodySchema, raw);
+      const channel = channelOf(opts.channel);
+      const format = ext === '.png' ? 'png' : 'json';
+      // `roi`'s request with a format that passes its `.npy` check; the diff runs all three ops.
+      const request = roiRequest(
+        // (`--layout` with an image is ignored here, as it always was; `roi` refuses it.)
+        {
+          ...opts,
+          layout: features ? opts.layout : undefined,
+          op: [...COMPARED_OPS],
+          output: 'diff.json',
+          format: 'json',
+        },
+        await readBoxesFile(opts.boxes),
+        features,
+      );
       const bytes = new Uint8Array(await readInput(input, 'INPUT'));
       let out: Buffer;
       if (opts.url !== undefined) {
-        const form = workForm(raw, bytes, features, input);
+        const { ops: _ops, ...fields } = request.input;
+        const form = workForm(
+          { ...fields, layout: request.layout, maxBoxes: opts.maxBoxes, channel, format },
+          bytes,
+          features,
+          input,
+        );
         const res = await postForm({ url: opts.url, apiKey: opts.apiKey }, 'v1/diff', form);
         printWarningsHeader(res.warnings);
         out = res.body;
       } else {
         const config = cliConfig();
-        const parts = features ? { features: bytes } : { image: bytes };
-        const task = prepareRoi(
-          { ...roiInputOf(body, parts), ops: COMPARED_OPS },
-          limitsFrom(config),
-          true,
-          true,
-        );
+        const task = prepareRoi(roiInputWith(request, bytes, features), limitsFrom(config), true, true);
         const result = await withPool(config, 1, (pool) =>
-          pool.diff(task, { maxBoxes: body.maxBoxes, channel: body.channel, format: body.format }),
+          pool.diff(task, {
+            maxBoxes: opts.maxBoxes ?? DIFF_DEFAULTS.maxBoxes,
+            channel: channel ?? DIFF_DEFAULTS.channel,
+            format,
+          }),
         );
         printWarnings(result.warnings);
         out = result.body;
       }
       await writeFile(opts.output, out);
     });
+}
+
+/**
+ * `--channel`: a channel index (digits) or one of the reductions; undefined: the default (meanabs).
+ *
+ * @throws CliError naming `--channel`
+ */
+function channelOf(value: string | undefined): ChannelSelect | undefined {
+  if (value === undefined) return undefined;
+  if (/^\d+$/.test(value)) return Number(value);
+  if ((CHANNEL_REDUCTIONS as readonly string[]).includes(value)) return value as ChannelSelect;
+  throw new CliError(
+    `--channel: "${value}" is neither a channel index nor one of ${CHANNEL_REDUCTIONS.join(', ')}`,
+  );
 }

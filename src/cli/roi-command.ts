@@ -5,7 +5,6 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { roiInputOf } from '../../routes/v1/schemas/request.js';
 import { prepareRoi } from '../core/prepare.js';
 import { limitsFrom } from '../core/task.js';
 import { ROI_OPS } from '../ops/registry.js';
@@ -15,7 +14,8 @@ import {
   cliConfig,
   cliErrorOf,
   EXIT_USAGE,
-  numberArg,
+  intArg,
+  positiveArg,
   readInput,
   sizeArg,
   withPool,
@@ -23,7 +23,8 @@ import {
 import {
   isFeatureFile,
   readBoxesFile,
-  roiBody,
+  roiInputWith,
+  roiRequest,
   runRoiLocal,
   runRoiRemote,
   type RoiCliOptions,
@@ -56,7 +57,7 @@ export function roiCommand(): Command {
     .option(
       '--sampling-ratio <n>',
       'samples per bin and axis; <= 0 adaptive (default 2)',
-      numberArg('--sampling-ratio'),
+      intArg('--sampling-ratio'),
     )
     .option('--aligned', 'half-pixel offset (the default)')
     .option('--no-aligned', "no half-pixel offset (torchvision's aligned=False)")
@@ -70,7 +71,7 @@ export function roiCommand(): Command {
     .option(
       '--spatial-scale <s>',
       'feature-map cells per image pixel; required with a .npy map',
-      numberArg('--spatial-scale'),
+      positiveArg('--spatial-scale'),
     )
     .addOption(
       new Option(
@@ -87,9 +88,13 @@ export function roiCommand(): Command {
     .option(
       '--max-side <n>',
       'shrink the image so its longer side is at most n pixels',
-      numberArg('--max-side'),
+      intArg('--max-side', 1),
     )
-    .option('--image-size <w,h>', 'the image a .npy map came from, [width, height]', sizeArg('--image-size'))
+    .option(
+      '--image-size <w,h>',
+      'the image a .npy map came from, [width, height]',
+      sizeArg('--image-size', positiveArg('--image-size')),
+    )
     .addOption(
       new Option('--layout <layout>', 'memory order of a .npy map (default NCHW)').choices(['NCHW', 'NHWC']),
     )
@@ -126,17 +131,17 @@ Examples:
       }
       const features = isFeatureFile(input);
       const boxes = await readBoxesFile(opts.boxes);
-      const body = roiBody(opts, boxes, features);
+      const request = roiRequest(opts, boxes, features);
       const bytes = await readInput(input, 'INPUT');
       let out: Buffer;
       if (opts.url !== undefined) {
-        out = await runRoiRemote({ url: opts.url, apiKey: opts.apiKey }, body, bytes, features, input);
+        out = await runRoiRemote({ url: opts.url, apiKey: opts.apiKey }, request, bytes, features, input);
       } else {
         const config = cliConfig();
         // Checked before the workers start: a bad request costs no backbone load.
-        prepareRoi(roiInputOf(body, features ? { features: bytes } : { image: bytes }), limitsFrom(config));
+        prepareRoi(roiInputWith(request, bytes, features), limitsFrom(config));
         out = await withPool(config, 1, (pool) =>
-          runRoiLocal(pool, limitsFrom(config), body, bytes, features),
+          runRoiLocal(pool, limitsFrom(config), request, bytes, features),
         );
       }
       await writeFile(opts.output, out).catch((err: unknown) => {

@@ -2,21 +2,23 @@
  * `roiserve roi`: RoI Pool / Align / Warp of an image or a `.npy` feature map, written to `.npy`,
  * `.safetensors` or `.json`; or a folder of images with a JSONL of boxes (batch, `./batch.ts`).
  *
- * In-process by default: the body is validated with the route's own schema (`roiBodySchema`), turned
- * into a task by the route's `prepareRoi`, and run and encoded by the service's `WorkPool.roiEncoded`
- * (same workers, backbone and encoders), so the file holds the bytes `POST /v1/roi` would answer.
- * `--url` sends the same fields as multipart to a running server instead.
+ * In-process by default: the options become the core's typed input ({@link RoiInput}, defaults from
+ * `ROI_DEFAULTS`), checked and turned into a task by the core's `prepareRoi`, and run and encoded by the
+ * service's `WorkPool.roiEncoded` (same workers, backbone and encoders), so the file holds the bytes
+ * `POST /v1/roi` would answer. `--url` sends the same fields as multipart to a running server instead,
+ * which validates them with its own schema. No zod and no route schema here: the option parsers
+ * (`./common.ts`) check what the types do not say (a positive integer size, …).
  */
 import { extname } from 'node:path';
 import type { WorkPool } from '../runtime/pool.js';
-import type { RoiLimits } from '../core/task.js';
+import { ROI_DEFAULTS, type RoiBoxFormat, type RoiInput, type RoiLimits } from '../core/task.js';
 import { prepareRoi } from '../core/prepare.js';
-import { roiBodySchema, roiInputOf, type RoiBody } from '../../routes/v1/schemas/request.js';
-import { COMPARED_OPS } from '../ops/registry.js';
+import { COMPARED_OPS, type RoiOp } from '../ops/registry.js';
+import type { AlignMode, Layout } from '../ops/types.js';
+import type { OutputDtype } from '../tensors/float16.js';
 import { checkRoiFormat } from '../core/encode.js';
 import {
   CliError,
-  parseBody,
   postForm,
   printWarnings,
   printWarningsHeader,
@@ -24,6 +26,9 @@ import {
   workForm,
   type RemoteOptions,
 } from './common.js';
+
+/** The output formats of `roi` (`/v1/roi`'s `format`). */
+export type RoiFormat = 'json' | 'npy' | 'safetensors';
 
 /** The CLI's options of `roi` (commander's camelCase of the kebab-case flags = the API's field names). */
 export interface RoiCliOptions {
@@ -49,8 +54,8 @@ export interface RoiCliOptions {
 }
 
 /** `.npy` → npy, `.safetensors` → safetensors, `.json` → json; `--format` wins. */
-export function formatOf(output: string, explicit: string | undefined): RoiBody['format'] {
-  if (explicit !== undefined) return explicit as RoiBody['format'];
+export function formatOf(output: string, explicit: string | undefined): RoiFormat {
+  if (explicit !== undefined) return explicit as RoiFormat;
   const ext = extname(output).toLowerCase();
   if (ext === '.npy') return 'npy';
   if (ext === '.safetensors') return 'safetensors';
@@ -86,73 +91,130 @@ export function isFeatureFile(path: string): boolean {
 }
 
 /**
- * The JSON-shape body of `/v1/roi` for these options, validated by the route's schema. The input's
- * bytes travel beside it (as multipart file parts do); the body holds a stand-in.
+ * The rows of a boxes file: an array of arrays of numbers (what `RoiInput.boxes` types). Their lengths,
+ * values and batch indices are the core's to check (`prepareRoi`), with the API's messages.
+ *
+ * @throws CliError (exit 2) naming `boxes` or the first bad `boxes[i]` / `boxes[i][j]`
  */
-export function roiBody(opts: RoiCliOptions, boxes: unknown, features: boolean): RoiBody {
-  const format = formatOf(opts.output, opts.format);
-  // `.npy` holds one tensor: without --op, RoI Align (the API's default, all three, has no .npy form).
-  const ops = opts.op ?? (format === 'npy' ? ['align'] : [...COMPARED_OPS]);
-  const body: Record<string, unknown> = {
-    boxes,
-    ops,
-    outputSize: opts.outputSize,
-    samplingRatio: opts.samplingRatio,
-    aligned: opts.aligned,
-    mode: opts.mode,
-    spatialScale: opts.spatialScale,
-    boxFormat: opts.boxFormat,
-    clockwise: opts.clockwise,
-    pyramid: opts.pyramid,
-    normalized: opts.normalized,
-    maxSide: opts.maxSide,
-    imageSize: typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize,
-    format,
-    dtype: opts.dtype,
-  };
-  if (features) body.features = { shape: [1, 1, 1, 1], data: '', layout: opts.layout };
-  else {
-    if (opts.layout !== undefined) {
-      throw new CliError('--layout describes a .npy feature map; the input is an image');
-    }
-    body.image = '(file)';
+export function boxRows(value: unknown): number[][] {
+  if (!Array.isArray(value)) {
+    throw new CliError(
+      `boxes: expected an array of box rows ([[x1, y1, x2, y2], ...]), got ${kindOf(value)}`,
+    );
   }
-  for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
-  const parsed = parseBody(roiBodySchema, body);
-  checkRoiFormat(parsed, 'exactly one --op with .npy output (or .safetensors / .json for several)');
-  return parsed;
+  value.forEach((row: unknown, i) => {
+    if (!Array.isArray(row)) {
+      throw new CliError(`boxes[${i}]: expected a row of 4 to 6 numbers, got ${kindOf(row)}`);
+    }
+    row.forEach((x: unknown, j) => {
+      if (typeof x !== 'number') throw new CliError(`boxes[${i}][${j}]: expected a number, got ${kindOf(x)}`);
+    });
+  });
+  return value as number[][];
+}
+
+function kindOf(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
 }
 
 /**
- * Runs one input in-process: the route's `prepareRoi`, then the pool's `roiEncoded`, exactly as
+ * One `roi` request built from the CLI's options: the core's input (all but the input file, which
+ * {@link roiInputWith} adds) and what the encoder needs.
+ */
+export interface RoiRequest {
+  input: Omit<RoiInput, 'image' | 'features'>;
+  /** The feature map's memory order (with a `.npy` input). */
+  layout: Layout | undefined;
+  format: RoiFormat;
+  dtype: OutputDtype;
+}
+
+/**
+ * The {@link RoiRequest} of these options: `/v1/roi`'s defaults filled in, the format from `-o`, and
+ * the checks the core does not do because they concern the CLI (a `--layout` with an image) or the
+ * encoding (`checkRoiFormat`: one op in a `.npy`).
+ *
+ * @throws CliError, or the core's InvalidInputError naming the field
+ */
+export function roiRequest(opts: RoiCliOptions, boxes: unknown, features: boolean): RoiRequest {
+  const format = formatOf(opts.output, opts.format);
+  // `.npy` holds one tensor: without --op, RoI Align (the API's default, all three, has no .npy form).
+  const ops = (opts.op ?? (format === 'npy' ? ['align'] : [...COMPARED_OPS])) as RoiOp[];
+  if (!features && opts.layout !== undefined) {
+    throw new CliError('--layout describes a .npy feature map; the input is an image');
+  }
+  const rows = boxRows(boxes);
+  const dtype = (opts.dtype ?? 'float32') as OutputDtype;
+  checkRoiFormat(
+    { format, ops, dtype },
+    'exactly one --op with .npy output (or .safetensors / .json for several)',
+  );
+  return {
+    input: {
+      boxes: rows,
+      boxFormat: (opts.boxFormat as RoiBoxFormat | undefined) ?? ROI_DEFAULTS.boxFormat,
+      clockwise: opts.clockwise ?? ROI_DEFAULTS.clockwise,
+      pyramid: opts.pyramid ?? ROI_DEFAULTS.pyramid,
+      normalized: opts.normalized ?? ROI_DEFAULTS.normalized,
+      ops,
+      outputSize: opts.outputSize ?? ROI_DEFAULTS.outputSize,
+      samplingRatio: opts.samplingRatio ?? ROI_DEFAULTS.samplingRatio,
+      aligned: opts.aligned ?? ROI_DEFAULTS.aligned,
+      mode: (opts.mode as AlignMode | undefined) ?? ROI_DEFAULTS.mode,
+      spatialScale: opts.spatialScale,
+      maxSide: opts.maxSide,
+      imageSize: typeof opts.imageSize === 'number' ? [opts.imageSize, opts.imageSize] : opts.imageSize,
+    },
+    layout: features ? ((opts.layout as Layout | undefined) ?? ROI_DEFAULTS.layout) : undefined,
+    format,
+    dtype,
+  };
+}
+
+/** The core's input of `request` with the input file's bytes: an encoded image, or a `.npy` map. */
+export function roiInputWith(request: RoiRequest, bytes: Uint8Array, features: boolean): RoiInput {
+  return {
+    ...request.input,
+    image: features ? undefined : bytes,
+    features: features
+      ? { encoding: 'npy', bytes, layout: request.layout ?? ROI_DEFAULTS.layout }
+      : undefined,
+  };
+}
+
+/**
+ * Runs one input in-process: the core's `prepareRoi`, then the pool's `roiEncoded`, exactly as
  * `POST /v1/roi` does. Returns the encoded body and prints the warnings.
  */
 export async function runRoiLocal(
   pool: WorkPool,
   limits: RoiLimits,
-  body: RoiBody,
+  request: RoiRequest,
   bytes: Uint8Array,
   features: boolean,
   prefix = '',
 ): Promise<Buffer> {
   // A fresh, whole ArrayBuffer: the pool moves it to the worker instead of copying it.
-  const owned = new Uint8Array(bytes);
-  const task = prepareRoi(roiInputOf(body, features ? { features: owned } : { image: owned }), limits);
-  const out = await pool.roiEncoded(task, body.format, body.encoding, {}, body.dtype);
+  const task = prepareRoi(roiInputWith(request, new Uint8Array(bytes), features), limits);
+  const out = await pool.roiEncoded(task, request.format, 'base64', {}, request.dtype);
   printWarnings(out.warnings, prefix);
   return out.body;
 }
 
-/** The same request as multipart to a running server (`--url`). */
+/**
+ * The same request as multipart to a running server (`--url`): the `/v1/roi` fields of `request`
+ * (the wire protocol; the server validates them with its schema), the input file as a file part.
+ */
 export async function runRoiRemote(
   remote: RemoteOptions,
-  body: RoiBody,
+  request: RoiRequest,
   bytes: Uint8Array,
   features: boolean,
   name: string,
   prefix = '',
 ): Promise<Buffer> {
-  const res = await postForm(remote, 'v1/roi', workForm(body, bytes, features, name));
+  const fields = { ...request.input, layout: request.layout, format: request.format, dtype: request.dtype };
+  const res = await postForm(remote, 'v1/roi', workForm(fields, bytes, features, name));
   printWarningsHeader(res.warnings, prefix);
   return res.body;
 }

@@ -12,7 +12,10 @@ export const MAX_DIFF_BOXES = 32;
 /** Reductions over channels a heatmap can show instead of one channel. */
 export const CHANNEL_REDUCTIONS = ['mean', 'meanabs', 'max'] as const;
 
-/** The diff-specific options, defaults filled in (from the route's body schema). */
+/** The defaults of the diff-specific options (the route's schema and the CLI fill them in). */
+export const DIFF_DEFAULTS = { maxBoxes: 8, channel: 'meanabs', format: 'png' } as const;
+
+/** The diff-specific options, defaults filled in (by the route's body schema, or the CLI). */
 export interface DiffOptions {
   /** How many boxes (the first ones) get a row of panels. */
   maxBoxes: number;

@@ -59,6 +59,24 @@ export interface RoiInput {
   imageSize: readonly [number, number] | undefined;
 }
 
+/**
+ * The defaults of a RoI request's optional parameters, one place for every caller that fills them in:
+ * `/v1`'s schemas (`routes/v1/schemas/request.ts`) and the CLI (`src/cli/roi.ts`). The default `ops`
+ * is `COMPARED_OPS` (`src/ops/registry.ts`).
+ */
+export const ROI_DEFAULTS = {
+  boxFormat: 'xyxy',
+  clockwise: false,
+  pyramid: false,
+  normalized: false,
+  outputSize: 7,
+  samplingRatio: 2,
+  aligned: true,
+  mode: 'avg',
+  /** Memory order of a feature map. */
+  layout: 'NCHW',
+} as const satisfies Partial<Record<keyof RoiInput, unknown>> & { layout: Layout };
+
 /** Parameters actually used, all defaults filled in (echoed in responses). */
 export interface RoiParams {
   ops: RoiOp[];

@@ -203,6 +203,42 @@ describe('roiserve roi', () => {
     expect(notJson.stderr).toMatch(/--boxes notjson\.json: not JSON/);
   }, 60_000);
 
+  it('box files and option values their types do not admit: exit 2 naming the field or flag, nothing written', async () => {
+    // The CLI builds the core's typed input itself (no route schema): what the types do not say, it checks.
+    writeFileSync(join(dir, 'null.json'), 'null');
+    writeFileSync(join(dir, 'text-box.json'), '[[96, 56, 224, 144], ["10", 10, 50, 50]]');
+    const roi = (...args: string[]) => roiserve(['roi', photo, '-o', 'refused.npy', ...args], dir);
+    const diff = (...args: string[]) =>
+      roiserve(['diff', photo, '--boxes', 'boxes.json', '-o', 'refused.png', ...args], dir);
+    const runs = await Promise.all([
+      roi('--boxes', 'null.json'),
+      roi('--boxes', 'text-box.json'),
+      roi('--boxes', 'boxes.json', '--output-size', '0'),
+      roi('--boxes', 'boxes.json', '--output-size', '7,2.5'),
+      roi('--boxes', 'boxes.json', '--sampling-ratio', '1.5'),
+      roi('--boxes', 'boxes.json', '--max-side', '-4'),
+      diff('--channel', 'median'),
+      diff('--max-boxes', '33'),
+    ]);
+    const expected = [
+      /^roiserve: boxes: expected an array/m,
+      /^roiserve: boxes\[1\]\[0\]: expected a number, got string/m,
+      /--output-size: "0" is not a positive integer/,
+      /--output-size: "2\.5" is not a positive integer/,
+      /--sampling-ratio: "1\.5" is not an integer/,
+      /--max-side: "-4" is not a positive integer/,
+      /--channel: "median" is neither a channel index nor one of mean, meanabs, max/,
+      /--max-boxes: "33" is not an integer >= 0 <= 32/,
+    ];
+    runs.forEach((run, i) => {
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr).toMatch(expected[i]);
+      expect(run.stderr).not.toMatch(/TypeError|at .*\.js:\d+/);
+    });
+    expect(existsSync(join(dir, 'refused.npy'))).toBe(false);
+    expect(existsSync(join(dir, 'refused.png'))).toBe(false);
+  }, 60_000);
+
   it('usage errors exit 2; --help shows an example', async () => {
     const missing = await roiserve(['roi', photo, '-o', 'x.npy'], dir);
     expect(missing.code).toBe(2);

@@ -4,7 +4,7 @@
  * (`src/imaging/diff-body.ts`, typed by `src/core/wire.ts`; the check at the end proves they agree).
  */
 import { z } from 'zod';
-import { CHANNEL_REDUCTIONS, MAX_DIFF_BOXES } from '../../../src/core/diff-options.js';
+import { CHANNEL_REDUCTIONS, DIFF_DEFAULTS, MAX_DIFF_BOXES } from '../../../src/core/diff-options.js';
 import type { DiffResponseBody } from '../../../src/core/wire.js';
 import { CELL_OPS, DIFF_PAIRS, pairKey, type CellOp } from '../../../src/ops/registry.js';
 import { warningsSchema } from '../../../src/warnings.js';
@@ -29,20 +29,20 @@ export const diffBodySchema = z
       .int()
       .min(0)
       .max(MAX_DIFF_BOXES)
-      .default(8)
+      .default(DIFF_DEFAULTS.maxBoxes)
       .describe(
         `how many boxes (the first ones) get a row of panels, at most ${MAX_DIFF_BOXES}; stats cover all`,
       ),
     channel: z
       .union([z.number().int().min(0), z.enum(CHANNEL_REDUCTIONS)])
-      .default('meanabs')
+      .default(DIFF_DEFAULTS.channel)
       .describe(
         'what heatmaps show: a channel index, or a reduction over channels (mean, meanabs = mean of |x|, max); ' +
           'difference panels reduce the per-channel |a − b| the same way',
       ),
     format: z
       .enum(['png', 'json'])
-      .default('png')
+      .default(DIFF_DEFAULTS.format)
       .describe('png: one sheet; json: coverage, difference statistics and the pictures as base64 PNGs'),
   })
   .meta({ id: 'DiffRequest', description: 'the input of POST /v1/diff' });

@@ -6,7 +6,7 @@
  * like JSON.
  */
 import { z } from 'zod';
-import type { FeaturesInput, RoiInput } from '../../../src/core/task.js';
+import { ROI_DEFAULTS, type FeaturesInput, type RoiInput } from '../../../src/core/task.js';
 import type { BinaryParts } from '../../../src/http/multipart.js';
 import { BOX_FORMATS, COMPARED_OPS, LEVEL_RULES, ROI_OPS } from '../../../src/ops/index.js';
 import { OUTPUT_DTYPES } from '../../../src/tensors/float16.js';
@@ -39,7 +39,7 @@ export const featuresJsonSchema = z
       ),
     layout: z
       .enum(['NCHW', 'NHWC'])
-      .default('NCHW')
+      .default(ROI_DEFAULTS.layout)
       .describe(
         'memory order of `data` and order of `shape`: NCHW (PyTorch, ONNX) or NHWC (TensorFlow, channels-last)',
       ),
@@ -97,7 +97,7 @@ export const roiInputFields = {
     ),
   boxFormat: z
     .enum(ROI_BOX_FORMATS)
-    .default('xyxy')
+    .default(ROI_DEFAULTS.boxFormat)
     .describe(
       'xyxy = (x1, y1, x2, y2); xywh = top-left + size; cxcywh = centre + size; yxyx = (y1, x1, y2, x2), ' +
         "TensorFlow's crop_and_resize order; cxcywha = rotated boxes (cx, cy, w, h, angle), angle in degrees " +
@@ -105,7 +105,7 @@ export const roiInputFields = {
     ),
   clockwise: z
     .boolean()
-    .default(false)
+    .default(ROI_DEFAULTS.clockwise)
     .describe(
       "rotated boxes: the angle turns clockwise (mmcv's flag; detectron2's angle is counter-clockwise)",
     ),
@@ -128,13 +128,13 @@ export const roiInputFields = {
     .describe('with a pyramid: how a box picks its level (FPN Eq. 1), s = sqrt(box area) in image pixels'),
   pyramid: z
     .boolean()
-    .default(false)
+    .default(ROI_DEFAULTS.pyramid)
     .describe(
       "with `image`: pool from the backbone's feature pyramid (the built-in one: strides 8, 16, 32), each box on its level",
     ),
   normalized: z
     .boolean()
-    .default(false)
+    .default(ROI_DEFAULTS.normalized)
     .describe(
       'coordinates are fractions of the image size: x × width, y × height give pixels. The image as sent ' +
         '(before any resize); with `features`: `imageSize`, or the area the map covers (W / spatialScale × ' +
@@ -150,18 +150,21 @@ export const roiInputFields = {
     ),
   outputSize: z
     .union([positiveInt, z.tuple([positiveInt, positiveInt])])
-    .default(7)
+    .default(ROI_DEFAULTS.outputSize)
     .describe('PH = PW, or [PH, PW]'),
   samplingRatio: z
     .number()
     .int()
-    .default(2)
+    .default(ROI_DEFAULTS.samplingRatio)
     .describe('sampling points per bin and axis for align and warp; <= 0 = adaptive ceil(roi / output)'),
   aligned: z
     .boolean()
-    .default(true)
+    .default(ROI_DEFAULTS.aligned)
     .describe('half-pixel offset (true = ONNX half_pixel, detectron2 ROIAlignV2)'),
-  mode: z.enum(['avg', 'max', 'onnx_max']).default('avg').describe('bin reduction of align and warp'),
+  mode: z
+    .enum(['avg', 'max', 'onnx_max'])
+    .default(ROI_DEFAULTS.mode)
+    .describe('bin reduction of align and warp'),
   spatialScale: z
     .union([z.number().positive(), z.array(z.number().positive()).min(1).max(MAX_LEVELS)])
     .optional()
