@@ -21,6 +21,7 @@ export const WARNING_CODES = [
   'max-side-capped',
   'layout-suspect',
   'dtype-overflow',
+  'field-ignored',
 ] as const;
 export type WarningCode = (typeof WARNING_CODES)[number];
 
@@ -42,7 +43,9 @@ export const warningSchema = z
           'is within [0, 1.5] on a larger image; boxes-look-pixels: normalized is true but a coordinate is over ' +
           '1.5 × the image size; max-side-capped: maxSide was over MAX_IMAGE_SIDE; layout-suspect: with ' +
           'imageSize, the features shape fits the image only when read in the other layout; dtype-overflow: ' +
-          'finite outputs beyond the range of the requested dtype (float16: ±65504) were sent as ±Infinity',
+          'finite outputs beyond the range of the requested dtype (float16: ±65504) were sent as ±Infinity; ' +
+          'field-ignored: a field that has no effect on this request (levelMapping without a pyramid, ' +
+          'clockwise without rotated boxes)',
       ),
     message: z.string().describe('what looks wrong and how to fix it'),
     field: z.string().optional().describe('the request field it is about, e.g. boxes[3]'),

@@ -173,8 +173,33 @@ export function prepareRoi(
     params,
     includeImage,
     // layout-suspect warnings come from the pipeline, which knows a .npy map's shape.
-    warnings: [...maxSide.warnings],
+    warnings: [...maxSide.warnings, ...ignoredFieldWarnings(body, levels !== undefined)],
   };
+}
+
+/**
+ * Fields that change nothing in this request (`field-ignored`): `levelMapping` without a pyramid (one
+ * map: every box is pooled from it) and `clockwise: true` without rotated boxes (upright boxes have no
+ * angle). Served anyway, but a careless client learns its setting did not apply.
+ */
+function ignoredFieldWarnings(body: RoiInput, hasLevels: boolean): RoiWarning[] {
+  const warnings: RoiWarning[] = [];
+  if (body.levelMapping !== undefined && !hasLevels && !body.pyramid) {
+    warnings.push({
+      code: 'field-ignored',
+      field: 'levelMapping',
+      message:
+        'levelMapping picks each box a pyramid level; this request has one map, so it is ignored (send features as a list of maps, or pyramid: true with an image)',
+    });
+  }
+  if (body.clockwise === true && body.boxFormat !== 'cxcywha') {
+    warnings.push({
+      code: 'field-ignored',
+      field: 'clockwise',
+      message: `clockwise turns rotated boxes (boxFormat cxcywha); boxFormat ${body.boxFormat} boxes have no angle, so it is ignored`,
+    });
+  }
+  return warnings;
 }
 
 /**

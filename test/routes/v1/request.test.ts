@@ -121,6 +121,44 @@ describe('features layout: shape is the array shape as stored', () => {
   });
 });
 
+describe('field-ignored: a field that changes nothing in the request', () => {
+  const map = featuresField(randomMap([1, 1, 4, 4], 3));
+  const body = { features: map, spatialScale: 1, boxes: [[0, 0, 2, 2]], ops: ['align'] };
+
+  it('levelMapping with one map, clockwise with upright boxes: served, each named in a warning', async () => {
+    const r = await roi({ ...body, levelMapping: { canonicalLevel: 2 }, clockwise: true });
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json().warnings).toEqual([
+      { code: 'field-ignored', field: 'levelMapping', message: expect.stringContaining('one map') },
+      { code: 'field-ignored', field: 'clockwise', message: expect.stringContaining('no angle') },
+    ]);
+    // The same outputs as without them.
+    const plain = await roi(body);
+    expect(tensorData(r.json().outputs.align)).toEqual(tensorData(plain.json().outputs.align));
+  });
+
+  it('not said where they apply: levelMapping with a list of maps, clockwise with rotated boxes', async () => {
+    const levels = await roi({
+      features: [featuresField(randomMap([1, 1, 8, 8], 4)), map],
+      spatialScale: [1, 0.5],
+      levelMapping: { canonicalLevel: 2 },
+      boxes: [[0, 0, 2, 2]],
+      ops: ['align'],
+    });
+    expect(levels.statusCode, levels.body).toBe(200);
+    expect(levels.json().warnings).toEqual([]);
+    const rotated = await roi({
+      ...body,
+      boxFormat: 'cxcywha',
+      clockwise: true,
+      boxes: [[2, 2, 2, 2, 30]],
+      ops: ['rotated_align'],
+    });
+    expect(rotated.statusCode, rotated.body).toBe(200);
+    expect(rotated.json().warnings).toEqual([]);
+  });
+});
+
 describe('multipart: repeated images parts', () => {
   /** A multipart body of repeated fields, in order. */
   async function roiParts(parts: Array<[string, string | Uint8Array]>) {
