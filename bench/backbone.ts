@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
 import { initTensorFlow, loadBackbone } from '../src/backbone/index.js';
 import { decodeImage } from '../src/imaging/decode.js';
-import { createOrtBackbone, relativeError, runOrtBackbone } from '../test/backbone/onnx_reference.js';
+import { createOrtBackbone, relativeError, runOrtBackbone } from '../test/backbone/onnx-reference.js';
 
 const WARMUP = 3;
 const RUNS = Number(process.env.BENCH_RUNS ?? 11);

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { exportOnnx } from '../src/backbone/onnx_export.js';
+import { exportOnnx } from '../src/backbone/onnx-export.js';
 import { parseConfig } from '../src/config.js';
 import { buildApp } from '../src/server.js';
 import { readNpy } from '../src/tensors/npy.js';

@@ -1,14 +1,14 @@
 /**
  * The backbone: RGB pixels `[H, W, 3]` → feature map `[1, C, ceil(H/stride), ceil(W/stride)]` (NHWC from
  * tfjs, NCHW from ONNX Runtime), and for pyramid backbones one map per level. Either the built-in net
- * (`builtin.ts`, run by `builtin_backbone.ts` on tfjs or ONNX Runtime) or a user's model from a local
- * directory (`user_backbones.ts`: tfjs `model.json` or ONNX `model.onnx`). This file holds the
+ * (`builtin.ts`, run by `builtin-backbone.ts` on tfjs or ONNX Runtime) or a user's model from a local
+ * directory (`user-backbones.ts`: tfjs `model.json` or ONNX `model.onnx`). This file holds the
  * interface and `loadBackbone`; the shared input checks are `input.ts`.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUILTIN_STRIDE } from './builtin.js';
-import { builtinBackbone } from './builtin_backbone.js';
+import { builtinBackbone } from './builtin-backbone.js';
 import {
   DEFAULT_MAX_INPUT_ASPECT,
   DEFAULT_MAX_INPUT_PIXELS,
@@ -16,15 +16,15 @@ import {
   type BackboneLimits,
 } from './input.js';
 import { currentBackend, initTensorFlow } from './tf.js';
-import { userBackbone, userOnnxBackbone } from './user_backbones.js';
+import { userBackbone, userOnnxBackbone } from './user-backbones.js';
 import type { Backbone, LoadBackboneOptions } from './types.js';
-import { USER_ONNX_FILE } from './user_onnx.js';
+import { USER_ONNX_FILE } from './user-onnx.js';
 
 export type { BackboneDescription, LayerDescription } from './builtin.js';
 export type { PyramidDescription, PyramidLevelDescription } from './builtin.js';
 export { CONV1_FILTERS } from './builtin.js';
 export { currentBackend, initTensorFlow, getTf, type TensorFlowBackend, type BackendChoice } from './tf.js';
-export type { EngineChoice } from './onnx_engine.js';
+export type { EngineChoice } from './onnx-engine.js';
 
 export * from './input.js';
 export type { Backbone, BackbonePyramid, LoadBackboneOptions } from './types.js';

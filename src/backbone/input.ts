@@ -2,7 +2,7 @@
  * What every backbone checks and shares: the input limits (checked from an image's header before it
  * is decoded, and again at the backbone), the RGB checks, the tfjs input tensor and output reading,
  * and the tfjs backend facts the descriptions report. Split from `index.ts` so that the built-in and
- * user backbones (`builtin_backbone.ts`, `user_backbones.ts`) import it without a cycle.
+ * user backbones (`builtin-backbone.ts`, `user-backbones.ts`) import it without a cycle.
  */
 import { InvalidInputError, TooLargeError } from '../errors.js';
 import type { FeatureMap } from '../ops/types.js';

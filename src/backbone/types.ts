@@ -1,12 +1,12 @@
 /**
  * The backbone's interface and its loading options, apart from `index.ts` (which loads one) so that the
- * implementations (`builtin_backbone.ts`, `user_backbones.ts`) need not import the module that imports
+ * implementations (`builtin-backbone.ts`, `user-backbones.ts`) need not import the module that imports
  * them (no import circle).
  */
 import type { FeatureMap } from '../ops/types.js';
 import type { BackboneDescription } from './builtin.js';
 import type { BackboneLimits, RgbImage } from './input.js';
-import type { EngineChoice } from './onnx_engine.js';
+import type { EngineChoice } from './onnx-engine.js';
 
 export interface Backbone {
   /** `builtin-inception-s16` or `user:<dir name>`. */

@@ -5,7 +5,7 @@
  */
 import type { Backbone } from '../backbone/index.js';
 import type { BoxCoverage } from '../ops/coverage.js';
-import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
+import type { RotatedBoxCoverage } from '../ops/coverage-rotated.js';
 import { ROI_OPS, type ComparedOp, type RoiOp } from '../ops/registry.js';
 import type { Boxes, FeatureMap, Pooled } from '../ops/types.js';
 import type { RoiWarning } from '../warnings.js';

@@ -7,7 +7,7 @@
 import { InvalidInputError } from '../errors.js';
 import { boxAt } from '../ops/boxes.js';
 import { coverage, type BoxCoverage } from '../ops/coverage.js';
-import { rotatedCoverage, type RotatedBoxCoverage } from '../ops/coverage_rotated.js';
+import { rotatedCoverage, type RotatedBoxCoverage } from '../ops/coverage-rotated.js';
 import {
   mapLevels,
   mapRotatedLevels,

@@ -5,7 +5,7 @@
  */
 import type { ChannelSelect } from '../imaging/render.js';
 import type { BoxCoverage } from '../ops/coverage.js';
-import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
+import type { RotatedBoxCoverage } from '../ops/coverage-rotated.js';
 import type { RoiBoxFormat } from './task.js';
 import type { CellOp, ComparedOp, RoiOp } from '../ops/registry.js';
 import type { AlignMode } from '../ops/types.js';

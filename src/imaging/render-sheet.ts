@@ -49,7 +49,7 @@ import {
   type CellOp,
   type ComparedOp,
 } from '../ops/registry.js';
-import type { RotatedBoxCoverage } from '../ops/coverage_rotated.js';
+import type { RotatedBoxCoverage } from '../ops/coverage-rotated.js';
 import type { Point } from '../ops/polygon.js';
 import type { Boxes, FeatureMap, Pooled, Rect } from '../ops/types.js';
 

@@ -8,7 +8,7 @@ export * from './roi_pool.js';
 export * from './roi_warp.js';
 export * from './rotated_roi_align.js';
 export * from './coverage.js';
-export * from './coverage_rotated.js';
+export * from './coverage-rotated.js';
 export * from './polygon.js';
 export * from './ps_roi_align.js';
 export * from './ps_roi_pool.js';

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadBackbone, type Backbone } from '../../src/backbone/index.js';
 import { BUILTIN_NETWORK, networkWeights } from '../../src/backbone/builtin.js';
-import { checkAgreement, chooseEngine, compareFeatures } from '../../src/backbone/onnx_engine.js';
-import { exportOnnx } from '../../src/backbone/onnx_export.js';
+import { checkAgreement, chooseEngine, compareFeatures } from '../../src/backbone/onnx-engine.js';
+import { exportOnnx } from '../../src/backbone/onnx-export.js';
 import { initTensorFlow, tf } from '../../src/backbone/tf.js';
 import type { FeatureMap } from '../../src/ops/types.js';
 
@@ -133,7 +133,7 @@ describe('engine choice and the agreement rule', () => {
       throw new Error('libonnxruntime.so.1: cannot open shared object file');
     });
     try {
-      const fresh = await import('../../src/backbone/onnx_engine.js');
+      const fresh = await import('../../src/backbone/onnx-engine.js');
       const wasm = {
         backend: 'wasm',
         reason: 'auto: … using wasm (SIMD, 1 thread)',

@@ -8,10 +8,10 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBackbone, type Backbone } from '../../src/backbone/index.js';
 import { initTensorFlow } from '../../src/backbone/tf.js';
-import { rgbToInput } from '../../src/backbone/onnx_engine.js';
-import { exportOnnx } from '../../src/backbone/onnx_export.js';
+import { rgbToInput } from '../../src/backbone/onnx-engine.js';
+import { exportOnnx } from '../../src/backbone/onnx-export.js';
 import { PYRAMID_NETWORK, PYRAMID_OUTPUTS } from '../../src/backbone/pyramid.js';
-import { createOrtBackbone, relativeError, runOrtBackbone } from './onnx_reference.js';
+import { createOrtBackbone, relativeError, runOrtBackbone } from './onnx-reference.js';
 
 let backbone: Backbone;
 let session: InferenceSession;

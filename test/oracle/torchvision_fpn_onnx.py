@@ -1,4 +1,4 @@
-"""torchvision ResNet-FPN oracle for test/backbone/user_onnx.test.ts (run with Debian's /usr/bin/python3).
+"""torchvision ResNet-FPN oracle for test/backbone/user-onnx.test.ts (run with Debian's /usr/bin/python3).
 
 Reads from argv[1] a JSON object: `modelDir` (where to write model.onnx), `width`, `height`, `rgb`
 (base64 of the image's H×W×3 uint8 bytes), `mean`, `std` (three numbers each), `sizeDivisible`,

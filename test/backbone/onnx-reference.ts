@@ -1,11 +1,11 @@
 /**
- * The built-in backbone as exported by `src/backbone/onnx_export.ts`, run by ONNX Runtime directly
+ * The built-in backbone as exported by `src/backbone/onnx-export.ts`, run by ONNX Runtime directly
  * (no roiserve engine code in between beyond the input conversion): the peer for the cross-check
  * test and for `bench/backbone.ts`.
  */
 import * as ort from 'onnxruntime-node';
-import { compareFeatures, rgbToInput } from '../../src/backbone/onnx_engine.js';
-import { exportOnnx } from '../../src/backbone/onnx_export.js';
+import { compareFeatures, rgbToInput } from '../../src/backbone/onnx-engine.js';
+import { exportOnnx } from '../../src/backbone/onnx-export.js';
 import type { FeatureMap } from '../../src/ops/types.js';
 
 /** An ORT session of the exported backbone, single-threaded by default (the bench's fair peer). */

@@ -26,8 +26,8 @@ import {
   type BackboneLimits,
   type RgbImage,
 } from './input.js';
-import { checkedSession, chooseEngine, rgbToInput, runSession, type OrtSession } from './onnx_engine.js';
-import { exportOnnx } from './onnx_export.js';
+import { checkedSession, chooseEngine, rgbToInput, runSession, type OrtSession } from './onnx-engine.js';
+import { exportOnnx } from './onnx-export.js';
 import {
   PYRAMID_CHANNELS,
   PYRAMID_NETWORK,

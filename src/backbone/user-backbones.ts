@@ -1,6 +1,6 @@
 /**
- * User backbones from `BACKBONE_DIR` as {@link Backbone}s: a tfjs model (`model.json`, `user_model.ts`)
- * on tfjs, or an ONNX model (`model.onnx`, `user_onnx.ts`) on ONNX Runtime.
+ * User backbones from `BACKBONE_DIR` as {@link Backbone}s: a tfjs model (`model.json`, `user-model.ts`)
+ * on tfjs, or an ONNX model (`model.onnx`, `user-onnx.ts`) on ONNX Runtime.
  */
 import { basename } from 'node:path';
 import type { Backbone, LoadBackboneOptions } from './types.js';
@@ -13,10 +13,10 @@ import {
   type RgbImage,
 } from './input.js';
 import { tf } from './tf.js';
-import { loadUserModel } from './user_model.js';
-import { loadUserOnnx, USER_ONNX_FILE } from './user_onnx.js';
+import { loadUserModel } from './user-model.js';
+import { loadUserOnnx, USER_ONNX_FILE } from './user-onnx.js';
 
-/** A `BACKBONE_DIR` holding `model.onnx` (see `user_onnx.ts`): one map, or a pyramid finest first. */
+/** A `BACKBONE_DIR` holding `model.onnx` (see `user-onnx.ts`): one map, or a pyramid finest first. */
 export async function userOnnxBackbone(
   modelDir: string,
   opts: LoadBackboneOptions,

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/errors.js';
 import { coverage } from '../../src/ops/coverage.js';
-import { rotatedCoverage } from '../../src/ops/coverage_rotated.js';
+import { rotatedCoverage } from '../../src/ops/coverage-rotated.js';
 import {
   clipConvex,
   intersectionArea,

@@ -26,7 +26,7 @@ import {
   runSession,
   type InputTransform,
   type OrtSession,
-} from './onnx_engine.js';
+} from './onnx-engine.js';
 
 /** The file a `BACKBONE_DIR` holds for this loader. */
 export const USER_ONNX_FILE = 'model.onnx';

@@ -1,5 +1,5 @@
 /**
- * `src/backbone/onnx_export.ts` and its hand-written protobuf (`onnx_proto.ts`), read back by an
+ * `src/backbone/onnx-export.ts` and its hand-written protobuf (`onnx-proto.ts`), read back by an
  * independent protobuf implementation (onnx-proto / protobufjs): the graph's interface, every conv's
  * weights against the network's own (transposed by this test), and refusals. That ONNX Runtime runs
  * the bytes to the tfjs features is `onnx.test.ts`.
@@ -7,7 +7,7 @@
 import onnxProto from 'onnx-proto';
 import { describe, expect, it } from 'vitest';
 import { BUILTIN_NETWORK, networkWeights, type NetworkNode } from '../../src/backbone/builtin.js';
-import { exportOnnx } from '../../src/backbone/onnx_export.js';
+import { exportOnnx } from '../../src/backbone/onnx-export.js';
 
 const { onnx } = onnxProto;
 

@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBackbone } from '../../src/backbone/index.js';
 import { initTensorFlow } from '../../src/backbone/tf.js';
-import { inferStride } from '../../src/backbone/user_onnx.js';
+import { inferStride } from '../../src/backbone/user-onnx.js';
 import sharp from 'sharp';
 import { multiScaleRoi } from '../../src/ops/index.js';
 import { buildApp } from '../../src/server.js';

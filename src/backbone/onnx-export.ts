@@ -20,7 +20,7 @@ import {
   type ConvWeights,
   type NetworkNode,
 } from './builtin.js';
-import { encodeOnnxModel, type OnnxNode, type OnnxTensor } from './onnx_proto.js';
+import { encodeOnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto.js';
 
 /** Name of the exported graph's input. */
 export const ONNX_INPUT = 'image';
@@ -165,7 +165,7 @@ function exportNode(
       const unknown: never = node;
       const { type, name } = unknown as { type: string; name: string };
       throw new Error(
-        `ONNX export: node '${name}' has kind '${type}', which has no ONNX translation yet (src/backbone/onnx_export.ts)`,
+        `ONNX export: node '${name}' has kind '${type}', which has no ONNX translation yet (src/backbone/onnx-export.ts)`,
       );
     }
   }
