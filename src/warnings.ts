@@ -191,6 +191,52 @@ export function boxWarnings(
 }
 
 /**
+ * The warnings of a request with several images (`images`) as one list that keeps the promises of one
+ * image's: at most {@link MAX_BOX_WARNINGS} `box-outside` entries name a box (the lowest rows), one
+ * more counts the rest over all images; `boxes-look-normalized` and `boxes-look-pixels` once (the first
+ * image's that has it). Each image's list comes from {@link boxWarnings} (its rows already renamed to
+ * the request's); the count of a "more boxes" entry is read back from the message written above.
+ *
+ * @param lists - each image's warnings, in image order
+ * @param boxCount - the request's box count K
+ */
+export function mergeImageWarnings(
+  lists: readonly (readonly RoiWarning[])[],
+  boxCount: number,
+): RoiWarning[] {
+  const named: { row: number; warning: RoiWarning }[] = [];
+  let outside = 0;
+  const others: RoiWarning[] = [];
+  let outsideAt = -1;
+  const once = new Set<WarningCode>();
+  for (const warning of lists.flat()) {
+    if (warning.code === 'box-outside') {
+      if (outsideAt < 0) outsideAt = others.length;
+      const row = /^boxes\[(\d+)\]$/.exec(warning.field ?? '');
+      if (row) named.push({ row: Number(row[1]), warning });
+      outside += row ? 1 : Number(/^(\d+) more boxes/.exec(warning.message)?.[1] ?? 0);
+      continue;
+    }
+    if (warning.code === 'boxes-look-normalized' || warning.code === 'boxes-look-pixels') {
+      if (once.has(warning.code)) continue;
+      once.add(warning.code);
+    }
+    others.push(warning);
+  }
+  named.sort((a, b) => a.row - b.row);
+  const outsideWarnings = named.slice(0, MAX_BOX_WARNINGS).map((n) => n.warning);
+  if (outside > MAX_BOX_WARNINGS) {
+    outsideWarnings.push({
+      code: 'box-outside',
+      field: 'boxes',
+      message: `${outside - MAX_BOX_WARNINGS} more boxes lie wholly outside their images (${outside} of ${boxCount} in all)`,
+    });
+  }
+  if (outsideAt < 0) return others;
+  return [...others.slice(0, outsideAt), ...outsideWarnings, ...others.slice(outsideAt)];
+}
+
+/**
  * The {@link WARNINGS_HEADER} value: the warnings as a JSON array with every non-ASCII character
  * escaped (`×` → `\u00d7`), so the header is plain ASCII (HTTP clients read header bytes as Latin-1)
  * and still parses with `JSON.parse`. Undefined when there are none (the header is then left out).

@@ -8,7 +8,7 @@ import { InvalidInputError, TooLargeError, UnsupportedMediaError } from '../erro
 import type { RoiOp } from '../ops/registry.js';
 import type { RotatedBoxes } from '../ops/rotated_roi_align.js';
 import type { Boxes, Pooled } from '../ops/types.js';
-import type { RoiWarning } from '../warnings.js';
+import { mergeImageWarnings, type RoiWarning } from '../warnings.js';
 import type { ImageInfo, RoiResult } from './results.js';
 import type { DecodedRoiTask } from './task.js';
 
@@ -161,7 +161,11 @@ export async function executeImages(
     coverage,
     levels,
     images: parts.map((p) => p.result.image as ImageInfo),
-    warnings: parts.flatMap(({ rows, result }) => result.warnings.map((w) => renameBoxes(w, rows))),
+    // One list as one image's would be: box-outside capped over all images, look-alikes said once.
+    warnings: mergeImageWarnings(
+      parts.map(({ rows, result }) => result.warnings.map((w) => renameBoxes(w, rows))),
+      K,
+    ),
     timings,
   };
 }

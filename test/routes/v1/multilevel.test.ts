@@ -515,6 +515,34 @@ describe('/v1/roi with several images', () => {
     expect(body.boxes.map((r: number[]) => r[0])).toEqual([1, 0, 1, 0]);
   });
 
+  it('warnings as one image would give them: at most 10 box-outside name a box, one counts the rest; look-alikes once', async () => {
+    const png = (await testPng(32, 24)).toString('base64');
+    // 15 boxes outside each of 3 images, rows interleaved: 45 in all.
+    const outside = await roi({
+      images: [png, png, png],
+      boxes: Array.from({ length: 45 }, (_, k) => [k % 3, 100, 100, 120, 120]),
+      ops: ['align'],
+      outputSize: 1,
+    });
+    expect(outside.statusCode, outside.body).toBe(200);
+    const warnings = outside.json().warnings as { code: string; field: string; message: string }[];
+    expect(warnings.map((w) => w.field)).toEqual([
+      ...Array.from({ length: 10 }, (_, k) => `boxes[${k}]`),
+      'boxes',
+    ]);
+    expect(warnings[10].message).toMatch(/^35 more boxes .*\(45 of 45 in all\)/);
+    const small = await roi({
+      images: [png, png],
+      boxes: [
+        [0, 0, 0, 1, 1],
+        [1, 0, 0, 1, 1],
+      ],
+      ops: ['align'],
+      outputSize: 1,
+    });
+    expect(small.json().warnings.map((w: { code: string }) => w.code)).toEqual(['boxes-look-normalized']);
+  });
+
   it('with pyramid: true each image has its levels; multipart takes repeated images parts', async () => {
     const a = await testPng(97, 71);
     const b = await testPng(64, 48);
