@@ -4,6 +4,7 @@
  * and the context the worker hands a pipeline.
  */
 import type { Backbone } from '../backbone/index.js';
+import type { DecodedImage } from '../imaging/decode.js';
 import type { BoxCoverage } from '../ops/coverage.js';
 import type { RotatedBoxCoverage } from '../ops/coverage-rotated.js';
 import { ROI_OPS, type ComparedOp, type RoiOp } from '../ops/registry.js';
@@ -28,26 +29,12 @@ export type RoiTimings = {
 } & Record<ComparedOp, number> &
   Partial<Record<RoiOp, number>>;
 
-/** The decoded image, when the input was one. Coordinates of the ops are in `width × height`. */
-export interface ImageInfo {
-  /** Size after the optional `MAX_IMAGE_SIDE` resize: the frame the operators and coverage work in. */
-  width: number;
-  height: number;
-  /** Size as sent (after EXIF orientation): the frame `boxes` are given in. */
-  originalWidth: number;
-  originalHeight: number;
-  /** `width / originalWidth`; 1 when not resized. Same as `scaleX` (kept for existing clients). */
-  scale: number;
-  /** `width / originalWidth`: box x coordinates are multiplied by this. */
-  scaleX: number;
-  /**
-   * `height / originalHeight`: box y coordinates are multiplied by this. Differs from `scaleX` when
-   * the resize rounded each side to whole pixels (64×27 → 32×14: 0.5 and 0.5185).
-   */
-  scaleY: number;
-  /** Detected format, e.g. `png`. */
-  format: string;
-}
+/**
+ * The decoded image, when the input was one: {@link DecodedImage}'s sizes, scales and format without its
+ * pixels (one declaration of those fields, not two to keep in step). Coordinates of the ops are in
+ * `width × height`, the size after the optional `MAX_IMAGE_SIDE` resize.
+ */
+export type ImageInfo = Omit<DecodedImage, 'rgb'>;
 
 /** Where the feature map came from and how it maps onto the image. */
 export interface FeatureMapInfo {

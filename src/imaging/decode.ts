@@ -36,10 +36,11 @@ export interface DecodeOptions {
   }) => void;
 }
 
+/** A decoded image: its pixels, and the sizes the results report (`ImageInfo`, `src/core/results.ts`). */
 export interface DecodedImage {
   /** Pixels `[height, width, 3]`, RGB, 8-bit, row-major (HWC). */
   rgb: Uint8Array;
-  /** Width after the optional resize. */
+  /** Width after the optional `MAX_IMAGE_SIDE` / `maxSide` resize: the frame of the operators and coverage. */
   width: number;
   /** Height after the optional resize. */
   height: number;
