@@ -482,22 +482,26 @@ export function describeNetwork(
     rf: number;
     jump: number;
   }
-  const states = new Map<string, State>([
-    [INPUT_NAME, { c: 3, h: referenceInput[0], w: referenceInput[1], rf: 1, jump: 1 }],
-  ]);
+  /** The row of a layer without weights (the input, upsample, concat, add), from its output state. */
+  const weightless = (
+    name: string,
+    type: LayerDescription['type'],
+    inputs: string[],
+    state: State,
+  ): LayerDescription => ({
+    name,
+    type,
+    inputs,
+    outputShape: [1, state.c, state.h, state.w],
+    params: 0,
+    multiplyAdds: 0,
+    receptiveField: state.rf,
+    totalStride: state.jump,
+  });
+  const input: State = { c: 3, h: referenceInput[0], w: referenceInput[1], rf: 1, jump: 1 };
+  const states = new Map<string, State>([[INPUT_NAME, input]]);
   const producers = new Map<string, NetworkNode>(network.map((n) => [n.name, n]));
-  const rows: LayerDescription[] = [
-    {
-      name: INPUT_NAME,
-      type: 'input',
-      inputs: [],
-      outputShape: [1, 3, referenceInput[0], referenceInput[1]],
-      params: 0,
-      multiplyAdds: 0,
-      receptiveField: 1,
-      totalStride: 1,
-    },
-  ];
+  const rows: LayerDescription[] = [weightless(INPUT_NAME, 'input', [], input)];
   for (const node of network) {
     if (node.type === 'upsample') {
       const src = need(states, node.input);
@@ -505,16 +509,7 @@ export function describeNetwork(
       // Each output position copies one input position: the input's receptive field at the finer jump.
       const state = { c: src.c, h: like.h, w: like.w, rf: src.rf, jump: like.jump };
       states.set(node.name, state);
-      rows.push({
-        name: node.name,
-        type: 'upsample',
-        inputs: [node.input, node.like],
-        outputShape: [1, state.c, state.h, state.w],
-        params: 0,
-        multiplyAdds: 0,
-        receptiveField: state.rf,
-        totalStride: state.jump,
-      });
+      rows.push(weightless(node.name, 'upsample', [node.input, node.like], state));
       continue;
     }
     if (node.type === 'concat' || node.type === 'add') {
@@ -527,16 +522,7 @@ export function describeNetwork(
         jump: ins[0].jump,
       };
       states.set(node.name, state);
-      rows.push({
-        name: node.name,
-        type: node.type,
-        inputs: [...node.inputs],
-        outputShape: [1, state.c, state.h, state.w],
-        params: 0,
-        multiplyAdds: 0,
-        receptiveField: state.rf,
-        totalStride: state.jump,
-      });
+      rows.push(weightless(node.name, node.type, [...node.inputs], state));
       continue;
     }
     const src = need(states, node.input);
