@@ -6,7 +6,7 @@ import { resolveMaxSide } from '../core/prepare.js';
 import {
   CliError,
   cliConfig,
-  numberArg,
+  intArg,
   postForm,
   printWarnings,
   printWarningsHeader,
@@ -24,7 +24,7 @@ export function featuresCommand(): Command {
     .option(
       '--max-side <n>',
       'shrink the image so its longer side is at most n pixels',
-      numberArg('--max-side'),
+      intArg('--max-side', 1),
     )
     .option('--url <url>', 'send the work to a running server instead')
     .option('--api-key <key>', "the server's API_KEY (with --url)")
@@ -35,9 +35,6 @@ export function featuresCommand(): Command {
         if (ext !== '.npy' && ext !== '.json')
           throw new CliError(`-o ${opts.output}: use a .npy or .json file`);
         const format = ext === '.npy' ? 'npy' : 'json';
-        if (opts.maxSide !== undefined && (!Number.isInteger(opts.maxSide) || opts.maxSide <= 0)) {
-          throw new CliError(`maxSide: ${opts.maxSide} is not a positive integer`);
-        }
         const bytes = await readInput(image, 'IMAGE');
         let body: Buffer;
         if (opts.url !== undefined) {

@@ -219,6 +219,7 @@ describe('roiserve roi', () => {
       roi('--boxes', 'boxes.json', '--max-side', '-4'),
       diff('--channel', 'median'),
       diff('--max-boxes', '33'),
+      roiserve(['features', photo, '-o', 'refused.npy', '--max-side', '0'], dir),
     ]);
     const expected = [
       /^roiserve: boxes: expected an array/m,
@@ -229,6 +230,7 @@ describe('roiserve roi', () => {
       /--max-side: "-4" is not a positive integer/,
       /--channel: "median" is neither a channel index nor one of mean, meanabs, max/,
       /--max-boxes: "33" is not an integer >= 0 <= 32/,
+      /--max-side: "0" is not a positive integer/,
     ];
     runs.forEach((run, i) => {
       expect(run.code, run.stderr).toBe(2);
