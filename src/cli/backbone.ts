@@ -1,12 +1,12 @@
 /** `roiserve backbone`: the backbone description (`GET /v1/backbone`) as JSON on stdout. */
 import { Command } from 'commander';
-import { cliConfig, getRemote, withPool } from './common.js';
+import { cliConfig, getRemote, withPool, urlArg } from './common.js';
 
 export function backboneCommand(): Command {
   return new Command('backbone')
     .summary('describe the backbone: layers, shapes, stride, backend (JSON)')
     .description('Prints what GET /v1/backbone answers: loaded in-process, or from a server with --url.')
-    .option('--url <url>', 'ask a running server instead')
+    .option('--url <url>', 'ask a running server instead', urlArg)
     .option('--api-key <key>', "the server's API_KEY (with --url)")
     .addHelpText(
       'after',

@@ -173,6 +173,24 @@ export function printWarnings(warnings: ReadonlyArray<{ code: string; message: s
   for (const w of warnings) process.stderr.write(`roiserve: ${prefix}warning: ${w.code}: ${w.message}\n`);
 }
 
+/**
+ * `--url`: an http(s) URL of a running server. Checked when the options are read, so that `localhost:8080`
+ * (no scheme: `new URL` reads `localhost:` as one) is a usage error naming the flag (exit 2), not
+ * `Invalid URL` (exit 1) once the request is built.
+ */
+export function urlArg(value: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new InvalidArgumentError(`--url: "${value}" is not an http(s) URL (e.g. http://localhost:8080)`);
+  }
+  return value;
+}
+
 /** A number option (`--output-size 7`); commander hands strings over. */
 export function numberArg(name: string): (value: string) => number {
   return (value) => {

@@ -23,6 +23,7 @@ import {
   sizeArg,
   withPool,
   workForm,
+  urlArg,
 } from './common.js';
 import { isFeatureFile, readBoxesFile, roiInputWith, roiRequest } from './roi.js';
 
@@ -84,7 +85,7 @@ export function diffCommand(): Command {
       intArg('--max-boxes', 0, MAX_DIFF_BOXES),
     )
     .option('--channel <c>', 'a channel index, or mean, meanabs (default), max')
-    .option('--url <url>', 'send the work to a running server instead')
+    .option('--url <url>', 'send the work to a running server instead', urlArg)
     .option('--api-key <key>', "the server's API_KEY (with --url)")
     .addHelpText('after', '\nExample:\n  roiserve diff fixtures/photo.jpg --boxes boxes.json -o sheet.png')
     .action(async (input: string, opts: DiffCliOptions) => {

@@ -13,6 +13,7 @@ import {
   readInput,
   withPool,
   workForm,
+  urlArg,
 } from './common.js';
 
 export function featuresCommand(): Command {
@@ -26,7 +27,7 @@ export function featuresCommand(): Command {
       'shrink the image so its longer side is at most n pixels',
       intArg('--max-side', 1),
     )
-    .option('--url <url>', 'send the work to a running server instead')
+    .option('--url <url>', 'send the work to a running server instead', urlArg)
     .option('--api-key <key>', "the server's API_KEY (with --url)")
     .addHelpText('after', '\nExample:\n  roiserve features fixtures/photo.jpg -o photo-features.npy')
     .action(

@@ -19,6 +19,7 @@ import {
   readInput,
   sizeArg,
   withPool,
+  urlArg,
 } from './common.js';
 import {
   isFeatureFile,
@@ -108,7 +109,7 @@ export function roiCommand(): Command {
     .addOption(
       new Option('--dtype <dtype>', 'element type of the outputs (default float32)').choices(OUTPUT_DTYPES),
     )
-    .option('--url <url>', 'send the work to a running server (e.g. http://localhost:8080) instead')
+    .option('--url <url>', 'send the work to a running server (e.g. http://localhost:8080) instead', urlArg)
     .option('--api-key <key>', "the server's API_KEY (with --url)")
     .addHelpText(
       'after',

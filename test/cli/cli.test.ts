@@ -220,6 +220,9 @@ describe('roiserve roi', () => {
       diff('--channel', 'median'),
       diff('--max-boxes', '33'),
       roiserve(['features', photo, '-o', 'refused.npy', '--max-side', '0'], dir),
+      // no scheme: `new URL` read `localhost:` as one, and the run failed later with `Invalid URL`, exit 1
+      roi('--boxes', 'boxes.json', '--url', 'localhost:8080'),
+      roiserve(['backbone', '--url', 'ftp://localhost'], dir),
     ]);
     const expected = [
       /^roiserve: boxes: expected an array/m,
@@ -231,6 +234,8 @@ describe('roiserve roi', () => {
       /--channel: "median" is neither a channel index nor one of mean, meanabs, max/,
       /--max-boxes: "33" is not an integer >= 0 <= 32/,
       /--max-side: "0" is not a positive integer/,
+      /--url: "localhost:8080" is not an http\(s\) URL/,
+      /--url: "ftp:\/\/localhost" is not an http\(s\) URL/,
     ];
     runs.forEach((run, i) => {
       expect(run.code, run.stderr).toBe(2);
