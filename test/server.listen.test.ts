@@ -184,7 +184,15 @@ describe('JSON over HTTP', () => {
 
 describe('the HTTP thread stays responsive', () => {
   it('/healthz answers while heavy requests occupy the worker', async () => {
-    // ~2.4 MB of features and a dense sampling grid: each request keeps the worker busy for a while.
+    // The first request must stay in the worker far longer than a /healthz round trip takes on a
+    // loaded machine (the client runs on the HTTP thread too, and CI runs test files in parallel on
+    // 2 cores: up to ~150 ms there). Average mode is no good for that: its cost does not grow with
+    // the sampling grid (~60-200 ms whatever samplingRatio), so healthz and the first answer raced
+    // and healthz lost now and then. Max mode reads every sample: 40 boxes × 64 channels × 32² cells
+    // × 24² samples, ~1 s alone, several times healthz's worst round trip under load. The two
+    // queued ones only show that waiting work does not hold the thread either; they stay light.
+    // If the HTTP thread were blocked while the worker works (a synchronous wait, copy or parse),
+    // /healthz would answer after the first heavy request and the order below would fail.
     const fm = randomMap([1, 64, 96, 96], 11);
     const npy = writeNpy(fm.data, fm.shape);
     const boxes = JSON.stringify(Array.from({ length: 40 }, (_, i) => [i, i, 95, 95]));
@@ -197,8 +205,9 @@ describe('the HTTP thread stays responsive', () => {
             boxes,
             spatialScale: '1',
             ops: '["align"]',
+            mode: 'max',
             outputSize: '32',
-            samplingRatio: '16',
+            samplingRatio: i === 0 ? '24' : '8',
             format: 'npy',
           },
           { features: [npy, 'map.npy'] },
