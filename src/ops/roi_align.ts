@@ -1,5 +1,9 @@
 /**
  * RoI Align (He et al., "Mask R-CNN", ICCV 2017, https://arxiv.org/abs/1703.06870).
+ *
+ * ~480 lines in one file on purpose: the per-RoI float32 geometry, the per-axis sample tables and the
+ * tap writers must follow ONNX Runtime's order of operations together (a discrete decision in one
+ * changes the others), and torchvision keeps `roi_align` as one kernel the same way.
  */
 import { CancelledError, InvalidInputError } from '../errors.js';
 import { assertBoxes, assertScaledBoxes } from './boxes.js';

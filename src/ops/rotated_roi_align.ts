@@ -7,6 +7,9 @@
  * Source followed line by line: detectron2/layers/csrc/ROIAlignRotated/ROIAlignRotated_cpu.cpp
  * (facebookresearch/detectron2); mmcv's ops/csrc/pytorch/cpu/roi_align_rotated.cpp for `aligned = false`
  * and `clockwise`.
+ *
+ * ~520 lines in one file on purpose: box parsing (`cxcywha`, `clockwise`), the turned geometry and the
+ * tap tables follow detectron2's one kernel step by step, and reading them side by side is the check.
  */
 import { CancelledError, InvalidInputError } from '../errors.js';
 import { checkBatchIndex, FLOAT32_MAX } from './boxes.js';
