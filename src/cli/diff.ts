@@ -97,10 +97,10 @@ export function diffCommand(): Command {
       const format = ext === '.png' ? 'png' : 'json';
       // `roi`'s request with a format that passes its `.npy` check; the diff runs all three ops.
       const request = roiRequest(
-        // (`--layout` with an image is ignored here, as it always was; `roi` refuses it.)
+        // `--layout` goes through as given: with an image it is refused, as `roi` refuses it (it used to be
+        // ignored here without a word).
         {
           ...opts,
-          layout: features ? opts.layout : undefined,
           op: [...COMPARED_OPS],
           output: 'diff.json',
           format: 'json',

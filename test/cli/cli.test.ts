@@ -223,6 +223,9 @@ describe('roiserve roi', () => {
       // no scheme: `new URL` read `localhost:` as one, and the run failed later with `Invalid URL`, exit 1
       roi('--boxes', 'boxes.json', '--url', 'localhost:8080'),
       roiserve(['backbone', '--url', 'ftp://localhost'], dir),
+      // a map's memory order with an image: refused by both (diff used to ignore it silently)
+      roi('--boxes', 'boxes.json', '--layout', 'NHWC'),
+      diff('--layout', 'NHWC'),
     ]);
     const expected = [
       /^roiserve: boxes: expected an array/m,
@@ -236,6 +239,8 @@ describe('roiserve roi', () => {
       /--max-side: "0" is not a positive integer/,
       /--url: "localhost:8080" is not an http\(s\) URL/,
       /--url: "ftp:\/\/localhost" is not an http\(s\) URL/,
+      /--layout describes a \.npy feature map; the input is an image/,
+      /--layout describes a \.npy feature map; the input is an image/,
     ];
     runs.forEach((run, i) => {
       expect(run.code, run.stderr).toBe(2);
