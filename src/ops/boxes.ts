@@ -138,7 +138,9 @@ export function checkBatchIndex(b: unknown, batchSize: number, field: string): n
   }
   if (typeof b !== 'number' || !Number.isInteger(b) || b < 0 || b >= batchSize) {
     throw new InvalidInputError(
-      `${field} is ${String(b)}, but the feature map has N = ${batchSize}`,
+      // "N" is the feature map's batch or the number of images sent: say both, the box names neither.
+      `${field} is ${String(b)}, but the batch has N = ${batchSize} (the feature map's N, or the number of ` +
+        `images sent): use 0 to ${batchSize - 1}`,
       field,
       `an integer batch index 0 <= b < ${batchSize}`,
     );

@@ -577,6 +577,10 @@ describe('/v1/roi with several images', () => {
     const past = await roi({ images: [png], boxes: [[1, 0, 0, 8, 8]] });
     expect(past.statusCode).toBe(400);
     expect(past.json().errors[0].field).toBe('boxes[0][0]');
+    // one image: the message counts images too (it used to speak of a feature map the user never sent)
+    expect(past.json().errors[0].message).toMatch(
+      /N = 1 \(the feature map's N, or the number of images sent\): use 0 to 0/,
+    );
     const both = await roi({ image: png, images: [png], boxes: [] });
     expect(both.statusCode).toBe(400);
     expect(both.json().errors[0].field).toBe('images');
