@@ -62,6 +62,8 @@ interface ActiveSplit {
   control?: Int32Array;
   /** Drops each helper that is still queued. */
   queued: Set<() => void>;
+  /** `HELPED` when the pool first asked the helpers to yield (for {@link WorkPool.splitStats}). */
+  helpedAtYield?: number;
 }
 
 /** `GET /v1/backbone`: the backbone description (it names the tfjs backend too). */
@@ -128,7 +130,12 @@ export class WorkPool {
   #splits = new Map<number, ActiveSplit>();
   #nextSplit = 1;
   /** Requests split so far, and ranges of boxes their helpers ran (`src/runtime/split.ts`). */
-  readonly splitStats = { requests: 0, helpers: 0, helperRanges: 0 };
+  /**
+   * Split statistics. `helperRangesAfterYield`: ranges helpers finished after the pool asked them to
+   * yield, at most one per helper (the range it was in) when yielding works; tests read it because
+   * it does not depend on how fast the waiting request arrived. `yields`: splits asked to yield so.
+   */
+  readonly splitStats = { requests: 0, helpers: 0, helperRanges: 0, helperRangesAfterYield: 0, yields: 0 };
 
   /** @param config - uses `workers`, `queueLimit`, the backbone settings and the limits */
   constructor(config: Config) {
@@ -311,7 +318,14 @@ export class WorkPool {
     // Every worker busy: this task will wait, so the helpers of split requests stop after their
     // current range of boxes (their leads finish alone) rather than hold the workers it waits for.
     if (!internal.helper && this.#inFlight >= this.size) {
-      for (const split of this.#splits.values()) if (split.control) Atomics.store(split.control, YIELD, 1);
+      for (const split of this.#splits.values()) {
+        if (!split.control) continue;
+        Atomics.store(split.control, YIELD, 1);
+        if (split.helpedAtYield === undefined) {
+          split.helpedAtYield = Atomics.load(split.control, HELPED);
+          this.splitStats.yields++;
+        }
+      }
     }
     let running = false;
     this.#pending.set(id, () => {
@@ -470,7 +484,10 @@ export class WorkPool {
     for (const drop of split.queued) drop();
     if (split.control) {
       Atomics.store(split.control, YIELD, 1);
-      this.splitStats.helperRanges += Atomics.load(split.control, HELPED);
+      const helped = Atomics.load(split.control, HELPED);
+      this.splitStats.helperRanges += helped;
+      if (split.helpedAtYield !== undefined)
+        this.splitStats.helperRangesAfterYield += helped - split.helpedAtYield;
     }
   }
 
