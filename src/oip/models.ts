@@ -382,15 +382,7 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
   }
   const spatialScale = p.spatial_scale;
   if (features !== undefined) {
-    if (typeof spatialScale !== 'number' || !(spatialScale > 0) || !Number.isFinite(spatialScale)) {
-      throw bad(
-        spatialScale === undefined
-          ? 'parameters.spatial_scale is required with the features input'
-          : `parameters.spatial_scale is ${JSON.stringify(spatialScale)}; expected a positive number`,
-        'parameters.spatial_scale',
-        'a positive number: feature-map cells per image pixel (1/stride)',
-      );
-    }
+    scaleOf(p, ' with the features input');
     if (p.max_side !== undefined) {
       throw bad(
         'parameters.max_side resizes an image; the input is a feature map',
@@ -539,13 +531,13 @@ function samplingOf(p: Record<string, unknown>, limits: RoiLimits): number {
   return samplingRatio;
 }
 
-/** The required positive `spatial_scale`. */
-function scaleOf(p: Record<string, unknown>): number {
+/** The required positive `spatial_scale` (`when` says when it is required, for the message). */
+function scaleOf(p: Record<string, unknown>, when = ''): number {
   const spatialScale = p.spatial_scale;
   if (typeof spatialScale !== 'number' || !(spatialScale > 0) || !Number.isFinite(spatialScale)) {
     throw bad(
       spatialScale === undefined
-        ? 'parameters.spatial_scale is required'
+        ? `parameters.spatial_scale is required${when}`
         : `parameters.spatial_scale is ${JSON.stringify(spatialScale)}; expected a positive number`,
       'parameters.spatial_scale',
       'a positive number: feature-map cells per image pixel (1/stride)',
