@@ -16,6 +16,7 @@ const sections: Record<string, Section> = {
   split: async () => (await import('./split.js')).runSplitBench(),
   transfer: async () => (await import('./transfer.js')).runTransferBench(),
   e2e: async () => (await import('./e2e.js')).runE2eBench(),
+  idle: async () => (await import('./idle.js')).runIdleBench(),
 };
 
 async function main(): Promise<void> {

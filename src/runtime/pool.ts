@@ -18,6 +18,7 @@ import { Admission, type Slot } from '../admission.js';
 import { boxesStarted, CLIENT_GONE, newCancelFlag, requestStop, stopReason, TIMED_OUT } from '../cancel.js';
 import { BusyError, CancelledError, RoiServeError, TaskTimeoutError } from '../errors.js';
 import type { RoiResult } from '../core/results.js';
+import { fixHeapGrowth } from './heap-growth.js';
 import { RetireBoard, type RetireReason } from './recycle.js';
 import { limitsFrom, type RoiTask } from '../core/task.js';
 import { type RoiOp } from '../ops/registry.js';
@@ -139,6 +140,9 @@ export class WorkPool {
 
   /** @param config - uses `workers`, `queueLimit`, the backbone settings and the limits */
   constructor(config: Config) {
+    // Before the threads start: without it, a worker that has been idle a few seconds runs a full
+    // garbage collection every few requests from then on, at twice the CPU per request (heap-growth.ts).
+    fixHeapGrowth();
     this.size = config.workers;
     this.queueLimit = config.queueLimit;
     this.splitMinBoxes = config.splitMinBoxes;
