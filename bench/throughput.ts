@@ -1,11 +1,19 @@
 /**
  * Throughput benchmark: image requests per second with the default `WORKERS` (one per core, bounded
- * by memory: `src/config.ts`) against `WORKERS=1`, each on a live server over loopback. The request is
+ * by memory: `src/config.ts`) against one worker, each on a live server over loopback. The request is
  * `fixtures/photo.jpg` (640×480) with two boxes to `/v1/roi` (RoI Align 7×7, JSON), sent by
- * CONCURRENCY clients (in a separate node process) back to back for SECONDS each; the two servers are measured in turn, twice
- * (default, 1, default, 1), so load from other jobs hits both alike. Both servers start first (their
- * idle workers use no CPU). The load average is printed because shared machines vary.
- * Knobs: `BENCH_SECONDS` (default 20), `BENCH_CONCURRENCY` (default 4).
+ * CONCURRENCY clients (in a separate node process) back to back for SECONDS each; the servers are
+ * measured in turn, ROUNDS times (default, 1, …, default, 1, …), so load from other jobs hits all
+ * alike, and each server sits idle while the others are measured (as between bursts of traffic).
+ * All servers start first (their idle workers use no CPU). The load average is printed because
+ * shared machines vary.
+ *
+ * The servers: the default; `WORKERS=1`, whose one worker still runs ONNX Runtime on every core
+ * (`BACKBONE_THREADS` follows `cores / WORKERS`); `WORKERS=1 BACKBONE_THREADS=1`, compute on one core
+ * as the old default (`cores − 1` workers) had it on 2 cores; and the same default-vs-one pair with the
+ * tfjs engine (`BACKBONE_ENGINE=tfjs`, one thread per worker by design).
+ * Knobs: `BENCH_SECONDS` (default 20), `BENCH_CONCURRENCY` (default 4), `BENCH_ROUNDS` (default 2),
+ * `BENCH_ENGINES` (default `onnx,tfjs`).
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -17,6 +25,7 @@ import { buildApp } from '../src/server.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const BOXES = '[[96,56,224,144],[0,0,320,240]]';
 const execFileAsync = promisify(execFile);
 
@@ -49,13 +58,13 @@ console.log(done / ((performance.now() - start) / 1000));
 `;
 
 /** Runs CONCURRENCY clients (another process) against `url` for SECONDS; returns requests per second. */
-async function measure(url: string, photoPath: string): Promise<number> {
+export async function measure(url: string, photoPath: string, seconds = SECONDS): Promise<number> {
   const { stdout } = await execFileAsync(process.execPath, [
     '--input-type=module',
     '-e',
     CLIENT,
     url,
-    String(SECONDS),
+    String(seconds),
     String(CONCURRENCY),
     photoPath,
     BOXES,
@@ -63,14 +72,52 @@ async function measure(url: string, photoPath: string): Promise<number> {
   return Number(stdout.trim());
 }
 
+interface Server {
+  label: string;
+  env: Record<string, string>;
+  /** Indices of the servers this one is compared against ("vs" column). */
+  baselines: number[];
+}
+
+/** The servers to compare (see the file's comment). */
+function servers(): Server[] {
+  const engines = (process.env.BENCH_ENGINES ?? 'onnx,tfjs').split(',');
+  const list: Server[] = [];
+  const defaults = String(defaultWorkers());
+  if (engines.includes('onnx')) {
+    const base = list.length;
+    list.push(
+      { label: `default (WORKERS=${defaults})`, env: {}, baselines: [base + 1, base + 2] },
+      { label: 'WORKERS=1', env: { WORKERS: '1' }, baselines: [base + 2] },
+      {
+        label: 'WORKERS=1 BACKBONE_THREADS=1',
+        env: { WORKERS: '1', BACKBONE_THREADS: '1' },
+        baselines: [],
+      },
+    );
+  }
+  if (engines.includes('tfjs')) {
+    const base = list.length;
+    list.push(
+      {
+        label: `tfjs, default (WORKERS=${defaults})`,
+        env: { BACKBONE_ENGINE: 'tfjs' },
+        baselines: [base + 1],
+      },
+      { label: 'tfjs, WORKERS=1', env: { BACKBONE_ENGINE: 'tfjs', WORKERS: '1' }, baselines: [] },
+    );
+  }
+  return list;
+}
+
 export async function runThroughputBench(): Promise<void> {
   const photoPath = fileURLToPath(new URL('../fixtures/photo.jpg', import.meta.url));
   const photo = readFileSync(photoPath);
-  const counts = [defaultWorkers(), 1];
+  const list = servers();
   const apps = await Promise.all(
-    // WORKERS through the environment, as a user sets it: the settings derived from it (ONNX Runtime threads
-    // per worker) follow, as they do for a user.
-    counts.map((workers) => buildApp(parseConfig({ WORKERS: String(workers) }, { logLevel: 'silent' }))),
+    // Settings through the environment, as a user sets them: the ones derived from WORKERS (ONNX
+    // Runtime threads per worker) follow, as they do for a user.
+    list.map((server) => buildApp(parseConfig(server.env, { logLevel: 'silent' }))),
   );
   try {
     const urls: string[] = [];
@@ -86,16 +133,16 @@ export async function runThroughputBench(): Promise<void> {
         form.append('boxes', BOXES);
         await (await fetch(`${url}/v1/roi`, { method: 'POST', body: form })).arrayBuffer();
       }
-    const rates: number[][] = counts.map(() => []);
-    const cores: number[][] = counts.map(() => []);
-    const cpuMs: number[][] = counts.map(() => []);
+    const rates: number[][] = list.map(() => []);
+    const cores: number[][] = list.map(() => []);
+    const cpuMs: number[][] = list.map(() => []);
     console.log(
       `${CONCURRENCY} clients, ${SECONDS} s per run, photo.jpg 640×480, 2 boxes, /v1/roi; load average before: ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')}`,
     );
-    for (let round = 0; round < 2; round++)
-      for (let i = 0; i < counts.length; i++) {
+    for (let round = 0; round < ROUNDS; round++)
+      for (let i = 0; i < list.length; i++) {
         const cpuBefore = process.cpuUsage();
         const rate = await measure(urls[i], photoPath);
         // This process is the servers alone (HTTP threads + workers; the clients run in another):
@@ -106,17 +153,21 @@ export async function runThroughputBench(): Promise<void> {
         cores[i].push(cpuSeconds / SECONDS);
         cpuMs[i].push((cpuSeconds * 1000) / (rate * SECONDS));
         console.log(
-          `  round ${round + 1}, WORKERS=${counts[i]}: ${rate.toFixed(2)} req/s, server busy ${(cpuSeconds / SECONDS).toFixed(2)} cores (load ${loadavg()[0].toFixed(2)})`,
+          `  round ${round + 1}, ${list[i].label}: ${rate.toFixed(2)} req/s, server busy ${(cpuSeconds / SECONDS).toFixed(2)} cores (load ${loadavg()[0].toFixed(2)})`,
         );
       }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     console.log(
-      '\n| WORKERS | req/s (run 1, run 2) | mean | vs WORKERS=1 | server busy (cores) | CPU ms / request |\n|---|---|---|---|---|---|',
+      '\n| server | req/s (each run) | mean | vs | server busy (cores) | CPU ms / request |\n|---|---|---|---|---|---|',
     );
-    for (let i = 0; i < counts.length; i++)
+    for (let i = 0; i < list.length; i++) {
+      const vs = list[i].baselines
+        .map((b) => `${(mean(rates[i]) / mean(rates[b])).toFixed(2)}× ${list[b].label}`)
+        .join('; ');
       console.log(
-        `| ${counts[i]}${i === 0 ? ' (default)' : ''} | ${rates[i].map((r) => r.toFixed(2)).join(', ')} | ${mean(rates[i]).toFixed(2)} | ${(mean(rates[i]) / mean(rates[1])).toFixed(2)}× | ${mean(cores[i]).toFixed(2)} | ${mean(cpuMs[i]).toFixed(0)} |`,
+        `| ${list[i].label} | ${rates[i].map((r) => r.toFixed(2)).join(', ')} | ${mean(rates[i]).toFixed(2)} | ${vs} | ${mean(cores[i]).toFixed(2)} | ${mean(cpuMs[i]).toFixed(0)} |`,
       );
+    }
     console.log(
       `\nload average after: ${loadavg()
         .map((l) => l.toFixed(2))
