@@ -40,12 +40,13 @@ for (let r = 0; r < rounds; r++) {
     const { url, bytes, type } = jobs[i];
     const t = performance.now();
     const res = await fetch(url, { method: 'POST', body: bytes, headers: { 'content-type': type } });
+    const headersAt = performance.now() - t;
     const answer = await res.arrayBuffer();
     const ms = performance.now() - t;
     if (res.status !== 200) throw new Error(res.status + ' ' + Buffer.from(answer).toString());
     const stages = {};
     for (const m of (res.headers.get('server-timing') ?? '').matchAll(/([a-z_]+);dur=([0-9.]+)/g)) stages[m[1]] = Number(m[2]);
-    out[i].push([ms, stages, answer.byteLength]);
+    out[i].push([ms, stages, answer.byteLength, headersAt]);
   }
 }
 console.log(JSON.stringify(out));
@@ -160,10 +161,10 @@ export async function runTransferBench(): Promise<void> {
       ['--input-type=module', '-e', CLIENT, JSON.stringify(jobs), String(ROUNDS)],
       { maxBuffer: 64 * 1024 * 1024 },
     );
-    const results = JSON.parse(stdout) as [number, Record<string, number>, number][][];
+    const results = JSON.parse(stdout) as [number, Record<string, number>, number, number][][];
     const byName = new Map(jobs.map((j, i) => [j.name, results[i]]));
     console.log(
-      '\n| request | roiserve wall ms | compute stages ms | parse ms | queue ms | arrival → send (total) ms | bare transfer ms | wall / (stages + bare) |\n|---|---|---|---|---|---|---|---|',
+      '\n| request | roiserve wall ms | compute stages ms | parse ms | queue ms | arrival → send (total) ms | headers at (roiserve, bare) ms | bare transfer ms | wall / (stages + bare) |\n|---|---|---|---|---|---|---|---|---|',
     );
     for (const name of Object.keys(requests)) {
       const ours = byName.get(`roiserve ${name}`) ?? [];
@@ -174,7 +175,7 @@ export async function runTransferBench(): Promise<void> {
       const compute = stage(COMPUTE);
       const bareMs = median(floor.map(([ms]) => ms));
       console.log(
-        `| ${name} | ${wall.toFixed(1)} | ${compute.toFixed(1)} | ${stage(['parse']).toFixed(1)} | ${stage(['queue']).toFixed(1)} | ${stage(['total']).toFixed(1)} | ${bareMs.toFixed(1)} | ${(wall / (compute + bareMs)).toFixed(2)} |`,
+        `| ${name} | ${wall.toFixed(1)} | ${compute.toFixed(1)} | ${stage(['parse']).toFixed(1)} | ${stage(['queue']).toFixed(1)} | ${stage(['total']).toFixed(1)} | ${median(ours.map((r) => r[3])).toFixed(1)}, ${median(floor.map((r) => r[3])).toFixed(1)} | ${bareMs.toFixed(1)} | ${(wall / (compute + bareMs)).toFixed(2)} |`,
       );
     }
     console.log(
