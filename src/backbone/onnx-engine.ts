@@ -9,6 +9,7 @@
  */
 import type * as Ort from 'onnxruntime-node';
 import type { FeatureMap } from '../ops/types.js';
+import { freeNow } from '../runtime/free-now.js';
 
 export type OrtModule = typeof Ort;
 export type OrtSession = Ort.InferenceSession;
@@ -117,6 +118,9 @@ export function rgbToInput(
  * feature maps (copied into plain ArrayBuffers, which the pool may transfer between threads; ORT's
  * own output memory may be native, which Node 22+ refuses to transfer).
  *
+ * The input is consumed: its memory is released once the run has read it (every view on it reads as
+ * empty afterwards), so pass a fresh array (as {@link rgbToInput} makes).
+ *
  * @throws Error when an output is not a float32 4-D tensor
  */
 export async function runSession(
@@ -126,6 +130,9 @@ export async function runSession(
   const ort = await loadOrt();
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input.data, [...input.dims]) };
   const results = await session.run(feeds);
+  // The input (3.7 MB at 640×480) is read by now: its memory goes now, not at the next full collection,
+  // which V8 schedules for every ~64 MB of such buffers (see src/runtime/free-now.ts).
+  freeNow(input.data);
   return session.outputNames.map((name) => {
     const out = results[name];
     try {

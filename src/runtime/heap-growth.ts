@@ -13,9 +13,15 @@
  * state. Measured (`npm run bench -- idle`; `node --trace-gc` shows it): image requests at 50–57/s,
  * then, after 15 s idle, 30–33/s with twice the CPU per request, the extra in V8's GC threads.
  *
- * A fixed factor (`--heap-growing-percent`) ends it: 1.5 keeps 40 MB of headroom over 82 MB live, one
- * full collection per ~100 requests, at the same rate before and after an idle spell. V8 flags are
- * per process, so this applies to the HTTP thread as well; its heap behaves the same way.
+ * A fixed factor (`--heap-growing-percent`) ends it: the limit stays a fixed multiple of the live heap,
+ * at the same rate before and after an idle spell. Node 24's V8 (13.6) has the same problem from
+ * another side: it starts marking early, as soon as the headroom looks small against its (larger)
+ * young generation and the worker's allocation rate, and 2 cores then spend a third of their time
+ * marking a heap that does not grow. Measured with `WORKERS=2`, image requests (`npm run bench --
+ * throughput`-like, 6 s runs): Node 20, 50 % and 100 % alike (61–66/s); Node 24, V8's own 51–52/s
+ * at 32–34 ms of CPU per request, 50 % 51–54/s, 100 % 61–66/s at 26 ms. Hence 100: a worker's heap may
+ * reach twice what it keeps alive (~80 MB more per worker) before a full collection. V8 flags are per
+ * process, so this applies to the HTTP thread as well; its heap behaves the same way.
  */
 import { setFlagsFromString } from 'node:v8';
 
@@ -23,7 +29,7 @@ import { setFlagsFromString } from 'node:v8';
 export const HEAP_GROWING_FLAG = '--heap-growing-percent';
 
 /** Headroom over the live heap, in percent, when the process was not started with its own. */
-export const HEAP_GROWING_PERCENT = 50;
+export const HEAP_GROWING_PERCENT = 100;
 
 /**
  * Sets V8's heap growing factor to 1 + {@link HEAP_GROWING_PERCENT}/100 for the whole process, unless
