@@ -20,14 +20,6 @@ import { measure } from './throughput.js';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const IDLE = Number(process.env.BENCH_IDLE_SECONDS ?? 15);
 
-/** Requests per second and server CPU ms per request over one measurement. */
-async function run(url: string, photoPath: string): Promise<{ rate: number; cpuMs: number }> {
-  const before = process.cpuUsage();
-  const rate = await measure(url, photoPath, SECONDS);
-  const cpu = process.cpuUsage(before);
-  return { rate, cpuMs: (cpu.user + cpu.system) / 1000 / (rate * SECONDS) };
-}
-
 export async function runIdleBench(): Promise<void> {
   const photoPath = fileURLToPath(new URL('../fixtures/photo.jpg', import.meta.url));
   const app = await buildApp(parseConfig({}, { logLevel: 'silent' }));
@@ -43,14 +35,14 @@ export async function runIdleBench(): Promise<void> {
     console.log('|---|---|---|---|---|---|');
     for (const percent of [0, HEAP_GROWING_PERCENT]) {
       setFlagsFromString(`${HEAP_GROWING_FLAG}=${percent}`);
-      await run(url, photoPath); // settle: the first run after a flag change is not measured
-      const before = await run(url, photoPath);
+      await measure(url, photoPath, SECONDS); // settle: the first run after a flag change is not measured
+      const before = await measure(url, photoPath, SECONDS);
       await new Promise((resolve) => setTimeout(resolve, IDLE * 1000));
-      const after = await run(url, photoPath);
+      const after = await measure(url, photoPath, SECONDS);
       const label =
         percent === 0 ? "V8's own (factor 1.1–4)" : `fixed, ${HEAP_GROWING_FLAG}=${percent} (roiserve)`;
       console.log(
-        `| ${label} | ${before.rate.toFixed(1)} | ${before.cpuMs.toFixed(1)} | ${after.rate.toFixed(1)} | ${after.cpuMs.toFixed(1)} | ${(after.rate / before.rate).toFixed(2)}× |`,
+        `| ${label} | ${before.rate.toFixed(1)} | ${before.serverCpuMsPerRequest.toFixed(1)} | ${after.rate.toFixed(1)} | ${after.serverCpuMsPerRequest.toFixed(1)} | ${(after.rate / before.rate).toFixed(2)}× |`,
       );
     }
     console.log(

@@ -76,8 +76,18 @@ console.log(rate + ' ' + (used.user + used.system) / 1000 / done);
 agent.destroy();
 `;
 
-/** Runs CONCURRENCY clients (another process) against `url` for SECONDS; returns requests per second. */
-export async function measure(url: string, photoPath: string, seconds = SECONDS): Promise<number> {
+/** One measurement: the clients' request rate and what it cost the servers (this process) and the clients. */
+export interface Measured {
+  rate: number;
+  /** Cores this process (the servers alone: HTTP threads + workers) kept busy. */
+  serverCores: number;
+  serverCpuMsPerRequest: number;
+  clientCpuMsPerRequest: number;
+}
+
+/** Runs CONCURRENCY clients (another process) against `url` for `seconds`. */
+export async function measure(url: string, photoPath: string, seconds = SECONDS): Promise<Measured> {
+  const cpuBefore = process.cpuUsage();
   const { stdout } = await execFileAsync(process.execPath, [
     '--input-type=module',
     '-e',
@@ -88,7 +98,15 @@ export async function measure(url: string, photoPath: string, seconds = SECONDS)
     photoPath,
     BOXES,
   ]);
-  return Number(stdout.trim().split(' ')[0]);
+  const cpu = process.cpuUsage(cpuBefore);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  const [rate, clientCpuMsPerRequest] = stdout.trim().split(' ').map(Number);
+  return {
+    rate,
+    serverCores: cpuMs / 1000 / seconds,
+    serverCpuMsPerRequest: cpuMs / (rate * seconds),
+    clientCpuMsPerRequest,
+  };
 }
 
 interface Server {
@@ -162,17 +180,14 @@ export async function runThroughputBench(): Promise<void> {
     );
     for (let round = 0; round < ROUNDS; round++)
       for (let i = 0; i < list.length; i++) {
-        const cpuBefore = process.cpuUsage();
-        const rate = await measure(urls[i], photoPath);
-        // This process is the servers alone (HTTP threads + workers; the clients run in another):
-        // the cores it kept busy show whether the machine gave the extra worker a core to run on.
-        const cpu = process.cpuUsage(cpuBefore);
-        const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-        rates[i].push(rate);
-        cores[i].push(cpuSeconds / SECONDS);
-        cpuMs[i].push((cpuSeconds * 1000) / (rate * SECONDS));
+        // The servers' CPU is this process's (the clients run in another): the cores it kept busy
+        // show whether the machine gave the extra worker a core to run on.
+        const m = await measure(urls[i], photoPath);
+        rates[i].push(m.rate);
+        cores[i].push(m.serverCores);
+        cpuMs[i].push(m.serverCpuMsPerRequest);
         console.log(
-          `  round ${round + 1}, ${list[i].label}: ${rate.toFixed(2)} req/s, server busy ${(cpuSeconds / SECONDS).toFixed(2)} cores (load ${loadavg()[0].toFixed(2)})`,
+          `  round ${round + 1}, ${list[i].label}: ${m.rate.toFixed(2)} req/s, server busy ${m.serverCores.toFixed(2)} cores, clients ${m.clientCpuMsPerRequest.toFixed(1)} ms CPU / request (load ${loadavg()[0].toFixed(2)})`,
         );
       }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
