@@ -219,9 +219,15 @@ export function poolWork(input: OpsWorkInput): OpWork {
   return { taps, samples: 0, units };
 }
 
-/** The output channels of a position-sensitive op: `C / (PH·PW)` (a `C` that does not split is refused, 400). */
-export const psChannels = (C: number, PH: number, PW: number): number =>
-  C % (PH * PW) === 0 ? C / (PH * PW) : C;
+/**
+ * The channels op `op` outputs from a map of `channels`: `C`, or for the position-sensitive ops
+ * `C / (PH·PW)` (each output channel reads `PH·PW` input ones). A `C` they cannot split counts whole:
+ * that request is refused (400) before it runs.
+ */
+export function opOutputChannels(op: RoiOp, channels: number, outputSize: readonly [number, number]): number {
+  const bins = outputSize[0] * outputSize[1];
+  return V1_OPERATORS[op].positionSensitive && channels % bins === 0 ? channels / bins : channels;
+}
 
 /**
  * PS RoI Align work (`psRoiAlign`): every sample of every bin reads its 4 taps on the bin's own input
@@ -231,7 +237,7 @@ export const psChannels = (C: number, PH: number, PW: number): number =>
 export function psAlignWork(input: OpsWorkInput): OpWork {
   const { boxes, mapShape, outputSize, samplingRatio, maxSamplingGrid } = input;
   const [PH, PW] = outputSize;
-  const Cout = psChannels(mapShape[1], PH, PW);
+  const Cout = opOutputChannels('ps_align', mapShape[1], outputSize);
   const s = fround(input.spatialScale);
   const d = boxes.data;
   let samples = 0;
@@ -270,7 +276,7 @@ export function psPoolWork(input: OpsWorkInput): OpWork {
   const { boxes, mapShape, outputSize } = input;
   const [, C, H, W] = mapShape;
   const [PH, PW] = outputSize;
-  const Cout = psChannels(C, PH, PW);
+  const Cout = opOutputChannels('ps_pool', C, outputSize);
   const rowStart = new Int32Array(PH);
   const rowEnd = new Int32Array(PH);
   const colStart = new Int32Array(PW);

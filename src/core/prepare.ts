@@ -20,6 +20,7 @@ import {
   type RoiTask,
 } from './task.js';
 import { uprightBoxes } from './run-ops.js';
+import { opOutputChannels } from './kernel-work.js';
 import { boxesInPixels, checkRoiWork, featureMapFrame } from './work-budget.js';
 
 /**
@@ -329,16 +330,6 @@ export function resolveMaxSide(
       },
     ],
   };
-}
-
-/**
- * The channels op `op` outputs from a map of `channels`: `C`, or for the position-sensitive ops
- * `C / (PH·PW)` (each output channel reads `PH·PW` input ones). A `C` they cannot split counts whole:
- * that request is refused (400) before it runs.
- */
-export function opOutputChannels(op: RoiOp, channels: number, outputSize: readonly [number, number]): number {
-  const bins = outputSize[0] * outputSize[1];
-  return operator(op).positionSensitive && channels % bins === 0 ? channels / bins : channels;
 }
 
 /**

@@ -17,7 +17,13 @@ import { denormalizeBoxes } from '../ops/boxes.js';
 import { mapLevels, mapRotatedLevels } from '../ops/multiscale.js';
 import { V1_OPERATORS, type RoiOp } from '../ops/registry.js';
 import type { Boxes } from '../ops/types.js';
-import { opWork, psChannels, type OpsWorkInput, type OpWork, type PyramidWorkInput } from './kernel-work.js';
+import {
+  opOutputChannels,
+  opWork,
+  type OpsWorkInput,
+  type OpWork,
+  type PyramidWorkInput,
+} from './kernel-work.js';
 
 export {
   ALIGN_BIN_COST,
@@ -200,7 +206,7 @@ export function describeWork(estimate: WorkEstimate, input: OpsWorkInput): strin
   if (estimate.backbone > 0) parts.push(`backbone ${sci(estimate.backbone)} multiply-adds`);
   for (const [op, w] of Object.entries(estimate.ops) as [RoiOp, OpWork][]) {
     const ps = V1_OPERATORS[op].positionSensitive;
-    const channels = ps ? `C/(PH·PW)=${psChannels(C, PH, PW)}` : `C=${C}`;
+    const channels = ps ? `C/(PH·PW)=${opOutputChannels(op, C, input.outputSize)}` : `C=${C}`;
     const what =
       V1_OPERATORS[op].reads === 'cells'
         ? `${sci(w.taps)} cells read × ${channels}`
