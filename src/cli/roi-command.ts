@@ -6,7 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { prepareRoi } from '../core/prepare.js';
-import { limitsFrom } from '../core/task.js';
+import { limitsFrom, ROI_BOX_FORMATS } from '../core/task.js';
 import { ROI_OPS } from '../ops/registry.js';
 import { OUTPUT_DTYPES } from '../tensors/float16.js';
 import {
@@ -78,7 +78,7 @@ export function roiCommand(): Command {
       new Option(
         '--box-format <f>',
         'coordinate order (default xyxy); cxcywha: rotated boxes (cx, cy, w, h, angle°) for --op rotated_align',
-      ).choices(['xyxy', 'xywh', 'cxcywh', 'yxyx', 'cxcywha']),
+      ).choices(ROI_BOX_FORMATS),
     )
     .option('--clockwise', 'rotated boxes: the angle turns clockwise')
     .option(

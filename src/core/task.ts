@@ -6,7 +6,7 @@
  * tasks from typed values (`src/oip/models.ts`).
  */
 import type { Config } from '../config.js';
-import type { BoxFormat } from '../ops/boxes.js';
+import { BOX_FORMATS } from '../ops/boxes.js';
 import type { LevelMapping } from '../ops/multiscale.js';
 import type { RotatedBoxes } from '../ops/rotated_roi_align.js';
 import type { RoiOp } from '../ops/registry.js';
@@ -16,7 +16,13 @@ import type { RoiWarning } from '../warnings.js';
 export type { RoiOp };
 
 /** `boxFormat` of `/v1`: the upright formats, or `cxcywha` for rotated boxes (cx, cy, w, h, angle). */
-export type RoiBoxFormat = BoxFormat | 'cxcywha';
+export const ROI_BOX_FORMATS = [...BOX_FORMATS, 'cxcywha'] as const;
+export type RoiBoxFormat = (typeof ROI_BOX_FORMATS)[number];
+
+/** The most pyramid levels one request may send (`/v1` `features`, `/v2` `features_0` … `features_7`). */
+export const MAX_LEVELS = 8;
+/** The most images one request may send (`/v1` `images`). */
+export const MAX_IMAGES = 8;
 
 /**
  * One RoI request as its caller has it, defaults filled in, nothing decoded: what {@link prepareRoi}

@@ -6,6 +6,7 @@
 import fastifyMultipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
+import { MAX_IMAGES, MAX_LEVELS } from '../core/task.js';
 import { bodyTooLarge, guardBody, lingerThenClose } from '../body-guard.js';
 import { InvalidInputError, RoiServeError, TooLargeError } from '../errors.js';
 
@@ -138,8 +139,8 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
   return body;
 }
 
-/** The part counts `registerMultipart` allows (busboy's limits). */
-const PART_LIMITS = { files: 8, fields: 24, parts: 32 } as const;
+/** The part counts `registerMultipart` allows (busboy's limits): as many file parts as images or levels. */
+const PART_LIMITS = { files: Math.max(MAX_IMAGES, MAX_LEVELS), fields: 24, parts: 32 } as const;
 
 /**
  * `@fastify/multipart`'s count limits ("reach files limit", no field) as a 413 that names the field
@@ -172,31 +173,27 @@ function namedPartLimit(err: unknown, lastFile: string): unknown {
  * @throws InvalidInputError without `features`, or when `features` (as JSON text) has its own layout
  */
 function moveLayoutIntoFeatures(body: Record<string, unknown>): void {
-  if (Array.isArray(body.features)) {
-    // A pyramid's `.npy` parts: one layout for all of them.
-    for (const level of body.features as unknown[]) {
-      if (typeof level === 'object' && level !== null)
-        (level as Record<string, unknown>).layout = body.layout;
-    }
-    delete body.layout;
-    return;
-  }
   const features = body.features;
-  if (typeof features !== 'object' || features === null) {
+  if (!Array.isArray(features) && (typeof features !== 'object' || features === null)) {
     throw new InvalidInputError(
       'layout describes the features part; there is no features part',
       'layout',
       'layout only together with a features .npy part',
     );
   }
-  if (Object.hasOwn(features, 'layout')) {
+  // One map, or a pyramid's levels (its `.npy` parts): one layout for all of them. Entries that are
+  // not maps are left for the schema to refuse.
+  const maps = (Array.isArray(features) ? features : [features]).filter(
+    (level): level is Record<string, unknown> => typeof level === 'object' && level !== null,
+  );
+  if (maps.some((map) => Object.hasOwn(map, 'layout'))) {
     throw new InvalidInputError(
       'layout is given twice: as a field and inside features',
       'layout',
-      'layout once: the field with a .npy part, or features.layout in JSON text',
+      "layout once: the field with .npy parts, or each features entry's layout in JSON text",
     );
   }
-  (features as Record<string, unknown>).layout = body.layout;
+  for (const map of maps) map.layout = body.layout;
   delete body.layout;
 }
 

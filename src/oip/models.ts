@@ -23,7 +23,7 @@ import {
   type RoiOp,
 } from '../ops/registry.js';
 import { checkOutputValues, resolveMaxSide } from '../core/prepare.js';
-import { type RoiLimits, type RoiTask } from '../core/task.js';
+import { MAX_LEVELS, type RoiLimits, type RoiTask } from '../core/task.js';
 import { writeNpy } from '../tensors/npy.js';
 import { checkRoiWork } from '../core/work-budget.js';
 import {
@@ -89,9 +89,6 @@ export interface MultiScaleModel {
 }
 
 export type Model = RoiModel | BackboneModel | PsModel | RotatedModel | MultiScaleModel;
-
-/** Pyramid levels `multiscale_roi_align` takes at most (`features_0` … `features_7`). */
-export const MAX_LEVELS = 8;
 
 /** The only version of every model. */
 export const MODEL_VERSION = '1';

@@ -6,20 +6,19 @@
  * like JSON.
  */
 import { z } from 'zod';
-import { ROI_DEFAULTS, type FeaturesInput, type RoiInput } from '../../../src/core/task.js';
+import {
+  MAX_IMAGES,
+  MAX_LEVELS,
+  ROI_BOX_FORMATS,
+  ROI_DEFAULTS,
+  type FeaturesInput,
+  type RoiInput,
+} from '../../../src/core/task.js';
 import type { BinaryParts } from '../../../src/http/multipart.js';
-import { BOX_FORMATS, COMPARED_OPS, LEVEL_RULES, ROI_OPS } from '../../../src/ops/index.js';
+import { COMPARED_OPS, LEVEL_RULES, ROI_OPS } from '../../../src/ops/index.js';
 import { OUTPUT_DTYPES } from '../../../src/tensors/float16.js';
 
 const positiveInt = z.number().int().positive();
-
-/** The most pyramid levels one request may send. */
-const MAX_LEVELS = 8;
-/** The most images one request may send (`images`). */
-const MAX_IMAGES = 8;
-
-/** The box formats of `/v1`: the upright ones, and `cxcywha` for rotated boxes. */
-const ROI_BOX_FORMATS = [...BOX_FORMATS, 'cxcywha'] as const;
 
 /**
  * `features` in JSON: a float32 feature map as base64 little-endian bytes.

@@ -6,7 +6,8 @@
  */
 import { z } from 'zod';
 import type { FeaturesResponseBody, RoiResponseBody } from '../../../src/core/wire.js';
-import { BOX_FORMATS, COMPARED_OPS, COVERAGE_ORDER, ROI_OPS, type RoiOp } from '../../../src/ops/index.js';
+import { ROI_BOX_FORMATS } from '../../../src/core/task.js';
+import { COMPARED_OPS, COVERAGE_ORDER, ROI_OPS, type RoiOp } from '../../../src/ops/index.js';
 import { OUTPUT_DTYPES } from '../../../src/tensors/float16.js';
 import { warningsSchema } from '../../../src/warnings.js';
 
@@ -133,7 +134,7 @@ export const timingsSchema = z
 
 export const roiParamsSchema = z.object({
   ops: z.array(z.enum(ROI_OPS)),
-  boxFormat: z.enum([...BOX_FORMATS, 'cxcywha']),
+  boxFormat: z.enum(ROI_BOX_FORMATS),
   clockwise: z.boolean().describe('rotated boxes: the angle turns clockwise'),
   normalized: z.boolean().describe('whether `boxes` were sent as fractions (the echoed boxes are pixels)'),
   outputSize: z.tuple([z.number().int(), z.number().int()]).describe('[PH, PW]'),

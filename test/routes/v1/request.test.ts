@@ -205,6 +205,56 @@ describe('multipart: repeated images parts', () => {
   });
 });
 
+describe('multipart: a layout field with a list of features', () => {
+  async function post(form: FormData) {
+    const encoded = new Response(form);
+    return app.inject({
+      method: 'POST',
+      url: '/v1/roi',
+      payload: Buffer.from(await encoded.arrayBuffer()),
+      headers: { 'content-type': encoded.headers.get('content-type') as string },
+    });
+  }
+  const levels = [
+    toLayout(randomMap([1, 2, 4, 6], 31), 'NHWC'),
+    toLayout(randomMap([1, 2, 2, 3], 32), 'NHWC'),
+  ];
+  const common = { spatialScale: [1, 0.5], boxes: [[0, 0, 0, 3, 2]], ops: ['align'], encoding: 'array' };
+
+  it('is refused when an entry has its own layout too (it was silently overwritten)', async () => {
+    const form = new FormData();
+    form.append('features', JSON.stringify(levels.map((m) => ({ ...featuresField(m), layout: 'NHWC' }))));
+    form.append('layout', 'NCHW');
+    form.append('spatialScale', '[1, 0.5]');
+    form.append('boxes', '[[0, 0, 0, 3, 2]]');
+    const r = await post(form);
+    expect(r.statusCode, r.body).toBe(400);
+    expect(r.json().errors[0]).toMatchObject({ field: 'layout', message: expect.stringContaining('twice') });
+  });
+
+  it('applies to every .npy level: the same answer as JSON levels that each say NHWC', async () => {
+    const form = new FormData();
+    for (const [i, m] of levels.entries())
+      form.append(
+        'features',
+        new Blob([
+          writeNpy(m.data, [m.shape[0], m.shape[2], m.shape[3], m.shape[1]]) as Uint8Array<ArrayBuffer>,
+        ]),
+        `p${i}.npy`,
+      );
+    form.append('layout', 'NHWC');
+    for (const [name, value] of Object.entries(common)) form.append(name, JSON.stringify(value));
+    const parts = await post(form);
+    expect(parts.statusCode, parts.body).toBe(200);
+    const json = await roi({
+      ...common,
+      features: levels.map((m) => ({ ...featuresField(m), layout: 'NHWC' })),
+    });
+    expect(json.statusCode, json.body).toBe(200);
+    expect(parts.json().outputs).toEqual(json.json().outputs);
+  });
+});
+
 describe('layout-suspect: with imageSize, a shape that fits only in the other layout', () => {
   const map = toLayout(randomMap([1, 3, 8, 10], 4), 'NHWC'); // H 8, W 10: 40×32 pixels at 1/4
   const body = { spatialScale: 0.25, imageSize: [40, 32], boxes: [[0, 0, 8, 8]], ops: ['align'] };
