@@ -129,36 +129,48 @@ describe('answers to clients that do not read', () => {
 
 describe('answers to clients that read slowly', () => {
   it('keep their connection while each pause is shorter than WRITE_TIMEOUT_SECONDS, however long the whole takes', async () => {
-    // Reads in short bursts with 0.6 s pauses (the timeout is 1 s): the 32 MiB answer takes several
-    // seconds in all. Progress is each chunk the socket takes, so the timer restarts within every
-    // burst; an answer written in one piece would show no progress until its end and be cut.
+    // Reads 4 MiB, pauses 0.3 s (the timeout is 1 s: 0.7 s of margin for a loaded machine), and so on:
+    // the 32 MiB answer takes 2–3 s in all. Progress is each chunk the socket takes, so the timer
+    // restarts within every burst; an answer written in one piece would show no progress until its
+    // end and be cut.
+    const BURST = 4 * 1024 * 1024;
     const socket = connect(port, '127.0.0.1');
     let received = 0;
     let text = '';
+    let burstEnd = BURST;
+    let burstDone: () => void = () => undefined;
     socket.on('data', (d: Buffer) => {
       if (text.length < 4096) text += d.subarray(0, 4096).toString('latin1');
       received += d.length;
+      if (received >= burstEnd) {
+        socket.pause();
+        burstDone();
+      }
     });
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    let open = true;
+    const closed = new Promise<void>((resolve) =>
+      socket.once('close', () => {
+        open = false;
+        resolve();
+      }),
+    );
     socket.write(
       `POST /v1/roi HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(bigRequest)}\r\n\r\n`,
     );
     socket.write(bigRequest);
     let bursts = 0;
-    let open = true;
-    void closed.then(() => (open = false));
     while (open) {
-      socket.resume();
-      await new Promise((r) => setTimeout(r, 15));
-      socket.pause();
+      await Promise.race([new Promise<void>((resolve) => (burstDone = resolve)), closed]);
       bursts++;
-      await new Promise((r) => setTimeout(r, 600));
+      burstEnd = received + BURST;
+      await new Promise((r) => setTimeout(r, 300));
+      socket.resume();
     }
     expect(text).toMatch(/^HTTP\/1\.1 200/);
     const headerBytes = text.indexOf('\r\n\r\n') + 4;
     expect(received - headerBytes).toBe(ANSWER_BYTES + 128);
-    // It did take longer than one timeout (else the test shows nothing).
-    expect(bursts).toBeGreaterThan(2);
+    // It took 8 pauses of 0.3 s, longer than one timeout in all (else the test shows nothing).
+    expect(bursts).toBeGreaterThanOrEqual(8);
     await until(() => app.answers.inFlight === 0);
   });
 });

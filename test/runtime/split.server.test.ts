@@ -142,6 +142,10 @@ describe('a request split across workers', () => {
       other.release();
     }
     expect(server.app.work.splitStats).toEqual(before);
+    // The control: the same request, nothing else admitted, is split (else the check above shows nothing).
+    const alone = await post(true, { features: featuresField(fm), spatialScale: 1 / 8, boxes });
+    expect(alone.status).toBe(200);
+    expect(server.app.work.splitStats.requests).toBe(before.requests + 1);
   });
 
   it('a client that goes away stops the split request: the lead reports it stopped before its last box', async () => {

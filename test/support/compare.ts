@@ -12,6 +12,19 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/**
+ * How far `actual` is from `expected` relative to `expected`'s scale: max |a − e| / max |e|, with the
+ * scale itself (check it is not ~0, else any relative bound passes).
+ */
+export function relativeMaxDiff(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+): { relative: number; scale: number } {
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
+  return { relative: maxAbsDiff(actual, expected) / scale, scale };
+}
+
 /** Index of the first value that differs (bitwise, -0 == 0), or -1; fails on a length mismatch. */
 export function firstMismatch(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);

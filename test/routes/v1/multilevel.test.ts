@@ -71,8 +71,10 @@ describe('/v1/roi with a feature pyramid', () => {
       expect(json.outputs[op].shape).toEqual([5, 8, 3, 2]);
       expect(maxAbsDiff(tensorData(json.outputs[op]), expected.output.data)).toBe(0);
     }
-    // Coverage at each box's own stride: box 2 (level 5) reads whole 32 px cells with Pool.
-    expect(json.coverage[2].pool.region.x1 % 32).toBe(0);
+    // Coverage at each box's own stride: box 2 [30, 40, 478, 488] on level 5 (stride 32) reads cells
+    // cRound(30/32) = 1 … cRound(478/32) = 15 (+1 end), 32 px each: y1 = 32 (48 on P4, 40 on P2/P3).
+    expect(json.coverage[2].pool.cells).toEqual({ x1: 1, y1: 1, x2: 16, y2: 16 });
+    expect(json.coverage[2].pool.region).toEqual({ x1: 32, y1: 32, x2: 512, y2: 512 });
     // safetensors carries the levels in its metadata, like the JSON.
     const st = await roi({
       features: maps.map(featuresField),
@@ -417,7 +419,8 @@ describe('/v1/diff with a pyramid and with rotated boxes', () => {
     });
     expect(json.statusCode, json.body).toBe(200);
     const body = json.json();
-    expect(body.coverage[0].pool.region.x1 % 4).toBe(0);
+    // Box 0 on P2 (stride 4): cRound(10 / 4) = 3 … cRound(40 / 4) = 10 (+1 end), 4 px cells.
+    expect(body.coverage[0].pool.cells).toEqual({ x1: 3, y1: 3, x2: 11, y2: 11 });
     expect(body.coverage[1].pool.cells.x1).toBe(1); // cRound(20 / 16) on P4 (cRound(20 / 4) = 5 on P2)
     const png = await server.app.inject({
       method: 'POST',
@@ -448,8 +451,8 @@ describe('/v1/diff with a pyramid and with rotated boxes', () => {
     expect(r.statusCode, r.body).toBe(200);
     // Levels 3 and 5 (as in the /v1/roi test above): Pool's cells are 8 and 32 px.
     const cov = r.json().coverage;
-    expect(cov[0].pool.region.x2 % 8).toBe(0);
-    expect(cov[0].pool.region.x2 % 32).not.toBe(0);
+    // On P3: cRound(30 / 8) = 4 and cRound(20 / 8) = 3, end cells included (P4 would give x2 = 3).
+    expect(cov[0].pool.cells).toEqual({ x1: 0, y1: 0, x2: 5, y2: 4 });
     // On P5: cRound(96 / 32) = 3 and cRound(70 / 32) = 2, end cells included.
     expect(cov[1].pool.cells).toEqual({ x1: 0, y1: 0, x2: 4, y2: 3 });
   });
