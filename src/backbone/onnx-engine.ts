@@ -129,27 +129,31 @@ export async function runSession(
 ): Promise<FeatureMap[]> {
   const ort = await loadOrt();
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input.data, [...input.dims]) };
-  const results = await session.run(feeds);
-  // The input (3.7 MB at 640×480) is read by now: its memory goes now, not at the next full collection,
-  // which V8 schedules for every ~64 MB of such buffers (see src/runtime/free-now.ts).
-  freeNow(input.data);
-  return session.outputNames.map((name) => {
-    const out = results[name];
-    try {
-      if (out.type !== 'float32' || out.dims.length !== 4)
-        throw new Error(
-          `ONNX output '${name}' is ${out.type} [${out.dims.join(', ')}], expected float32 [1, C, H, W]`,
-        );
-      const [n, c, h, w] = out.dims;
-      return {
-        data: new Float32Array(out.data as Float32Array),
-        shape: [n, c, h, w],
-        layout: 'NCHW' as const,
-      };
-    } finally {
-      out.dispose();
-    }
-  });
+  try {
+    const results = await session.run(feeds);
+    return session.outputNames.map((name) => {
+      const out = results[name];
+      try {
+        if (out.type !== 'float32' || out.dims.length !== 4)
+          throw new Error(
+            `ONNX output '${name}' is ${out.type} [${out.dims.join(', ')}], expected float32 [1, C, H, W]`,
+          );
+        const [n, c, h, w] = out.dims;
+        return {
+          data: new Float32Array(out.data as Float32Array),
+          shape: [n, c, h, w],
+          layout: 'NCHW' as const,
+        };
+      } finally {
+        out.dispose();
+      }
+    });
+  } finally {
+    // The input (3.7 MB at 640×480) goes now, once the outputs are copied (an output may share its
+    // memory) or the run failed, not at the next full collection, which V8 schedules for every
+    // ~64 MB of such buffers (see src/runtime/free-now.ts).
+    freeNow(input.data);
+  }
 }
 
 /** `(c, y, x)` value of a `[1, C, H, W]` map in either layout. */

@@ -22,7 +22,7 @@ import {
   type Operator,
   type RoiOp,
 } from '../ops/registry.js';
-import { checkOutputValues, resolveMaxSide } from '../core/prepare.js';
+import { checkFeatureMapRequest, checkOutputValues, resolveMaxSide } from '../core/prepare.js';
 import { MAX_LEVELS, type RoiLimits, type RoiTask } from '../core/task.js';
 import { writeNpy } from '../tensors/npy.js';
 import { checkRoiWork } from '../core/work-budget.js';
@@ -377,9 +377,9 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
   if (mode !== 'avg' && mode !== 'max' && mode !== 'onnx_max') {
     throw bad(`parameters.mode is ${JSON.stringify(mode)}`, 'parameters.mode', '"avg", "max" or "onnx_max"');
   }
-  const spatialScale = p.spatial_scale;
+  // Checked here, before the rois, so that errors come in the order of the parameters.
+  const spatialScale = features !== undefined ? scaleOf(p, ' with the features input') : undefined;
   if (features !== undefined) {
-    scaleOf(p, ' with the features input');
     if (p.max_side !== undefined) {
       throw bad(
         'parameters.max_side resizes an image; the input is a feature map',
@@ -387,7 +387,7 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
         'max_side only with image',
       );
     }
-  } else if (spatialScale !== undefined) {
+  } else if (p.spatial_scale !== undefined) {
     throw bad(
       'parameters.spatial_scale is set by the backbone (1/stride) when the input is an image',
       'parameters.spatial_scale',
@@ -410,22 +410,17 @@ export function roiTask(request: InferenceRequest, model: RoiModel, limits: RoiL
 
   if (features !== undefined) {
     const shape = featureShape(features);
-    const [n, c] = shape;
-    const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: n, field: 'rois' });
-    checkOutputValues(boxes.count, c, outputSize, 1, limits);
-    checkRoiWork(boxes, shape, spatialScale as number, common, limits);
+    const boxes = toCanonicalBoxes(rows, { format: 'xyxy', batchSize: shape[0], field: 'rois' });
+    const params = { ...common, spatialScale, imageSize: undefined, maxSide: undefined };
+    // /v1's own check on a feature-map request: output values, then the work budget.
+    checkFeatureMapRequest(boxes, shape, params, limits);
     const data = float32Values(features);
     return {
       image: undefined,
       // A .npy file in memory: the worker reads and checks it (finite values) as it does /v1's.
       features: { encoding: 'npy', bytes: new Uint8Array(writeNpy(data, shape)), layout: 'NCHW' },
       boxes,
-      params: {
-        ...common,
-        spatialScale: spatialScale as number,
-        imageSize: undefined,
-        maxSide: undefined,
-      },
+      params,
       includeImage: false,
       warnings: [],
     };
