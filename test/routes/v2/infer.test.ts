@@ -385,6 +385,36 @@ describe('errors: {"error": message} with Content-Type application/json exactly'
     ).toMatch(/rois exceed the limit/);
   });
 
+  it('413 over MAX_OUTPUT_VALUES and MAX_WORK on a feature map, as /v1 refuses them', async () => {
+    const big = {
+      name: 'features',
+      shape: [1, 64, 32, 32],
+      datatype: 'FP32',
+      data: new Array(64 * 32 * 32).fill(0),
+    };
+    const rows = {
+      name: 'rois',
+      shape: [4, 5],
+      datatype: 'FP32',
+      data: new Array(4).fill([0, 0, 0, 31, 31]).flat(),
+    };
+    const body = { inputs: [big, rows], parameters: { spatial_scale: 1, output_height: 7, output_width: 7 } };
+    for (const limits of [{ maxOutputValues: 4 * 64 * 49 - 1 }, { maxWork: 1000 }]) {
+      const app = await buildApp(testConfig(limits));
+      try {
+        const r = await app.inject({ method: 'POST', url: '/v2/models/roi_align/infer', payload: body });
+        expect(r.statusCode, r.body).toBe(413);
+        expect(r.json().error).toMatch(
+          'maxWork' in limits
+            ? /over MAX_WORK=1\.0e\+3/
+            : /12544 values \(K=4 · C=64 · PH·PW=49 · ops=1\), over the limit of 12543/,
+        );
+      } finally {
+        await app.close();
+      }
+    }
+  });
+
   it('/v1 keeps its problem+json and its 415 for a body without Content-Type', async () => {
     const r = await send('POST', '/v1/roi', Buffer.from('{}'));
     expect(r.status).toBe(415);
