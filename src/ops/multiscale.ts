@@ -18,6 +18,13 @@ import type { Boxes, FeatureMap, Pooled } from './types.js';
 
 /** The level rules: torchvision's `LevelMapper` or detectron2's `assign_boxes_to_levels`. */
 export const LEVEL_RULES = ['torchvision', 'detectron2'] as const;
+
+/** FPN's defaults (torchvision's `LevelMapper`): box size 224 is level 4, torchvision's rounding. */
+export const LEVEL_MAPPING_DEFAULTS = {
+  rule: 'torchvision',
+  canonicalBoxSize: 224,
+  canonicalLevel: 4,
+} as const;
 export type LevelRule = (typeof LEVEL_RULES)[number];
 
 /** How boxes are assigned to pyramid levels (FPN Eq. 1). */
@@ -78,7 +85,7 @@ function resolveMapping(mapping: LevelMapping | undefined): MappingSettings {
       '{ rule, canonicalBoxSize, canonicalLevel }',
     );
   }
-  const rule = m.rule ?? 'torchvision';
+  const rule = m.rule ?? LEVEL_MAPPING_DEFAULTS.rule;
   if (!LEVEL_RULES.includes(rule)) {
     throw new InvalidInputError(
       `levelMapping.rule must be one of ${LEVEL_RULES.join(', ')}, got ${String(rule)}`,
@@ -86,20 +93,20 @@ function resolveMapping(mapping: LevelMapping | undefined): MappingSettings {
       LEVEL_RULES.map((r) => `'${r}'`).join(' or '),
     );
   }
-  const s0 = m.canonicalBoxSize ?? 224;
+  const s0 = m.canonicalBoxSize ?? LEVEL_MAPPING_DEFAULTS.canonicalBoxSize;
   if (typeof s0 !== 'number' || !Number.isFinite(s0) || s0 <= 0) {
     throw new InvalidInputError(
       `levelMapping.canonicalBoxSize must be a finite number > 0, got ${String(s0)}`,
       'levelMapping.canonicalBoxSize',
-      'a finite number > 0 (image pixels), default 224',
+      `a finite number > 0 (image pixels), default ${LEVEL_MAPPING_DEFAULTS.canonicalBoxSize}`,
     );
   }
-  const l0 = m.canonicalLevel ?? 4;
+  const l0 = m.canonicalLevel ?? LEVEL_MAPPING_DEFAULTS.canonicalLevel;
   if (typeof l0 !== 'number' || !Number.isInteger(l0) || Math.abs(l0) > 64) {
     throw new InvalidInputError(
       `levelMapping.canonicalLevel must be an integer, got ${String(l0)}`,
       'levelMapping.canonicalLevel',
-      'an integer level (scale 2^-level), default 4',
+      `an integer level (scale 2^-level), default ${LEVEL_MAPPING_DEFAULTS.canonicalLevel}`,
     );
   }
   return { rule, s0: fround(s0), l0 };

@@ -4,13 +4,14 @@
  * metrics labels, the pipeline's dispatch, the response schemas (`outputs`, `coverage`, `timings`),
  * the coverage regions, the work budget's cost model, the diff pairs and the `/v2` model names.
  *
- * Adding an operator is one kernel file, one entry here, and tests. An entry with `v1: true` is served
- * by `/v1/roi` (and compared by `/v1/diff` when it has a coverage region); the others are reached through
- * `/v2` only (`src/oip/models.ts`), which builds their tasks itself because their inputs differ
- * (position-sensitive maps change the channel count, rotated boxes are 6-number rows).
+ * Adding an operator is one kernel file, one entry here, and tests. Every entry today has `v1: true`:
+ * served by `/v1/roi` (and compared by `/v1/diff` when `compared`); `v1: false` would keep a new operator
+ * on `/v2` only (`src/oip/models.ts`) until `/v1` can take its inputs. `/v2` builds the tasks of the
+ * position-sensitive and rotated ops itself, because their inputs differ (position-sensitive maps
+ * change the channel count, rotated boxes are 6-number rows).
  *
  * Pure like the kernels: no fastify, zod, sharp or tfjs. Entries are `as const` so that names stay
- * literal types (`RoiOp` is `'pool' | 'align' | 'warp'`, not `string`).
+ * literal types (`RoiOp` is the union of the six names, not `string`).
  */
 import { psRoiAlign } from './ps_roi_align.js';
 import { psRoiPool } from './ps_roi_pool.js';

@@ -48,7 +48,8 @@ export interface RoiAlignParams {
    * Called before each box; returning true stops the call with a `CancelledError` (the worker uses it
    * for clients that went away and tasks over their time limit). Default: never stop.
    */
-  shouldStop?: () => boolean; /**
+  shouldStop?: () => boolean;
+  /**
    * Write the result here instead of into a fresh array: exactly `K·C·PH·PW` floats, e.g. one range of
    * a larger output shared between threads (`src/runtime/split.ts`). Default: a fresh array.
    */

@@ -22,7 +22,8 @@ export interface RoiPoolParams {
   /** Memory layout of the result. Default `'NCHW'`. */
   outputLayout?: Layout;
   /** Called before each box; true stops the call with a `CancelledError`. Default: never stop. */
-  shouldStop?: () => boolean; /**
+  shouldStop?: () => boolean;
+  /**
    * Write the result here instead of into a fresh array: exactly `K·C·PH·PW` floats, e.g. one range of
    * a larger output shared between threads (`src/runtime/split.ts`). Default: a fresh array.
    */

@@ -15,7 +15,7 @@ import {
   type RoiInput,
 } from '../../../src/core/task.js';
 import type { BinaryParts } from '../../../src/http/multipart.js';
-import { COMPARED_OPS, LEVEL_RULES, ROI_OPS } from '../../../src/ops/index.js';
+import { COMPARED_OPS, LEVEL_MAPPING_DEFAULTS, LEVEL_RULES, ROI_OPS } from '../../../src/ops/index.js';
 import { OUTPUT_DTYPES } from '../../../src/tensors/float16.js';
 
 const positiveInt = z.number().int().positive();
@@ -112,16 +112,22 @@ export const roiInputFields = {
     .strictObject({
       rule: z
         .enum(LEVEL_RULES)
-        .default('torchvision')
+        .default(LEVEL_MAPPING_DEFAULTS.rule)
         .describe(
           'torchvision: floor(L0 + log2(s / S0) + 1e-6); detectron2: floor(L0 + log2(s / S0 + 1e-8))',
         ),
       canonicalBoxSize: z
         .number()
         .positive()
-        .default(224)
+        .default(LEVEL_MAPPING_DEFAULTS.canonicalBoxSize)
         .describe('S0: the box size (sqrt of its area) of level L0'),
-      canonicalLevel: z.number().int().min(-64).max(64).default(4).describe('L0'),
+      canonicalLevel: z
+        .number()
+        .int()
+        .min(-64)
+        .max(64)
+        .default(LEVEL_MAPPING_DEFAULTS.canonicalLevel)
+        .describe('L0'),
     })
     .optional()
     .describe('with a pyramid: how a box picks its level (FPN Eq. 1), s = sqrt(box area) in image pixels'),
