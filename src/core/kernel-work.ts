@@ -29,6 +29,7 @@
  * ```
  * Warp is align on the boxes snapped to whole cells (`warpCells`), so its grids are computed on those.
  */
+import { roiGeometry, type RoiGeometry } from '../ops/roi_align.js';
 import { poolBinEdges, poolCells } from '../ops/roi_pool.js';
 import { warpCells } from '../ops/roi_warp.js';
 import { V1_OPERATORS, type RoiOp } from '../ops/registry.js';
@@ -106,9 +107,14 @@ export interface OpWork {
 
 const fround = Math.fround;
 
+/** Scratch for {@link alignGrid}: one box row and the kernel's geometry of it. */
+const gridBox = new Float32Array(5);
+const gridGeometry: RoiGeometry = { startY: 0, startX: 0, binH: 0, binW: 0, gridH: 0, gridW: 0 };
+
 /**
- * One box's RoI Align geometry in cells, as `roiAlign` computes it (float32, same order), so that the
- * adaptive grid is the kernel's own.
+ * One box's RoI Align geometry in cells: the kernel's own (`roiGeometry`, float32, same order), the
+ * adaptive grid capped at `maxGrid` as the pipeline's guard caps it. The coordinates are float32 values
+ * (box data, or warp's float32 snapped edges), so the scratch row holds them exactly.
  */
 function alignGrid(
   x1: number,
@@ -122,18 +128,19 @@ function alignGrid(
   aligned: boolean,
   maxGrid: number,
 ): { gh: number; gw: number; binH: number; binW: number } {
-  const off = aligned ? 0.5 : 0;
-  let roiW = fround(fround(fround(x2 * s) - off) - fround(fround(x1 * s) - off));
-  let roiH = fround(fround(fround(y2 * s) - off) - fround(fround(y1 * s) - off));
-  if (!aligned) {
-    roiW = Math.max(roiW, 1);
-    roiH = Math.max(roiH, 1);
-  }
-  const binH = fround(roiH / PH);
-  const binW = fround(roiW / PW);
-  const gh = samplingRatio > 0 ? samplingRatio : Math.min(Math.ceil(binH), maxGrid);
-  const gw = samplingRatio > 0 ? samplingRatio : Math.min(Math.ceil(binW), maxGrid);
-  return { gh, gw, binH, binW };
+  gridBox[1] = x1;
+  gridBox[2] = y1;
+  gridBox[3] = x2;
+  gridBox[4] = y2;
+  roiGeometry(gridBox, 0, s, PH, PW, samplingRatio, aligned, gridGeometry);
+  const { gridH, gridW, binH, binW } = gridGeometry;
+  const adaptive = !(samplingRatio > 0);
+  return {
+    gh: adaptive ? Math.min(gridH, maxGrid) : gridH,
+    gw: adaptive ? Math.min(gridW, maxGrid) : gridW,
+    binH,
+    binW,
+  };
 }
 
 /**
