@@ -12,7 +12,6 @@ import { prepareRoi } from '../../src/core/prepare.js';
 import { knownChannels, limitsFrom } from '../../src/core/task.js';
 import { answerOptionsOf, sendEncoded } from '../../src/http/answers.js';
 import { binaryPartsOf, multipartToJsonBody } from '../../src/http/multipart.js';
-import { InvalidInputError } from '../../src/errors.js';
 import { COMPARED_OPS } from '../../src/ops/registry.js';
 import { warningsResponseHeader } from '../../src/warnings.js';
 import { diffBodySchema, diffResponseSchema } from './schemas/diff.js';
@@ -69,14 +68,6 @@ const diffRoutes: FastifyPluginAsyncZod = async (app) => {
     preValidation: multipartToJsonBody,
     handler: async (request, reply) => {
       const body = request.body;
-      if (body.images !== undefined) {
-        // The sheet draws one image; several are a /v1/roi feature.
-        throw new InvalidInputError(
-          '/v1/diff draws one image: send it as `image` (several images are for /v1/roi)',
-          'images',
-          'one image as `image`',
-        );
-      }
       const task = prepareRoi(
         { ...roiInputOf(body, binaryPartsOf(request)), ops: COMPARED_OPS },
         limits,

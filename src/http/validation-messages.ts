@@ -92,7 +92,8 @@ export function fieldFromPath(path: readonly PropertyKey[]): string {
 function expectedFromIssue(code: string, params: ZodIssueParams): string {
   switch (code) {
     case 'invalid_type':
-      return `${String(params.expected)}`;
+      // A field a route does not take (`z.never()`, e.g. `images` on /v1/diff) expects to be left out.
+      return params.expected === 'never' ? 'no such field here: leave it out' : `${String(params.expected)}`;
     case 'invalid_value':
       return `one of ${(params.values ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':

@@ -21,6 +21,13 @@ import {
 export const diffBodySchema = z
   .strictObject({
     ...roiInputFields,
+    // Not on /v1/diff: refused by the schema (400 naming `images`), and the spec says so.
+    images: z
+      .never({ error: '/v1/diff draws one image: send it as `image` (several images are for /v1/roi)' })
+      .optional()
+      .describe(
+        'not on /v1/diff: the sheet draws one image; send it as `image` (several images are for /v1/roi)',
+      ),
     ops: roiInputFields.ops.describe(
       'accepted so that a /v1/roi body works unchanged; the diff always runs and compares all three operators',
     ),

@@ -303,3 +303,30 @@ describe('POST /v1/diff, image input', () => {
     expect(second.rawPayload.equals(first.rawPayload)).toBe(true);
   });
 });
+
+describe('POST /v1/diff refuses images (the sheet draws one image)', () => {
+  it('as JSON and as repeated multipart parts: 400 naming images, before any work; the spec says so', async () => {
+    const png = await testPng(16, 16);
+    const expected = { field: 'images', message: expect.stringContaining('send it as `image`') };
+    const json = await diff({ images: [png.toString('base64')], boxes: [[0, 0, 0, 8, 8]] });
+    expect(json.statusCode, json.body).toBe(400);
+    expect(json.json().errors[0]).toMatchObject(expected);
+
+    const form = new FormData();
+    for (let i = 0; i < 2; i++) form.append('images', new Blob([new Uint8Array(png)]), `p${i}.png`);
+    form.append('boxes', '[[0, 0, 0, 8, 8]]');
+    const encoded = new Response(form);
+    const parts = await server.app.inject({
+      method: 'POST',
+      url: '/v1/diff',
+      payload: Buffer.from(await encoded.arrayBuffer()),
+      headers: { 'content-type': encoded.headers.get('content-type') as string },
+    });
+    expect(parts.statusCode, parts.body).toBe(400);
+    expect(parts.json().errors[0]).toMatchObject(expected);
+
+    const spec = (await server.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    const description = JSON.stringify(spec.components.schemas.DiffRequest.properties.images);
+    expect(description).toContain('not on /v1/diff');
+  });
+});
