@@ -117,6 +117,39 @@ describe('the multipart body as a whole is bounded by BODY_LIMIT_BYTES', () => {
     expect(server.destroyed).toBe(true);
   });
 
+  it('past the file-part count (a 9th images part): 413 naming images; a client that keeps sending is cut', async () => {
+    // Nine small parts (well within BODY_LIMIT_BYTES), then a text field the client never ends
+    // (chunked): after the 413 only the server can end the exchange, by closing the connection.
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    let received = '';
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    socket.on('close', () => (closed = true));
+    const chunk = (data: Buffer) => {
+      if (!closed)
+        socket.write(
+          Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n')]),
+        );
+    };
+    socket.write(
+      'POST /v1/roi HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n' +
+        `Content-Type: multipart/form-data; boundary=${BOUNDARY}\r\n\r\n`,
+    );
+    for (let i = 0; i < 9; i++) chunk(filePart('images', 64));
+    chunk(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="f"\r\n\r\n`));
+    for (let i = 0; i < 250 && !closed; i++) {
+      chunk(Buffer.alloc(16 * 1024, 'a'));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(received).toMatch(/^HTTP\/1\.1 413 /);
+    expect(received).toContain('"field":"images"');
+    // Before, only a 413 naming `body` closed it; this one (naming `images`) read on for as long as
+    // the client sent.
+    expect(closed).toBe(true);
+    socket.destroy();
+  });
+
   it('a multipart body within the limit is still read and answered', async () => {
     const fd = new FormData();
     fd.append('boxes', '[]');

@@ -19,16 +19,17 @@ import { InvalidInputError, RoiServeError, TooLargeError } from '../errors.js';
  * Repeated fields are refused, but repeated `features` file parts, a pyramid's levels in order. The whole body is bounded by `BODY_LIMIT_BYTES`. Does nothing for
  * other content types.
  *
- * @throws InvalidInputError for a repeated field; TooLargeError (field `body`) over the limit
+ * @throws InvalidInputError for a repeated field; TooLargeError over the body limit or the part counts
  */
 export async function multipartToJsonBody(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (!request.isMultipart()) return;
   try {
     request.body = await readMultipart(request, request.server.config.bodyLimitBytes);
   } catch (err) {
-    if (err instanceof RoiServeError && err.status === 413 && err.field === 'body') {
-      // The rest of the body is left unread: once the 413 is out, the connection is closed (after a
-      // short linger, so that the client reads the 413 before the close resets the connection).
+    if (err instanceof RoiServeError && err.status === 413) {
+      // The rest of the body is left unread (over BODY_LIMIT_BYTES, or past the part counts, whatever
+      // field the error names): once the 413 is out, the connection is closed (after a short linger,
+      // so that the client reads the 413 before the close resets the connection).
       lingerThenClose(request.raw, reply.raw);
     }
     if (err instanceof RoiServeError) throw err;
