@@ -24,7 +24,12 @@ import {
   type RoiOp,
 } from '../ops/registry.js';
 import { executeImages } from './images.js';
-import { boxCoverage as coverageAtLevels, runOps as runLevelOps, type LevelMaps } from './run-ops.js';
+import {
+  boxCoverage as coverageAtLevels,
+  boxLevels,
+  runOps as runLevelOps,
+  type LevelMaps,
+} from './run-ops.js';
 import type { AlignMode, Boxes, FeatureMap, Pooled } from '../ops/types.js';
 import { boxWarnings, size, type BoxFrame, type RoiWarning } from '../warnings.js';
 import { checkOutputValues, layoutWarnings } from './prepare.js';
@@ -150,15 +155,19 @@ function levelInfo(
  * Refuses an adaptive sampling grid larger than `maxGrid` per axis (`ceil(roi / output)`), naming the
  * first such box. The kernels refuse grids over their own fixed 64; this applies the configured limit.
  */
-function checkAdaptiveGrid(boxes: Boxes, params: RoiParams, spatialScale: number, maxGrid: number): void {
+function checkAdaptiveGrid(
+  boxes: Boxes,
+  params: RoiParams,
+  scaleOf: (k: number) => number,
+  maxGrid: number,
+): void {
   if (params.samplingRatio > 0 || maxGrid >= MAX_SAMPLING_GRID) return;
   const [PH, PW] = params.outputSize;
   // The kernel's own float32 geometry (`roiGeometry`), not a float64 copy of it: a box the kernel would
   // sample with `maxGrid` points per axis is never refused here, and one over it always is.
   const geo: RoiGeometry = { startY: 0, startX: 0, binH: 0, binW: 0, gridH: 0, gridW: 0 };
-  const s = Math.fround(spatialScale);
   for (let k = 0; k < boxes.count; k++) {
-    roiGeometry(boxes.data, k, s, PH, PW, params.samplingRatio, params.aligned, geo);
+    roiGeometry(boxes.data, k, Math.fround(scaleOf(k)), PH, PW, params.samplingRatio, params.aligned, geo);
     const gh = geo.gridH;
     const gw = geo.gridW;
     if (gh > maxGrid || gw > maxGrid) {
@@ -351,7 +360,14 @@ export async function executeRoi(
     throw new Error('executeRoi: task has neither image nor features');
   }
   const spatialScale = featureMap.spatialScale;
-  checkAdaptiveGrid(opBoxes, params, spatialScale, ctx.limits.maxSamplingGrid);
+  // Each box on the map it runs on: a pyramid's boxes at their own level's scale.
+  const boxLevelsOf = boxLevels(levelMaps, opBoxes, opRotated, params.levelMapping);
+  checkAdaptiveGrid(
+    opBoxes,
+    params,
+    (k) => (boxLevelsOf ? 2 ** -boxLevelsOf[k] : spatialScale),
+    ctx.limits.maxSamplingGrid,
+  );
   const opsParams: OpsParams = {
     ops: params.ops,
     spatialScale,

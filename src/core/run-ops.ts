@@ -99,14 +99,28 @@ export function runOps(levelMaps: LevelMaps, req: RunOpsRequest): RunOpsResult {
     req.timed?.(op, performance.now() - t);
   }
   // Levels are the boxes' whatever the ops (coverage and the response need them with no op too).
-  if (pyramid && levels === undefined) {
-    const kMin = -Math.log2(scales[0]);
-    const kMax = kMin + maps.length - 1;
-    levels = req.rotated
-      ? mapRotatedLevels(req.rotated, req.levelMapping, kMin, kMax)
-      : mapLevels(req.boxes, req.levelMapping, kMin, kMax);
-  }
+  if (pyramid && levels === undefined)
+    levels = boxLevels(levelMaps, req.boxes, req.rotated, req.levelMapping);
   return { outputs, levels };
+}
+
+/**
+ * Each box's pyramid level (`log2` of its stride), as the multi-level ops assign it (FPN Eq. 1 on the
+ * box, or on the rotated box's own size), or `undefined` for one map.
+ */
+export function boxLevels(
+  levelMaps: LevelMaps,
+  boxes: Boxes,
+  rotated: RotatedBoxes | undefined,
+  levelMapping: LevelMapping | undefined,
+): Int32Array | undefined {
+  const { maps, scales } = levelMaps;
+  if (maps.length < 2) return undefined;
+  const kMin = -Math.log2(scales[0]);
+  const kMax = kMin + maps.length - 1;
+  return rotated
+    ? mapRotatedLevels(rotated, levelMapping, kMin, kMax)
+    : mapLevels(boxes, levelMapping, kMin, kMax);
 }
 
 /**

@@ -58,4 +58,25 @@ describe('the configured adaptive-grid guard', () => {
       /adaptive sampling grid of boxes\[0\] would be 5 points per axis, over the limit of 4/,
     );
   });
+
+  it('with a pyramid, judges each box on its own level (it judged every box at the finest scale)', async () => {
+    // Levels 2 and 3 (strides 4 and 8), S0 = 32: the 64 px box maps to floor(4 + log2(64 / 32)) = 5,
+    // clamped to 3. On P3 it is 8 cells over 2 bins: 4 points per axis, the limit; at P2's scale it
+    // would be 16 cells, 8 points, over it.
+    const p2 = randomMap([1, 2, 24, 24], 8);
+    const p3 = randomMap([1, 2, 12, 12], 9);
+    const body = roiBodySchema.parse({
+      features: [featuresField(p2), featuresField(p3)],
+      spatialScale: [0.25, 0.125],
+      levelMapping: { canonicalBoxSize: 32 },
+      boxes: [[0, 0, 0, 64, 64]],
+      ops: ['align'],
+      outputSize: 2,
+      samplingRatio: 0,
+    });
+    const result = await executeRoi(decodeRoiTask(prepareRoi(roiInputOf(body), limits), limits), ctx);
+    expect([...(result.levels ?? [])]).toEqual([3]);
+    const direct = roiAlign(p3, result.opBoxes, { spatialScale: 0.125, outputSize: 2, samplingRatio: 0 });
+    expect(result.outputs.align?.data).toEqual(direct.data);
+  });
 });
