@@ -84,6 +84,8 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
   const guard = guardBody(request.raw, limit);
   // The name of the last file part read: a file-count limit hit next is about that field.
   let lastFile = 'body';
+  /** The `features` file parts, in order. */
+  const featureParts: Uint8Array[] = [];
   try {
     for (let step = await guard.race(first); !step.done; step = await guard.race(parts.next())) {
       const part = step.value;
@@ -102,22 +104,20 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
         // Binary parts stay bytes (no base64 round trip); the worker parses and checks them. The body
         // gets a stand-in the schema accepts, so that presence and `layout` are validated as in JSON.
         if (name === 'features') {
+          // One part a map, several a pyramid's levels (one map is not a list: set after the loop).
           // The layout comes from the `layout` field, which may follow this part: merged below.
-          const standIn = { shape: [1, 1, 1, 1], data: '' };
-          if (files.features === undefined) {
-            files.features = bytes;
-            body.features = standIn;
-          } else {
-            files.features = [...(Array.isArray(files.features) ? files.features : [files.features]), bytes];
-            body.features = [...(Array.isArray(body.features) ? body.features : [body.features]), standIn];
-          }
+          featureParts.push(bytes);
+          files.features = featureParts;
+          ((body.features as unknown[] | undefined) ?? (body.features = [])).push({
+            shape: [1, 1, 1, 1],
+            data: '',
+          });
         } else if (name === 'images') {
           // Each part one image, in order; the body holds as many stand-ins.
-          files.images = [...(files.images ?? []), bytes];
-          body.images = [
-            ...((body.images as unknown[] | undefined) ?? []),
+          (files.images ??= []).push(bytes);
+          ((body.images as unknown[] | undefined) ?? (body.images = [])).push(
             bytes.length === 0 ? '' : FILE_PART,
-          ];
+          );
         } else if (name === 'image') {
           files.image = bytes;
           // An empty file is refused by the schema like an empty string (`image`: at least 1 character).
@@ -135,6 +135,10 @@ async function readMultipart(request: FastifyRequest, limit: number): Promise<Re
     throw namedPartLimit(err, lastFile);
   } finally {
     guard.dispose();
+  }
+  if (featureParts.length === 1) {
+    files.features = featureParts[0];
+    body.features = (body.features as unknown[])[0];
   }
   if (Object.hasOwn(body, 'layout')) moveLayoutIntoFeatures(body);
   return body;
