@@ -290,23 +290,33 @@ describe('the default MAX_WORK', () => {
   });
 });
 
-describe('image input: the budget is checked after decoding, before the backbone', () => {
-  function fakeBackbone(): Backbone & { extract: ReturnType<typeof vi.fn> } {
-    const extract = vi.fn(() => Promise.reject(new Error('the backbone must not run')));
-    return {
-      name: 'fake',
-      stride: 16,
-      channels: 256,
-      limits: { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 },
-      engine: 'tfjs',
-      extract,
-      onnxModel: () => null,
-      describe: () => ({ totalMultiplyAdds: 1255 * 224 * 224, referenceInput: [224, 224] }) as never,
-      warmup: async () => undefined,
-      dispose: () => undefined,
-    };
-  }
+/**
+ * A backbone whose pass must not run (the budget refuses before it), priced like the built-in one
+ * (1255 multiply-adds per pixel); with `pyramid`, the built-in pyramid's P3–P5 (2483 per pixel).
+ */
+function fakeBackbone(pyramid = false): Backbone & { extract: ReturnType<typeof vi.fn> } {
+  const extract = vi.fn(() => Promise.reject(new Error('the backbone must not run')));
+  return {
+    name: pyramid ? 'fake-fpn' : 'fake',
+    stride: 16,
+    channels: 256,
+    limits: { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 },
+    engine: 'tfjs',
+    extract,
+    ...(pyramid ? { pyramid: { strides: [8, 16, 32], channels: 64, extract } } : {}),
+    onnxModel: () => null,
+    describe: () =>
+      ({
+        totalMultiplyAdds: 1255 * 224 * 224,
+        referenceInput: [224, 224],
+        ...(pyramid ? { pyramid: { totalMultiplyAdds: 2483 * 224 * 224 } } : {}),
+      }) as never,
+    warmup: async () => undefined,
+    dispose: () => undefined,
+  };
+}
 
+describe('image input: the budget is checked after decoding, before the backbone', () => {
   async function run(body: Record<string, unknown>, maxWork: number) {
     const backbone = fakeBackbone();
     const limits = { ...defaults, maxWork };
@@ -344,22 +354,6 @@ describe('features map size', () => {
 });
 
 describe('several images (images): the whole request counts against MAX_WORK', () => {
-  function fakeBackbone(): Backbone & { extract: ReturnType<typeof vi.fn> } {
-    const extract = vi.fn(() => Promise.reject(new Error('the backbone must not run')));
-    return {
-      name: 'fake',
-      stride: 16,
-      channels: 256,
-      limits: { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 },
-      engine: 'tfjs',
-      extract,
-      onnxModel: () => null,
-      describe: () => ({ totalMultiplyAdds: 1255 * 224 * 224, referenceInput: [224, 224] }) as never,
-      warmup: async () => undefined,
-      dispose: () => undefined,
-    };
-  }
-
   // Each 96×64 image costs its backbone pass, 1255 · 96 · 64 = 7.7e6 multiply-adds, plus a few
   // thousand units of ops (one 8×8 box, one bin, one sample: the copy-in of a 6×4×256 map is 6144).
   // MAX_WORK = 2e7 takes two such images (1.55e7) and not three (2.3e7), though each is 0.4 of it.
@@ -553,29 +547,6 @@ describe('a pyramid: each box costed on its level', () => {
 });
 
 describe('pyramid: true: the budget costs each box on its level, before the backbone runs', () => {
-  function pyramidBackbone() {
-    const extract = vi.fn(() => Promise.reject(new Error('the backbone must not run')));
-    const backbone: Backbone = {
-      name: 'fake-fpn',
-      stride: 16,
-      channels: 256,
-      limits: { maxPixels: 4096 * 4096, maxSide: 8192, maxAspect: 32 },
-      engine: 'tfjs',
-      extract,
-      pyramid: { strides: [8, 16, 32], channels: 64, extract },
-      onnxModel: () => null,
-      describe: () =>
-        ({
-          totalMultiplyAdds: 1255 * 224 * 224,
-          referenceInput: [224, 224],
-          pyramid: { totalMultiplyAdds: 2483 * 224 * 224 },
-        }) as never,
-      warmup: async () => undefined,
-      dispose: () => undefined,
-    };
-    return { backbone, extract };
-  }
-
   it('a 512² image with a 500² box (level 5, stride 32) and a 100² box (level 3): just under passes, just over is refused', async () => {
     const rows = [
       [0, 0, 500, 500],
@@ -596,7 +567,8 @@ describe('pyramid: true: the budget costs each box on its level, before the back
     expect(onLevel(rows[0], 8)).toBeGreaterThan(5 * onLevel(rows[0], 32));
     const png = (await testPng(512, 512)).toString('base64');
     const run = async (maxWork: number) => {
-      const { backbone, extract } = pyramidBackbone();
+      const backbone = fakeBackbone(true);
+      const { extract } = backbone;
       const limits = { ...defaults, maxWork };
       const ctx: PipelineContext = { backbone: async () => backbone, backend: () => null, limits };
       const body = roiBodySchema.parse({
