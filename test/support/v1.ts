@@ -1,6 +1,7 @@
 /**
  * What the /v1 route tests share: a sample feature map and boxes, the problem+json content type, the
- * "strict" app's configuration (API key, tiny limits) and a `POST /v1/roi` shorthand.
+ * "strict" app's configuration (API key, tiny limits), a `POST /v1/roi` shorthand and multipart forms
+ * as inject payloads.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../src/config.js';
@@ -36,4 +37,20 @@ export const sampleBoxes = [
 export function roiPoster(server: { readonly app: FastifyInstance }) {
   return (payload: Record<string, unknown>, target?: FastifyInstance, headers: Record<string, string> = {}) =>
     (target ?? server.app).inject({ method: 'POST', url: '/v1/roi', headers, payload });
+}
+
+/** A multipart form as an inject payload: its bytes and its content type (with the boundary). */
+export async function formPayload(
+  form: FormData,
+): Promise<{ payload: Buffer; headers: Record<string, string> }> {
+  const encoded = new Response(form);
+  return {
+    payload: Buffer.from(await encoded.arrayBuffer()),
+    headers: { 'content-type': encoded.headers.get('content-type') as string },
+  };
+}
+
+/** `POST url` of `app` with a multipart form. */
+export async function postForm(app: FastifyInstance, url: string, form: FormData) {
+  return app.inject({ method: 'POST', url, ...(await formPayload(form)) });
 }

@@ -15,6 +15,7 @@ import {
 } from '../../../src/ops/index.js';
 import { featuresField, randomMap, tensorData, testPng } from '../../support/fixtures.js';
 import { useApp } from '../../support/app.js';
+import { formPayload, postForm } from '../../support/v1.js';
 
 const server = useApp();
 
@@ -293,9 +294,7 @@ describe('POST /v1/diff, image input', () => {
     form.append('outputSize', '5');
     form.append('channel', '0');
     form.append('maxBoxes', '1');
-    const request = new Response(form);
-    const payload = Buffer.from(await request.arrayBuffer());
-    const headers = { 'content-type': request.headers.get('content-type') as string };
+    const { payload, headers } = await formPayload(form);
     const first = await server.app.inject({ method: 'POST', url: '/v1/diff', payload, headers });
     expect(first.statusCode).toBe(200);
     expect(first.headers['content-type']).toBe('image/png');
@@ -315,13 +314,7 @@ describe('POST /v1/diff refuses images (the sheet draws one image)', () => {
     const form = new FormData();
     for (let i = 0; i < 2; i++) form.append('images', new Blob([new Uint8Array(png)]), `p${i}.png`);
     form.append('boxes', '[[0, 0, 0, 8, 8]]');
-    const encoded = new Response(form);
-    const parts = await server.app.inject({
-      method: 'POST',
-      url: '/v1/diff',
-      payload: Buffer.from(await encoded.arrayBuffer()),
-      headers: { 'content-type': encoded.headers.get('content-type') as string },
-    });
+    const parts = await postForm(server.app, '/v1/diff', form);
     expect(parts.statusCode, parts.body).toBe(400);
     expect(parts.json().errors[0]).toMatchObject(expected);
 

@@ -24,6 +24,7 @@ import { useApp } from '../../support/app.js';
 import { debianPython } from '../../support/python.js';
 import { maxAbsDiff } from '../../support/compare.js';
 import { featuresField, randomMap, tensorData, testPng } from '../../support/fixtures.js';
+import { postForm } from '../../support/v1.js';
 
 const server = useApp();
 const haveTorchvision = debianPython({
@@ -131,13 +132,7 @@ describe('/v1/roi with a feature pyramid', () => {
     form.append('boxes', JSON.stringify(boxes5));
     form.append('ops', JSON.stringify(['align']));
     form.append('outputSize', '2');
-    const encoded = new Response(form);
-    const r = await server.app.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      payload: Buffer.from(await encoded.arrayBuffer()),
-      headers: { 'content-type': encoded.headers.get('content-type') as string },
-    });
+    const r = await postForm(server.app, '/v1/roi', form);
     expect(r.statusCode, r.body).toBe(200);
     const expected = multiScaleRoi('align', maps, SCALES, toCanonicalBoxes(boxes5, { batchSize: 2 }), {
       outputSize: 2,
@@ -562,13 +557,7 @@ describe('/v1/roi with several images', () => {
     );
     form.append('ops', JSON.stringify(['align']));
     form.append('levelMapping', JSON.stringify({ canonicalBoxSize: 40 }));
-    const encoded = new Response(form);
-    const r = await server.app.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      payload: Buffer.from(await encoded.arrayBuffer()),
-      headers: { 'content-type': encoded.headers.get('content-type') as string },
-    });
+    const r = await postForm(server.app, '/v1/roi', form);
     expect(r.statusCode, r.body).toBe(200);
     // s = sqrt(64·48) = 55.4 → floor(4 + log2(55.4 / 40)) = 4; sqrt(28·17) = 21.8 → 3.
     expect(r.json().levels).toEqual([4, 3]);

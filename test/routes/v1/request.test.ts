@@ -13,6 +13,7 @@ import { buildApp } from '../../../src/server.js';
 import { writeNpy } from '../../../src/tensors/npy.js';
 import { readSafetensors } from '../../../src/tensors/safetensors.js';
 import { featuresField, randomMap, tensorData, testConfig, testPng } from '../../support/fixtures.js';
+import { formPayload, postForm } from '../../support/v1.js';
 
 let app: FastifyInstance;
 
@@ -37,11 +38,7 @@ async function multipart(
     if (typeof value === 'string') form.append(name, value);
     else form.append(name, new Blob([value[0] as Uint8Array<ArrayBuffer>]), value[1]);
   }
-  const encoded = new Response(form);
-  return {
-    payload: Buffer.from(await encoded.arrayBuffer()),
-    headers: { 'content-type': encoded.headers.get('content-type') as string },
-  };
+  return formPayload(form);
 }
 
 async function roiMultipart(fields: Record<string, string | [Uint8Array, string]>) {
@@ -167,13 +164,7 @@ describe('multipart: repeated images parts', () => {
       if (typeof value === 'string') form.append(name, value);
       else form.append(name, new Blob([value as Uint8Array<ArrayBuffer>]), `${name}.bin`);
     }
-    const encoded = new Response(form);
-    return app.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      payload: Buffer.from(await encoded.arrayBuffer()),
-      headers: { 'content-type': encoded.headers.get('content-type') as string },
-    });
+    return postForm(app, '/v1/roi', form);
   }
 
   it('an images file part after an images text field is refused naming images (it replaced the text images)', async () => {
@@ -206,15 +197,6 @@ describe('multipart: repeated images parts', () => {
 });
 
 describe('multipart: a layout field with a list of features', () => {
-  async function post(form: FormData) {
-    const encoded = new Response(form);
-    return app.inject({
-      method: 'POST',
-      url: '/v1/roi',
-      payload: Buffer.from(await encoded.arrayBuffer()),
-      headers: { 'content-type': encoded.headers.get('content-type') as string },
-    });
-  }
   const levels = [
     toLayout(randomMap([1, 2, 4, 6], 31), 'NHWC'),
     toLayout(randomMap([1, 2, 2, 3], 32), 'NHWC'),
@@ -227,7 +209,7 @@ describe('multipart: a layout field with a list of features', () => {
     form.append('layout', 'NCHW');
     form.append('spatialScale', '[1, 0.5]');
     form.append('boxes', '[[0, 0, 0, 3, 2]]');
-    const r = await post(form);
+    const r = await postForm(app, '/v1/roi', form);
     expect(r.statusCode, r.body).toBe(400);
     expect(r.json().errors[0]).toMatchObject({ field: 'layout', message: expect.stringContaining('twice') });
   });
@@ -244,7 +226,7 @@ describe('multipart: a layout field with a list of features', () => {
       );
     form.append('layout', 'NHWC');
     for (const [name, value] of Object.entries(common)) form.append(name, JSON.stringify(value));
-    const parts = await post(form);
+    const parts = await postForm(app, '/v1/roi', form);
     expect(parts.statusCode, parts.body).toBe(200);
     const json = await roi({
       ...common,
