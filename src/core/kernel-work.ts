@@ -155,14 +155,20 @@ function mergedCells(grid: number, bin: number, size: number): number {
 }
 
 /**
- * RoI Align (or Warp, `snap = true`) work over all boxes. See the module comment for the formula.
+ * The sample grids of all boxes, as RoI Align lays them out (of the box, or of its snapped cells with
+ * `snap`): samples Σ PH·PW·gh·gw, axis positions Σ PH·gh + PW·gw, and taps: the cells read, merged
+ * per bin (`merge`, RoI Align's averaging) or 4 per sample.
  */
-export function alignWork(input: OpsWorkInput, snap: boolean): OpWork {
-  const { boxes, mapShape, outputSize, samplingRatio, aligned, mode, maxSamplingGrid } = input;
-  const [N, C, H, W] = mapShape;
+function alignSamples(
+  input: OpsWorkInput,
+  snap: boolean,
+  aligned: boolean,
+  merge: boolean,
+): { samples: number; axis: number; taps: number } {
+  const { boxes, mapShape, outputSize, samplingRatio, maxSamplingGrid } = input;
+  const [, , H, W] = mapShape;
   const [PH, PW] = outputSize;
   const s = fround(input.spatialScale);
-  const Cp = paddedChannels(C);
   const d = boxes.data;
   let taps = 0;
   let samples = 0;
@@ -177,29 +183,23 @@ export function alignWork(input: OpsWorkInput, snap: boolean): OpWork {
     const g = alignGrid(x1, y1, x2, y2, s, PH, PW, samplingRatio, aligned, maxSamplingGrid);
     samples += PH * PW * g.gh * g.gw;
     axis += PH * g.gh + PW * g.gw;
-    taps +=
-      mode === 'avg'
-        ? PH * PW * mergedCells(g.gh, g.binH, H) * mergedCells(g.gw, g.binW, W)
-        : PH * PW * g.gh * g.gw * 4;
+    taps += merge
+      ? PH * PW * mergedCells(g.gh, g.binH, H) * mergedCells(g.gw, g.binW, W)
+      : PH * PW * g.gh * g.gw * 4;
   }
-  const units =
-    N * H * W * Cp +
-    taps * (Cp + TAP_OVERHEAD) +
-    axis * AXIS_SAMPLE_COST +
-    boxes.count * PH * PW * ALIGN_BIN_COST +
-    boxes.count * C * PH * PW * OUTPUT_COST;
-  return { taps, samples, units };
+  return { samples, axis, taps };
 }
 
 /**
- * RoI Pool work over all boxes: the cells its quantized bins read (exact, clipped to the map; bins
- * that share a cell read it twice, as the kernel does). See the module comment for the formula.
+ * The cells all boxes' quantized bins read (exact, clipped to the map; bins that share a cell read it
+ * twice, as the kernels do): RoI Pool's bins (end inclusive), or with `positionSensitive` torchvision's
+ * PS RoI Pool bins (end exclusive, every edge clipped to `size - 1`).
  */
-export function poolWork(input: OpsWorkInput): OpWork {
+function poolCellReads(input: OpsWorkInput, positionSensitive: boolean): number {
   const { boxes, mapShape, outputSize } = input;
-  const [N, C, H, W] = mapShape;
+  const [, , H, W] = mapShape;
   const [PH, PW] = outputSize;
-  const Cp = paddedChannels(C);
+  const end = positionSensitive ? 0 : 1;
   const rowStart = new Int32Array(PH);
   const rowEnd = new Int32Array(PH);
   const colStart = new Int32Array(PW);
@@ -209,8 +209,8 @@ export function poolWork(input: OpsWorkInput): OpWork {
   for (let k = 0; k < boxes.count; k++) {
     const o = 5 * k;
     const { sx, sy, ex, ey } = poolCells(d[o + 1], d[o + 2], d[o + 3], d[o + 4], input.spatialScale);
-    poolBinEdges(PH, sy, Math.max(ey - sy + 1, 1), H, rowStart, rowEnd);
-    poolBinEdges(PW, sx, Math.max(ex - sx + 1, 1), W, colStart, colEnd);
+    poolBinEdges(PH, sy, Math.max(ey - sy + end, 1), H - 1 + end, rowStart, rowEnd);
+    poolBinEdges(PW, sx, Math.max(ex - sx + end, 1), W - 1 + end, colStart, colEnd);
     // Σ_bins rows·cols = (Σ rows)·(Σ cols); a bin with no columns reads nothing, and vice versa.
     let rows = 0;
     let cols = 0;
@@ -218,6 +218,34 @@ export function poolWork(input: OpsWorkInput): OpWork {
     for (let p = 0; p < PW; p++) cols += Math.max(colEnd[p] - colStart[p], 0);
     taps += rows * cols;
   }
+  return taps;
+}
+
+/**
+ * RoI Align (or Warp, `snap = true`) work over all boxes. See the module comment for the formula.
+ */
+export function alignWork(input: OpsWorkInput, snap: boolean): OpWork {
+  const { boxes, mapShape, outputSize } = input;
+  const [N, C, H, W] = mapShape;
+  const [PH, PW] = outputSize;
+  const Cp = paddedChannels(C);
+  const { samples, axis, taps } = alignSamples(input, snap, input.aligned, input.mode === 'avg');
+  const units =
+    N * H * W * Cp +
+    taps * (Cp + TAP_OVERHEAD) +
+    axis * AXIS_SAMPLE_COST +
+    boxes.count * PH * PW * ALIGN_BIN_COST +
+    boxes.count * C * PH * PW * OUTPUT_COST;
+  return { taps, samples, units };
+}
+
+/** RoI Pool work over all boxes: the cells its bins read. See the module comment for the formula. */
+export function poolWork(input: OpsWorkInput): OpWork {
+  const { boxes, mapShape, outputSize } = input;
+  const [N, C, H, W] = mapShape;
+  const [PH, PW] = outputSize;
+  const Cp = paddedChannels(C);
+  const taps = poolCellReads(input, false);
   const units =
     N * H * W * Cp +
     taps * (Cp + TAP_OVERHEAD_POOL) +
@@ -242,31 +270,10 @@ export function opOutputChannels(op: RoiOp, channels: number, outputSize: readon
  * map where it lies (no copy-in). The grid is `roiAlign`'s with the half-pixel offset always on.
  */
 export function psAlignWork(input: OpsWorkInput): OpWork {
-  const { boxes, mapShape, outputSize, samplingRatio, maxSamplingGrid } = input;
+  const { boxes, mapShape, outputSize } = input;
   const [PH, PW] = outputSize;
   const Cout = opOutputChannels('ps_align', mapShape[1], outputSize);
-  const s = fround(input.spatialScale);
-  const d = boxes.data;
-  let samples = 0;
-  let axis = 0;
-  for (let k = 0; k < boxes.count; k++) {
-    const o = 5 * k;
-    const g = alignGrid(
-      d[o + 1],
-      d[o + 2],
-      d[o + 3],
-      d[o + 4],
-      s,
-      PH,
-      PW,
-      samplingRatio,
-      true,
-      maxSamplingGrid,
-    );
-    samples += PH * PW * g.gh * g.gw;
-    axis += PH * g.gh + PW * g.gw;
-  }
-  const taps = 4 * samples;
+  const { samples, axis, taps } = alignSamples(input, false, true, false);
   const units =
     taps * (Cout * PS_TAP_COST + TAP_OVERHEAD) +
     axis * AXIS_SAMPLE_COST +
@@ -276,31 +283,14 @@ export function psAlignWork(input: OpsWorkInput): OpWork {
 }
 
 /**
- * PS RoI Pool work (`psRoiPool`): the cells of each bin (torchvision's: end exclusive, every edge
- * clipped to `size - 1`), exact, each read on `C_out = C / (PH·PW)` channels; no copy-in.
+ * PS RoI Pool work (`psRoiPool`): the cells of each bin, exact, each read on `C_out = C / (PH·PW)`
+ * channels; no copy-in.
  */
 export function psPoolWork(input: OpsWorkInput): OpWork {
   const { boxes, mapShape, outputSize } = input;
-  const [, C, H, W] = mapShape;
   const [PH, PW] = outputSize;
-  const Cout = opOutputChannels('ps_pool', C, outputSize);
-  const rowStart = new Int32Array(PH);
-  const rowEnd = new Int32Array(PH);
-  const colStart = new Int32Array(PW);
-  const colEnd = new Int32Array(PW);
-  const d = boxes.data;
-  let taps = 0;
-  for (let k = 0; k < boxes.count; k++) {
-    const o = 5 * k;
-    const { sx, sy, ex, ey } = poolCells(d[o + 1], d[o + 2], d[o + 3], d[o + 4], input.spatialScale);
-    poolBinEdges(PH, sy, Math.max(ey - sy, 1), H - 1, rowStart, rowEnd);
-    poolBinEdges(PW, sx, Math.max(ex - sx, 1), W - 1, colStart, colEnd);
-    let rows = 0;
-    let cols = 0;
-    for (let p = 0; p < PH; p++) rows += Math.max(rowEnd[p] - rowStart[p], 0);
-    for (let p = 0; p < PW; p++) cols += Math.max(colEnd[p] - colStart[p], 0);
-    taps += rows * cols;
-  }
+  const Cout = opOutputChannels('ps_pool', mapShape[1], outputSize);
+  const taps = poolCellReads(input, true);
   const units =
     taps * (Cout * PS_TAP_COST + TAP_OVERHEAD_POOL) +
     boxes.count * PH * PW * POOL_BIN_COST +
